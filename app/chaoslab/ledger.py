@@ -1,0 +1,292 @@
+"""The task ledger: record formats and durable, append-only JSON-lines files.
+
+Every line of a ledger file is one JSON object (a *record*), written compactly and
+terminated by ``\\n``. Three kinds of record exist:
+
+``publish``
+    Written by the load generator after it tried to publish a task.
+``start``
+    Written by a worker when an execution of a task begins.
+``end``
+    Written by a worker when that execution ends.
+
+Durability model
+----------------
+:class:`LedgerWriter` opens the file with ``O_WRONLY | O_APPEND | O_CREAT`` and writes
+each record as **one** ``os.write`` call carrying one complete line. Consequences:
+
+* A record is in the kernel's page cache as soon as ``write`` returns, so a SIGKILL or
+  an OOM kill of the writing process loses nothing already written. ``fsync`` only
+  matters for a crash of the whole machine (power loss, kernel panic); the ``fsync``
+  policy chooses how much of that to pay for.
+* A killed process can at worst leave its *last* line incomplete. :func:`read_records`
+  skips an incomplete trailing line, and a new :class:`LedgerWriter` on the same file
+  first terminates such a line so that later records stay on lines of their own.
+
+Sharing a file between processes
+--------------------------------
+Several processes (e.g. the children of a prefork worker) may append to the same path,
+each with its own :class:`LedgerWriter`. With ``O_APPEND`` the kernel moves the offset
+to the end of the file and writes the data as one step, so lines from different
+processes never overwrite each other. To keep each line from being interleaved with
+another process's line, a line is kept at or below :data:`MAX_LINE_BYTES` (4096 bytes,
+Linux's ``PIPE_BUF``): over-long ``error``/``error_type`` texts are clipped, and a record
+that is still too long is refused with :class:`ValueError`. Local file systems
+(ext4, xfs, btrfs, tmpfs) write such a line atomically; NFS does not honour
+``O_APPEND`` across clients, so keep one ledger per node there.
+
+Open the writer *after* forking (e.g. in Celery's ``worker_process_init``); a writer
+inherited across ``fork`` still appends correctly, but its batch-``fsync`` clock is
+then shared by accident.
+"""
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final, Literal, Self, TypedDict, get_args
+
+PublishOutcome = Literal["ok", "error", "timeout"]
+ExecutionOutcome = Literal["success", "failure", "retry"]
+FsyncPolicy = Literal["always", "batch", "never"]
+StrPath = str | os.PathLike[str]
+
+FSYNC_POLICIES: Final = frozenset(get_args(FsyncPolicy))
+MAX_LINE_BYTES: Final = 4096
+"""Largest line written; at or below PIPE_BUF so concurrent appends stay whole lines."""
+MAX_ERROR_CHARS: Final = 1024
+"""Error texts longer than this are clipped when a record would exceed MAX_LINE_BYTES."""
+
+_CLIPPABLE_FIELDS: Final = ("error", "error_type")
+_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+_OPEN_FLAGS: Final = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+
+
+class PublishRecord(TypedDict):
+    """The load generator's record of one publish attempt."""
+
+    type: Literal["publish"]
+    id: str
+    kind: str
+    t: float
+    outcome: PublishOutcome
+    error: str | None
+
+
+class StartRecord(TypedDict):
+    """A worker's record of an execution beginning."""
+
+    type: Literal["start"]
+    id: str
+    kind: str
+    node: str
+    pid: int
+    attempt: int
+    """Celery's ``request.retries``."""
+    redelivered: bool
+    received: float | None
+    t: float
+
+
+class EndRecord(TypedDict):
+    """A worker's record of an execution ending."""
+
+    type: Literal["end"]
+    id: str
+    kind: str
+    node: str
+    pid: int
+    attempt: int
+    t: float
+    outcome: ExecutionOutcome
+    error_type: str | None
+
+
+Record = PublishRecord | StartRecord | EndRecord
+
+
+def encode_record(record: Mapping[str, Any]) -> bytes:
+    """Return *record* as one compact JSON line (ASCII, ending in ``\\n``).
+
+    Raises ValueError if the line cannot be kept within MAX_LINE_BYTES, or if the record
+    holds NaN or infinity (not JSON).
+    """
+    line = _ENCODER.encode(record).encode("ascii") + b"\n"
+    if len(line) <= MAX_LINE_BYTES:
+        return line
+    return _encode_clipped(record)
+
+
+def _encode_clipped(record: Mapping[str, Any]) -> bytes:
+    clipped = {key: _clip(value) if key in _CLIPPABLE_FIELDS else value for key, value in record.items()}
+    line = _ENCODER.encode(clipped).encode("ascii") + b"\n"
+    if len(line) > MAX_LINE_BYTES:
+        raise ValueError(f"ledger record is {len(line)} bytes, more than {MAX_LINE_BYTES}: {line[:200]!r}")
+    return line
+
+
+def _clip(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > MAX_ERROR_CHARS:
+        return value[:MAX_ERROR_CHARS] + "...[clipped]"
+    return value
+
+
+class LedgerWriter:
+    """Append records to a JSON-lines ledger, one ``os.write`` per record.
+
+    ``fsync``: ``"always"`` syncs after every record, ``"batch"`` at most once per
+    ``batch_interval_s`` (checked when a record is written; :meth:`sync` and
+    :meth:`close` sync too), ``"never"`` leaves it to the kernel. All three survive
+    a kill of the writing process; they differ only for a crash of the machine.
+    """
+
+    def __init__(
+        self,
+        path: StrPath,
+        fsync: FsyncPolicy = "batch",
+        batch_interval_s: float = 1.0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if fsync not in FSYNC_POLICIES:
+            raise ValueError(f"fsync must be one of {sorted(FSYNC_POLICIES)}, not {fsync!r}")
+        if batch_interval_s < 0:
+            raise ValueError(f"batch_interval_s must be >= 0, not {batch_interval_s!r}")
+        self.path = Path(path)
+        self.fsync_policy: FsyncPolicy = fsync
+        self._interval = batch_interval_s
+        self._clock = clock
+        created = not self.path.exists()
+        self._fd: int | None = os.open(self.path, _OPEN_FLAGS, 0o644)
+        if created and fsync != "never":
+            _sync_directory(self.path.parent)
+        self._terminate_torn_line()
+        self._last_sync = clock()
+
+    @property
+    def closed(self) -> bool:
+        return self._fd is None
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        """Append *record* as one line, then fsync as the policy says."""
+        self._append(encode_record(record))
+        if self.fsync_policy == "always":
+            os.fsync(self._require_fd())
+        elif self.fsync_policy == "batch":
+            self._sync_if_due()
+
+    def sync(self) -> None:
+        """fsync now, whatever the policy."""
+        os.fsync(self._require_fd())
+        self._last_sync = self._clock()
+
+    def close(self) -> None:
+        """Sync (unless the policy is ``"never"``) and close; closing twice is harmless."""
+        if self._fd is None:
+            return
+        try:
+            if self.fsync_policy != "never":
+                os.fsync(self._fd)
+        finally:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _require_fd(self) -> int:
+        if self._fd is None:
+            raise ValueError(f"ledger {self.path} is closed")
+        return self._fd
+
+    def _append(self, line: bytes) -> None:
+        fd = self._require_fd()
+        written = os.write(fd, line)
+        if written != len(line):
+            os.write(fd, b"\n")  # end the torn line so the next record starts on its own line
+            raise OSError(f"short write to ledger {self.path}: {written} of {len(line)} bytes")
+
+    def _sync_if_due(self) -> None:
+        now = self._clock()
+        if now - self._last_sync >= self._interval:
+            os.fsync(self._require_fd())
+            self._last_sync = now
+
+    def _terminate_torn_line(self) -> None:
+        """If a killed writer left the file without a final newline, end that line."""
+        fd = self._require_fd()
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            self._append(b"\n")
+
+
+def _sync_directory(directory: Path) -> None:
+    """fsync a directory so that a newly created file's name survives a machine crash."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass(slots=True)
+class ReadStats:
+    """What :func:`read_records` met: records yielded and lines skipped."""
+
+    records: int = 0
+    torn_tails: int = 0
+    """Files whose last line had no newline (a write cut short by a kill); skipped."""
+    corrupt_lines: int = 0
+    """Complete lines that are not a JSON object (e.g. a torn line a later writer ended)."""
+
+
+def read_records(
+    paths: StrPath | Iterable[StrPath],
+    stats: ReadStats | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Yield the records of one or more ledger files, file after file, in file order.
+
+    An incomplete trailing line (no newline) is skipped, and so is any complete line that
+    is not a JSON object; both are counted in *stats* when given. Blank lines are ignored.
+    """
+    counts = stats if stats is not None else ReadStats()
+    for path in _path_list(paths):
+        yield from _read_file(Path(path), counts)
+
+
+def _path_list(paths: StrPath | Iterable[StrPath]) -> list[StrPath]:
+    if isinstance(paths, str | os.PathLike):
+        return [paths]
+    return list(paths)
+
+
+def _read_file(path: Path, stats: ReadStats) -> Iterator[dict[str, Any]]:
+    loads = json.loads
+    with path.open("rb") as handle:
+        for line in handle:
+            if line[-1:] != b"\n":
+                stats.torn_tails += 1
+                return
+            if line == b"\n":
+                continue
+            try:
+                record = loads(line)
+            except ValueError:
+                stats.corrupt_lines += 1
+                continue
+            if type(record) is not dict:
+                stats.corrupt_lines += 1
+                continue
+            stats.records += 1
+            yield record

@@ -1,0 +1,27 @@
+"""Jinja filters for the lab's playbooks."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+
+def in_subnet(address: str, subnet: str) -> bool:
+    """True when ``address`` is a host address of ``subnet`` (not its network or broadcast address)."""
+    try:
+        network = ipaddress.ip_network(subnet, strict=False)
+        host = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return host in network and host not in (network.network_address, network.broadcast_address)
+
+
+def lab_node_specs(hostvars: Any, names: list[str]) -> list[dict[str, str]]:
+    """The local lab's nodes as the lab_nodes module wants them, from the inventory."""
+    keys = {"netns": "lab_netns", "nic": "lab_nic", "address": "lab_address", "host_veth": "lab_host_veth"}
+    return [{"name": name, **{key: hostvars[name][var] for key, var in keys.items()}} for name in names]
+
+
+class FilterModule:
+    def filters(self) -> dict[str, Any]:
+        return {"in_subnet": in_subnet, "lab_node_specs": lab_node_specs}

@@ -1,0 +1,155 @@
+"""Inventory plugin for the local lab: namespace nodes on one host.
+
+Reads ``inventory/local.yml`` and produces the groups every lab inventory has
+(``redis``, ``workers``, ``monitor``) with the per-node variables the roles and
+the ``netns`` connection use. It describes the topology only; ``lab-up.yml``
+validates it and builds it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+
+from ansible.errors import AnsibleParserError
+from ansible.plugins.inventory import BaseInventoryPlugin
+
+DOCUMENTATION = r"""
+name: chaoslab_local
+short_description: the local lab's namespace nodes
+description:
+  - Builds the redis, workers and monitor groups of the local lab from one file.
+  - The worker count comes from O(workers) or from the LAB_WORKERS environment variable.
+options:
+  plugin:
+    description: the name of this plugin
+    required: true
+    choices: [chaoslab_local]
+  lab_name:
+    description: name of the lab; selects the secrets file under .lab/
+    type: str
+    default: local
+  subnet:
+    description: the lab network
+    type: str
+    default: 198.18.0.0/24
+  controller_address:
+    description: the host's address on the lab bridge
+    type: str
+    default: 198.18.0.1
+  bridge:
+    description: name of the bridge that joins the nodes
+    type: str
+    default: chaoslab0
+  nic:
+    description: name of each node's lab NIC inside its namespace
+    type: str
+    default: lab0
+  workers:
+    description: number of worker nodes (LAB_WORKERS overrides)
+    type: int
+    default: 2
+  worker_first_address:
+    description: address of worker-1; worker-N takes the N-1th next address
+    type: str
+    default: 198.18.0.101
+  nodes:
+    description: the non-worker nodes, each with an address and its groups
+    type: dict
+    default: {}
+"""
+
+NETNS_PREFIX = "chaoslab-"
+HOST_VETH_PREFIX = "clv-"
+NODE_DIR_ROOTS = {
+    "etc": "/etc/chaoslab",
+    "state": "/var/lib/chaoslab",
+    "log": "/var/log/chaoslab",
+    "run": "/run/chaoslab",
+}
+
+
+class InventoryModule(BaseInventoryPlugin):
+    NAME = "chaoslab_local"
+
+    def verify_file(self, path: str) -> bool:
+        if not super().verify_file(path) or not path.endswith((".yml", ".yaml")):
+            return False
+        with open(path, encoding="utf-8") as handle:
+            return any(line.strip() == f"plugin: {self.NAME}" for line in handle)
+
+    def parse(self, inventory, loader, path: str, cache: bool = True) -> None:  # noqa: ANN001
+        super().parse(inventory, loader, path, cache)
+        self._read_config_data(path)
+        workers = self._worker_count()
+        nodes = dict(self.get_option("nodes"))
+        first = self._address(self.get_option("worker_first_address"), "worker_first_address")
+        for index in range(1, workers + 1):
+            nodes[f"worker-{index}"] = {"address": str(first + index - 1), "groups": ["workers"]}
+
+        for group in ("redis", "workers", "monitor"):
+            self.inventory.add_group(group)
+        network = self.get_option("subnet")
+        try:
+            prefix = ipaddress.ip_network(network, strict=False).prefixlen
+        except ValueError as err:
+            raise AnsibleParserError(f"{path}: subnet: {err}") from err
+        project = os.path.dirname(os.path.dirname(os.path.abspath(path)))
+        lab_vars = {
+            "lab_name": self.get_option("lab_name"),
+            "lab_backend": "local",
+            "lab_service_manager": "supervisor",
+            "lab_subnet": network,
+            "lab_prefix": prefix,
+            "lab_controller_address": self.get_option("controller_address"),
+            "lab_bridge": self.get_option("bridge"),
+            "lab_workers_requested": workers,
+            "lab_secrets_file": os.path.join(project, ".lab", self.get_option("lab_name"), "secrets.yml"),
+            # Every node's files live under these, one directory per node (the filesystem is shared).
+            "lab_node_dir_parents": [f"{root}/nodes" for root in NODE_DIR_ROOTS.values()],
+            # Packages and the venv come from the host (make install).
+            "common_venv_install": False,
+            "common_apt_update_cache": False,
+        }
+        for key, value in lab_vars.items():
+            self.inventory.set_variable("all", key, value)
+
+        for name, spec in nodes.items():
+            if not isinstance(spec, dict) or "address" not in spec:
+                raise AnsibleParserError(f"{path}: nodes.{name}: needs an address")
+            self.inventory.add_host(name)
+            for group in spec.get("groups", []):
+                # A node may share its group's name (host redis in group redis):
+                # add the host object itself, since add_child would take the group.
+                self.inventory.add_group(group)
+                self.inventory.groups[group].add_host(self.inventory.hosts[name])
+            host_vars = {
+                "ansible_connection": "netns",
+                "ansible_python_interpreter": "/usr/bin/python3",
+                "lab_address": str(spec["address"]),
+                "lab_nic": self.get_option("nic"),
+                "lab_netns": NETNS_PREFIX + name,
+                "lab_host_veth": HOST_VETH_PREFIX + name,
+                "lab_cgroup": f"chaoslab/{name}",
+                # The project's own venv serves every node (host vars win over group_vars/all.yml).
+                "lab_venv": os.path.join(project, ".venv"),
+                **{f"lab_{kind}_dir": f"{root}/nodes/{name}" for kind, root in NODE_DIR_ROOTS.items()},
+            }
+            host = self.inventory.hosts[name]
+            for key, value in host_vars.items():
+                # On the host object: inventory.set_variable would pick the group of the same name.
+                host.set_variable(key, value)
+
+    def _worker_count(self) -> int:
+        raw = os.environ.get("LAB_WORKERS", "").strip() or self.get_option("workers")
+        try:
+            return int(raw)
+        except ValueError as err:
+            raise AnsibleParserError(f"LAB_WORKERS: {raw!r} is not a whole number of workers") from err
+
+    @staticmethod
+    def _address(value: str, key: str) -> ipaddress.IPv4Address:
+        try:
+            return ipaddress.IPv4Address(value)
+        except ValueError as err:
+            raise AnsibleParserError(f"{key}: {err}") from err
