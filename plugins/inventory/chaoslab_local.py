@@ -109,7 +109,8 @@ class InventoryModule(BaseInventoryPlugin):
             "lab_node_dir_parents": [f"{root}/nodes" for root in NODE_DIR_ROOTS.values()],
             # Packages and the venv come from the host (make install).
             "common_venv_install": False,
-            "common_apt_update_cache": False,
+            "common_install_packages": False,
+            "redis_install_package": False,
         }
         for key, value in lab_vars.items():
             self.inventory.set_variable("all", key, value)

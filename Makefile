@@ -1,0 +1,68 @@
+# celery-chaos-lab: the local lab on one Linux host (root). `make demo` and `make test` are the two entry points.
+SHELL := /bin/bash
+PYTHON ?= /usr/bin/python3
+VENV := .venv
+BIN := $(VENV)/bin
+WORKERS ?= 2
+export LAB_WORKERS := $(WORKERS)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+PYTEST_ARGS ?=
+
+# Debian packages the local lab's host needs (the nodes share the host's filesystem).
+APT_PACKAGES := python3 python3-venv python3-dev gcc iproute2 iptables procps psmisc \
+	redis-server redis-tools supervisor stress-ng
+
+.PHONY: help install packages lab lab-up provision demo down test test-unit lint bench clean
+
+help:
+	@echo "make demo      install, bring the local lab up, provision it, run a burst of every task kind"
+	@echo "make test      install and run the tests (root: includes the local lab tests)"
+	@echo "make lab       install, bring the local lab up and provision it (WORKERS=$(WORKERS))"
+	@echo "make down      stop and remove the local lab"
+	@echo "make lint      ruff and ansible-lint"
+	@echo "make bench     benchmarks (see bench/)"
+
+install: packages $(VENV)/.installed
+
+packages:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:" $$missing; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+lab: install lab-up provision
+
+lab-up:
+	$(BIN)/ansible-playbook playbooks/lab-up.yml
+
+provision:
+	$(BIN)/ansible-playbook playbooks/site.yml
+
+demo: lab
+	$(BIN)/chaoslab demo
+
+down: install
+	$(BIN)/ansible-playbook playbooks/lab-down.yml
+
+test: install
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-unit: install
+	$(BIN)/pytest -m "not lab" $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check app plugins tests bench
+	$(BIN)/ansible-lint
+
+bench: install
+	$(BIN)/python bench/bench_lab.py
+
+clean: down
+	rm -rf $(VENV) .lab

@@ -1,0 +1,65 @@
+"""Run the project's Ansible playbooks and ad-hoc commands from Python, with the project's ansible.cfg."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+class AnsibleError(RuntimeError):
+    """An Ansible run failed; the message is the task's own one-line message where there is one."""
+
+
+def project_root() -> Path:
+    """The project directory: CHAOSLAB_HOME, else the nearest parent of the cwd or of this package with ansible.cfg."""
+    if os.environ.get("CHAOSLAB_HOME"):
+        return Path(os.environ["CHAOSLAB_HOME"])
+    for start in (Path.cwd(), Path(__file__).resolve()):
+        for candidate in (start, *start.parents):
+            if (candidate / "ansible.cfg").exists() and (candidate / "playbooks").is_dir():
+                return candidate
+    raise AnsibleError("cannot find the project (a directory with ansible.cfg and playbooks/); set CHAOSLAB_HOME")
+
+
+def _tool(name: str) -> str:
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.exists() else (shutil.which(name) or name)
+
+
+def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    root = project_root()
+    env = dict(os.environ)
+    env.setdefault("ANSIBLE_CONFIG", str(root / "ansible.cfg"))
+    env.update(extra or {})
+    return env
+
+
+def adhoc_json(pattern: str, module: str, args: str, timeout: float = 600) -> dict[str, dict[str, Any]]:
+    """Run an ad-hoc module on ``pattern``; return each host's result (through ansible's --tree output)."""
+    with tempfile.TemporaryDirectory(prefix="chaoslab-adhoc-") as tree:
+        proc = subprocess.run(
+            [_tool("ansible"), pattern, "-m", module, "-a", args, "--tree", tree],
+            cwd=project_root(), env=_env(), capture_output=True, text=True, timeout=timeout, check=False,
+        )
+        hosts = {entry.name: json.loads(entry.read_text(encoding="utf-8")) for entry in Path(tree).iterdir()}
+    if not hosts:
+        last = (proc.stderr.strip().splitlines() or proc.stdout.strip().splitlines() or ["no output"])[-1]
+        raise AnsibleError(f"ansible {pattern}: {last}")
+    return hosts
+
+
+def playbook(path: str, extra_vars: dict[str, Any] | None = None, quiet: bool = False) -> subprocess.CompletedProcess:
+    """Run a playbook of the project; raises AnsibleError with the failing task's message."""
+    cmd = [_tool("ansible-playbook"), path]
+    if extra_vars:
+        cmd += ["-e", json.dumps(extra_vars)]
+    proc = subprocess.run(cmd, cwd=project_root(), env=_env(), capture_output=quiet, text=True, check=False)
+    if proc.returncode != 0:
+        raise AnsibleError(f"{path} failed (exit {proc.returncode})")
+    return proc

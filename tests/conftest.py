@@ -1,0 +1,77 @@
+"""Shared helpers: run the project's playbooks and read the local lab's state."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def ansible_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+    env.update(extra)
+    return env
+
+
+def run_playbook(
+    playbook: str, *args: str, env: dict[str, str] | None = None, check: bool = True
+) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [str(BIN / "ansible-playbook"), playbook, *args],
+        cwd=ROOT, env=ansible_env(**(env or {})), capture_output=True, text=True, check=False,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{playbook} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}")
+    return proc
+
+
+def recap(output: str) -> dict[str, dict[str, int]]:
+    """The PLAY RECAP of an ansible-playbook run: host -> {ok, changed, failed, ...}."""
+    hosts: dict[str, dict[str, int]] = {}
+    lines = output.split("PLAY RECAP", 1)[-1].splitlines()[1:]
+    for line in lines:
+        if ":" not in line or "=" not in line:
+            continue
+        host, counts = line.split(":", 1)
+        hosts[host.strip()] = {key: int(value) for key, value in (item.split("=") for item in counts.split())}
+    return hosts
+
+
+def inventory(env: dict[str, str] | None = None) -> dict:
+    proc = subprocess.run(
+        [str(BIN / "ansible-inventory"), "--list"],
+        cwd=ROOT, env=ansible_env(**(env or {})), capture_output=True, text=True, check=True,
+    )
+    return json.loads(proc.stdout, object_hook=_plain)
+
+
+def _plain(obj: dict) -> object:
+    """ansible-inventory marks plugin-made strings as unsafe: {"__ansible_unsafe": value}."""
+    return obj["__ansible_unsafe"] if set(obj) == {"__ansible_unsafe"} else obj
+
+
+def can_build_lab() -> str | None:
+    if os.geteuid() != 0:
+        return "the local lab needs root"
+    if not shutil.which("ip") or not shutil.which("supervisord") or not shutil.which("redis-server"):
+        return "the local lab needs iproute2, supervisor and redis-server (make install)"
+    return None
+
+
+@pytest.fixture(scope="session")
+def lab() -> dict:
+    """The local lab, up and provisioned (default inventory: 2 workers)."""
+    reason = can_build_lab()
+    if reason:
+        pytest.skip(reason)
+    run_playbook("playbooks/lab-up.yml")
+    run_playbook("playbooks/site.yml")
+    return inventory()["_meta"]["hostvars"]

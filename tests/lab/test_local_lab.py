@@ -1,0 +1,183 @@
+"""The local lab, for real: namespaces, cgroups, services, Redis security, idempotence, bad input."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+import redis
+import yaml
+from lab_state import (
+    netns_inode,
+    process_cgroups,
+    process_netns_inode,
+    service_pid,
+    service_processes,
+    snapshot,
+    supervisorctl,
+)
+
+from tests.conftest import BIN, ROOT, ansible_env, recap, run_playbook
+
+NODE_SERVICES = [("redis", "redis"), ("monitor", "http-target"), ("worker-1", "celery-worker"),
+                 ("worker-2", "celery-worker")]
+
+
+def secrets() -> dict:
+    return yaml.safe_load((ROOT / ".lab" / "local" / "secrets.yml").read_text())
+
+
+def test_ping_and_facts_run_inside_each_node(lab):
+    proc = subprocess.run(
+        [str(BIN / "ansible"), "all", "-m", "ansible.builtin.setup", "-a", "filter=ansible_all_ipv4_addresses",
+         "--tree", "/tmp/chaoslab-test-facts"],
+        cwd=ROOT, env=ansible_env(), capture_output=True, text=True, check=True,
+    )
+    assert proc.returncode == 0
+    for node in ("redis", "monitor", "worker-1", "worker-2"):
+        facts = json.loads(Path(f"/tmp/chaoslab-test-facts/{node}").read_text())["ansible_facts"]
+        # Inside the node: its own lab address and nothing of the host's.
+        assert facts["ansible_all_ipv4_addresses"] == [lab[node]["lab_address"]]
+    shutil.rmtree("/tmp/chaoslab-test-facts")
+    ping = subprocess.run([str(BIN / "ansible"), "all", "-m", "ansible.builtin.ping"], cwd=ROOT, env=ansible_env(),
+                          capture_output=True, text=True, check=False)
+    assert ping.returncode == 0, ping.stdout
+    assert ping.stdout.count("pong") == 4
+
+
+@pytest.mark.parametrize(("node", "program"), NODE_SERVICES)
+def test_service_processes_live_in_their_node(lab, node, program):
+    processes = service_processes(node, program)
+    if program == "celery-worker":
+        assert len(processes) >= 3, "a prefork worker with concurrency 2 has a main process and 2 children"
+    expected_inode = netns_inode(lab[node]["lab_netns"])
+    for proc in processes:
+        assert process_netns_inode(proc.pid) == expected_inode, f"{proc} is not in {node}'s namespace"
+        groups = process_cgroups(proc.pid)
+        for controller in ("memory", "cpu", "pids"):
+            key = controller if controller in groups else ""
+            assert groups[key] == f"/chaoslab/{node}", f"{proc} {controller} cgroup is {groups[key]}"
+
+
+def test_redis_requires_the_password_and_listens_on_the_lab_address_only(lab):
+    address = lab["redis"]["lab_address"]
+    # From the monitor node, as a client on the lab network: no password -> NOAUTH.
+    probe = (
+        "import redis,sys\n"
+        f"r = redis.Redis(host='{address}', port=6379, socket_timeout=3)\n"
+        "try:\n    r.ping()\nexcept redis.AuthenticationError as e:\n    print('NOAUTH', e)\n    sys.exit(0)\n"
+        "sys.exit(1)\n"
+    )
+    proc = subprocess.run(["ip", "netns", "exec", lab["monitor"]["lab_netns"], str(BIN / "python"), "-c", probe],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "NOAUTH" in proc.stdout or "Authentication required" in proc.stdout
+    # With the lab's password it answers (from the controller, on the bridge).
+    assert redis.Redis(host=address, password=secrets()["lab_redis_password"], socket_timeout=3).ping()
+    # The lab's Redis listens on its lab address only: not on the host's loopback, not on the node's.
+    pid = service_pid("redis", "redis")
+    listening = subprocess.run(["ip", "netns", "exec", lab["redis"]["lab_netns"], "ss", "-ltnpH"],
+                               capture_output=True, text=True, check=True).stdout
+    redis_sockets = [line.split()[3] for line in listening.splitlines() if f"pid={pid}," in line]
+    assert redis_sockets == [f"{address}:6379"]
+    with socket.socket() as sock:
+        sock.settimeout(2)
+        if sock.connect_ex(("127.0.0.1", 6379)) == 0:
+            # Something listens on the host's loopback: it must not be the lab's Redis.
+            with pytest.raises(redis.RedisError):
+                redis.Redis(host="127.0.0.1", password=secrets()["lab_redis_password"], socket_timeout=2).ping()
+
+
+def test_secrets_are_generated_private_and_not_defaults(lab):
+    path = ROOT / ".lab" / "local" / "secrets.yml"
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    values = secrets()
+    for key in ("lab_redis_password", "lab_flower_password", "lab_grafana_admin_password", "lab_api_token"):
+        assert len(values[key]) == 32 and values[key] not in ("admin", "password", "changeme")
+    ignored = subprocess.run(["git", "check-ignore", "-q", str(path)], cwd=ROOT, check=False)
+    assert ignored.returncode == 0, ".lab/ must be git-ignored"
+
+
+def test_demo_burst_runs_every_kind_on_two_worker_nodes(lab):
+    proc = subprocess.run([str(BIN / "chaoslab"), "demo", "--per-kind", "10"], cwd=ROOT, env=ansible_env(),
+                          capture_output=True, text=True, check=False, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = {line.split("│")[1].strip(): line for line in proc.stdout.splitlines() if line.count("│") >= 4}
+    for kind in ("noop", "sleep", "http_request", "cpu", "memory"):
+        cells = [cell.strip() for cell in rows[kind].split("│")[2:-1]]
+        succeeded = [int(cell) for cell in cells[:-1]]
+        assert len([count for count in succeeded if count > 0]) >= 2, rows[kind]
+        assert cells[-1] == "0", f"{kind} had failures: {rows[kind]}"
+
+
+def test_site_second_run_changes_nothing(lab):
+    proc = run_playbook("playbooks/site.yml")
+    counts = recap(proc.stdout)
+    assert set(counts) == {"redis", "monitor", "worker-1", "worker-2"}
+    for host, host_counts in counts.items():
+        assert host_counts["changed"] == 0, f"{host}: {host_counts}"
+        assert host_counts["failed"] == 0
+
+
+def test_changing_a_celery_setting_restarts_the_worker(lab):
+    before = service_pid("worker-1", "celery-worker")
+    settings = json.dumps({"celery_worker_settings": {"worker_prefetch_multiplier": 1, "task_acks_late": True}})
+    try:
+        proc = run_playbook("playbooks/site.yml", "--limit", "worker-1", "-e", settings)
+        assert recap(proc.stdout)["worker-1"]["changed"] >= 1
+        written = yaml.safe_load(Path("/etc/chaoslab/nodes/worker-1/celery-worker.yml").read_text())["celery"]
+        assert written["worker_prefetch_multiplier"] == 1 and written["task_acks_late"] is True
+        assert service_pid("worker-1", "celery-worker") != before
+    finally:
+        run_playbook("playbooks/site.yml", "--limit", "worker-1")
+    written = yaml.safe_load(Path("/etc/chaoslab/nodes/worker-1/celery-worker.yml").read_text())["celery"]
+    assert written["worker_prefetch_multiplier"] == 4
+
+
+def bad_inventory(tmp_path: Path, address: str) -> str:
+    text = (ROOT / "inventory" / "local.yml").read_text()
+    path = tmp_path / "local.yml"
+    path.write_text(re.sub(r"address: 198\.18\.0\.10\b", f"address: {address}", text))
+    return str(path)
+
+
+BAD_LAB_INPUT = {
+    "workers-0": (["playbooks/lab-up.yml"], {"LAB_WORKERS": "0"}, "worker count must be 1 to 32, got 0"),
+    "workers-33": (["playbooks/lab-up.yml"], {"LAB_WORKERS": "33"}, "worker count must be 1 to 32, got 33"),
+    "address-outside-subnet": (
+        ["playbooks/lab-up.yml", "-i", "{bad_inventory}"], {},
+        "node redis: address 192.0.2.10 is outside the lab subnet 198.18.0.0/24",
+    ),
+    "unknown-pool": (
+        ["playbooks/site.yml", "-e", '{"celery_worker_settings": {"worker_pool": "gevent"}}'], {},
+        "value of worker_pool must be one of: prefork, threads, solo, got: gevent",
+    ),
+    "negative-prefetch": (
+        ["playbooks/site.yml", "-e", '{"celery_worker_settings": {"worker_prefetch_multiplier": -1}}'], {},
+        "worker_prefetch_multiplier must be >= 0, got -1",
+    ),
+    "unknown-celery-setting": (
+        ["playbooks/site.yml", "-e", '{"celery_worker_settings": {"task_acks_lat": true}}'], {},
+        "celery_worker_settings: unknown parameter task_acks_lat",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_LAB_INPUT))
+def test_bad_input_gets_one_line_error_and_changes_nothing(lab, tmp_path, case):
+    args, env, message = BAD_LAB_INPUT[case]
+    args = [arg.replace("{bad_inventory}", bad_inventory(tmp_path, "192.0.2.10")) for arg in args]
+    nodes = ["redis", "monitor", "worker-1", "worker-2"]
+    before = snapshot(nodes)
+    proc = run_playbook(*args, env=env, check=False)
+    assert proc.returncode != 0
+    fatal = [line for line in proc.stdout.splitlines() if line.startswith("fatal:")]
+    assert fatal, proc.stdout[-3000:]
+    assert any(message in line for line in fatal), fatal
+    assert snapshot(nodes) == before
+    assert all(supervisorctl(node, "status").returncode == 0 for node in nodes)
