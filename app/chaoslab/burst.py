@@ -48,7 +48,7 @@ def collect(sent: list[tuple[str, AsyncResult]], timeout: float) -> list[Outcome
         try:
             value = result.get(timeout=max(deadline - time.monotonic(), 0.1), propagate=True)
             outcomes.append(Outcome(kind, value["node"], True))
-        except Exception as err:  # noqa: BLE001 - every failure is an outcome to report
+        except Exception as err:
             outcomes.append(Outcome(kind, "?", False, f"{type(err).__name__}: {err}"))
     return outcomes
 

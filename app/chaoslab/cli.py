@@ -62,7 +62,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="chaoslab", description="celery-chaos-lab: Celery under faults, checked task by task")
+    parser = argparse.ArgumentParser(
+        prog="chaoslab", description="celery-chaos-lab: Celery under faults, checked task by task"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for name, func, helptext in (
         ("burst", cmd_burst, "publish a burst of every task kind from this node and report where each ran"),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ansible import constants as C  # noqa: N812
+from ansible import constants as C
 from ansible.plugins.callback.default import CallbackModule as DefaultCallback
 
 DOCUMENTATION = r"""
@@ -56,7 +56,7 @@ class CallbackModule(DefaultCallback):
     CALLBACK_TYPE = "stdout"
     CALLBACK_NAME = "chaoslab"
 
-    def v2_runner_on_failed(self, result: Any, ignore_errors: bool = False) -> None:  # noqa: FBT001, FBT002
+    def v2_runner_on_failed(self, result: Any, ignore_errors: bool = False) -> None:
         if ignore_errors or self._display.verbosity >= 2 or (result.task.loop and "results" in result.result):
             super().v2_runner_on_failed(result, ignore_errors)
             return

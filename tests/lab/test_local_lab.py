@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 import yaml
+
 from lab_state import (
     netns_inode,
     process_cgroups,
@@ -21,7 +22,6 @@ from lab_state import (
     snapshot,
     supervisorctl,
 )
-
 from tests.conftest import BIN, ROOT, ansible_env, recap, run_playbook
 
 NODE_SERVICES = [("redis", "redis"), ("monitor", "http-target"), ("worker-1", "celery-worker"),

@@ -1,0 +1,133 @@
+"""Unit tests for the pure pieces of the local lab: filters, callback messages, connection commands, inventory."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from chaoslab.burst import Outcome, problems, tally
+from chaoslab.celery_app import celery_conf
+from tests.conftest import ROOT, inventory
+
+
+def load_plugin(relative: str):
+    spec = importlib.util.spec_from_file_location(relative.replace("/", "_"), ROOT / relative)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+filters = load_plugin("plugins/filter/chaoslab.py")
+callback = load_plugin("plugins/callback/chaoslab.py")
+netns = load_plugin("plugins/connection/netns.py")
+
+
+@pytest.mark.parametrize(
+    ("address", "subnet", "inside"),
+    [
+        ("198.18.0.10", "198.18.0.0/24", True),
+        ("198.18.0.254", "198.18.0.0/24", True),
+        ("198.18.0.0", "198.18.0.0/24", False),  # network address
+        ("198.18.0.255", "198.18.0.0/24", False),  # broadcast
+        ("198.18.1.10", "198.18.0.0/24", False),
+        ("192.0.2.10", "198.18.0.0/24", False),
+        ("not-an-address", "198.18.0.0/24", False),
+        ("198.18.0.10", "garbage", False),
+    ],
+)
+def test_in_subnet(address, subnet, inside):
+    assert filters.in_subnet(address, subnet) is inside
+
+
+def test_lab_node_specs_picks_each_nodes_variables():
+    hostvars = {"redis": {"lab_netns": "chaoslab-redis", "lab_nic": "lab0", "lab_address": "198.18.0.10",
+                          "lab_host_veth": "clv-redis", "other": 1}}
+    assert filters.lab_node_specs(hostvars, ["redis"]) == [
+        {"name": "redis", "netns": "chaoslab-redis", "nic": "lab0", "address": "198.18.0.10", "host_veth": "clv-redis"}
+    ]
+
+
+@pytest.mark.parametrize(
+    ("result", "message"),
+    [
+        ({"argument_errors": ["value of worker_pool must be one of: prefork, threads, solo, got: gevent found\n"
+                              "    in celery_worker_settings"]},
+         "value of worker_pool must be one of: prefork, threads, solo, got: gevent found in celery_worker_settings"),
+        ({"argument_errors": ["celery_worker_settings.task_acks_lat. Supported parameters include: a, b."]},
+         "celery_worker_settings: unknown parameter task_acks_lat (allowed: a, b)"),
+        ({"msg": "worker count must be 1 to 32,\n got 0"}, "worker count must be 1 to 32, got 0"),
+        ({"msg": "Task failed: 'x' is undefined"}, "'x' is undefined"),
+        ({"stderr": "line one\nthe last line\n"}, "the last line"),
+        ({}, "failed (run with -vv for details)"),
+    ],
+)
+def test_failures_are_reported_in_one_line(result, message):
+    line = callback.failure_message(result)
+    assert line == message
+    assert "\n" not in line
+
+
+def test_cgroup_procs_files_v1_and_v2(tmp_path):
+    for controller in ("memory", "cpu", "pids"):
+        (tmp_path / controller).mkdir()
+    assert netns.cgroup_procs_files("chaoslab/worker-1", str(tmp_path)) == [
+        str(tmp_path / c / "chaoslab/worker-1/cgroup.procs") for c in ("memory", "cpu", "pids")
+    ]
+    (tmp_path / "cgroup.controllers").write_text("cpu memory pids\n")
+    assert netns.cgroup_procs_files("chaoslab/worker-1", str(tmp_path)) == [
+        str(tmp_path / "chaoslab/worker-1/cgroup.procs")
+    ]
+
+
+def test_node_command_joins_cgroups_before_entering_the_namespace(tmp_path):
+    procs = [tmp_path / "a.procs", tmp_path / "b procs"]
+    command = netns.node_command("chaoslab-x", [str(p) for p in procs], "echo 'hi there'")
+    # Run the join part for real with a harmless stand-in for `ip netns exec`.
+    join, _sep, rest = command.partition(" exec ip netns exec ")
+    out = subprocess.run(["/bin/sh", "-c", join + " echo $$"], capture_output=True, text=True, check=True).stdout
+    assert procs[0].read_text().strip() == out.strip() == procs[1].read_text().strip()
+    assert rest == "chaoslab-x /bin/sh -c 'echo '\"'\"'hi there'\"'\"''"
+
+
+def test_celery_conf_maps_lab_settings_and_rejects_unknown_names():
+    conf = celery_conf({"task_acks_late": True, "visibility_timeout": 30, "socket_timeout": 5,
+                        "task_time_limit": None})
+    assert conf["task_acks_late"] is True
+    assert "task_time_limit" not in conf
+    assert conf["broker_transport_options"] == {"visibility_timeout": 30, "socket_timeout": 5}
+    assert conf["result_backend_transport_options"] == {"socket_timeout": 5}
+    with pytest.raises(ValueError, match="unknown Celery setting 'task_acks_lat'"):
+        celery_conf({"task_acks_lat": True})
+
+
+def test_burst_tally_and_problems():
+    outcomes = [Outcome("noop", "worker-1", True), Outcome("noop", "worker-2", True),
+                Outcome("cpu", "worker-1", True), Outcome("cpu", "?", False, "TimeoutError")]
+    table = tally(outcomes)
+    assert table["noop"] == Counter({"worker-1": 1, "worker-2": 1})
+    found = problems(table, min_nodes=2)
+    assert "cpu: 1 failed" in found
+    assert "cpu: ran on 1 worker node(s), expected at least 2" in found
+    assert "sleep: ran on 0 worker node(s), expected at least 2" in found
+    assert not [line for line in found if line.startswith("noop")]
+
+
+@pytest.mark.parametrize("workers", [1, 2, 8, 32])
+def test_inventory_builds_groups_from_the_worker_count(workers):
+    data = inventory({"LAB_WORKERS": str(workers)})
+    assert data["workers"]["hosts"] == [f"worker-{i}" for i in range(1, workers + 1)]
+    assert data["redis"]["hosts"] == ["redis"] and data["monitor"]["hosts"] == ["monitor"]
+    hostvars = data["_meta"]["hostvars"]
+    assert hostvars[f"worker-{workers}"]["lab_address"] == f"198.18.0.{100 + workers}"
+    assert hostvars["redis"]["lab_netns"] == "chaoslab-redis"
+    assert hostvars["monitor"]["lab_venv"] == str(Path(ROOT) / ".venv")
+
+
+def test_inventory_rejects_a_worker_count_that_is_not_a_number():
+    with pytest.raises(subprocess.CalledProcessError) as err:
+        inventory({"LAB_WORKERS": "many"})
+    assert "LAB_WORKERS: 'many' is not a whole number of workers" in err.value.stderr
