@@ -107,9 +107,10 @@ class InventoryModule(BaseInventoryPlugin):
             "lab_secrets_file": os.path.join(project, ".lab", self.get_option("lab_name"), "secrets.yml"),
             # Every node's files live under these, one directory per node (the filesystem is shared).
             "lab_node_dir_parents": [f"{root}/nodes" for root in NODE_DIR_ROOTS.values()],
-            # Packages and the venv come from the host (make install).
+            # Packages, the venv and the service user come from the host (make install, lab-up.yml).
             "common_venv_install": False,
             "common_install_packages": False,
+            "common_create_user": False,
             "redis_install_package": False,
         }
         for key, value in lab_vars.items():
