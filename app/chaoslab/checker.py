@@ -17,16 +17,20 @@ Classes (every published task id gets exactly one, tested in this order)
     ``publish_failed``
         The publish outcome was ``error`` or ``timeout``. The producer was told the task
         was not sent, so this is a producer-side result whatever happened next; a task
-        that executed anyway keeps this class and is also listed in
-        ``publish_failed_executed``.
+        that executed anyway keeps this class and is counted (and its id listed) as
+        ``publish_failed_executed``. (A publish timeout often did reach the broker; a
+        caller that re-publishes then gets the task twice, which is what this shows.)
     ``lost``
         Published ok and no execution of its pending message started by the run end:
         never started at all, or its single execution ended ``retry`` and the retried
         message never started.
     ``duplicated``
         More than one execution started. The cause is ``redelivery`` when an attempt
-        number was executed more than once or an execution carried the redelivered flag,
-        otherwise ``retry`` (attempt numbers only increased). ``final`` says how it ended.
+        number was executed more than once or an execution carried the redelivered flag
+        (the broker handed that message out again; the earlier delivery may have run on
+        a node whose ledger is missing), otherwise ``retry`` (attempt numbers only
+        increased). ``final`` says how it ended. A single execution with the redelivered
+        flag is not a duplicate.
     ``completed``
         Exactly one execution, and it ended ``success``.
     ``failed``
@@ -45,11 +49,19 @@ Phases
     A task belongs to the phase in which it was published (phases are half-open
     ``[start, end)``); its class, kind, success and latencies count there. A completion
     (the first successful end of a task) counts in the phase in which it ended, and
-    throughput is those completions per second of phase. Success ratio per kind = tasks
+    throughput is those completions per second of phase (publish_failed tasks that ran
+    count too: the work was done). Success ratio per kind = tasks
     with a successful execution / tasks published, per kind. Latencies: queue wait =
     first start - publish; run time = end - start of the last successful execution (of the
     last ended one if none succeeded); end to end = last successful end - publish.
-    Percentiles are nearest-rank.
+    Percentiles are nearest-rank. ``overall`` holds the same figures over the whole run
+    (from the first phase start, or the first publish, to the run end), including tasks
+    published outside every phase.
+
+Cost
+    One pass groups the records by id in plain lists and tuples (repeated strings
+    interned), then each task is judged and its events freed. About 0.5 KiB per task at
+    peak; the cyclic garbage collector is paused during the pass (the data has no cycles).
 
 Recovery time
     Time bins of ``bin_s`` start at the end of the last fault window. Recovered at the
@@ -72,24 +84,30 @@ Delivery guarantee observed (over tasks published ok)
 """
 
 import csv
+import gc
 import json
 import math
-from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
-from itertools import pairwise
+from itertools import chain, pairwise
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Final, NamedTuple, TypeVar
 
 CLASSES: Final = ("completed", "duplicated", "failed", "lost", "stuck", "publish_failed")
 BAD_CLASSES: Final = ("duplicated", "failed", "lost", "stuck", "publish_failed")
+DUPLICATE_CAUSES: Final = ("redelivery", "retry")
 LATENCIES: Final = ("queue_wait", "run_time", "end_to_end")
 PERCENTILES: Final = (50, 95, 99)
 
 _START: Final = 0
 _END: Final = 1
 _TERMINAL: Final = frozenset(("success", "failure"))
+_END_T: Final = itemgetter(1)
+_SINGLE_EXECUTION_CLASS: Final = {"success": "completed", "failure": "failed"}
 
 _W = TypeVar("_W", "Phase", "FaultWindow")
 
@@ -148,6 +166,7 @@ class TaskResult(NamedTuple):
     finished_at: float | None
 
 
+_FIELD_GETTERS: Final = {name: itemgetter(index) for index, name in enumerate(TaskResult._fields)}
 CSV_HEADER: Final = tuple("class" if name == "cls" else name for name in TaskResult._fields)
 
 
@@ -224,8 +243,9 @@ class Summary:
         data = {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name not in skipped}
         data["tasks"] = len(self.tasks)
         data["unknown"] = {"ids": len(self.unknown_ids), "executions": self.unknown_executions}
-        data["publish_failed_executed"] = self.publish_failed_executed()
-        data["ids"] = {**_ids_by_class(self.tasks), "unknown": self.unknown_ids}
+        executed = self.publish_failed_executed()
+        data["publish_failed_executed"] = len(executed)
+        data["ids"] = {**_ids_by_class(self.tasks), "publish_failed_executed": executed, "unknown": self.unknown_ids}
         return data
 
     def publish_failed_executed(self) -> list[str]:
@@ -270,34 +290,33 @@ class _Collector:
         self._atoms: dict[Any, Any] = {}
 
     def add_all(self, records: Iterable[Mapping[str, Any]]) -> None:
+        handlers = {"start": self._add_start, "end": self._add_end, "publish": self._add_publish}
         for record in records:
             try:
-                self.add(record)
+                handlers.get(record["type"], self._add_other)(record)
             except (KeyError, TypeError) as exc:
                 raise ValueError(f"malformed ledger record ({exc!r}): {record!r}") from exc
 
-    def add(self, record: Mapping[str, Any]) -> None:
-        rtype = record["type"]
-        if rtype == "start":
-            self._add_event(record, (_START, bool(record["redelivered"])), "start")
-        elif rtype == "end":
-            self._add_event(record, (_END, self._intern(record["outcome"])), "end")
-        elif rtype == "publish":
-            self._add_publish(record)
-        else:
-            self.counts["other"] += 1
+    def _add_other(self, record: Mapping[str, Any]) -> None:
+        self.counts["other"] += 1
 
-    def _intern(self, value: Any) -> Any:
-        return self._atoms.setdefault(value, value)
+    def _add_start(self, record: Mapping[str, Any]) -> None:
+        self.counts["start"] += 1
+        self._add_event(record, _START, bool(record["redelivered"]))
 
-    def _add_event(self, record: Mapping[str, Any], what: tuple[int, Any], rtype: str) -> None:
-        self.counts[rtype] += 1
+    def _add_end(self, record: Mapping[str, Any]) -> None:
+        self.counts["end"] += 1
+        outcome = record["outcome"]
+        self._add_event(record, _END, self._atoms.setdefault(outcome, outcome))
+
+    def _add_event(self, record: Mapping[str, Any], what: int, detail: Any) -> None:
         t = record["t"]
         if t > self.run_end:
             self.counts["after_run_end"] += 1
             return
-        intern = self._intern
-        event = (t, what[0], intern(record["node"]), intern(record["pid"]), record["attempt"], what[1])
+        intern = self._atoms.setdefault
+        node, pid = record["node"], record["pid"]
+        event = (t, what, intern(node, node), intern(pid, pid), record["attempt"], detail)
         state = self.tasks.get(record["id"])
         if state is None:
             self.tasks[record["id"]] = [None, None, None, event]
@@ -306,16 +325,17 @@ class _Collector:
 
     def _add_publish(self, record: Mapping[str, Any]) -> None:
         self.counts["publish"] += 1
-        t, outcome = record["t"], self._intern(record["outcome"])
+        intern = self._atoms.setdefault
+        kind, t, outcome = record["kind"], record["t"], record["outcome"]
         state = self.tasks.get(record["id"])
         if state is None:
-            self.tasks[record["id"]] = [self._intern(record["kind"]), t, outcome]
+            self.tasks[record["id"]] = [intern(kind, kind), t, intern(outcome, outcome)]
             return
         if state[2] is not None:
             self.counts["repeated_publish"] += 1
             if not _better_publish(t, outcome, state[1], state[2]):
                 return
-        state[0], state[1], state[2] = self._intern(record["kind"]), t, outcome
+        state[0], state[1], state[2] = intern(kind, kind), t, intern(outcome, outcome)
 
 
 def _better_publish(t: float, outcome: str, old_t: float, old_outcome: str) -> bool:
@@ -363,7 +383,7 @@ def _classify(publish_ok: bool, executions: int, final: str) -> str:
         return "lost"
     if executions > 1:
         return "duplicated"
-    return {"success": "completed", "failure": "failed"}.get(final, "stuck")
+    return _SINGLE_EXECUTION_CLASS.get(final, "stuck")
 
 
 def _duplicate_cause(executions: list[list[Any]]) -> str | None:
@@ -375,48 +395,43 @@ def _duplicate_cause(executions: list[list[Any]]) -> str | None:
 
 
 def _nodes_label(executions: list[list[Any]]) -> str:
-    nodes = {execution[3] for execution in executions}
-    return next(iter(nodes)) if len(nodes) == 1 else ";".join(sorted(nodes))
+    return ";".join(sorted({execution[3] for execution in executions}))
 
 
 def _difference(later: float | None, earlier: float | None) -> float | None:
     return None if later is None or earlier is None else later - earlier
 
 
-def _run_time(executions: list[list[Any]], successes: list[list[Any]]) -> float | None:
-    ended = successes or [execution for execution in executions if execution[1] is not None]
-    if not ended:
-        return None
-    decisive = max(ended, key=lambda execution: execution[1])
-    return _difference(decisive[1], decisive[0])
+def _first_terminal_end(ended: list[list[Any]]) -> float | None:
+    return next((execution[1] for execution in ended if execution[2] in _TERMINAL), None)
 
 
 def _judge(task_id: str, state: list[Any]) -> TaskResult:
-    kind, publish_t, publish_outcome = state[0], state[1], state[2]
+    publish_t = state[1]
     executions = _pair_executions(state[3:])
-    successes = [execution for execution in executions if execution[2] == "success"]
+    ended = [execution for execution in executions if execution[1] is not None]
+    ended.sort(key=_END_T)
+    successes = [execution for execution in ended if execution[2] == "success"]
+    decisive = (successes or ended)[-1] if ended else None
     final = _final_state(executions, successes)
-    ends = [execution[1] for execution in executions if execution[1] is not None]
-    terminal_ends = [execution[1] for execution in executions if execution[2] in _TERMINAL]
     first_start = executions[0][0] if executions else None
-    last_success = max((execution[1] for execution in successes), default=None)
     return TaskResult(
-        id=task_id,
-        kind=kind,
-        cls=_classify(publish_outcome == "ok", len(executions), final),
-        executions=len(executions),
-        nodes=_nodes_label(executions),
-        publish_t=publish_t,
-        first_start=first_start,
-        last_end=max(ends, default=None),
-        queue_wait=_difference(first_start, publish_t),
-        run_time=_run_time(executions, successes),
-        end_to_end=_difference(last_success, publish_t),
-        duplicate_cause=_duplicate_cause(executions),
-        final=final,
-        successes=len(successes),
-        completed_at=min((execution[1] for execution in successes), default=None),
-        finished_at=min(terminal_ends, default=None),
+        task_id,
+        state[0],
+        _classify(state[2] == "ok", len(executions), final),
+        len(executions),
+        _nodes_label(executions),
+        publish_t,
+        first_start,
+        ended[-1][1] if ended else None,
+        _difference(first_start, publish_t),
+        _difference(decisive[1], decisive[0]) if decisive else None,
+        _difference(successes[-1][1], publish_t) if successes else None,
+        _duplicate_cause(executions),
+        final,
+        len(successes),
+        successes[0][1] if successes else None,
+        _first_terminal_end(ended),
     )
 
 
@@ -424,45 +439,52 @@ def _judge(task_id: str, state: list[Any]) -> TaskResult:
 # Figures per phase
 
 
-class _Bucket:
-    """Counters and latency samples of the tasks published in one phase."""
+def _column(tasks: Iterable[TaskResult], name: str) -> list[Any]:
+    """The non-None values of one TaskResult field."""
+    return [value for value in map(_FIELD_GETTERS[name], tasks) if value is not None]
 
-    def __init__(self) -> None:
-        self.classes = dict.fromkeys(CLASSES, 0)
-        self.published_ok = 0
-        self.kind_published: dict[str, int] = {}
-        self.kind_succeeded: dict[str, int] = {}
-        self.samples = {name: array("d") for name in LATENCIES}
 
-    def add(self, task: TaskResult) -> None:
-        self.classes[task.cls] += 1
-        self.published_ok += task.cls != "publish_failed"
-        self.kind_published[task.kind] = self.kind_published.get(task.kind, 0) + 1
-        self.kind_succeeded[task.kind] = self.kind_succeeded.get(task.kind, 0) + (task.successes > 0)
-        for name, samples in self.samples.items():
-            value = getattr(task, name)
-            if value is not None:
-                samples.append(value)
+def _class_counts(tasks: Iterable[TaskResult]) -> dict[str, int]:
+    counts = dict.fromkeys(CLASSES, 0)
+    counts.update(Counter(map(_FIELD_GETTERS["cls"], tasks)))
+    return counts
 
-    def stats(self, phase: Phase, completed: int) -> PhaseStats:
-        return PhaseStats(
-            name=phase.name,
-            start=phase.start,
-            end=phase.end,
-            published=sum(self.classes.values()),
-            published_ok=self.published_ok,
-            classes=dict(self.classes),
-            completed=completed,
-            throughput=completed / phase.duration if phase.duration > 0 else None,
-            success_ratio={
-                kind: self.kind_succeeded[kind] / count for kind, count in sorted(self.kind_published.items())
-            },
-            latency={name: latency_stats(samples) for name, samples in self.samples.items()},
-        )
+
+def latency_columns(tasks: Iterable[TaskResult]) -> dict[str, list[float]]:
+    """Each latency of *tasks*, ascending (None values left out)."""
+    return {name: sorted(_column(tasks, name)) for name in LATENCIES}
+
+
+def phase_stats(
+    phase: Phase,
+    tasks: Sequence[TaskResult],
+    completed: int,
+    columns: Mapping[str, list[float]] | None = None,
+) -> PhaseStats:
+    """Figures for the *tasks* published in *phase*; *completed* = completions in it.
+
+    *columns*, when given, are the tasks' latency_columns (saves sorting them again).
+    """
+    classes = _class_counts(tasks)
+    published = Counter(map(_FIELD_GETTERS["kind"], tasks))
+    succeeded = Counter(task.kind for task in tasks if task.successes)
+    columns = columns if columns is not None else latency_columns(tasks)
+    return PhaseStats(
+        name=phase.name,
+        start=phase.start,
+        end=phase.end,
+        published=len(tasks),
+        published_ok=len(tasks) - classes["publish_failed"],
+        classes=classes,
+        completed=completed,
+        throughput=completed / phase.duration if phase.duration > 0 else None,
+        success_ratio={kind: succeeded[kind] / count for kind, count in sorted(published.items())},
+        latency={name: latency_stats(columns[name]) for name in LATENCIES},
+    )
 
 
 def latency_stats(values: Iterable[float]) -> LatencyStats:
-    """Count, nearest-rank p50/p95/p99 and max of *values*."""
+    """Count, nearest-rank p50/p95/p99 and max of *values* (sorting sorted values is cheap)."""
     ordered = sorted(values)
     if not ordered:
         return LatencyStats(0, None, None, None, None)
@@ -568,59 +590,56 @@ def _validated_phases(phases: Iterable[Phase | Mapping[str, Any]]) -> list[Phase
     return result
 
 
-class _Tally:
-    """Run-wide counts gathered while the tasks are judged."""
-
-    def __init__(self, phases: list[Phase]) -> None:
-        self.phases = phases
-        self.starts = [phase.start for phase in phases]
-        self.buckets = [_Bucket() for _ in phases]
-        self.overall = _Bucket()
-        self.by_cause = {"redelivery": 0, "retry": 0}
-        self.duplicates_succeeded = 0
-        self.duplicates_succeeded_twice = 0
-        self.missing = 0
-        self.redelivered = 0
-        self.timeline = _Timeline([], [], [])
-
-    def add(self, task: TaskResult) -> None:
-        self.overall.add(task)
-        index = _phase_index(self.starts, self.phases, task.publish_t)
-        if index is not None:
-            self.buckets[index].add(task)
-        if task.cls == "duplicated":
-            self._add_duplicate(task)
-        if task.completed_at is not None:
-            self.timeline.completed.append(task.completed_at)
-        if task.cls != "publish_failed":
-            self._add_delivery(task)
-
-    def _add_duplicate(self, task: TaskResult) -> None:
-        self.by_cause[task.duplicate_cause or "retry"] += 1
-        self.duplicates_succeeded += task.successes > 0
-        self.duplicates_succeeded_twice += task.successes > 1
-
-    def _add_delivery(self, task: TaskResult) -> None:
-        self.redelivered += task.duplicate_cause == "redelivery"
-        if task.finished_at is None:
-            self.missing += 1
-            return
-        self.timeline.published.append(task.publish_t)
-        self.timeline.finished.append(task.finished_at)
-
-    def sort_timeline(self) -> None:
-        for times in (self.timeline.published, self.timeline.finished, self.timeline.completed):
-            times.sort()
-
-    def phase_stats(self) -> list[PhaseStats]:
-        completed = self.timeline.completed
-        return [
-            bucket.stats(phase, _count_between(completed, phase.start, phase.end))
-            for phase, bucket in zip(self.phases, self.buckets, strict=True)
-        ]
+def _by_phase(tasks: Iterable[TaskResult], phases: Sequence[Phase]) -> list[list[TaskResult]]:
+    """The tasks published in each phase, then those published outside every phase."""
+    starts = [phase.start for phase in phases]
+    groups: list[list[TaskResult]] = [[] for _ in range(len(phases) + 1)]
+    for task in tasks:
+        index = _phase_index(starts, phases, task.publish_t)
+        groups[-1 if index is None else index].append(task)
+    return groups
 
 
-def _judge_all(collector: _Collector, tally: _Tally) -> tuple[list[TaskResult], list[str], int]:
+def _phase_figures(
+    tasks: Sequence[TaskResult], phases: Sequence[Phase], run: Phase, completions: list[float]
+) -> tuple[list[PhaseStats], PhaseStats]:
+    """Stats per phase, and over the whole run (merging the phases' sorted latencies)."""
+    groups = _by_phase(tasks, phases)
+    columns = [latency_columns(group) for group in groups]
+    per_phase = [
+        phase_stats(phase, group, _count_between(completions, phase.start, phase.end), group_columns)
+        for phase, group, group_columns in zip(phases, groups, columns, strict=False)
+    ]
+    merged = {name: sorted(chain.from_iterable(part[name] for part in columns)) for name in LATENCIES}
+    return per_phase, phase_stats(run, tasks, len(completions), merged)
+
+
+def _timeline(tasks: Sequence[TaskResult]) -> _Timeline:
+    finished = [task for task in tasks if task.finished_at is not None and task.cls != "publish_failed"]
+    return _Timeline(
+        published=sorted(task.publish_t for task in finished),
+        finished=sorted(task.finished_at for task in finished),
+        completed=sorted(_column(tasks, "completed_at")),
+    )
+
+
+def _duplicate_stats(tasks: Iterable[TaskResult]) -> DuplicateStats:
+    duplicated = [task for task in tasks if task.cls == "duplicated"]
+    return DuplicateStats(
+        by_cause={cause: sum(task.duplicate_cause == cause for task in duplicated) for cause in DUPLICATE_CAUSES},
+        succeeded=sum(task.successes > 0 for task in duplicated),
+        succeeded_more_than_once=sum(task.successes > 1 for task in duplicated),
+    )
+
+
+def _delivery(tasks: Iterable[TaskResult]) -> Delivery:
+    accepted = [task for task in tasks if task.cls != "publish_failed"]
+    missing = sum(task.finished_at is None for task in accepted)
+    redelivered = sum(task.duplicate_cause == "redelivery" for task in accepted)
+    return Delivery(delivery_guarantee(missing, redelivered), missing, redelivered)
+
+
+def _judge_all(collector: _Collector) -> tuple[list[TaskResult], list[str], int]:
     """Judge every published id; return the results, unknown ids and their executions."""
     tasks: list[TaskResult] = []
     unknown_ids: list[str] = []
@@ -631,11 +650,22 @@ def _judge_all(collector: _Collector, tally: _Tally) -> tuple[list[TaskResult], 
         if state[2] is None:
             unknown_ids.append(task_id)
             unknown_executions += len(_pair_executions(state[3:]))
-            continue
-        task = _judge(task_id, state)
-        tally.add(task)
-        tasks.append(task)
+        else:
+            tasks.append(_judge(task_id, state))
     return tasks, unknown_ids, unknown_executions
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector: the checker builds millions of small acyclic
+    containers, and repeated full collections over them cost more than the check."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def check(
@@ -649,27 +679,29 @@ def check(
     """Classify every published task and compute the run's figures (see the module doc).
 
     *records* may come in any order and may be a one-shot iterator (e.g. read_records).
-    *phases* and *faults* may be dataclasses or mappings with the same keys.
+    *phases* (in time order, not overlapping) and *faults* may be dataclasses or mappings
+    with the same keys. Raises ValueError on a malformed record or bad phases.
     """
     phase_list = _validated_phases(phases)
     fault_list = [_coerce(FaultWindow, fault) for fault in faults]
-    collector = _Collector(run_end)
-    collector.add_all(records)
-    tally = _Tally(phase_list)
-    tasks, unknown_ids, unknown_executions = _judge_all(collector, tally)
-    collector.tasks.clear()
-    tally.sort_timeline()
+    with _gc_paused():
+        collector = _Collector(run_end)
+        collector.add_all(records)
+        tasks, unknown_ids, unknown_executions = _judge_all(collector)
+        collector.tasks.clear()
+    timeline = _timeline(tasks)
     baseline = next((phase for phase in phase_list if phase.name == recovery.baseline_phase), None)
-    overall_phase = Phase("run", phase_list[0].start if phase_list else _first_publish(tasks, run_end), run_end)
+    run = Phase("run", phase_list[0].start if phase_list else _first_publish(tasks, run_end), run_end)
+    per_phase, overall = _phase_figures(tasks, phase_list, run, timeline.completed)
     return Summary(
         run_end=run_end,
-        phases=tally.phase_stats(),
-        overall=tally.overall.stats(overall_phase, len(tally.timeline.completed)),
+        phases=per_phase,
+        overall=overall,
         faults=fault_list,
-        classes=dict(tally.overall.classes),
-        duplicates=DuplicateStats(dict(tally.by_cause), tally.duplicates_succeeded, tally.duplicates_succeeded_twice),
-        delivery=Delivery(delivery_guarantee(tally.missing, tally.redelivered), tally.missing, tally.redelivered),
-        recovery=recovery_time(tally.timeline, baseline, fault_list, run_end, recovery),
+        classes=_class_counts(tasks),
+        duplicates=_duplicate_stats(tasks),
+        delivery=_delivery(tasks),
+        recovery=recovery_time(timeline, baseline, fault_list, run_end, recovery),
         records=dict(collector.counts),
         unknown_ids=unknown_ids,
         unknown_executions=unknown_executions,

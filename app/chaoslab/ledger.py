@@ -12,8 +12,9 @@ terminated by ``\\n``. Three kinds of record exist:
 
 Durability model
 ----------------
-:class:`LedgerWriter` opens the file with ``O_WRONLY | O_APPEND | O_CREAT`` and writes
-each record as **one** ``os.write`` call carrying one complete line. Consequences:
+:class:`LedgerWriter` opens the file with ``O_APPEND | O_CREAT`` (``O_RDWR``: it reads
+the last byte once, on opening) and writes each record as **one** ``os.write`` call
+carrying one complete line, with no buffering in the process. Consequences:
 
 * A record is in the kernel's page cache as soon as ``write`` returns, so a SIGKILL or
   an OOM kill of the writing process loses nothing already written. ``fsync`` only
@@ -63,6 +64,7 @@ MAX_ERROR_CHARS: Final = 1024
 _CLIPPABLE_FIELDS: Final = ("error", "error_type")
 _ENCODER: Final = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 _OPEN_FLAGS: Final = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+_READ_CHUNK_BYTES: Final = 1 << 20
 
 
 class PublishRecord(TypedDict):
@@ -272,21 +274,45 @@ def _path_list(paths: StrPath | Iterable[StrPath]) -> list[StrPath]:
 
 
 def _read_file(path: Path, stats: ReadStats) -> Iterator[dict[str, Any]]:
-    loads = json.loads
     with path.open("rb") as handle:
-        for line in handle:
-            if line[-1:] != b"\n":
-                stats.torn_tails += 1
-                return
-            if line == b"\n":
-                continue
-            try:
-                record = loads(line)
-            except ValueError:
-                stats.corrupt_lines += 1
-                continue
-            if type(record) is not dict:
-                stats.corrupt_lines += 1
-                continue
-            stats.records += 1
-            yield record
+        tail = b""
+        while chunk := handle.read(_READ_CHUNK_BYTES):
+            lines = (tail + chunk).split(b"\n")
+            tail = lines.pop()  # b"" when the chunk ended with a newline
+            yield from _parse_lines(lines, stats)
+    if tail:
+        stats.torn_tails += 1
+
+
+def _parse_lines(lines: list[bytes], stats: ReadStats) -> list[dict[str, Any]]:
+    """Parse complete lines (newline removed); one JSON array per chunk is much faster.
+
+    Any blank, corrupt or non-object line makes the batch fail its checks, and then the
+    lines are parsed one by one. A torn fragment joined to the next line never forms
+    valid JSON, because every record line starts with an object key.
+    """
+    try:
+        records = json.loads(b"[" + b",".join(lines) + b"]")
+    except ValueError:
+        return _parse_one_by_one(lines, stats)
+    if len(records) != len(lines) or not all(type(record) is dict for record in records):
+        return _parse_one_by_one(lines, stats)
+    stats.records += len(records)
+    return records
+
+
+def _parse_one_by_one(lines: list[bytes], stats: ReadStats) -> list[dict[str, Any]]:
+    records = []
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if type(record) is dict:
+            records.append(record)
+        else:
+            stats.corrupt_lines += 1
+    stats.records += len(records)
+    return records
