@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -45,3 +47,9 @@ def test_readme_names_every_variable(role):
     for entry in load(base / "meta" / "argument_specs.yml")["argument_specs"].values():
         for name in entry.get("options", {}):
             assert f"`{name}`" in readme, f"{role}: README does not document {name}"
+
+
+def test_readmes_are_generated_from_the_specs():
+    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "role_docs.py"), "--check"],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
