@@ -10,7 +10,7 @@ from typing import Any
 
 from celery import Celery
 
-from chaoslab import config
+from chaoslab import config, worker_ledger
 
 # Settings the lab passes through to Celery under their own names.
 CELERY_SETTINGS = (
@@ -60,6 +60,7 @@ def make_app(lab: config.LabConfig | None = None) -> Celery:
     celery = Celery("chaoslab", broker=lab.broker_url, backend=lab.result_backend, include=["chaoslab.tasks"])
     celery.conf.update(celery_conf(lab.celery))
     celery.conf.chaoslab = lab
+    worker_ledger.install(celery)
     return celery
 
 

@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 from collections import Counter
+from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -61,6 +63,53 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 1 if report["problems"] else 0
 
 
+def _parse_mix(items: list[str]) -> list[dict[str, Any]]:
+    """--mix KIND[:WEIGHT[:JSON-ARGS]] -> [{kind, weight, args}]."""
+    mix = []
+    for item in items:
+        kind, _sep, rest = item.partition(":")
+        weight, _sep, args = rest.partition(":")
+        mix.append({"kind": kind, "weight": float(weight or 1), "args": json.loads(args) if args else {}})
+    return mix
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    """Run the load generator here until its duration ends or SIGTERM/SIGINT."""
+    import signal
+
+    import yaml
+    from prometheus_client import start_http_server
+
+    from chaoslab import config, loadgen, units
+    from chaoslab.ledger import LedgerWriter
+    from chaoslab.publisher import Publisher
+
+    data: dict[str, Any] = yaml.safe_load(Path(args.profile).read_text(encoding="utf-8")) if args.profile else {}
+    if args.rate is not None:
+        data["rate"] = args.rate
+    if args.mix:
+        data["mix"] = _parse_mix(args.mix)
+    data.setdefault("seed", args.seed)
+    data.setdefault("publish_timeout", units.parse_duration(args.publish_timeout))
+    if not data.get("mix") or not data.get("rate"):
+        print("chaoslab load: needs --rate and --mix (or a --profile with both)", file=sys.stderr)
+        return 2
+    duration = units.parse_duration(args.duration) if args.duration else None
+    profile = loadgen.profile_from_mapping(data, duration)
+    lab = config.load()
+    ledger = LedgerWriter(args.ledger, "batch") if args.ledger else None
+    if args.metrics_port:
+        start_http_server(args.metrics_port, addr=args.metrics_addr)
+    generator = loadgen.LoadGenerator(profile, Publisher(lab.broker_url, profile.publish_timeout), ledger)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: generator.stop())
+    stats = generator.run()
+    if ledger is not None:
+        ledger.close()
+    print(json.dumps({"published": stats.published, "errors": stats.errors, "max_lag_s": round(stats.max_lag, 4)}))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="chaoslab", description="celery-chaos-lab: Celery under faults, checked task by task"
@@ -77,6 +126,17 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "burst":
             cmd.add_argument("--json", action="store_true", help="print the result as JSON")
         cmd.set_defaults(func=func)
+    load = sub.add_parser("load", help="run the load generator on this node (open loop, fixed rate)")
+    load.add_argument("--profile", help="YAML file: rate, mix [{kind, weight, args}], seed, publish_timeout")
+    load.add_argument("--rate", type=float, help="tasks per second")
+    load.add_argument("--mix", action="append", help="KIND[:WEIGHT[:JSON-ARGS]], repeatable")
+    load.add_argument("--seed", type=int, default=0)
+    load.add_argument("--publish-timeout", default="2s", help="bound on one publish (default 2s)")
+    load.add_argument("--duration", help="how long to run (e.g. 60s); default until stopped")
+    load.add_argument("--ledger", help="append a publish record per task to this file")
+    load.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus metrics on this port")
+    load.add_argument("--metrics-addr", default="127.0.0.1", help="address for the metrics port")
+    load.set_defaults(func=cmd_load)
     return parser
 
 

@@ -25,6 +25,9 @@ class LabConfig:
     result_backend: str
     http_target_url: str = ""
     celery: dict[str, Any] = field(default_factory=dict)
+    # The worker's task ledger (workers only) and its fsync policy: always, batch or never.
+    ledger_path: str = ""
+    ledger_fsync: str = "batch"
 
 
 def _read_yaml(path: str) -> dict[str, Any]:
@@ -45,9 +48,9 @@ def load(path: str | None = None) -> LabConfig:
         if value:
             data[key] = value
     worker_file = os.environ.get("CHAOSLAB_WORKER_CONFIG")
+    worker = _read_yaml(worker_file) if worker_file else {}
     celery = dict(data.get("celery") or {})
-    if worker_file:
-        celery.update(_read_yaml(worker_file).get("celery") or {})
+    celery.update(worker.get("celery") or {})
     broker = data.get("broker_url", "redis://127.0.0.1:6379/0")
     return LabConfig(
         node=data.get("node") or socket.gethostname(),
@@ -55,4 +58,6 @@ def load(path: str | None = None) -> LabConfig:
         result_backend=data.get("result_backend", broker),
         http_target_url=data.get("http_target_url", ""),
         celery=celery,
+        ledger_path=worker.get("ledger_path", ""),
+        ledger_fsync=worker.get("ledger_fsync", "batch"),
     )

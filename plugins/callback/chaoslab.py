@@ -26,6 +26,7 @@ requirements:
   - set as the stdout callback in ansible.cfg
 """
 
+FILTER_FAILED = re.compile(r"^The filter plugin '[\w.]+' failed: ")
 UNSUPPORTED = re.compile(r"^(?P<path>[\w.]+)\.(?P<name>\w+)\. Supported parameters include: (?P<allowed>.*?)\.?$")
 
 
@@ -43,7 +44,7 @@ def failure_message(result: dict[str, Any]) -> str:
             return f"{match['path']}: unknown parameter {match['name']} (allowed: {match['allowed']})"
         return first
     if result.get("msg"):
-        return one_line(result["msg"]).removeprefix("Task failed: ")
+        return FILTER_FAILED.sub("", one_line(result["msg"]).removeprefix("Task failed: "))
     for key in ("stderr", "stdout"):
         lines = str(result.get(key) or "").strip().splitlines()
         if lines:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
+from ansible.errors import AnsibleFilterError
+
 
 def in_subnet(address: str, subnet: str) -> bool:
     """True when ``address`` is a host address of ``subnet`` (not its network or broadcast address)."""
@@ -22,6 +24,16 @@ def lab_node_specs(hostvars: Any, names: list[str]) -> list[dict[str, str]]:
     return [{"name": name, **{key: hostvars[name][var] for key, var in keys.items()}} for name in names]
 
 
+def duration_seconds(value: Any, name: str = "duration") -> float:
+    """Seconds in a duration with unit ("250ms", "20s"); a one-line error naming the parameter otherwise."""
+    from chaoslab.units import parse_duration
+
+    try:
+        return parse_duration(value)
+    except ValueError as err:
+        raise AnsibleFilterError(f"{name}: {err}") from err
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
-        return {"in_subnet": in_subnet, "lab_node_specs": lab_node_specs}
+        return {"in_subnet": in_subnet, "lab_node_specs": lab_node_specs, "duration_seconds": duration_seconds}

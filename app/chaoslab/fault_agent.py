@@ -1,0 +1,176 @@
+"""The node side of the lab's faults: act, record, and heal by a deadline that lives on the node.
+
+Run on the target node by the fault playbooks (``python -m chaoslab.fault_agent <fault> ...``). A
+fault with a duration keeps this process alive on the node until its deadline, then reverts
+itself, whatever happens to the controller. While a fault is active it has a state file
+``<state-dir>/<fault>.json`` (pid, start, deadline, parameters) and the series
+``chaoslab_fault_active{fault="...",target="<node>"} 1`` in node_exporter's textfile directory.
+``clear`` stops every agent on the node and removes their records.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+
+from chaoslab.units import parse_duration
+
+WORKER_MARKERS = ("chaoslab.celery_app", "worker")
+
+
+class FaultRecord:
+    """The fault's state file and its textfile-collector series on this node."""
+
+    def __init__(self, fault: str, node: str, state_dir: str, textfile_dir: str) -> None:
+        self.fault = fault
+        self.node = node
+        self.state = Path(state_dir) / f"{fault}.json"
+        self.textfile = Path(textfile_dir) / f"chaoslab_fault_{fault.replace('-', '_')}.prom" if textfile_dir else None
+
+    def _write(self, path: Path, text: str) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(path.suffix + ".tmp")
+        partial.write_text(text, encoding="utf-8")
+        partial.replace(path)
+
+    def start(self, deadline: float | None, params: dict[str, object]) -> float:
+        started = time.time()
+        data = {"fault": self.fault, "node": self.node, "pid": os.getpid(), "start": started,
+                "deadline": deadline, "params": params}
+        self._write(self.state, json.dumps(data))
+        if self.textfile:
+            self._write(self.textfile, "# HELP chaoslab_fault_active A lab fault is active on this node.\n"
+                        "# TYPE chaoslab_fault_active gauge\n"
+                        f'chaoslab_fault_active{{fault="{self.fault}",target="{self.node}"}} 1\n')
+        return started
+
+    def end(self) -> None:
+        for path in (self.state, self.textfile):
+            if path is not None:
+                path.unlink(missing_ok=True)
+
+
+def _same_netns(pid: int) -> bool:
+    try:
+        return os.stat(f"/proc/{pid}/ns/net").st_ino == os.stat("/proc/self/ns/net").st_ino
+    except OSError:
+        return False
+
+
+def worker_processes() -> tuple[psutil.Process | None, list[psutil.Process]]:
+    """This node's Celery worker: its main process and its pool children (same network namespace)."""
+    workers = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if all(marker in cmdline for marker in WORKER_MARKERS) and "fault_agent" not in cmdline \
+                and _same_netns(proc.pid):
+            workers.append(proc)
+    pids = {proc.pid for proc in workers}
+    mains = [proc for proc in workers if proc.ppid() not in pids]
+    main = mains[0] if mains else None
+    children = [proc for proc in workers if main is not None and proc.ppid() == main.pid]
+    return main, children
+
+
+def kill_worker(mode: str) -> list[int]:
+    """SIGKILL the main process, one pool child, or every worker process; returns the pids killed."""
+    main, children = worker_processes()
+    if main is None:
+        return []
+    victims = {"main": [main], "child": children[:1], "all": [*children, main]}[mode]
+    killed = []
+    for proc in victims:
+        try:
+            proc.send_signal(signal.SIGKILL)
+            killed.append(proc.pid)
+        except psutil.Error:
+            continue
+    return killed
+
+
+def cmd_worker_kill(args: argparse.Namespace) -> dict[str, object]:
+    every = parse_duration(args.every) if args.every else 0.0
+    duration = parse_duration(args.duration) if args.duration else 0.0
+    record = FaultRecord("worker-kill", args.node, args.state_dir, args.textfile_dir)
+    deadline = time.time() + duration if duration else None
+    started = record.start(deadline, {"mode": args.mode, "every": args.every, "duration": args.duration})
+    killed = kill_worker(args.mode)
+    try:
+        if deadline is not None and every > 0:
+            _repeat(deadline, every, lambda: killed.extend(kill_worker(args.mode)))
+    finally:
+        record.end()
+    return {"fault": "worker-kill", "start": started, "end": time.time(), "killed": killed}
+
+
+def _repeat(deadline: float, every: float, action: Callable[[], object]) -> None:
+    """Call ``action`` every ``every`` seconds until the deadline; SIGTERM ends it early."""
+    stopped = {"flag": False}
+    signal.signal(signal.SIGTERM, lambda *_: stopped.update(flag=True))
+    due = time.time() + every
+    while not stopped["flag"]:
+        now = time.time()
+        if now >= deadline:
+            return
+        if now >= due:
+            action()
+            due += every
+        time.sleep(min(max(min(due, deadline) - time.time(), 0.0), 0.2))
+
+
+def cmd_clear(args: argparse.Namespace) -> dict[str, object]:
+    """Stop every fault agent on this node and remove their records."""
+    cleared = []
+    for state in sorted(Path(args.state_dir).glob("*.json")):
+        try:
+            data = json.loads(state.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            data = {}
+        pid = data.get("pid")
+        if isinstance(pid, int) and pid != os.getpid() and psutil.pid_exists(pid):
+            try:
+                psutil.Process(pid).terminate()
+                psutil.Process(pid).wait(5)
+            except psutil.Error:
+                pass
+        FaultRecord(state.stem, args.node, args.state_dir, args.textfile_dir).end()
+        cleared.append(state.stem)
+    return {"cleared": cleared}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m chaoslab.fault_agent", description=__doc__)
+    parser.add_argument("--node", required=True, help="the node's name, for the records")
+    parser.add_argument("--state-dir", required=True)
+    parser.add_argument("--textfile-dir", default="", help="node_exporter textfile collector directory")
+    sub = parser.add_subparsers(dest="fault", required=True)
+    kill = sub.add_parser("worker-kill", help="SIGKILL the Celery worker's processes")
+    kill.add_argument("--mode", choices=["main", "child", "all"], default="main")
+    kill.add_argument("--every", default="", help="repeat at this interval until --duration ends")
+    kill.add_argument("--duration", default="")
+    kill.set_defaults(func=cmd_worker_kill)
+    clear = sub.add_parser("clear", help="stop every fault on this node")
+    clear.set_defaults(func=cmd_clear)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        print(json.dumps(args.func(args)))
+    except ValueError as err:
+        print(f"fault_agent: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
