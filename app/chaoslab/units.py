@@ -1,0 +1,76 @@
+"""Durations and sizes with units, as scenario files and fault parameters write them.
+
+``parse_duration("250ms") == 0.25`` and ``parse_bytes("256MiB") == 268435456``. A value
+without a unit, a negative value or anything else is a ``ValueError`` whose one-line
+message says what is allowed, e.g. ``'20' has no unit (use ms, s, m or h)``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from decimal import Decimal
+
+DURATION_UNITS: dict[str, Decimal] = {"ms": Decimal("0.001"), "s": Decimal(1), "m": Decimal(60), "h": Decimal(3600)}
+BYTE_UNITS: dict[str, int] = {
+    "B": 1,
+    "kB": 1000, "MB": 1000**2, "GB": 1000**3, "TB": 1000**4,
+    "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "TiB": 1024**4,
+}
+_QUANTITY = re.compile(r"\s*(?P<sign>[-+]?)(?P<number>\d+(?:\.\d*)?|\.\d+)\s*(?P<unit>[A-Za-z]*)\s*")
+
+
+def _choices(names: list[str]) -> str:
+    return ", ".join(names[:-1]) + " or " + names[-1]
+
+
+def _quantity(text: object, units: dict[str, Decimal] | dict[str, int], what: str, allow_bare: bool) -> Decimal:
+    """The number of base units ``text`` stands for; ``allow_bare`` accepts a number without unit."""
+    use = f"use {_choices(list(units))}"
+    if isinstance(text, bool) or not isinstance(text, str | int | float):
+        raise ValueError(f"{text!r} is not {what} (a number with a unit: {use})")
+    if isinstance(text, float) and not math.isfinite(text):
+        raise ValueError(f"'{text}' is not {what} (a finite number with a unit: {use})")
+    match = _QUANTITY.fullmatch(str(text))
+    if match is None:
+        raise ValueError(f"'{text}' is not {what} (a number with a unit: {use})")
+    if match["sign"] == "-" and Decimal(match["number"]) != 0:
+        raise ValueError(f"'{text}' is negative ({what} must be >= 0)")
+    unit = match["unit"]
+    if not unit and not allow_bare:
+        raise ValueError(f"'{text}' has no unit ({use})")
+    if unit and unit not in units:
+        raise ValueError(f"'{text}' has an unknown unit '{unit}' ({use})")
+    return Decimal(match["number"]) * Decimal(units[unit] if unit else 1)
+
+
+def parse_duration(text: object, allow_bare_seconds: bool = False) -> float:
+    """Seconds in ``text`` ("250ms", "1.5s", "2m", "1h"); bare numbers only with ``allow_bare_seconds``."""
+    return float(_quantity(text, DURATION_UNITS, "a duration", allow_bare_seconds))
+
+
+def parse_bytes(text: object, allow_bare_bytes: bool = False) -> int:
+    """Bytes in ``text``: IEC ("512KiB", "256MiB", "1GiB"), SI ("100kB", "100MB") or plain "B"."""
+    value = _quantity(text, BYTE_UNITS, "a size", allow_bare_bytes)
+    if value != value.to_integral_value():
+        raise ValueError(f"'{text}' is not a whole number of bytes")
+    return int(value)
+
+
+def _trim(value: float, places: int) -> str:
+    return f"{value:.{places}f}".rstrip("0").rstrip(".")
+
+
+def format_duration(seconds: float) -> str:
+    """A short string parse_duration reads back (to the microsecond): 0.25 -> "250ms", 90 -> "90s", 7200 -> "2h"."""
+    if not math.isfinite(seconds):
+        return str(seconds)
+    if seconds < 0:
+        return "-" + format_duration(-seconds)
+    for unit in ("h", "m"):
+        count = seconds / float(DURATION_UNITS[unit])
+        if count >= 1 and count.is_integer():
+            return f"{int(count)}{unit}"
+    if seconds == 0 or seconds >= 1:
+        return _trim(seconds, 6) + "s"
+    return _trim(seconds * 1000, 3) + "ms"

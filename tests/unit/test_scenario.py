@@ -1,0 +1,303 @@
+"""Scenario files: a valid one parses to the right values; each kind of mistake is one line naming file and key."""
+
+import copy
+import shutil
+
+import pytest
+import yaml
+
+from chaoslab.scenario import (
+    Condition,
+    ScenarioError,
+    fault_playbooks,
+    find_root,
+    load_scenario,
+    validate_fault_params,
+)
+from tests.conftest import ROOT
+
+FULL = {
+    "name": "demo",
+    "description": "free text",
+    "celery": {"task_acks_late": False, "worker_prefetch_multiplier": 1, "task_time_limit": None},
+    "load": {
+        "rate": 20, "seed": 42, "publish_timeout": "2s",
+        "mix": [{"kind": "sleep", "weight": 3, "args": {"ms": 500}}, {"kind": "noop"}],
+    },
+    "phases": [
+        {"name": "baseline", "duration": "20s"},
+        {"name": "fault", "duration": "20s",
+         "fault": {"playbook": "worker-kill", "target": "workers[0]", "params": {"mode": "main", "every": "5s"}}},
+        {"name": "recovery", "duration": "20s"},
+        {"name": "drain", "duration": "1m"},
+    ],
+    "hypothesis": {"lost": 0, "success_ratio": ">= 0.99", "p95_end_to_end": "<= 5s", "recovery_time": "<=30s"},
+    "matrix": {"task_acks_late": [False, True], "task_reject_on_worker_lost": ["no", "yes"]},
+}
+DELETE = object()
+
+
+@pytest.fixture
+def root(tmp_path):
+    """A project root of its own: ansible.cfg, the argument specs and a worker-kill fault playbook."""
+    for spec in ("roles/fault/meta/argument_specs.yml", "roles/celery_worker/meta/argument_specs.yml"):
+        (tmp_path / spec).parent.mkdir(parents=True)
+        shutil.copy(ROOT / spec, tmp_path / spec)
+    (tmp_path / "ansible.cfg").write_text("[defaults]\n")
+    (tmp_path / "faults").mkdir()
+    for playbook in ("worker-kill", "clear", "preflight", "no-spec"):
+        (tmp_path / "faults" / f"{playbook}.yml").write_text(f"- name: {playbook}\n  hosts: workers\n")
+    (tmp_path / "experiments").mkdir()
+    return tmp_path
+
+
+def changed(*changes):
+    """FULL with (key path, value) changes; the value DELETE removes the key."""
+    data = copy.deepcopy(FULL)
+    for path, value in changes:
+        *parents, last = path
+        target = data
+        for part in parents:
+            target = target[part]
+        if value is DELETE:
+            del target[last]
+        else:
+            target[last] = value
+    return data
+
+
+def write(root, data, name="x.yml"):
+    path = root / "experiments" / name
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def problem(root, data):
+    """The error for a bad scenario, without the leading "<file>: " (checked to be there and one line)."""
+    path = write(root, data)
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"{path}: ")
+    return message.removeprefix(f"{path}: ")
+
+
+def test_full_scenario(root):
+    path = write(root, FULL)
+    scenario = load_scenario(path)
+    assert (scenario.path, scenario.name, scenario.description) == (path, "demo", "free text")
+    assert scenario.celery == {"task_acks_late": False, "worker_prefetch_multiplier": 1, "task_time_limit": None}
+    load = scenario.load
+    assert (load.rate, load.seed, load.publish_timeout) == (20.0, 42, 2.0)
+    assert [(m.kind, m.weight, m.args) for m in load.mix] == [("sleep", 3.0, {"ms": 500}), ("noop", 1.0, {})]
+    assert [(p.name, p.duration) for p in scenario.phases] == [
+        ("baseline", 20.0), ("fault", 20.0), ("recovery", 20.0), ("drain", 60.0)]
+    fault = scenario.fault_phase.fault
+    assert scenario.fault_phase is scenario.phases[1]
+    assert (fault.playbook, fault.target, fault.params) == (
+        "worker-kill", "workers[0]", {"fault_mode": "main", "fault_every": "5s"})
+    assert [(c.figure, c.op, c.value, c.text) for c in scenario.hypothesis] == [
+        ("lost", "==", 0, "== 0"), ("success_ratio", ">=", 0.99, ">= 0.99"),
+        ("p95_end_to_end", "<=", 5.0, "<= 5s"), ("recovery_time", "<=", 30.0, "<= 30s")]
+    assert scenario.matrix == {"task_acks_late": [False, True], "task_reject_on_worker_lost": [False, True]}
+
+
+def test_minimal_scenario_defaults(root):
+    data = changed(*[((key,), DELETE) for key in ("description", "celery", "hypothesis", "matrix")],
+                   (("load", "seed"), DELETE), (("load", "publish_timeout"), DELETE),
+                   (("phases",), [{"name": "baseline", "duration": "250ms"}, {"name": "drain", "duration": "1h"}]))
+    scenario = load_scenario(write(root, data))
+    assert (scenario.description, scenario.celery, scenario.hypothesis, scenario.matrix) == ("", {}, [], {})
+    assert (scenario.load.seed, scenario.load.publish_timeout) == (0, 2.0)
+    assert [p.duration for p in scenario.phases] == [0.25, 3600.0]
+    assert scenario.fault_phase is None
+    assert scenario.cells() == [("", scenario)]
+
+
+SETTINGS = "task_acks_late, task_reject_on_worker_lost, worker_prefetch_multiplier, worker_concurrency"
+PHASES_AWRY = [{"name": "baseline", "duration": "1s"}, {"name": "recovery", "duration": "1s"},
+               {"name": "fault", "duration": "1s", "fault": {"playbook": "worker-kill"}},
+               {"name": "drain", "duration": "1s"}]
+
+
+@pytest.mark.parametrize(("changes", "expected"), [
+    pytest.param([(("frobnicate",), 1)],
+                 "frobnicate: unknown key (allowed: name, description, celery, load, phases, hypothesis, matrix)",
+                 id="unknown-top-key"),
+    pytest.param([(("load", "burst"), 5)], "load.burst: unknown key (allowed: rate, seed, publish_timeout, mix)",
+                 id="unknown-load-key"),
+    pytest.param([(("load",), DELETE)], "load: missing (required)", id="missing-load"),
+    pytest.param([(("load", "rate"), DELETE)], "load.rate: missing (required)", id="missing-rate"),
+    pytest.param([(("name",), "Demo X")], "name: must match [a-z0-9][a-z0-9_-]*, got 'Demo X'", id="bad-name"),
+    pytest.param([(("phases", 1, "duration"), 20)], "phases[1].duration: '20' has no unit (use ms, s, m or h)",
+                 id="duration-without-unit"),
+    pytest.param([(("phases", 0, "duration"), "-5s")],
+                 "phases[0].duration: '-5s' is negative (a duration must be >= 0)", id="negative-duration"),
+    pytest.param([(("phases", 3, "duration"), "0s")], "phases[3].duration: must be > 0, got '0s'", id="zero-duration"),
+    pytest.param([(("load", "publish_timeout"), "soon")], "load.publish_timeout: 'soon' is not a duration",
+                 id="garbage-duration"),
+    pytest.param([(("load", "mix", 0, "kind"), "frob")],
+                 "load.mix[0].kind: unknown task kind 'frob' (allowed: noop, sleep, http_request, cpu, memory)",
+                 id="unknown-task-kind"),
+    pytest.param([(("load", "mix", 0, "args", "seconds"), 1)],
+                 "load.mix[0].args.seconds: unknown argument of sleep (allowed: ms)", id="unknown-task-arg"),
+    pytest.param([(("load", "mix", 1, "args"), {"x": 1})],
+                 "load.mix[1].args.x: unknown argument of noop (allowed: none)", id="arg-of-argless-task"),
+    pytest.param([(("load", "mix", 0, "args", "ms"), "500")],
+                 "load.mix[0].args.ms: must be int like the default 100, got '500'", id="task-arg-type"),
+    pytest.param([(("load", "rate"), -5)], "load.rate: must be > 0, got -5", id="negative-rate"),
+    pytest.param([(("load", "rate"), "fast")], "load.rate: must be a number, got 'fast'", id="rate-not-a-number"),
+    pytest.param([(("load", "mix", 0, "weight"), 0)], "load.mix[0].weight: must be > 0, got 0", id="zero-weight"),
+    pytest.param([(("load", "mix"), [])], "load.mix: must be a non-empty list of tasks, got []", id="empty-mix"),
+    pytest.param([(("load", "seed"), 1.5)], "load.seed: must be a whole number, got 1.5", id="float-seed"),
+    pytest.param([(("phases",), PHASES_AWRY)],
+                 "phases[2].name: 'fault' must come before 'recovery' (order: baseline, fault, recovery, drain)",
+                 id="phases-out-of-order"),
+    pytest.param([(("phases", 2), {"name": "baseline", "duration": "1s"})],
+                 "phases[2].name: phase 'baseline' appears twice (each phase at most once)", id="duplicate-phase"),
+    pytest.param([(("phases", 0), DELETE)],
+                 "phases: the baseline phase is missing (required: baseline, drain)", id="missing-baseline"),
+    pytest.param([(("phases", 3), DELETE)],
+                 "phases: the drain phase is missing (required: baseline, drain)", id="missing-drain"),
+    pytest.param([(("phases", 0, "name"), "warmup")],
+                 "phases[0].name: unknown phase 'warmup' (allowed, in order: baseline, fault, recovery, drain)",
+                 id="unknown-phase"),
+    pytest.param([(("phases", 0, "fault"), {"playbook": "worker-kill", "params": {"mode": "all"}})],
+                 "phases[0].fault: only the fault phase takes a fault", id="fault-on-baseline"),
+    pytest.param([(("phases", 1, "fault"), DELETE)], "phases[1].fault: required in the fault phase",
+                 id="fault-phase-without-fault"),
+    pytest.param([(("phases", 1, "fault", "playbook"), "disk-fill")],
+                 "phases[1].fault.playbook: unknown fault playbook 'disk-fill' (available: worker-kill)",
+                 id="unknown-playbook"),
+    pytest.param([(("phases", 1, "fault", "params", "signal"), 9)],
+                 "phases[1].fault.params.signal: unknown parameter of worker-kill (allowed: mode, every, duration)",
+                 id="unknown-fault-param"),
+    pytest.param([(("phases", 1, "fault", "params", "mode"), "sideways")],
+                 "phases[1].fault.params.mode: must be one of main, child, all, got 'sideways'", id="bad-fault-choice"),
+    pytest.param([(("phases", 1, "fault", "params", "every"), 5)],
+                 "phases[1].fault.params.every: '5' has no unit (use ms, s, m or h)", id="fault-duration-unit"),
+    pytest.param([(("phases", 1, "fault", "target"), ["w1"])],
+                 "phases[1].fault.target: must be an Ansible host pattern string, got ['w1']", id="bad-target"),
+    pytest.param([(("hypothesis", "lost_tasks"), 0)], "hypothesis.lost_tasks: unknown figure (allowed: completed, "
+                 "duplicated, failed, lost, stuck, publish_failed, unknown, success_ratio,", id="unknown-figure"),
+    pytest.param([(("hypothesis", "success_ratio"), "=> 0.99")],
+                 "hypothesis.success_ratio: must be a number or '<op> value' with op in <=, <, >=, >, ==, !=, "
+                 "got '=> 0.99'", id="bad-operator"),
+    pytest.param([(("hypothesis", "success_ratio"), ">= 1.5")], "hypothesis.success_ratio: must be <= 1, got 1.5",
+                 id="ratio-above-one"),
+    pytest.param([(("hypothesis", "lost"), "<= 0.5")],
+                 "hypothesis.lost: must be a whole number for count figures, got '0.5'", id="fractional-count"),
+    pytest.param([(("hypothesis", "p95_end_to_end"), "<= 5")],
+                 "hypothesis.p95_end_to_end: '5' has no unit (use ms, s, m or h)", id="latency-without-unit"),
+    pytest.param([(("celery", "acks_late"), True)], f"celery.acks_late: unknown Celery setting (allowed: {SETTINGS},",
+                 id="unknown-celery-setting"),
+    pytest.param([(("matrix", "prefetch"), [1, 4])], f"matrix.prefetch: unknown Celery setting (allowed: {SETTINGS},",
+                 id="unknown-matrix-setting"),
+    pytest.param([(("celery", "worker_prefetch_multiplier"), -1)],
+                 "celery.worker_prefetch_multiplier: must be >= 0, got -1", id="negative-prefetch"),
+    pytest.param([(("matrix", "worker_concurrency"), [2, 0])], "matrix.worker_concurrency[1]: must be >= 1, got 0",
+                 id="zero-concurrency-in-matrix"),
+    pytest.param([(("celery", "worker_pool"), "gevent")],
+                 "celery.worker_pool: must be one of prefork, threads, solo, got 'gevent'", id="bad-pool"),
+    pytest.param([(("celery", "task_acks_late"), "maybe")], "celery.task_acks_late: must be bool, got 'maybe'",
+                 id="bad-bool"),
+    pytest.param([(("celery", "worker_concurrency"), None)], "celery.worker_concurrency: must be int, got None",
+                 id="null-setting"),
+    pytest.param([(("matrix", "task_acks_late"), True)],
+                 "matrix.task_acks_late: must be a non-empty list of values, got True", id="matrix-not-a-list"),
+])
+def test_bad_scenario(root, changes, expected):
+    assert problem(root, changed(*changes)).startswith(expected)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("- a\n- b\n", "must be a mapping with keys from name, description, celery, load, phases, hypothesis, matrix"),
+    ("", "must be a mapping"),
+    ("name: [demo\n", "invalid YAML at line 2, column 1: expected ',' or ']'"),
+])
+def test_bad_file(root, text, expected):
+    assert problem(root, text).startswith(expected)
+
+
+def test_missing_file(root):
+    path = root / "experiments" / "absent.yml"
+    with pytest.raises(ScenarioError, match=f"^{path}: cannot read: No such file or directory$"):
+        load_scenario(path)
+
+
+def test_error_names_the_path_as_given(root, monkeypatch):
+    write(root, changed((("load", "rate"), -5)))
+    monkeypatch.chdir(root)
+    with pytest.raises(ScenarioError) as info:
+        load_scenario("experiments/x.yml")
+    assert str(info.value) == "experiments/x.yml: load.rate: must be > 0, got -5"
+    assert (info.value.key, info.value.message) == ("load.rate", "must be > 0, got -5")
+    assert isinstance(info.value, ValueError)
+
+
+def test_root_is_found_above_the_scenario_or_given(root, tmp_path_factory):
+    assert find_root(root / "experiments" / "x.yml") == root
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    assert find_root(elsewhere / "x.yml") == ROOT  # no ansible.cfg above: the package's project
+    path = write(root, FULL)
+    moved = shutil.copy(path, elsewhere / "x.yml")
+    assert load_scenario(moved, root=root).fault_phase.fault.playbook == "worker-kill"
+
+
+def test_matrix_cells(root):
+    data = changed((("matrix", "worker_prefetch_multiplier"), [0, 1, 4]))
+    scenario = load_scenario(write(root, data))
+    cells = scenario.cells()
+    assert len(cells) == 2 * 2 * 3
+    assert [label for label, _ in cells[:4]] == [
+        "task_acks_late=false,task_reject_on_worker_lost=false,worker_prefetch_multiplier=0",
+        "task_acks_late=false,task_reject_on_worker_lost=false,worker_prefetch_multiplier=1",
+        "task_acks_late=false,task_reject_on_worker_lost=false,worker_prefetch_multiplier=4",
+        "task_acks_late=false,task_reject_on_worker_lost=true,worker_prefetch_multiplier=0",
+    ]
+    label, last = cells[-1]
+    assert label == "task_acks_late=true,task_reject_on_worker_lost=true,worker_prefetch_multiplier=4"
+    assert last.celery == {"task_acks_late": True, "worker_prefetch_multiplier": 4, "task_time_limit": None,
+                           "task_reject_on_worker_lost": True}
+    assert last.matrix == {} and last.cells() == [("", last)]
+    assert (last.name, last.phases, last.load) == (scenario.name, scenario.phases, scenario.load)
+    assert scenario.celery["task_acks_late"] is False  # the base scenario is untouched
+    assert len({label for label, _ in cells}) == len(cells)
+
+
+def test_validate_fault_params(root):
+    assert validate_fault_params(root, "worker-kill", {"mode": "child", "every": "5s", "duration": "30s"}) == {
+        "fault_mode": "child", "fault_every": "5s", "fault_duration": "30s"}
+    assert validate_fault_params(root, "worker-kill", {}) == {}
+    with pytest.raises(ScenarioError) as info:
+        validate_fault_params(root, "worker-kill", {"mode": "sideways"})
+    assert str(info.value) == "mode: must be one of main, child, all, got 'sideways'"
+    with pytest.raises(ScenarioError, match=r"^duration: '-1s' is negative"):
+        validate_fault_params(root, "worker-kill", {"duration": "-1s"})
+    for playbook in ("nope", "clear", "preflight", "no-spec"):  # helpers and playbooks without an entry point
+        with pytest.raises(ScenarioError, match=rf"^unknown fault playbook '{playbook}' \(available: worker-kill\)$"):
+            validate_fault_params(root, playbook, {})
+
+
+@pytest.mark.skipif(not (ROOT / "faults" / "worker-kill.yml").is_file(), reason="no faults/worker-kill.yml yet")
+def test_real_project_root(tmp_path):
+    path = tmp_path / "x.yml"
+    path.write_text(yaml.safe_dump(FULL))
+    assert "worker-kill" in fault_playbooks(ROOT) and "clear" not in fault_playbooks(ROOT)
+    assert load_scenario(path).fault_phase.fault.params == {"fault_mode": "main", "fault_every": "5s"}
+
+
+def condition(op, value):
+    return Condition("figure", op, value, f"{op} {value}")
+
+
+@pytest.mark.parametrize(("op", "value", "actual", "holds"), [
+    ("==", 0, 0, True), ("==", 0, 0.0, True), ("==", 0, 1, False),
+    ("!=", 0, 0, False), ("!=", 0, 1e-9, True),
+    ("<=", 5.0, 5.0, True), ("<=", 5.0, 5.000001, False), ("<", 5.0, 5.0, False), ("<", 5.0, 4.999, True),
+    (">=", 0.99, 0.99, True), (">=", 0.99, 0.9899, False), (">", 0.99, 0.99, False), (">", 0.99, 1.0, True),
+    ("==", 0, None, False), ("!=", 0, None, False), ("<=", 5.0, None, False), (">=", 0, None, False),
+])
+def test_condition_holds(op, value, actual, holds):
+    assert condition(op, value).holds(actual) is holds
