@@ -54,12 +54,17 @@ def adhoc_json(pattern: str, module: str, args: str, timeout: float = 600) -> di
     return hosts
 
 
-def playbook(path: str, extra_vars: dict[str, Any] | None = None, quiet: bool = False) -> subprocess.CompletedProcess:
-    """Run a playbook of the project; raises AnsibleError with the failing task's message."""
+def playbook(
+    path: str, extra_vars: dict[str, Any] | None = None, quiet: bool = False, tags: str | None = None,
+    check: bool = True,
+) -> subprocess.CompletedProcess:
+    """Run a playbook of the project; with ``check``, raise AnsibleError when it fails."""
     cmd = [_tool("ansible-playbook"), path]
     if extra_vars:
         cmd += ["-e", json.dumps(extra_vars)]
+    if tags:
+        cmd += ["--tags", tags]
     proc = subprocess.run(cmd, cwd=project_root(), env=_env(), capture_output=quiet, text=True, check=False)
-    if proc.returncode != 0:
+    if check and proc.returncode != 0:
         raise AnsibleError(f"{path} failed (exit {proc.returncode})")
     return proc

@@ -110,6 +110,45 @@ def cmd_load(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    """Validate a scenario completely, then run it on the lab."""
+    from chaoslab import runner
+    from chaoslab.lab import LabControl, lab_info
+    from chaoslab.scenario import ScenarioError, load_scenario
+
+    try:
+        scenario = load_scenario(args.scenario)
+    except ScenarioError as err:
+        print(f"chaoslab run: {err}", file=sys.stderr)
+        return runner.EXIT_ERROR
+    if args.check:
+        cells = len(scenario.cells())
+        print(f"{args.scenario}: valid ({cells} run{'s' if cells > 1 else ''})")
+        return 0
+    control = LabControl(lab_info(), quiet=not args.verbose)
+    results = Path(args.results) if args.results else None
+    return runner.run(scenario, control, results)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from chaoslab.report import write_report
+
+    for directory in args.run_dirs:
+        print(write_report(Path(directory)))
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from chaoslab import compare
+
+    rows = compare.compare([Path(directory) for directory in args.run_dirs])
+    print(compare.to_markdown(rows))
+    if args.out:
+        for path in compare.write_comparison(rows, Path(args.out)):
+            print(path, file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="chaoslab", description="celery-chaos-lab: Celery under faults, checked task by task"
@@ -137,6 +176,19 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus metrics on this port")
     load.add_argument("--metrics-addr", default="127.0.0.1", help="address for the metrics port")
     load.set_defaults(func=cmd_load)
+    run = sub.add_parser("run", help="run an experiment scenario (experiments/<name>.yml) on the lab")
+    run.add_argument("scenario")
+    run.add_argument("--check", action="store_true", help="only validate the scenario")
+    run.add_argument("--results", help="results directory (default experiments/results)")
+    run.add_argument("--verbose", action="store_true", help="show the Ansible output")
+    run.set_defaults(func=cmd_run)
+    report = sub.add_parser("report", help="(re)write report.html for run directories")
+    report.add_argument("run_dirs", nargs="+")
+    report.set_defaults(func=cmd_report)
+    comp = sub.add_parser("compare", help="a table of key figures across runs or matrix cells")
+    comp.add_argument("run_dirs", nargs="+")
+    comp.add_argument("--out", help="also write comparison.md and comparison.html into this directory")
+    comp.set_defaults(func=cmd_compare)
     return parser
 
 

@@ -104,8 +104,9 @@ def cmd_worker_kill(args: argparse.Namespace) -> dict[str, object]:
     started = record.start(deadline, {"mode": args.mode, "every": args.every, "duration": args.duration})
     killed = kill_worker(args.mode)
     try:
-        if deadline is not None and every > 0:
-            _repeat(deadline, every, lambda: killed.extend(kill_worker(args.mode)))
+        if deadline is not None:
+            # Without --every the fault window stays open (recorded) until the deadline after one kill.
+            _repeat(deadline, every or deadline - started + 1, lambda: killed.extend(kill_worker(args.mode)))
     finally:
         record.end()
     return {"fault": "worker-kill", "start": started, "end": time.time(), "killed": killed}

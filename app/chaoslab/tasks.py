@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 import urllib.parse
 import urllib.request
@@ -58,9 +59,32 @@ def cpu(limit: int = 20000) -> dict[str, Any]:
     return {"node": _node(), "primes": count_primes(limit)}
 
 
+def node_memory_bytes() -> int:
+    """Memory this process may use: its cgroup's limit (v2 memory.max, v1 memory.limit_in_bytes) or MemTotal."""
+    limits = []
+    with open("/proc/meminfo", encoding="ascii") as meminfo:
+        limits.append(int(meminfo.readline().split()[1]) * 1024)
+    with open("/proc/self/cgroup", encoding="ascii") as cgroups:
+        for line in cgroups:
+            _id, controllers, path = line.strip().split(":", 2)
+            for candidate in (f"/sys/fs/cgroup/memory{path}/memory.limit_in_bytes", f"/sys/fs/cgroup{path}/memory.max"):
+                if (controllers == "memory" or not controllers) and os.path.exists(candidate):
+                    with open(candidate, encoding="ascii") as limit:
+                        value = limit.read().strip()
+                    if value.isdigit():
+                        limits.append(int(value))
+    return min(limits)
+
+
+def default_memory_mb(concurrency: int = 2) -> int:
+    """A memory task's size that fits the node: an eighth of its memory per pool process, 8 to 256 MiB."""
+    return max(8, min(256, node_memory_bytes() // (8 * max(concurrency, 1)) // (1024 * 1024)))
+
+
 @app.task(name="chaoslab.memory")
-def memory(mb: int = 64, hold_ms: int = 500) -> dict[str, Any]:
-    """Allocate ``mb`` MiB, touch every page so it is resident, hold it, then free it."""
+def memory(mb: int | None = None, hold_ms: int = 500) -> dict[str, Any]:
+    """Allocate ``mb`` MiB (default: what fits the node), touch every page so it is resident, hold, free."""
+    mb = mb if mb is not None else default_memory_mb(app.conf.worker_concurrency or 2)
     block = bytearray(mb * 1024 * 1024)
     for offset in range(0, len(block), PAGE):
         block[offset] = 1

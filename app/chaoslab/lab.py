@@ -1,0 +1,117 @@
+"""The runner's handle on a lab: everything it does to nodes goes through the project's playbooks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import redis
+import yaml
+
+from chaoslab.ansible_runner import AnsibleError, _env, _tool, playbook, project_root
+
+
+@dataclass(frozen=True)
+class LabInfo:
+    name: str
+    redis_address: str
+    redis_port: int
+    monitor_address: str
+    loadgen_metrics_port: int
+    workers: list[str]
+    password: str
+
+    def broker_url(self, db: int = 0) -> str:
+        return f"redis://:{self.password}@{self.redis_address}:{self.redis_port}/{db}"
+
+    def redis(self, db: int = 0, timeout: float = 5.0) -> redis.Redis:
+        return redis.Redis(host=self.redis_address, port=self.redis_port, db=db, password=self.password,
+                           socket_timeout=timeout, socket_connect_timeout=timeout)
+
+
+def _plain(obj: dict[str, Any]) -> Any:
+    return obj["__ansible_unsafe"] if set(obj) == {"__ansible_unsafe"} else obj
+
+
+def lab_info() -> LabInfo:
+    """Read the inventory and the lab's secrets; a one-line error when the lab is not provisioned."""
+    proc = subprocess.run([_tool("ansible-inventory"), "--list"], cwd=project_root(), env=_env(),
+                          capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise AnsibleError(f"cannot read the inventory: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
+    data = json.loads(proc.stdout, object_hook=_plain)
+    hostvars = data["_meta"]["hostvars"]
+    redis_host = hostvars[data["redis"]["hosts"][0]]
+    monitor = hostvars[data["monitor"]["hosts"][0]]
+    secrets_file = Path(redis_host.get("lab_secrets_file") or project_root() / ".lab" / "local" / "secrets.yml")
+    if not secrets_file.exists():
+        raise AnsibleError(f"no secrets at {secrets_file}: provision the lab first (make lab)")
+    secrets = yaml.safe_load(secrets_file.read_text(encoding="utf-8"))
+    return LabInfo(
+        name=str(redis_host.get("lab_name", "local")),
+        redis_address=redis_host["lab_address"],
+        redis_port=int(redis_host.get("lab_redis_port", 6379)),
+        monitor_address=monitor["lab_address"],
+        loadgen_metrics_port=int(monitor.get("lab_loadgen_metrics_port", 9808)),
+        workers=list(data["workers"]["hosts"]),
+        password=secrets["lab_redis_password"],
+    )
+
+
+class LabControl:
+    """Settings, load, faults and ledgers of a lab, through the same playbooks a user runs."""
+
+    def __init__(self, info: LabInfo, quiet: bool = True) -> None:
+        self.info = info
+        self.quiet = quiet
+
+    def _play(self, path: str, extra: dict[str, Any] | None = None, tags: str | None = None) -> None:
+        proc = playbook(path, extra, quiet=self.quiet, tags=tags, check=False)
+        if proc.returncode != 0:
+            fatal = [line for line in (proc.stdout or "").splitlines() if line.startswith("fatal:")]
+            raise AnsibleError(f"{path}: {fatal[0] if fatal else f'failed (exit {proc.returncode})'}")
+
+    def apply_settings(self, celery: dict[str, Any]) -> None:
+        self._play("playbooks/site.yml", {"celery_worker_settings": celery}, tags="celery_worker")
+
+    def set_load(self, enabled: bool, profile: dict[str, Any] | None = None) -> None:
+        extra: dict[str, Any] = {"loadgen_enabled": enabled}
+        for key, value in (profile or {}).items():
+            extra[f"loadgen_{key}"] = value
+        self._play("playbooks/load.yml", extra, tags="loadgen")
+
+    def background_load(self) -> None:
+        self._play("playbooks/load.yml", None, tags="loadgen")
+
+    def reset(self) -> None:
+        """Empty the task queue, the unacknowledged messages, the results and the ledgers.
+
+        Kombu's bindings in the broker database stay: workers declared them and need them for control
+        and events.
+        """
+        self.info.redis(0).delete("celery", "unacked", "unacked_index", "unacked_mutex")
+        self.info.redis(1).flushdb()
+        self._play("playbooks/ledgers.yml", {"ledgers_action": "reset"})
+
+    def fault(self, playbook_name: str, target: str | None, params: dict[str, Any], duration: float) -> None:
+        extra = {key.removeprefix("fault_"): value for key, value in params.items()}
+        extra["duration"] = extra.get("duration") or f"{duration:g}s"
+        if target:
+            extra["target"] = target
+        self._play(f"faults/{playbook_name}.yml", extra)
+
+    def clear(self) -> None:
+        self._play("faults/clear.yml")
+
+    def collect(self, dest: Path) -> list[Path]:
+        dest.mkdir(parents=True, exist_ok=True)
+        self._play("playbooks/ledgers.yml", {"ledgers_action": "collect", "ledgers_dest": str(dest)})
+        return sorted(dest.glob("*.jsonl"))
+
+    def backlog(self) -> int:
+        """Messages waiting in the broker or reserved and unacknowledged."""
+        client = self.info.redis(0, timeout=2)
+        return int(client.llen("celery")) + int(client.hlen("unacked"))

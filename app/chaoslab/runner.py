@@ -1,0 +1,291 @@
+"""The experiment runner: settings, clean state, load, phases with the fault, drain, collect, check, judge, report.
+
+Every run leaves a directory ``experiments/results/<run-id>/`` with ``run.json`` saying how it ended
+(completed, failed or aborted). On Ctrl-C or an error at any point the fault is reverted, the load is
+stopped, whatever can be collected is collected, and the run is marked ``aborted``.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from chaoslab import checker, verdict
+from chaoslab.ansible_runner import project_root
+from chaoslab.lab import LabControl, LabInfo
+from chaoslab.ledger import read_records
+from chaoslab.progress import TaskEvents, published
+from chaoslab.scenario import PhaseSpec, Scenario
+
+EXIT_PASS, EXIT_FAIL, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+DRAIN_QUIET_S = 3.0
+
+
+@dataclass
+class RunState:
+    run_id: str
+    directory: Path
+    scenario: Scenario
+    cell: str = ""
+    status: str = "running"
+    started: float = field(default_factory=time.time)
+    ended: float | None = None
+    phases: list[dict[str, Any]] = field(default_factory=list)
+    faults: list[dict[str, Any]] = field(default_factory=list)
+    versions: dict[str, str] = field(default_factory=dict)
+    error: str = ""
+    fault_active: bool = False
+
+    def write(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        data = {
+            "run_id": self.run_id, "scenario": self.scenario.name, "cell": self.cell, "status": self.status,
+            "started": self.started, "ended": self.ended, "phases": self.phases, "faults": self.faults,
+            "versions": self.versions, "settings": self.scenario.celery, "error": self.error,
+        }
+        (self.directory / "run.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+def new_run_id(name: str) -> str:
+    return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{name}"
+
+
+def versions(info: LabInfo) -> dict[str, str]:
+    import celery
+    import kombu
+
+    found = {"celery": celery.__version__, "kombu": kombu.__version__, "kernel": platform.release(),
+             "python": platform.python_version(), "lab": info.name, "workers": str(len(info.workers))}
+    try:
+        found["redis"] = str(info.redis().info("server").get("redis_version"))
+    except Exception as err:
+        found["redis"] = f"unknown ({type(err).__name__})"
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=project_root(), capture_output=True,
+                            text=True, check=False)
+    found["project_commit"] = commit.stdout.strip() or "unknown"
+    return found
+
+
+def load_profile(scenario: Scenario) -> dict[str, Any]:
+    load = scenario.load
+    return {
+        "rate": load.rate, "seed": load.seed, "publish_timeout": load.publish_timeout,
+        "mix": [{"kind": entry.kind, "weight": entry.weight, "args": dict(entry.args)} for entry in load.mix],
+    }
+
+
+class Display:
+    """The live progress table: phase, time, and the task counts so far."""
+
+    def __init__(self, info: LabInfo, events: TaskEvents, console: Console) -> None:
+        self.info = info
+        self.events = events
+        self.console = console
+        self.phase = ""
+        self.phase_start = time.monotonic()
+        self.phase_length = 0.0
+
+    def start_phase(self, name: str, length: float) -> None:
+        self.phase, self.phase_start, self.phase_length = name, time.monotonic(), length
+
+    def render(self) -> Table:
+        elapsed = time.monotonic() - self.phase_start
+        sent = published(self.info)
+        table = Table(show_header=True, header_style="bold")
+        for column in ("phase", "elapsed", "remaining", "published", "publish errors", "completed", "failed"):
+            table.add_column(column, justify="right")
+        table.add_row(self.phase, f"{elapsed:.0f}s", f"{max(self.phase_length - elapsed, 0):.0f}s",
+                      str(sent["ok"]), str(sent["error"] + sent["timeout"]),
+                      str(self.events.counts["succeeded"]), str(self.events.counts["failed"]))
+        return table
+
+
+class Runner:
+    def __init__(self, control: LabControl, console: Console | None = None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.control = control
+        self.info = control.info
+        self.console = console or Console()
+        self.sleep = sleep
+
+    def _wait(self, seconds: float, live: Live, display: Display, until: Callable[[], bool] | None = None) -> None:
+        deadline = time.monotonic() + seconds
+        while (remaining := deadline - time.monotonic()) > 0:
+            live.update(display.render())
+            if until is not None and until():
+                return
+            self.sleep(min(1.0, remaining))
+
+    def _drained(self, events: TaskEvents) -> Callable[[], bool]:
+        quiet_since: list[float | None] = [None]
+
+        def check() -> bool:
+            counts = events.counts
+            in_flight = counts["started"] - counts["succeeded"] - counts["failed"] - counts["retried"]
+            idle = self.control.backlog() == 0 and in_flight <= 0
+            now = time.monotonic()
+            quiet_since[0] = (quiet_since[0] or now) if idle else None
+            return quiet_since[0] is not None and now - quiet_since[0] >= DRAIN_QUIET_S
+
+        return check
+
+    def _phase(self, state: RunState, spec: PhaseSpec, live: Live, display: Display, events: TaskEvents) -> None:
+        display.start_phase(spec.name, spec.duration)
+        record = {"name": spec.name, "start": time.time(), "end": None}
+        state.phases.append(record)
+        state.write()
+        if spec.name == "drain":
+            self.control.set_load(False)
+            self._wait(spec.duration - (time.time() - record["start"]), live, display, self._drained(events))
+        elif spec.fault is not None:
+            fault = {"fault": spec.fault.playbook, "target": spec.fault.target, "params": spec.fault.params,
+                     "start": None, "end": None}
+            state.faults.append(fault)
+            state.fault_active = True
+            remaining = spec.duration
+            self.control.fault(spec.fault.playbook, spec.fault.target, spec.fault.params, remaining)
+            fault["start"] = time.time()
+            state.write()
+            self._wait(spec.duration - (time.time() - record["start"]), live, display)
+            self.control.clear()
+            state.fault_active = False
+            fault["end"] = time.time()
+        else:
+            self._wait(spec.duration, live, display)
+        record["end"] = time.time()
+        state.write()
+
+    def run_cell(self, scenario: Scenario, directory: Path, run_id: str, cell: str = "") -> int:
+        state = RunState(run_id=run_id, directory=directory, scenario=scenario, cell=cell)
+        state.write()
+        (directory / "scenario.yml").write_text(yaml.safe_dump(
+            {"source": str(scenario.path), "name": scenario.name, "cell": cell, "celery": scenario.celery,
+             "load": load_profile(scenario),
+             "phases": [{"name": p.name, "duration": p.duration,
+                         "fault": None if p.fault is None else {"playbook": p.fault.playbook,
+                                                                "target": p.fault.target,
+                                                                "params": p.fault.params}}
+                        for p in scenario.phases],
+             "hypothesis": {c.figure: c.text for c in scenario.hypothesis}}, sort_keys=False), encoding="utf-8")
+        events = TaskEvents(self.info)
+        try:
+            self.console.print(f"[bold]{scenario.name}[/bold] {cell} -> {directory}")
+            self.control.set_load(False)
+            self.control.apply_settings(scenario.celery)
+            self.control.reset()
+            state.versions = versions(self.info)
+            events.start()
+            display = Display(self.info, events, self.console)
+            with Live(display.render(), console=self.console, refresh_per_second=2, transient=False) as live:
+                self.control.set_load(True, load_profile(scenario))
+                for spec in scenario.phases:
+                    self._phase(state, spec, live, display, events)
+            state.status = "completed"
+        except KeyboardInterrupt:
+            state.status = "aborted"
+            state.error = "interrupted (SIGINT)"
+        except Exception as err:
+            state.status = "aborted"
+            state.error = f"{type(err).__name__}: {err}"
+        finally:
+            events.stop()
+            self._wind_down(state)
+        if state.status != "completed":
+            self.console.print(f"[red]run {state.status}[/red]: {state.error} ({directory})")
+            return EXIT_INTERRUPTED if state.error.startswith("interrupted") else EXIT_ERROR
+        return self._judge(state)
+
+    def _wind_down(self, state: RunState) -> None:
+        """Revert the fault, stop the load, collect the ledgers; each step is tried even if another fails."""
+        steps: list[tuple[str, Callable[[], object]]] = [
+            ("clear faults", self.control.clear),
+            ("stop load", lambda: self.control.set_load(False)),
+            ("collect ledgers", lambda: self.control.collect(state.directory / "ledgers")),
+            ("background load", self.control.background_load),
+        ]
+        for name, step in steps:
+            if name == "clear faults" and not state.fault_active and state.status == "completed":
+                continue
+            try:
+                step()
+            except (Exception, KeyboardInterrupt) as err:
+                state.error = state.error or f"{name}: {type(err).__name__}: {err}"
+        for fault in state.faults:
+            fault["end"] = fault["end"] or time.time()
+        for phase in state.phases:
+            phase["end"] = phase["end"] or time.time()
+        state.ended = time.time()
+        state.write()
+
+    def _judge(self, state: RunState) -> int:
+        records = read_records(sorted((state.directory / "ledgers").glob("*.jsonl")))
+        phases = [checker.Phase(p["name"], p["start"], p["end"]) for p in state.phases]
+        windows = [checker.FaultWindow(f["fault"], f["start"], f["end"]) for f in state.faults if f["start"]]
+        summary = checker.check(records, phases, windows, state.ended or time.time())
+        checker.write_summary(summary, state.directory)
+        passed, judgements = verdict.judge(state.scenario.hypothesis, summary)
+        (state.directory / "verdict.json").write_text(json.dumps(verdict.to_dict(passed, judgements), indent=2) + "\n",
+                                                     encoding="utf-8")
+        self._print_verdict(summary, passed, judgements)
+        self._report(state.directory)
+        return EXIT_PASS if passed else EXIT_FAIL
+
+    def _report(self, directory: Path) -> None:
+        try:
+            from chaoslab.report import write_report
+        except ImportError:
+            return
+        path = write_report(directory)
+        self.console.print(f"report: {path}")
+
+    def _print_verdict(self, summary: checker.Summary, passed: bool, judgements: list[verdict.Judgement]) -> None:
+        classes = Table(title="tasks")
+        for name in verdict.CLASSES:
+            classes.add_column(name, justify="right")
+        classes.add_row(*(str(summary.classes.get(name, 0)) for name in verdict.CLASSES))
+        self.console.print(classes)
+        table = Table(title=f"verdict: {'PASS' if passed else 'FAIL'} ({summary.delivery.guarantee})")
+        for column in ("figure", "condition", "actual", ""):
+            table.add_column(column)
+        for j in judgements:
+            actual = "n/a" if j.actual is None else f"{j.actual:.4g}"
+            table.add_row(j.figure, j.condition, actual, "[green]ok[/green]" if j.holds else "[red]FAIL[/red]")
+        self.console.print(table)
+        lost = summary.ids("lost")
+        if lost:
+            self.console.print(f"lost task ids ({len(lost)}): {', '.join(lost[:20])}{' ...' if len(lost) > 20 else ''}")
+
+
+def run(scenario: Scenario, control: LabControl, results: Path | None = None, console: Console | None = None) -> int:
+    """Run a scenario (every matrix cell) into experiments/results/<run-id>/; returns the exit code."""
+    results = results or project_root() / "experiments" / "results"
+    run_id = new_run_id(scenario.name)
+    runner = Runner(control, console)
+    cells = scenario.cells()
+    if len(cells) == 1 and not cells[0][0]:
+        return runner.run_cell(scenario, results / run_id, run_id)
+    parent = results / run_id
+    parent.mkdir(parents=True, exist_ok=True)
+    codes = []
+    status = "completed"
+    for label, cell in cells:
+        code = runner.run_cell(cell, parent / "cells" / label, run_id, label)
+        codes.append(code)
+        if code in (EXIT_ERROR, EXIT_INTERRUPTED):
+            status = "aborted"
+            break
+    (parent / "run.json").write_text(json.dumps({"run_id": run_id, "scenario": scenario.name, "status": status,
+                                                 "cells": [label for label, _ in cells]}, indent=2) + "\n")
+    return max(codes) if EXIT_INTERRUPTED not in codes else EXIT_INTERRUPTED
