@@ -10,14 +10,15 @@ PYTEST_ARGS ?=
 
 # Debian packages the local lab's host needs (the nodes share the host's filesystem).
 APT_PACKAGES := python3 python3-venv python3-dev gcc iproute2 iptables procps psmisc \
-	redis-server redis-tools supervisor stress-ng
+	redis-server redis-tools supervisor stress-ng chromium
 
-.PHONY: help install packages lab lab-up provision demo down test test-unit lint bench clean
+.PHONY: help install packages lab lab-up provision demo experiment down test test-unit lint bench clean
 
 help:
 	@echo "make demo      install, bring the local lab up, provision it, run a burst of every task kind"
 	@echo "make test      install and run the tests (root: includes the local lab tests)"
 	@echo "make lab       install, bring the local lab up and provision it (WORKERS=$(WORKERS))"
+	@echo "make experiment SCENARIO=experiments/<name>.yml   run an experiment on the lab"
 	@echo "make down      stop and remove the local lab"
 	@echo "make lint      ruff and ansible-lint"
 	@echo "make bench     benchmarks (see bench/)"
@@ -47,6 +48,11 @@ provision:
 
 demo: lab
 	$(BIN)/chaoslab demo
+	$(BIN)/chaoslab run experiments/demo.yml
+
+experiment: install
+	@test -n "$(SCENARIO)" || { echo "usage: make experiment SCENARIO=experiments/<name>.yml"; exit 2; }
+	$(BIN)/chaoslab run $(SCENARIO)
 
 down: install
 	$(BIN)/ansible-playbook playbooks/lab-down.yml
@@ -62,6 +68,9 @@ lint: install
 	$(BIN)/ansible-lint
 
 bench: install
+	$(BIN)/python bench/bench_checker.py
+	$(BIN)/python bench/bench_loadgen.py
+	$(BIN)/python bench/bench_worker.py
 	$(BIN)/python bench/bench_lab.py
 
 clean: down

@@ -243,10 +243,8 @@ class Runner:
         return EXIT_PASS if passed else EXIT_FAIL
 
     def _report(self, directory: Path) -> None:
-        try:
-            from chaoslab.report import write_report
-        except ImportError:
-            return
+        from chaoslab.report import write_report
+
         path = write_report(directory)
         self.console.print(f"report: {path}")
 
@@ -288,4 +286,7 @@ def run(scenario: Scenario, control: LabControl, results: Path | None = None, co
             break
     (parent / "run.json").write_text(json.dumps({"run_id": run_id, "scenario": scenario.name, "status": status,
                                                  "cells": [label for label, _ in cells]}, indent=2) + "\n")
+    from chaoslab.report import write_matrix_report
+
+    runner.console.print(f"comparison of {len(codes)} cells: {write_matrix_report(parent)}")
     return max(codes) if EXIT_INTERRUPTED not in codes else EXIT_INTERRUPTED

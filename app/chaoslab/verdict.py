@@ -25,7 +25,7 @@ def figures(summary: Summary) -> dict[str, float | None]:
     values["throughput"] = summary.overall.throughput
     baseline, fault = _phase(summary, "baseline"), _phase(summary, "fault")
     if baseline and fault and baseline.throughput:
-        values["throughput_drop"] = max(0.0, 1.0 - (fault.throughput or 0.0) / baseline.throughput)
+        values["throughput_drop"] = 1.0 - (fault.throughput or 0.0) / baseline.throughput
     else:
         values["throughput_drop"] = None
     values["recovery_time"] = summary.recovery.time_s

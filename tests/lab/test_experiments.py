@@ -1,0 +1,150 @@
+"""Experiments on the local lab: worker kills under two acknowledgement settings, SIGINT, bad scenarios."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from chaoslab.ledger import read_records
+from lab_state import service_pid, snapshot
+from tests.conftest import BIN, ROOT, ansible_env
+
+SCENARIOS = Path(__file__).parent / "scenarios"
+
+
+def run_scenario(path: Path, results: Path, timeout: float = 600) -> tuple[subprocess.CompletedProcess, Path]:
+    proc = subprocess.run([str(BIN / "chaoslab"), "run", str(path), "--results", str(results)], cwd=ROOT,
+                          env=ansible_env(COLUMNS="200"), capture_output=True, text=True, timeout=timeout,
+                          check=False)
+    runs = sorted(results.iterdir())
+    assert runs, proc.stdout + proc.stderr
+    return proc, runs[-1]
+
+
+def result_backend_successes(lab) -> list[str]:
+    """Ids the result backend holds as SUCCESS (db 1 of the lab's Redis)."""
+    import redis
+
+    secrets = yaml.safe_load((ROOT / ".lab" / "local" / "secrets.yml").read_text())
+    client = redis.Redis(host=lab["redis"]["lab_address"], db=1, password=secrets["lab_redis_password"])
+    ids = []
+    for key in client.scan_iter("celery-task-meta-*"):
+        meta = json.loads(client.get(key))
+        if meta["status"] == "SUCCESS":
+            ids.append(meta["task_id"])
+    return ids
+
+
+def finished_in_ledger(run_dir: Path) -> set[str]:
+    return {r["id"] for r in read_records(sorted((run_dir / "ledgers").glob("worker-*.jsonl")))
+            if r["type"] == "end" and r["outcome"] == "success"}
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    return tmp_path_factory.mktemp("results")
+
+
+def test_early_ack_loses_tasks_and_names_them(lab, results):
+    proc, run_dir = run_scenario(SCENARIOS / "kill-early-ack.yml", results / "early")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    lost = summary["ids"]["lost"]
+    assert summary["classes"]["lost"] >= 1 and len(lost) == summary["classes"]["lost"]
+    assert lost[0] in proc.stdout.replace("\n", "")  # the verdict output names them
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "completed"
+    missing = set(result_backend_successes(lab)) - finished_in_ledger(run_dir)
+    assert not missing, f"result backend SUCCESS without a finished ledger record: {sorted(missing)[:5]}"
+
+
+def test_late_ack_with_reject_on_worker_lost_loses_none(lab, results):
+    proc, run_dir = run_scenario(SCENARIOS / "kill-late-ack.yml", results / "late")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["classes"]["lost"] == 0 and summary["classes"]["stuck"] == 0
+    assert summary["classes"]["completed"] + summary["classes"]["duplicated"] == summary["tasks"]
+    successes = result_backend_successes(lab)
+    assert successes
+    missing = set(successes) - finished_in_ledger(run_dir)
+    assert not missing, f"result backend SUCCESS without a finished ledger record: {sorted(missing)[:5]}"
+
+
+def fault_agents() -> list[str]:
+    out = subprocess.run(["pgrep", "-af", "chaoslab.fault_agent"], capture_output=True, text=True, check=False)
+    return [line for line in out.stdout.splitlines() if "pgrep" not in line]
+
+
+def test_sigint_during_the_fault_reverts_it_and_marks_the_run_aborted(lab, tmp_path):
+    scenario = yaml.safe_load((SCENARIOS / "kill-early-ack.yml").read_text())
+    scenario["name"] = "interrupted"
+    scenario["phases"][1]["duration"] = "120s"
+    path = tmp_path / "interrupted.yml"
+    path.write_text(yaml.safe_dump(scenario))
+    results = tmp_path / "results"
+    proc = subprocess.Popen([str(BIN / "chaoslab"), "run", str(path), "--results", str(results)], cwd=ROOT,
+                            env=ansible_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    state = Path("/run/chaoslab/nodes/worker-1/faults/worker-kill.json")
+    deadline = time.monotonic() + 180
+    while not state.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, "the fault never started"
+        time.sleep(0.5)
+    time.sleep(2)
+    os.kill(proc.pid, signal.SIGINT)
+    output, _ = proc.communicate(timeout=180)
+    assert proc.returncode == 130, output[-3000:]
+    run_dir = next(results.iterdir())
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["status"] == "aborted" and "interrupted" in run["error"]
+    assert run["faults"] and run["faults"][0]["start"] and run["faults"][0]["end"]
+    assert not state.exists(), "the fault's record is still on the node"
+    assert not fault_agents(), "a fault agent still runs"
+    assert (run_dir / "ledgers" / "publish.jsonl").exists(), "what was collected is kept"
+
+
+BAD_SCENARIOS = {
+    "unknown-key": ("frobnicate: 1\n", "frobnicate: unknown key"),
+    "duration-without-unit": ("phases[0].duration=20", "phases[0].duration: '20' has no unit"),
+    "unknown-fault": ("phases[1].fault.playbook=disk-fill", "phases[1].fault.playbook"),
+    "negative-rate": ("load.rate=-5", "load.rate: must be > 0, got -5"),
+    "phases-out-of-order": ("swap-phases", "phases[2].name"),
+    "unknown-figure": ("hypothesis.happiness=1", "hypothesis.happiness"),
+}
+
+
+def bad_scenario(tmp_path: Path, change: str) -> Path:
+    data = yaml.safe_load((SCENARIOS / "kill-early-ack.yml").read_text())
+    if change == "swap-phases":
+        data["phases"][1], data["phases"][2] = data["phases"][2], data["phases"][1]
+    elif "=" in change:
+        key, value = change.split("=", 1)
+        node = data
+        parts = key.replace("]", "").replace("[", ".").split(".")
+        for part in parts[:-1]:
+            node = node[int(part)] if part.isdigit() else node[part]
+        node[parts[-1]] = yaml.safe_load(value)
+    path = tmp_path / "bad.yml"
+    text = yaml.safe_dump(data) + (change if change.endswith("\n") else "")
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("case", sorted(BAD_SCENARIOS))
+def test_bad_scenario_is_refused_in_one_line_before_anything_starts(lab, tmp_path, case):
+    change, message = BAD_SCENARIOS[case]
+    path = bad_scenario(tmp_path, change)
+    nodes = ["redis", "monitor", "worker-1", "worker-2"]
+    before = snapshot(nodes), service_pid("monitor", "loadgen")
+    proc = subprocess.run([str(BIN / "chaoslab"), "run", str(path), "--results", str(tmp_path / "results")],
+                          cwd=ROOT, env=ansible_env(), capture_output=True, text=True, check=False, timeout=60)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(path) in lines[0] and message in lines[0], proc.stderr
+    assert not (tmp_path / "results").exists()
+    assert (snapshot(nodes), service_pid("monitor", "loadgen")) == before

@@ -1,0 +1,482 @@
+"""The run report on real run directories built from synthetic ledgers and the real checker.
+
+The builders here (make_run, make_matrix, HtmlTables) are shared with test_compare.py and
+test_report_browser.py.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from collections import Counter
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+from matplotlib import image as mpimg
+from matplotlib.colors import to_rgb
+
+from chaoslab.checker import CLASSES, check, write_summary
+from chaoslab.ledger import LedgerWriter, read_records
+from chaoslab.report import (
+    FAULT_COLOUR,
+    FIGURES,
+    FIGURES_DIR,
+    ID_LIST_LIMIT,
+    REPORT_FILE,
+    WHOLE_RUN,
+    Timebase,
+    binned_quantiles,
+    busy_time,
+    load_run,
+    write_matrix_report,
+    write_report,
+)
+
+T0 = 1_700_000_000.0
+PHASES = (("baseline", 0.0, 20.0), ("fault", 20.0, 40.0), ("recovery", 40.0, 70.0), ("drain", 70.0, 75.0))
+RUN_END = 75.0
+FAULT = {"fault": "worker-kill", "target": "workers[0]", "start": 22.0, "end": 32.0, "params": {"signal": "KILL"}}
+RUN_TIMES = {"noop": 0.004, "sleep": 0.2}
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+# --- synthetic runs -------------------------------------------------------------------------
+
+
+class History:
+    """Synthetic ledgers: a publish ledger and one per worker node, and the true class of every id."""
+
+    def __init__(self) -> None:
+        self.publish: list[dict] = []
+        self.nodes: dict[str, list[dict]] = {"worker-1": [], "worker-2": []}
+        self.truth: Counter[str] = Counter()
+
+    def published(self, task_id, kind, t, outcome="ok"):
+        error = None if outcome == "ok" else "OperationalError"
+        self.publish.append(
+            {"type": "publish", "id": task_id, "kind": kind, "t": T0 + t, "outcome": outcome, "error": error}
+        )
+
+    def executed(self, task_id, kind, node, start, end=None, outcome="success", attempt=0, redelivered=False):
+        common = {"id": task_id, "kind": kind, "node": node, "pid": 100 + int(node[-1]), "attempt": attempt}
+        self.nodes[node].append(
+            {"type": "start", **common, "redelivered": redelivered, "received": None, "t": T0 + start}
+        )
+        if end is not None:
+            error_type = None if outcome == "success" else "RuntimeError"
+            self.nodes[node].append(
+                {"type": "end", **common, "t": T0 + end, "outcome": outcome, "error_type": error_type}
+            )
+
+    def records(self):
+        return [*self.publish, *(record for records in self.nodes.values() for record in records)]
+
+
+def synthetic_history(rate=10.0, until=66.0, fault=True, lost_every=3, kinds=("noop", "sleep")):
+    """Tasks at *rate*/s; during the fault window worker-1's tasks are lost (every
+    *lost_every*-th) or run again on worker-2 (redelivery); some fail, one publish fails,
+    one execution never ends (stuck)."""
+    history = History()
+    for i in range(int(rate * until)):
+        t = i / rate
+        task_id, kind = f"task-{i:05d}", kinds[i % len(kinds)]
+        node = ("worker-1", "worker-2")[(i // 2) % 2]
+        in_fault = fault and FAULT["start"] <= t < FAULT["end"]
+        wait = 2.0 if in_fault else 0.05
+        start = t + wait
+        end = start + RUN_TIMES.get(kind, 0.01)
+        if i == 7:
+            history.published(task_id, kind, t, outcome="error")
+            history.truth["publish_failed"] += 1
+            continue
+        history.published(task_id, kind, t)
+        if in_fault and node == "worker-1" and i % lost_every == 0:
+            history.truth["lost"] += 1
+        elif in_fault and node == "worker-1":
+            history.executed(task_id, kind, "worker-1", start)  # killed mid-run
+            history.executed(task_id, kind, "worker-2", start + 5, end + 5, redelivered=True)
+            history.truth["duplicated"] += 1
+        elif i == 600:
+            history.executed(task_id, kind, node, start)
+            history.truth["stuck"] += 1
+        elif i % 97 == 5:
+            history.executed(task_id, kind, node, start, end, outcome="failure")
+            history.truth["failed"] += 1
+        else:
+            history.executed(task_id, kind, node, start, end)
+            history.truth["completed"] += 1
+    return history
+
+
+def write_ledgers(run_dir: Path, history: History) -> list[Path]:
+    ledgers = run_dir / "ledgers"
+    ledgers.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, records in (("publish", history.publish), *history.nodes.items()):
+        path = ledgers / f"{name}.jsonl"
+        with LedgerWriter(path, fsync="never") as writer:
+            for record in records:
+                writer.write(record)
+        paths.append(path)
+    return paths
+
+
+def verdict_for(summary):
+    lost = summary.classes["lost"]
+    ratio = summary.overall.success_ratio.get("noop", 0.0)
+    conditions = [
+        {"figure": "lost", "condition": "== 0", "actual": lost, "holds": lost == 0},
+        {"figure": "success_ratio[noop]", "condition": ">= 0.5", "actual": ratio, "holds": ratio >= 0.5},
+    ]
+    return {"passed": all(c["holds"] for c in conditions), "conditions": conditions}
+
+
+def make_run(
+    run_dir: Path,
+    history: History | None = None,
+    *,
+    status="completed",
+    faults=(FAULT,),
+    scenario="worker-kill",
+    cell="",
+    run_id=None,
+    verdict=True,
+    phases=PHASES,
+    run_end=RUN_END,
+):
+    """A run directory as the runner leaves it: run.json, ledgers, summary.json, tasks.csv, verdict.json."""
+    history = synthetic_history() if history is None else history
+    run_dir.mkdir(parents=True, exist_ok=True)
+    paths = write_ledgers(run_dir, history)
+    phase_list = [{"name": name, "start": T0 + start, "end": T0 + end} for name, start, end in phases]
+    fault_list = [{**fault, "start": T0 + fault["start"], "end": T0 + fault["end"]} for fault in faults]
+    summary = check(read_records(paths), phase_list, fault_list, T0 + run_end)
+    write_summary(summary, run_dir)
+    run = {
+        "run_id": run_id or run_dir.name,
+        "scenario": scenario,
+        "cell": cell,
+        "status": status,
+        "started": T0,
+        "ended": T0 + run_end,
+        "phases": phase_list,
+        "faults": fault_list,
+        "versions": {"celery": "5.7.0", "redis-server": "7.0.15"},
+        "settings": {"task_acks_late": True, "worker_prefetch_multiplier": 1},
+    }
+    (run_dir / "run.json").write_text(json.dumps(run, indent=2))
+    if verdict:
+        (run_dir / "verdict.json").write_text(json.dumps(verdict_for(summary), indent=2))
+    return run_dir, summary
+
+
+CELLS = {"acks_late-on": 3, "acks_late-off": 2}
+"""Matrix cells and the lost_every of each cell's history (different figures per cell)."""
+
+
+def make_matrix(parent: Path, status="completed", cells=CELLS):
+    """A matrix run: parent run.json listing the cells, one run directory per cell."""
+    parent.mkdir(parents=True, exist_ok=True)
+    summaries = {}
+    for label, lost_every in cells.items():
+        _, summaries[label] = make_run(
+            parent / "cells" / label, synthetic_history(lost_every=lost_every), cell=label, run_id=f"m1-{label}"
+        )
+    run = {"run_id": "m1", "scenario": "worker-kill", "status": status, "cells": list(cells)}
+    (parent / "run.json").write_text(json.dumps(run))
+    return parent, summaries
+
+
+class HtmlTables(HTMLParser):
+    """Every <table> of a page as rows of (row class, [cell texts]); also <img> sources."""
+
+    def __init__(self, page: str) -> None:
+        super().__init__()
+        self.tables: list[list[tuple[str | None, list[str]]]] = []
+        self.images: list[str] = []
+        self._cell: list[str] | None = None
+        self.feed(page)
+
+    def handle_starttag(self, tag, attrs):
+        attributes = dict(attrs)
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self.tables[-1].append((attributes.get("class"), []))
+        elif tag in ("td", "th"):
+            self._cell = []
+        elif tag == "img":
+            self.images.append(attributes.get("src") or "")
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None:
+            self.tables[-1][-1][1].append("".join(self._cell).strip())
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+    def table_with(self, header: str) -> list[tuple[str | None, list[str]]]:
+        return next(table for table in self.tables if table and header in table[0][1])
+
+
+def png_pixels(path: Path) -> np.ndarray:
+    return (mpimg.imread(path)[..., :3] * 255).round().astype(np.uint8)
+
+
+def colour_pixels(pixels: np.ndarray, colour: str, tolerance: int = 3) -> int:
+    """How many pixels are within *tolerance* (per channel) of *colour*."""
+    target = np.array([round(c * 255) for c in to_rgb(colour)])
+    return int((np.abs(pixels.astype(int) - target) <= tolerance).all(axis=-1).sum())
+
+
+# --- figures --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def reported(tmp_path_factory):
+    run_dir, summary = make_run(tmp_path_factory.mktemp("runs") / "run-1")
+    page = write_report(run_dir)
+    return run_dir, summary, page, page.read_text()
+
+
+def test_every_figure_is_a_valid_non_trivial_png(reported):
+    run_dir, _, _, _ = reported
+    names = sorted(path.name for path in (run_dir / FIGURES_DIR).iterdir())
+    assert names == sorted(f"{spec.name}.png" for spec in FIGURES)
+    for name in names:
+        path = run_dir / FIGURES_DIR / name
+        assert path.read_bytes()[:8] == PNG_SIGNATURE
+        assert path.stat().st_size > 10_000
+        pixels = png_pixels(path)
+        assert pixels.shape[0] > 300 and pixels.shape[1] > 1000
+        assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 50, name
+
+
+def test_fault_window_is_shaded_in_every_figure_over_time(reported):
+    run_dir, _, _, _ = reported
+    for spec in FIGURES:
+        shaded = colour_pixels(png_pixels(run_dir / FIGURES_DIR / f"{spec.name}.png"), FAULT_COLOUR, tolerance=0)
+        assert (shaded > 5_000) == spec.over_time, spec.name
+
+
+def test_shading_covers_the_fault_window_in_time(reported):
+    """The shaded columns sit at 22..32 s of a 75 s axis: about 13 % of the plot width."""
+    run_dir, _, _, _ = reported
+    pixels = png_pixels(run_dir / FIGURES_DIR / "throughput.png")
+    target = np.array([round(c * 255) for c in to_rgb(FAULT_COLOUR)])
+    columns = np.flatnonzero((pixels == target).all(axis=-1).sum(axis=0) > 20)
+    axes_width = pixels.shape[1] * 0.8  # the legend takes the rest
+    assert 0.08 < (columns.max() - columns.min()) / axes_width < 0.18
+
+
+# --- the page -------------------------------------------------------------------------------
+
+
+def test_images_are_embedded_and_nothing_is_fetched(reported):
+    _, _, page, text = reported
+    assert page.name == REPORT_FILE
+    images = HtmlTables(text).images
+    assert len(images) == len(FIGURES)
+    assert all(src.startswith("data:image/png;base64,") for src in images)
+    assert not re.search(r"""src=["'](?!data:)""", text)
+    assert "<script" not in text.lower()
+    assert not re.search(r"(href|src)=[\"']?https?:", text)
+    assert "<link" not in text.lower()
+
+
+def test_verdict_rows_are_shown_and_highlighted(reported):
+    run_dir, _, _, text = reported
+    verdict = json.loads((run_dir / "verdict.json").read_text())
+    rows = HtmlTables(text).table_with("condition")
+    assert rows[0][1] == ["figure", "condition", "actual", "result"]
+    shown = rows[1:]
+    assert [cells[:2] for _, cells in shown] == [[c["figure"], c["condition"]] for c in verdict["conditions"]]
+    assert [cells[3] for _, cells in shown] == ["fail", "pass"]
+    assert [css for css, _ in shown] == ["fail", "pass"]
+    assert shown[0][1][2] == str(verdict["conditions"][0]["actual"])
+    assert "Hypothesis FAILED" in text
+
+
+def test_class_counts_and_delivery_guarantee(reported):
+    _, summary, _, text = reported
+    tables = HtmlTables(text)
+    header, values = (cells for _, cells in tables.table_with("lost"))
+    assert header == ["tasks", *CLASSES]
+    assert values == [f"{len(summary.tasks):,}", *(f"{summary.classes[cls]:,}" for cls in CLASSES)]
+    truth = synthetic_history().truth
+    assert {cls: summary.classes[cls] for cls in truth} == dict(truth)
+    delivery = tables.table_with("delivery guarantee")
+    assert delivery[1][1][0] == summary.delivery.guarantee == "none"
+
+
+def test_phase_table_has_every_phase_and_the_whole_run(reported):
+    _, summary, _, text = reported
+    rows = HtmlTables(text).table_with("p95 end to end")
+    names = [cells[0] for _, cells in rows[1:]]
+    assert names == [*(name for name, _, _ in PHASES), WHOLE_RUN]
+    for (_, cells), phase in zip(rows[1:], [*summary.phases, summary.overall], strict=True):
+        assert cells[3] == f"{phase.published:,}"
+        assert cells[4] == f"{phase.completed:,}"
+        assert cells[5] == f"{phase.throughput:.2f}/s"
+
+
+def test_lost_and_duplicated_ids_are_listed(reported):
+    _, summary, _, text = reported
+    for cls in ("lost", "duplicated"):
+        ids = summary.ids(cls)
+        assert f"{cls}: {len(ids)}" in text
+        assert all(task_id in text for task_id in ids[:ID_LIST_LIMIT])
+
+
+def test_versions_settings_faults_and_recovery_are_shown(reported):
+    _, summary, _, text = reported
+    tables = HtmlTables(text)
+    versions = {cells[0]: cells[1] for _, cells in tables.table_with("name")[1:]}
+    assert versions["celery"] == "5.7.0"
+    assert "task_acks_late" in text and "worker_prefetch_multiplier" in text
+    fault = tables.table_with("fault")[1][1]
+    assert fault[:4] == ["worker-kill", "workers[0]", "22.0 s", "32.0 s"]
+    recovery = tables.table_with("recovery time")[1][1]
+    assert recovery[1] == summary.recovery.note
+
+
+def test_completed_run_has_no_banner(reported):
+    assert 'id="status-banner"' not in reported[3]
+
+
+@pytest.mark.parametrize(("status", "word"), [("aborted", "ABORTED"), ("failed", "FAILED"), ("running", "NOT FINISH")])
+def test_unfinished_run_shows_a_banner_with_the_error(tmp_path, status, word):
+    run_dir, _ = make_run(tmp_path / "run", status=status)
+    run = json.loads((run_dir / "run.json").read_text())
+    (run_dir / "run.json").write_text(json.dumps({**run, "error": "interrupted (SIGINT)"}))
+    text = write_report(run_dir).read_text()
+    banner = re.search(r'<div class="banner" id="status-banner">([^<]*)</div>', text)
+    assert banner is not None
+    assert word in banner.group(1)
+    assert "Error: interrupted (SIGINT)" in banner.group(1)
+    assert f"({status})" in text.split("</title>")[0]
+
+
+def test_more_than_fifty_ids_are_cut_with_a_count(tmp_path):
+    run_dir, summary = make_run(tmp_path / "run", synthetic_history(rate=40.0, lost_every=1))
+    lost = summary.ids("lost")
+    assert len(lost) > ID_LIST_LIMIT
+    text = write_report(run_dir).read_text()
+    assert f"lost: {len(lost):,} (first {ID_LIST_LIMIT} shown)" in text
+    assert lost[ID_LIST_LIMIT - 1] in text
+    assert lost[ID_LIST_LIMIT] not in text
+
+
+def test_empty_ledgers_and_no_fault_windows(tmp_path):
+    run_dir, summary = make_run(tmp_path / "empty", History(), faults=(), verdict=False)
+    assert summary.tasks == []
+    text = write_report(run_dir).read_text()
+    for spec in FIGURES:
+        pixels = png_pixels(run_dir / FIGURES_DIR / f"{spec.name}.png")
+        assert colour_pixels(pixels, FAULT_COLOUR, tolerance=0) == 0
+    assert "No fault windows in this run." in text
+    assert "No verdict" in text
+    assert HtmlTables(text).table_with("lost")[1][1] == ["0"] * (len(CLASSES) + 1)
+
+
+def test_run_without_faults_has_no_shading(tmp_path):
+    run_dir, _ = make_run(tmp_path / "calm", synthetic_history(fault=False), faults=())
+    write_report(run_dir)
+    pixels = png_pixels(run_dir / FIGURES_DIR / "throughput.png")
+    assert colour_pixels(pixels, FAULT_COLOUR, tolerance=0) == 0
+
+
+def test_missing_summary_is_checked_in_memory(tmp_path):
+    run_dir, summary = make_run(tmp_path / "aborted", status="aborted")
+    (run_dir / "summary.json").unlink()
+    (run_dir / "tasks.csv").unlink()
+    text = write_report(run_dir).read_text()
+    values = HtmlTables(text).table_with("lost")[1][1]
+    assert values[1:] == [f"{summary.classes[cls]:,}" for cls in CLASSES]
+    assert "checked in memory" in text
+    assert not (run_dir / "summary.json").exists()
+
+
+def test_loaded_arrays_match_the_checker(reported):
+    run_dir, summary, _, _ = reported
+    data = load_run(run_dir)
+    assert len(data.tasks.publish) == len(summary.tasks)
+    completed = sorted(t.completed_at - T0 for t in summary.tasks if t.completed_at is not None)
+    assert np.allclose(np.sort(data.tasks.completed[np.isfinite(data.tasks.completed)]), completed)
+    assert data.executions.nodes == ["worker-1", "worker-2"]
+    assert len(data.executions.start) == sum(t.executions for t in summary.tasks)
+    assert int(np.isnan(data.executions.end).sum()) == summary.classes["duplicated"] + summary.classes["stuck"]
+    assert [(w.label, w.start, w.end) for w in data.faults] == [("worker-kill on workers[0]", 22.0, 32.0)]
+
+
+# --- the binned statistics ------------------------------------------------------------------
+
+
+def test_bins_are_one_second_or_adaptive():
+    assert np.allclose(Timebase.for_duration(75).widths, 1.0)
+    long = Timebase.for_duration(3 * 3600)
+    assert long.bins <= 600 and np.allclose(long.widths, 30.0)
+    ragged = Timebase.for_duration(10.5)
+    assert ragged.bins == 11 and ragged.edges[-1] == 10.5 and ragged.widths[-1] == 0.5
+
+
+def test_binned_quantiles_are_nearest_rank_per_bin():
+    rng = np.random.default_rng(1)
+    times, values = rng.uniform(0, 10, 500), rng.exponential(1.0, 500)
+    timebase = Timebase.for_duration(10)
+    p50, p95 = binned_quantiles(timebase, times, values, (50, 95))
+    for b in range(10):
+        ordered = np.sort(values[(times >= b) & (times < b + 1)])
+        for got, percentile in ((p50[b], 50), (p95[b], 95)):
+            assert got == ordered[math.ceil(percentile / 100 * len(ordered)) - 1]
+    empty = binned_quantiles(timebase, np.array([]), np.array([]), (50,))[0]
+    assert np.isnan(empty).all()
+
+
+def test_busy_time_integrates_executions_in_flight():
+    starts, ends = np.array([0.0, 0.5, 2.0]), np.array([1.0, 1.5, 2.25])
+    busy = busy_time(starts, ends, np.array([0.0, 1.0, 2.0, 3.0]))
+    assert np.allclose(np.diff(busy), [1.5, 0.5, 0.25])
+
+
+# --- matrix and speed -----------------------------------------------------------------------
+
+
+def test_matrix_report_embeds_each_cell_and_the_comparison(tmp_path):
+    parent, summaries = make_matrix(tmp_path / "m1")
+    page = write_matrix_report(parent)
+    text = page.read_text()
+    tables = HtmlTables(text)
+    comparison = tables.table_with("throughput drop")
+    assert [cells[0] for _, cells in comparison[1:]] == [f"worker-kill / {label}" for label in CELLS]
+    for (_, cells), label in zip(comparison[1:], CELLS, strict=True):
+        assert cells[6] == f"{summaries[label].classes['lost']:,}"
+        assert f'href="cells/{label}/report.html"' in text
+        assert (parent / "cells" / label / REPORT_FILE).exists()
+    assert len(tables.images) == 2 * len(CELLS)
+    assert all(src.startswith("data:image/png;base64,") for src in tables.images)
+    assert (parent / "comparison.md").exists() and (parent / "comparison.html").exists()
+    assert write_report(parent) == page
+
+
+def test_matrix_with_a_missing_cell_and_aborted_status(tmp_path):
+    parent, _ = make_matrix(tmp_path / "m2", status="aborted", cells={"only": 3})
+    run = json.loads((parent / "run.json").read_text())
+    (parent / "run.json").write_text(json.dumps({**run, "cells": ["only", "never-ran"]}))
+    text = write_matrix_report(parent).read_text()
+    assert 'id="status-banner"' in text
+    assert "No run directory for this cell" in text
+
+
+def test_fifty_thousand_tasks_are_reported_quickly(tmp_path):
+    run_dir, summary = make_run(tmp_path / "big", synthetic_history(rate=800.0, until=66.0))
+    assert len(summary.tasks) >= 50_000
+    began = time.perf_counter()
+    write_report(run_dir)
+    assert time.perf_counter() - began < 20.0
