@@ -15,11 +15,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from local_redis import LocalRedis, lab_env, local_redis  # noqa: E402
+from local_redis import LocalRedis, lab_env, local_redis
 
 APPLY_LOOP = """
 import sys, time

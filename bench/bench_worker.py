@@ -18,9 +18,8 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from local_redis import LocalRedis, lab_env, local_redis  # noqa: E402
-
-from chaoslab.publisher import Publisher  # noqa: E402
+from chaoslab.publisher import Publisher
+from local_redis import LocalRedis, lab_env, local_redis
 
 
 def preload(server: LocalRedis, count: int) -> None:
@@ -71,7 +70,7 @@ def main() -> None:
         for _ in range(args.rounds):
             for instrumented in (False, True):
                 rates[instrumented].append(one_round(server, args.tasks, instrumented, Path(tmp)))
-        ledger_lines = sum(1 for _ in open(Path(tmp) / "ledger.jsonl", encoding="utf-8"))
+        ledger_lines = len((Path(tmp) / "ledger.jsonl").read_text(encoding="utf-8").splitlines())
     plain, full = statistics.median(rates[False]), statistics.median(rates[True])
     print(f"{'measure':48} {'tasks/s':>10}  target")
     print(f"{'worker without ledger and events (median)':48} {plain:10.0f}   rounds: "
