@@ -21,9 +21,12 @@ Classes (every published task id gets exactly one, tested in this order)
         ``publish_failed_executed``. (A publish timeout often did reach the broker; a
         caller that re-publishes then gets the task twice, which is what this shows.)
     ``lost``
-        Published ok and no execution of its pending message started by the run end:
-        never started at all, or its single execution ended ``retry`` and the retried
-        message never started.
+        Published ok and its work is neither done nor being done at the run end
+        (``lost_cause``): ``never_started`` (no execution started), ``retry_never_ran``
+        (its single execution ended ``retry`` and the retried message never started), or
+        ``killed`` (its single execution never ended and its worker process was gone when
+        the ledgers were collected: an ``alive`` record lists each node's live worker pids;
+        without one for the node the execution counts as stuck).
     ``duplicated``
         More than one execution started. The cause is ``redelivery`` when an attempt
         number was executed more than once or an execution carried the redelivered flag
@@ -36,7 +39,8 @@ Classes (every published task id gets exactly one, tested in this order)
     ``failed``
         Exactly one execution, and it ended ``failure``.
     ``stuck``
-        Exactly one execution, and it never ended.
+        Exactly one execution, and it never ended, while its process still ran (or no
+        ``alive`` record says otherwise).
 
     Records for ids that were never published are not classified; their ids and their
     executions are counted as ``unknown``.
@@ -164,6 +168,7 @@ class TaskResult(NamedTuple):
     successes: int
     completed_at: float | None
     finished_at: float | None
+    lost_cause: str | None = None
 
 
 _FIELD_GETTERS: Final = {name: itemgetter(index) for index, name in enumerate(TaskResult._fields)}
@@ -245,6 +250,7 @@ class Summary:
         data["unknown"] = {"ids": len(self.unknown_ids), "executions": self.unknown_executions}
         executed = self.publish_failed_executed()
         data["publish_failed_executed"] = len(executed)
+        data["lost_causes"] = dict(Counter(task.lost_cause for task in self.tasks if task.cls == "lost"))
         data["ids"] = {**_ids_by_class(self.tasks), "publish_failed_executed": executed, "unknown": self.unknown_ids}
         return data
 
@@ -288,9 +294,12 @@ class _Collector:
         self.tasks: dict[str, list[Any]] = {}
         self.counts = dict.fromkeys(("publish", "start", "end", "other", "after_run_end", "repeated_publish"), 0)
         self._atoms: dict[Any, Any] = {}
+        # node -> worker pids alive when the ledgers were collected (``alive`` records)
+        self.alive: dict[str, frozenset[int]] = {}
 
     def add_all(self, records: Iterable[Mapping[str, Any]]) -> None:
-        handlers = {"start": self._add_start, "end": self._add_end, "publish": self._add_publish}
+        handlers = {"start": self._add_start, "end": self._add_end, "publish": self._add_publish,
+                    "alive": self._add_alive}
         for record in records:
             try:
                 handlers.get(record["type"], self._add_other)(record)
@@ -299,6 +308,10 @@ class _Collector:
 
     def _add_other(self, record: Mapping[str, Any]) -> None:
         self.counts["other"] += 1
+
+    def _add_alive(self, record: Mapping[str, Any]) -> None:
+        self.counts["other"] += 1
+        self.alive[record["node"]] = frozenset(record["pids"])
 
     def _add_start(self, record: Mapping[str, Any]) -> None:
         self.counts["start"] += 1
@@ -348,14 +361,14 @@ def _better_publish(t: float, outcome: str, old_t: float, old_outcome: str) -> b
 
 
 def _pair_executions(events: list[tuple[Any, ...]]) -> list[list[Any]]:
-    """Executions ``[start_t, end_t, outcome, node, attempt, redelivered]`` in time order."""
+    """Executions ``[start_t, end_t, outcome, node, attempt, redelivered, pid]`` in time order."""
     events.sort()
     executions: list[list[Any]] = []
     open_by_key: dict[tuple[Any, ...], list[list[Any]]] = {}
     for t, what, node, pid, attempt, detail in events:
         key = (node, pid, attempt)
         if what == _START:
-            execution = [t, None, None, node, attempt, detail]
+            execution = [t, None, None, node, attempt, detail, pid]
             open_by_key.setdefault(key, []).append(execution)
             executions.append(execution)
             continue
@@ -364,7 +377,7 @@ def _pair_executions(events: list[tuple[Any, ...]]) -> list[list[Any]]:
             execution = stack.pop()
             execution[1], execution[2] = t, detail
         else:
-            executions.append([None, t, detail, node, attempt, False])
+            executions.append([None, t, detail, node, attempt, False, pid])
     return executions
 
 
@@ -376,14 +389,26 @@ def _final_state(executions: list[list[Any]], successes: list[list[Any]]) -> str
     return executions[-1][2] or "unfinished"
 
 
-def _classify(publish_ok: bool, executions: int, final: str) -> str:
+def _killed(execution: list[Any], alive: Mapping[str, frozenset[int]]) -> bool:
+    """An unfinished execution whose process was gone when the ledgers were collected."""
+    node_alive = alive.get(execution[3])
+    return execution[1] is None and node_alive is not None and execution[6] not in node_alive
+
+
+def _classify(publish_ok: bool, executions: list[list[Any]], final: str,
+              alive: Mapping[str, frozenset[int]]) -> tuple[str, str | None]:
+    """The task's class, and for a lost task why: never_started, retry_never_ran or killed."""
     if not publish_ok:
-        return "publish_failed"
-    if executions == 0 or (executions == 1 and final == "retry"):
-        return "lost"
-    if executions > 1:
-        return "duplicated"
-    return _SINGLE_EXECUTION_CLASS.get(final, "stuck")
+        return "publish_failed", None
+    if not executions:
+        return "lost", "never_started"
+    if len(executions) > 1:
+        return "duplicated", None
+    if final == "retry":
+        return "lost", "retry_never_ran"
+    if final == "unfinished" and _killed(executions[0], alive):
+        return "lost", "killed"
+    return _SINGLE_EXECUTION_CLASS.get(final, "stuck"), None
 
 
 def _duplicate_cause(executions: list[list[Any]]) -> str | None:
@@ -406,7 +431,7 @@ def _first_terminal_end(ended: list[list[Any]]) -> float | None:
     return next((execution[1] for execution in ended if execution[2] in _TERMINAL), None)
 
 
-def _judge(task_id: str, state: list[Any]) -> TaskResult:
+def _judge(task_id: str, state: list[Any], alive: Mapping[str, frozenset[int]]) -> TaskResult:
     publish_t = state[1]
     executions = _pair_executions(state[3:])
     ended = [execution for execution in executions if execution[1] is not None]
@@ -415,10 +440,11 @@ def _judge(task_id: str, state: list[Any]) -> TaskResult:
     decisive = (successes or ended)[-1] if ended else None
     final = _final_state(executions, successes)
     first_start = executions[0][0] if executions else None
+    cls, lost_cause = _classify(state[2] == "ok", executions, final, alive)
     return TaskResult(
         task_id,
         state[0],
-        _classify(state[2] == "ok", len(executions), final),
+        cls,
         len(executions),
         _nodes_label(executions),
         publish_t,
@@ -432,6 +458,7 @@ def _judge(task_id: str, state: list[Any]) -> TaskResult:
         len(successes),
         successes[0][1] if successes else None,
         _first_terminal_end(ended),
+        lost_cause,
     )
 
 
@@ -651,7 +678,7 @@ def _judge_all(collector: _Collector) -> tuple[list[TaskResult], list[str], int]
             unknown_ids.append(task_id)
             unknown_executions += len(_pair_executions(state[3:]))
         else:
-            tasks.append(_judge(task_id, state))
+            tasks.append(_judge(task_id, state, collector.alive))
     return tasks, unknown_ids, unknown_executions
 
 

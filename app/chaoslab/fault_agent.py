@@ -21,9 +21,8 @@ from pathlib import Path
 
 import psutil
 
+from chaoslab.node_procs import worker_processes
 from chaoslab.units import parse_duration
-
-WORKER_MARKERS = ("chaoslab.celery_app", "worker")
 
 
 class FaultRecord:
@@ -56,28 +55,6 @@ class FaultRecord:
         for path in (self.state, self.textfile):
             if path is not None:
                 path.unlink(missing_ok=True)
-
-
-def _same_netns(pid: int) -> bool:
-    try:
-        return os.stat(f"/proc/{pid}/ns/net").st_ino == os.stat("/proc/self/ns/net").st_ino
-    except OSError:
-        return False
-
-
-def worker_processes() -> tuple[psutil.Process | None, list[psutil.Process]]:
-    """This node's Celery worker: its main process and its pool children (same network namespace)."""
-    workers = []
-    for proc in psutil.process_iter(["cmdline"]):
-        cmdline = " ".join(proc.info["cmdline"] or [])
-        if all(marker in cmdline for marker in WORKER_MARKERS) and "fault_agent" not in cmdline \
-                and _same_netns(proc.pid):
-            workers.append(proc)
-    pids = {proc.pid for proc in workers}
-    mains = [proc for proc in workers if proc.ppid() not in pids]
-    main = mains[0] if mains else None
-    children = [proc for proc in workers if main is not None and proc.ppid() == main.pid]
-    return main, children
 
 
 def kill_worker(mode: str) -> list[int]:

@@ -92,9 +92,10 @@ class LabControl:
         Kombu's bindings in the broker database stay: workers declared them and need them for control
         and events.
         """
+        # Ledgers first: a task that ends in between then has its end record but no result, never the reverse.
+        self._play("playbooks/ledgers.yml", {"ledgers_action": "reset"})
         self.info.redis(0).delete("celery", "unacked", "unacked_index", "unacked_mutex")
         self.info.redis(1).flushdb()
-        self._play("playbooks/ledgers.yml", {"ledgers_action": "reset"})
 
     def fault(self, playbook_name: str, target: str | None, params: dict[str, Any], duration: float) -> None:
         extra = {key.removeprefix("fault_"): value for key, value in params.items()}

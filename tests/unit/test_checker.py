@@ -607,3 +607,30 @@ def test_checker_recovers_the_ground_truth(history):
         done = [t.successes[0]["end"] for t in truth if t.successes]
         assert stats.completed == sum(phase.start <= d < phase.end for d in done)
     assert summary.overall.published == len(truth)
+
+
+def alive(node: str, *pids: int) -> dict:
+    return {"type": "alive", "node": node, "pids": list(pids), "t": 100.0}
+
+
+@pytest.mark.parametrize(
+    ("alive_records", "cls", "cause"),
+    [
+        ([], "stuck", None),  # nothing says the process is gone
+        ([alive("w1", 41)], "stuck", None),  # its process still runs: hung or still running
+        ([alive("w1", 99)], "lost", "killed"),  # its process is gone: the work is lost
+        ([alive("w2", 7)], "stuck", None),  # no record for its own node
+    ],
+)
+def test_an_unfinished_execution_whose_process_is_gone_is_lost(alive_records, cls, cause):
+    records = [pub("t", 1), {**start("t", 2), "node": "w1", "pid": 41}, *alive_records]
+    summary = check(records, [], [], run_end=100.0)
+    task = only_task(summary)
+    assert (task.cls, task.lost_cause) == (cls, cause)
+    assert summary.classes[cls] == 1
+
+
+def test_never_started_and_retry_never_ran_are_lost_with_their_cause():
+    records = [pub("a", 1), pub("b", 1), start("b", 2), {**end("b", 3), "outcome": "retry"}]
+    causes = {task.id: (task.cls, task.lost_cause) for task in check(records, [], [], run_end=10.0).tasks}
+    assert causes == {"a": ("lost", "never_started"), "b": ("lost", "retry_never_ran")}

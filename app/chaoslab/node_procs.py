@@ -1,0 +1,68 @@
+"""This node's Celery worker processes, and the ``alive`` ledger record that lists them.
+
+A node is whatever shares this process's network namespace: a VM or host, or one namespace of the
+local lab (where every node's processes share the host's process table). The runner appends an
+``alive`` record to each worker node's ledger when it collects the ledgers, so the checker can tell
+an execution killed with its process (lost) from one still running (stuck).
+
+    python -m chaoslab.node_procs alive --node worker-1 --ledger /var/lib/chaoslab/ledger/worker-1.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import psutil
+
+from chaoslab.ledger import LedgerWriter
+
+WORKER_MARKERS = ("chaoslab.celery_app", "worker")
+
+
+def _same_netns(pid: int) -> bool:
+    try:
+        return os.stat(f"/proc/{pid}/ns/net").st_ino == os.stat("/proc/self/ns/net").st_ino
+    except OSError:
+        return False
+
+
+def worker_processes() -> tuple[psutil.Process | None, list[psutil.Process]]:
+    """This node's Celery worker: its main process and its pool children."""
+    workers = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if all(marker in cmdline for marker in WORKER_MARKERS) and "chaoslab.fault_agent" not in cmdline \
+                and _same_netns(proc.pid):
+            workers.append(proc)
+    pids = {proc.pid for proc in workers}
+    mains = [proc for proc in workers if proc.ppid() not in pids]
+    main = mains[0] if mains else None
+    children = [proc for proc in workers if main is not None and proc.ppid() == main.pid]
+    return main, children
+
+
+def alive_record(node: str) -> dict[str, object]:
+    main, children = worker_processes()
+    pids = sorted(proc.pid for proc in ([main] if main else []) + children)
+    return {"type": "alive", "node": node, "pids": pids, "t": time.time()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m chaoslab.node_procs", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    alive = sub.add_parser("alive", help="append an alive record (this node's worker pids) to a ledger")
+    alive.add_argument("--node", required=True)
+    alive.add_argument("--ledger", required=True)
+    args = parser.parse_args(argv)
+    with LedgerWriter(args.ledger, "always") as ledger:
+        record = alive_record(args.node)
+        ledger.write(record)
+    print(record)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
