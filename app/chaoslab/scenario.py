@@ -23,6 +23,7 @@ import yaml
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.errors import ArgumentTypeError
 
+from chaoslab.loadgen import MixEntry
 from chaoslab.tasks import KINDS
 from chaoslab.units import parse_duration
 
@@ -68,13 +69,6 @@ class ScenarioError(ValueError):
     def within(self, prefix: str = "", path: str = "") -> ScenarioError:
         key = f"{prefix}.{self.key}" if prefix and self.key else prefix or self.key
         return ScenarioError(key, self.message, path or self.path)
-
-
-@dataclass(frozen=True)
-class MixEntry:
-    kind: str
-    weight: float = 1.0
-    args: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
