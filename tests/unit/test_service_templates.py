@@ -43,7 +43,8 @@ def test_supervisor_program():
     assert program["user"] == "chaoslab" and program["autostart"] == "true" and program["autorestart"] == "true"
     assert program["stopasgroup"] == program["killasgroup"] == "true"
     assert program["environment"] == 'B="2",CHAOSLAB_CONFIG="/etc/chaoslab/chaoslab.yml"'
-    assert parse(render("program.conf.j2", lab_service_state="stopped"))["program:celery-worker"]["autostart"] == "false"
+    stopped = parse(render("program.conf.j2", lab_service_state="stopped"))["program:celery-worker"]
+    assert stopped["autostart"] == "false"
 
 
 @pytest.mark.parametrize("memory_max", ["", "512M"])
