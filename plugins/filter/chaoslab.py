@@ -34,6 +34,17 @@ def duration_seconds(value: Any, name: str = "duration") -> float:
         raise AnsibleFilterError(f"{name}: {err}") from err
 
 
+def below_minimum(settings: dict[str, Any], minimums: dict[str, float]) -> list[str]:
+    """One message per setting below its minimum, e.g. "worker_concurrency must be >= 1, got 0"."""
+    found = []
+    for name, minimum in minimums.items():
+        value = settings.get(name)
+        if value is not None and float(value) < minimum:
+            found.append(f"{name} must be >= {minimum}, got {value}")
+    return found
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
-        return {"in_subnet": in_subnet, "lab_node_specs": lab_node_specs, "duration_seconds": duration_seconds}
+        return {"in_subnet": in_subnet, "lab_node_specs": lab_node_specs, "duration_seconds": duration_seconds,
+                "below_minimum": below_minimum}

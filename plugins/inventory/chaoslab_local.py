@@ -136,6 +136,7 @@ class InventoryModule(BaseInventoryPlugin):
                 # The project's own venv serves every node (host vars win over group_vars/all.yml).
                 "lab_venv": os.path.join(project, ".venv"),
                 **{f"lab_{kind}_dir": f"{root}/nodes/{name}" for kind, root in NODE_DIR_ROOTS.items()},
+                "lab_supervisor_conf": f"{NODE_DIR_ROOTS['etc']}/nodes/{name}/supervisord.conf",
             }
             host = self.inventory.hosts[name]
             for key, value in host_vars.items():

@@ -14,7 +14,7 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
 def supervisorctl(node: str, *args: str) -> subprocess.CompletedProcess:
-    conf = f"/etc/chaoslab/nodes/{node}/supervisor/supervisord.conf"
+    conf = f"/etc/chaoslab/nodes/{node}/supervisord.conf"
     return subprocess.run(["supervisorctl", "-c", conf, *args], capture_output=True, text=True, check=False)
 
 
