@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from chaoslab.ansible_runner import unwrap_unsafe
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
@@ -50,12 +52,7 @@ def inventory(env: dict[str, str] | None = None) -> dict:
         [str(BIN / "ansible-inventory"), "--list"],
         cwd=ROOT, env=ansible_env(**(env or {})), capture_output=True, text=True, check=True,
     )
-    return json.loads(proc.stdout, object_hook=_plain)
-
-
-def _plain(obj: dict) -> object:
-    """ansible-inventory marks plugin-made strings as unsafe: {"__ansible_unsafe": value}."""
-    return obj["__ansible_unsafe"] if set(obj) == {"__ansible_unsafe"} else obj
+    return json.loads(proc.stdout, object_hook=unwrap_unsafe)
 
 
 def can_build_lab() -> str | None:

@@ -27,12 +27,14 @@ def project_root() -> Path:
     raise AnsibleError("cannot find the project (a directory with ansible.cfg and playbooks/); set CHAOSLAB_HOME")
 
 
-def _tool(name: str) -> str:
+def tool(name: str) -> str:
+    """An Ansible command from the venv running this code, else from PATH."""
     beside = Path(sys.executable).parent / name
     return str(beside) if beside.exists() else (shutil.which(name) or name)
 
 
-def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
+def ansible_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for Ansible commands: the project's ansible.cfg."""
     root = project_root()
     env = dict(os.environ)
     env.setdefault("ANSIBLE_CONFIG", str(root / "ansible.cfg"))
@@ -44,8 +46,8 @@ def adhoc_json(pattern: str, module: str, args: str, timeout: float = 600) -> di
     """Run an ad-hoc module on ``pattern``; return each host's result (through ansible's --tree output)."""
     with tempfile.TemporaryDirectory(prefix="chaoslab-adhoc-") as tree:
         proc = subprocess.run(
-            [_tool("ansible"), pattern, "-m", module, "-a", args, "--tree", tree],
-            cwd=project_root(), env=_env(), capture_output=True, text=True, timeout=timeout, check=False,
+            [tool("ansible"), pattern, "-m", module, "-a", args, "--tree", tree],
+            cwd=project_root(), env=ansible_env(), capture_output=True, text=True, timeout=timeout, check=False,
         )
         hosts = {entry.name: json.loads(entry.read_text(encoding="utf-8")) for entry in Path(tree).iterdir()}
     if not hosts:
@@ -54,17 +56,22 @@ def adhoc_json(pattern: str, module: str, args: str, timeout: float = 600) -> di
     return hosts
 
 
+def unwrap_unsafe(obj: dict[str, Any]) -> Any:
+    """json object_hook: ansible-inventory writes plugin-made strings as {"__ansible_unsafe": value}."""
+    return obj["__ansible_unsafe"] if set(obj) == {"__ansible_unsafe"} else obj
+
+
 def playbook(
     path: str, extra_vars: dict[str, Any] | None = None, quiet: bool = False, tags: str | None = None,
     check: bool = True,
 ) -> subprocess.CompletedProcess:
     """Run a playbook of the project; with ``check``, raise AnsibleError when it fails."""
-    cmd = [_tool("ansible-playbook"), path]
+    cmd = [tool("ansible-playbook"), path]
     if extra_vars:
         cmd += ["-e", json.dumps(extra_vars)]
     if tags:
         cmd += ["--tags", tags]
-    proc = subprocess.run(cmd, cwd=project_root(), env=_env(), capture_output=quiet, text=True, check=False)
+    proc = subprocess.run(cmd, cwd=project_root(), env=ansible_env(), capture_output=quiet, text=True, check=False)
     if check and proc.returncode != 0:
         raise AnsibleError(f"{path} failed (exit {proc.returncode})")
     return proc

@@ -11,7 +11,7 @@ from typing import Any
 import redis
 import yaml
 
-from chaoslab.ansible_runner import AnsibleError, _env, _tool, playbook, project_root
+from chaoslab.ansible_runner import AnsibleError, ansible_env, playbook, project_root, tool, unwrap_unsafe
 
 
 @dataclass(frozen=True)
@@ -32,17 +32,13 @@ class LabInfo:
                            socket_timeout=timeout, socket_connect_timeout=timeout)
 
 
-def _plain(obj: dict[str, Any]) -> Any:
-    return obj["__ansible_unsafe"] if set(obj) == {"__ansible_unsafe"} else obj
-
-
 def lab_info() -> LabInfo:
     """Read the inventory and the lab's secrets; a one-line error when the lab is not provisioned."""
-    proc = subprocess.run([_tool("ansible-inventory"), "--list"], cwd=project_root(), env=_env(),
+    proc = subprocess.run([tool("ansible-inventory"), "--list"], cwd=project_root(), env=ansible_env(),
                           capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise AnsibleError(f"cannot read the inventory: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
-    data = json.loads(proc.stdout, object_hook=_plain)
+    data = json.loads(proc.stdout, object_hook=unwrap_unsafe)
     hostvars = data["_meta"]["hostvars"]
     redis_host = hostvars[data["redis"]["hosts"][0]]
     monitor = hostvars[data["monitor"]["hosts"][0]]
