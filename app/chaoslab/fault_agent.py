@@ -82,26 +82,23 @@ def cmd_worker_kill(args: argparse.Namespace) -> dict[str, object]:
     killed = kill_worker(args.mode)
     try:
         if deadline is not None:
-            # Without --every the fault window stays open (recorded) until the deadline after one kill.
-            _repeat(deadline, every or deadline - started + 1, lambda: killed.extend(kill_worker(args.mode)))
+            # Without --every the fault stays recorded (its window open) until the deadline after one kill.
+            hold_until(deadline, every, lambda: killed.extend(kill_worker(args.mode)))
     finally:
         record.end()
     return {"fault": "worker-kill", "start": started, "end": time.time(), "killed": killed}
 
 
-def _repeat(deadline: float, every: float, action: Callable[[], object]) -> None:
-    """Call ``action`` every ``every`` seconds until the deadline; SIGTERM ends it early."""
+def hold_until(deadline: float, every: float, action: Callable[[], object]) -> None:
+    """Stay until the deadline, calling ``action`` every ``every`` seconds (0: never); SIGTERM ends it early."""
     stopped = {"flag": False}
     signal.signal(signal.SIGTERM, lambda *_: stopped.update(flag=True))
-    due = time.time() + every
-    while not stopped["flag"]:
-        now = time.time()
-        if now >= deadline:
-            return
+    due = time.time() + every if every > 0 else deadline
+    while not stopped["flag"] and (now := time.time()) < deadline:
         if now >= due:
             action()
             due += every
-        time.sleep(min(max(min(due, deadline) - time.time(), 0.0), 0.2))
+        time.sleep(min(max(min(due, deadline) - now, 0.0), 0.2))
 
 
 def cmd_clear(args: argparse.Namespace) -> dict[str, object]:

@@ -131,3 +131,18 @@ def test_inventory_rejects_a_worker_count_that_is_not_a_number():
     with pytest.raises(subprocess.CalledProcessError) as err:
         inventory({"LAB_WORKERS": "many"})
     assert "LAB_WORKERS: 'many' is not a whole number of workers" in err.value.stderr
+
+
+def test_hold_until_repeats_the_action_until_the_deadline():
+    import time
+
+    from chaoslab.fault_agent import hold_until
+
+    calls = []
+    start = time.time()
+    hold_until(start + 1.0, 0.3, lambda: calls.append(time.time() - start))
+    assert 0.95 <= time.time() - start <= 1.3
+    assert len(calls) == 3 and all(0.25 <= t <= 1.0 for t in calls)
+    calls.clear()
+    hold_until(time.time() + 0.3, 0, lambda: calls.append(1))
+    assert calls == []
