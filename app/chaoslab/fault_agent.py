@@ -11,9 +11,12 @@ itself, whatever happens to the controller. While a fault is active it has a sta
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -21,7 +24,7 @@ from pathlib import Path
 
 import psutil
 
-from chaoslab.node_procs import worker_processes
+from chaoslab.node_procs import same_netns, worker_processes
 from chaoslab.units import parse_duration
 
 
@@ -73,20 +76,82 @@ def kill_worker(mode: str) -> list[int]:
     return killed
 
 
+def run_fault(args: argparse.Namespace, params: dict[str, object], apply: Callable[[], object],
+              revert: Callable[[], object] | None = None, every: float = 0.0,
+              again: Callable[[], object] | None = None) -> dict[str, object]:
+    """Record the fault, apply it, and with a duration stay until the deadline and then revert it.
+
+    Without a duration a fault with a revert stays until ``clear`` (which knows how to revert every kind).
+    """
+    duration = parse_duration(args.duration) if args.duration else 0.0
+    record = FaultRecord(args.fault, args.node, args.state_dir, args.textfile_dir)
+    deadline = time.time() + duration if duration else None
+    started = record.start(deadline, params)
+    detail: object = None
+    try:
+        detail = apply()
+        if deadline is not None:
+            hold_until(deadline, every, again or (lambda: None))
+    finally:
+        if deadline is not None or revert is None:
+            if revert is not None:
+                revert()
+            record.end()
+    return {"fault": args.fault, "start": started, "end": time.time() if deadline else None, "detail": detail}
+
+
 def cmd_worker_kill(args: argparse.Namespace) -> dict[str, object]:
     every = parse_duration(args.every) if args.every else 0.0
-    duration = parse_duration(args.duration) if args.duration else 0.0
-    record = FaultRecord("worker-kill", args.node, args.state_dir, args.textfile_dir)
-    deadline = time.time() + duration if duration else None
-    started = record.start(deadline, {"mode": args.mode, "every": args.every, "duration": args.duration})
-    killed = kill_worker(args.mode)
-    try:
-        if deadline is not None:
-            # Without --every the fault stays recorded (its window open) until the deadline after one kill.
-            hold_until(deadline, every, lambda: killed.extend(kill_worker(args.mode)))
-    finally:
-        record.end()
-    return {"fault": "worker-kill", "start": started, "end": time.time(), "killed": killed}
+    killed: list[int] = []
+    return run_fault(args, {"mode": args.mode, "every": args.every, "duration": args.duration},
+                     lambda: killed.extend(kill_worker(args.mode)) or killed, every=every,
+                     again=lambda: killed.extend(kill_worker(args.mode)))
+
+
+def signal_workers(sig: signal.Signals) -> list[int]:
+    main, children = worker_processes()
+    signalled = []
+    for proc in ([main] if main else []) + children:
+        try:
+            proc.send_signal(sig)
+            signalled.append(proc.pid)
+        except psutil.Error:
+            continue
+    return signalled
+
+
+def thaw_workers() -> list[int]:
+    return signal_workers(signal.SIGCONT)
+
+
+def cmd_worker_pause(args: argparse.Namespace) -> dict[str, object]:
+    return run_fault(args, {"duration": args.duration}, lambda: signal_workers(signal.SIGSTOP), thaw_workers)
+
+
+def stress_processes() -> list[psutil.Process]:
+    """stress-ng processes of this node (same network namespace)."""
+    return [proc for proc in psutil.process_iter(["name"]) if (proc.info["name"] or "").startswith("stress-ng")
+            and same_netns(proc.pid)]
+
+
+def stop_stress() -> int:
+    found = stress_processes()
+    for proc in found:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(found, timeout=5)
+    return len(found)
+
+
+def cmd_cpu_exhaustion(args: argparse.Namespace) -> dict[str, object]:
+    workers = args.workers or os.cpu_count() or 1
+    command = ["stress-ng", "--cpu", str(workers), "--cpu-load", str(args.load), "--quiet"]
+    if args.duration:
+        # stress-ng stops by itself at the deadline too, even if this agent is killed.
+        command += ["--timeout", f"{math.ceil(parse_duration(args.duration))}s"]
+    return run_fault(args, {"workers": workers, "load": args.load, "duration": args.duration},
+                     lambda: subprocess.Popen(command, stdout=subprocess.DEVNULL, start_new_session=True).pid,
+                     stop_stress)
 
 
 def hold_until(deadline: float, every: float, action: Callable[[], object]) -> None:
@@ -118,6 +183,10 @@ def cmd_clear(args: argparse.Namespace) -> dict[str, object]:
                 pass
         FaultRecord(state.stem, args.node, args.state_dir, args.textfile_dir).end()
         cleared.append(state.stem)
+    # What a fault without a duration (or a killed agent) left behind: frozen workers, stress processes.
+    thaw_workers()
+    if stop_stress():
+        cleared.append("stress-ng")
     return {"cleared": cleared}
 
 
@@ -132,6 +201,14 @@ def build_parser() -> argparse.ArgumentParser:
     kill.add_argument("--every", default="", help="repeat at this interval until --duration ends")
     kill.add_argument("--duration", default="")
     kill.set_defaults(func=cmd_worker_kill)
+    pause = sub.add_parser("worker-pause", help="SIGSTOP the Celery worker's processes, SIGCONT at the end")
+    pause.add_argument("--duration", default="")
+    pause.set_defaults(func=cmd_worker_pause)
+    cpu = sub.add_parser("cpu-exhaustion", help="stress-ng CPU workers in this node")
+    cpu.add_argument("--workers", type=int, default=0, help="stress-ng CPU workers (default: one per CPU)")
+    cpu.add_argument("--load", type=int, default=100, help="load per worker, percent")
+    cpu.add_argument("--duration", default="")
+    cpu.set_defaults(func=cmd_cpu_exhaustion)
     clear = sub.add_parser("clear", help="stop every fault on this node")
     clear.set_defaults(func=cmd_clear)
     return parser

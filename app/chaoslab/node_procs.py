@@ -22,7 +22,8 @@ from chaoslab.ledger import LedgerWriter
 WORKER_MARKERS = ("chaoslab.celery_app", "worker")
 
 
-def _same_netns(pid: int) -> bool:
+def same_netns(pid: int) -> bool:
+    """Whether a process shares this process's network namespace (is on this node)."""
     try:
         return os.stat(f"/proc/{pid}/ns/net").st_ino == os.stat("/proc/self/ns/net").st_ino
     except OSError:
@@ -35,7 +36,7 @@ def worker_processes() -> tuple[psutil.Process | None, list[psutil.Process]]:
     for proc in psutil.process_iter(["cmdline"]):
         cmdline = " ".join(proc.info["cmdline"] or [])
         if all(marker in cmdline for marker in WORKER_MARKERS) and "chaoslab.fault_agent" not in cmdline \
-                and _same_netns(proc.pid):
+                and same_netns(proc.pid):
             workers.append(proc)
     pids = {proc.pid for proc in workers}
     mains = [proc for proc in workers if proc.ppid() not in pids]

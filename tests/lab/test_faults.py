@@ -1,0 +1,115 @@
+"""Faults on the local lab: they act inside the target node, and heal by their deadline."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from chaoslab.lab import lab_info
+from chaoslab.loadgen import LoadGenerator, LoadProfile, MixEntry
+from chaoslab.publisher import Publisher
+from lab_state import netns_inode, process_cgroups, process_netns_inode, service_processes
+from tests.conftest import BIN, ROOT, ansible_env, run_playbook
+
+STATE = Path("/run/chaoslab/nodes/worker-1/faults")
+LEDGER = Path("/var/lib/chaoslab/nodes/worker-1/ledger/worker-1.jsonl")
+
+
+def stress_ng() -> list[psutil.Process]:
+    return [proc for proc in psutil.process_iter(["name"]) if (proc.info["name"] or "").startswith("stress-ng")]
+
+
+def load_for(seconds: float) -> threading.Thread:
+    """Publish no-op tasks at 20/s from the controller for a while (in the background)."""
+    profile = LoadProfile(rate=20, mix=(MixEntry("noop"),), duration=seconds, publish_timeout=2.0)
+    generator = LoadGenerator(profile, Publisher(lab_info().broker_url(), 2.0), None)
+    thread = threading.Thread(target=generator.run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_worker_pause_stops_progress_then_resumes(lab):
+    run_playbook("faults/worker-pause.yml", "-e", "duration=8s")
+    started = time.monotonic()
+    processes = service_processes("worker-1", "celery-worker")
+    assert all(proc.status() == psutil.STATUS_STOPPED for proc in processes)
+    loader = load_for(14)
+    size = LEDGER.stat().st_size
+    time.sleep(max(6 - (time.monotonic() - started), 0))
+    assert LEDGER.stat().st_size == size, "worker-1 made progress while paused"
+    time.sleep(max(8 + 2 - (time.monotonic() - started), 0))
+    assert all(proc.status() != psutil.STATUS_STOPPED for proc in processes)
+    assert not (STATE / "worker-pause.json").exists()
+    loader.join()
+    time.sleep(2)
+    assert LEDGER.stat().st_size > size, "worker-1 made no progress after the pause"
+
+
+def test_cpu_exhaustion_runs_in_the_node_and_heals_when_the_controller_dies(lab):
+    proc = subprocess.Popen([str(BIN / "ansible-playbook"), "faults/cpu-exhaustion.yml", "-e", "duration=15s",
+                             "-e", "workers=2"], cwd=ROOT, env=ansible_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not (STATE / "cpu-exhaustion.json").exists():
+        assert time.monotonic() < deadline and proc.poll() is None, "the fault never started"
+        time.sleep(0.2)
+    applied = time.monotonic()
+    os.killpg(proc.pid, signal.SIGKILL)  # the controller dies right after the fault is applied
+    proc.wait()
+    time.sleep(1)
+    workers = stress_ng()
+    assert len(workers) >= 3, "stress-ng (a parent and 2 CPU workers) should run"
+    node_inode = netns_inode(lab["worker-1"]["lab_netns"])
+    for worker in workers:
+        assert process_netns_inode(worker.pid) == node_inode
+        groups = process_cgroups(worker.pid)
+        assert groups.get("cpu", groups.get("")) == "/chaoslab/worker-1"
+    busy = sum(worker.cpu_percent(interval=None) for worker in workers)
+    time.sleep(1)
+    busy = sum(worker.cpu_percent(interval=None) for worker in workers if worker.is_running())
+    assert busy >= 100, f"stress-ng used {busy:.0f} % CPU"
+    time.sleep(max(15 + 3 - (time.monotonic() - applied), 0))
+    assert stress_ng() == [], "stress-ng outlived the fault's duration"
+    assert not (STATE / "cpu-exhaustion.json").exists()
+    assert not list(Path("/var/lib/chaoslab/nodes/worker-1/textfile").glob("*.prom"))
+
+
+@pytest.mark.parametrize(
+    ("playbook", "extra", "message"),
+    [
+        ("faults/cpu-exhaustion.yml", "load=150", "cpu-exhaustion: workers 0-256, load 1-100"),
+        ("faults/worker-pause.yml", "duration=5", "duration: '5' has no unit"),
+        ("faults/worker-kill.yml", "mode=sideways", "value of fault_mode must be one of: main, child, all"),
+        ("faults/worker-pause.yml", "target=workers[7]", "target 'workers[7]' matches no node"),
+    ],
+)
+def test_bad_fault_input_is_refused_in_one_line(lab, playbook, extra, message):
+    before = [proc.pid for proc in service_processes("worker-1", "celery-worker")]
+    proc = run_playbook(playbook, "-e", extra, check=False)
+    assert proc.returncode != 0
+    fatal = [line for line in proc.stdout.splitlines() if line.startswith("fatal:")]
+    assert fatal and all(message in line for line in fatal), proc.stdout[-2000:]
+    assert not list(STATE.glob("*.json")) and stress_ng() == []
+    assert [p.pid for p in service_processes("worker-1", "celery-worker")] == before
+    assert all(p.status() != psutil.STATUS_STOPPED for p in service_processes("worker-1", "celery-worker"))
+
+
+def test_clear_reverts_a_fault_without_duration_and_is_idempotent(lab):
+    run_playbook("faults/worker-pause.yml")
+    assert all(p.status() == psutil.STATUS_STOPPED for p in service_processes("worker-1", "celery-worker"))
+    run_playbook("faults/cpu-exhaustion.yml", "-e", "workers=1")
+    time.sleep(0.5)
+    assert stress_ng()
+    first = run_playbook("faults/clear.yml")
+    assert "changed=1" in first.stdout
+    assert stress_ng() == [] and not list(STATE.glob("*.json"))
+    assert all(p.status() != psutil.STATUS_STOPPED for p in service_processes("worker-1", "celery-worker"))
+    second = run_playbook("faults/clear.yml")
+    assert "changed=1" not in second.stdout
