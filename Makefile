@@ -9,7 +9,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 PYTEST_ARGS ?=
 
 # Debian packages the local lab's host needs (the nodes share the host's filesystem).
-APT_PACKAGES := python3 python3-venv python3-dev gcc iproute2 iptables procps psmisc \
+APT_PACKAGES := python3 python3-venv python3-dev gcc iproute2 iptables libnetfilter-queue-dev procps psmisc \
 	redis-server redis-tools supervisor stress-ng chromium
 
 .PHONY: help install packages lab lab-up provision demo experiment down test test-unit lint bench clean

@@ -1,226 +1,142 @@
-"""The node side of the lab's faults: act, record, and heal by a deadline that lives on the node.
+"""The node side of the lab's faults: check, act, record, and heal by a deadline that lives on the node.
 
-Run on the target node by the fault playbooks (``python -m chaoslab.fault_agent <fault> ...``). A
-fault with a duration keeps this process alive on the node until its deadline, then reverts
-itself, whatever happens to the controller. While a fault is active it has a state file
-``<state-dir>/<fault>.json`` (pid, start, deadline, parameters) and the series
+Run on the target node by the fault playbooks::
+
+    python -m chaoslab.fault_agent --node redis --state-dir DIR --textfile-dir DIR \\
+        network-delay delay=20ms duration=30s nic=lab0 peers=198.18.0.101,198.18.0.102
+
+Parameters are the fault's own (chaoslab.fault_params). While a fault is active it has a state
+file ``<state-dir>/<fault>.json`` (pid, start, deadline, parameters, what to revert) and the series
 ``chaoslab_fault_active{fault="...",target="<node>"} 1`` in node_exporter's textfile directory.
-``clear`` stops every agent on the node and removes their records.
+It prints one JSON line: the fault, its start and deadline, and what it did (e.g. the engine).
+``clear`` ends every fault on the node and removes whatever lab qdisc, chain, stress process,
+memory cap or frozen worker it finds.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import math
-import os
-import signal
-import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import psutil
 
-from chaoslab.node_procs import same_netns, worker_processes
-from chaoslab.units import parse_duration
+from chaoslab import fault_memory, fault_network, fault_process, fault_service
+from chaoslab.fault_params import check
+from chaoslab.fault_record import Detail, Fault, FaultRecord, run_fault
 
 
-class FaultRecord:
-    """The fault's state file and its textfile-collector series on this node."""
-
-    def __init__(self, fault: str, node: str, state_dir: str, textfile_dir: str) -> None:
-        self.fault = fault
-        self.node = node
-        self.state = Path(state_dir) / f"{fault}.json"
-        self.textfile = Path(textfile_dir) / f"chaoslab_fault_{fault.replace('-', '_')}.prom" if textfile_dir else None
-
-    def _write(self, path: Path, text: str) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(path.suffix + ".tmp")
-        partial.write_text(text, encoding="utf-8")
-        partial.replace(path)
-
-    def start(self, deadline: float | None, params: dict[str, object]) -> float:
-        started = time.time()
-        data = {"fault": self.fault, "node": self.node, "pid": os.getpid(), "start": started,
-                "deadline": deadline, "params": params}
-        self._write(self.state, json.dumps(data))
-        if self.textfile:
-            self._write(self.textfile, "# HELP chaoslab_fault_active A lab fault is active on this node.\n"
-                        "# TYPE chaoslab_fault_active gauge\n"
-                        f'chaoslab_fault_active{{fault="{self.fault}",target="{self.node}"}} 1\n')
-        return started
-
-    def end(self) -> None:
-        for path in (self.state, self.textfile):
-            if path is not None:
-                path.unlink(missing_ok=True)
+def build(fault: str, values: dict[str, Any], args: argparse.Namespace) -> Fault:
+    """The fault to run, from checked parameters."""
+    if fault == "worker-kill":
+        return fault_process.worker_kill(values["mode"], values["every"])
+    if fault == "worker-pause":
+        return fault_process.worker_pause()
+    if fault == "cpu-exhaustion":
+        return fault_process.cpu_exhaustion(values["workers"], values["load"], values["duration"])
+    if fault == "memory-exhaustion":
+        return fault_process.memory_exhaustion(values["bytes"], values["workers"], values["duration"])
+    if fault == "memory-limit":
+        return fault_memory.memory_limit(values["limit"], args.node)
+    if fault == "redis-restart":
+        service = fault_service.ServiceControl(args.service_manager, "redis", args.supervisor_conf)
+        return fault_service.redis_restart(service, values["mode"], values["down_for"])
+    builders: dict[str, Callable[[dict[str, Any]], Fault]] = {
+        "network-delay": fault_network.network_delay, "network-loss": fault_network.network_loss,
+        "network-bandwidth": fault_network.network_bandwidth, "network-partition": fault_network.network_partition,
+    }
+    return builders[fault](values)
 
 
-def kill_worker(mode: str) -> list[int]:
-    """SIGKILL the main process, one pool child, or every worker process; returns the pids killed."""
-    main, children = worker_processes()
-    if main is None:
-        return []
-    victims = {"main": [main], "child": children[:1], "all": [*children, main]}[mode]
-    killed = []
-    for proc in victims:
-        try:
-            proc.send_signal(signal.SIGKILL)
-            killed.append(proc.pid)
-        except psutil.Error:
-            continue
-    return killed
+def fault_duration(fault: str, values: dict[str, Any]) -> float:
+    if fault == "redis-restart":  # always detached, so that Redis is started again even if the controller dies
+        return max(values["duration"], values["down_for"], 0.001)
+    return float(values.get("duration") or 0.0)
 
 
-def run_fault(args: argparse.Namespace, params: dict[str, object], apply: Callable[[], object],
-              revert: Callable[[], object] | None = None, every: float = 0.0,
-              again: Callable[[], object] | None = None) -> dict[str, object]:
-    """Record the fault, apply it, and with a duration stay until the deadline and then revert it.
-
-    Without a duration a fault with a revert stays until ``clear`` (which knows how to revert every kind).
-    """
-    duration = parse_duration(args.duration) if args.duration else 0.0
-    record = FaultRecord(args.fault, args.node, args.state_dir, args.textfile_dir)
-    deadline = time.time() + duration if duration else None
-    started = record.start(deadline, params)
-    detail: object = None
-    try:
-        detail = apply()
-        if deadline is not None:
-            hold_until(deadline, every, again or (lambda: None))
-    finally:
-        if deadline is not None or revert is None:
-            if revert is not None:
-                revert()
-            record.end()
-    return {"fault": args.fault, "start": started, "end": time.time() if deadline else None, "detail": detail}
+# How clear undoes a fault from its state file when no agent holds it (no duration, or the agent died).
+REVERTS: dict[str, Callable[[Detail], object]] = {
+    "worker-pause": fault_process.thaw_workers,
+    "cpu-exhaustion": fault_process.stop_stress,
+    "memory-exhaustion": fault_process.stop_stress,
+    "memory-limit": fault_memory.revert_memory_limit,
+    "network-delay": fault_network.revert_network,
+    "network-loss": fault_network.revert_network,
+    "network-bandwidth": fault_network.revert_network,
+    "network-partition": fault_network.revert_partition,
+}
 
 
-def cmd_worker_kill(args: argparse.Namespace) -> dict[str, object]:
-    every = parse_duration(args.every) if args.every else 0.0
-    killed: list[int] = []
-    return run_fault(args, {"mode": args.mode, "every": args.every, "duration": args.duration},
-                     lambda: killed.extend(kill_worker(args.mode)) or killed, every=every,
-                     again=lambda: killed.extend(kill_worker(args.mode)))
-
-
-def signal_workers(sig: signal.Signals) -> list[int]:
-    main, children = worker_processes()
-    signalled = []
-    for proc in ([main] if main else []) + children:
-        try:
-            proc.send_signal(sig)
-            signalled.append(proc.pid)
-        except psutil.Error:
-            continue
-    return signalled
-
-
-def thaw_workers() -> list[int]:
-    return signal_workers(signal.SIGCONT)
-
-
-def cmd_worker_pause(args: argparse.Namespace) -> dict[str, object]:
-    return run_fault(args, {"duration": args.duration}, lambda: signal_workers(signal.SIGSTOP), thaw_workers)
-
-
-def stress_processes() -> list[psutil.Process]:
-    """stress-ng processes of this node (same network namespace)."""
-    return [proc for proc in psutil.process_iter(["name"]) if (proc.info["name"] or "").startswith("stress-ng")
-            and same_netns(proc.pid)]
-
-
-def stop_stress() -> int:
-    found = stress_processes()
-    for proc in found:
-        with contextlib.suppress(psutil.Error):
-            proc.kill()
-    psutil.wait_procs(found, timeout=5)
-    return len(found)
-
-
-def cmd_cpu_exhaustion(args: argparse.Namespace) -> dict[str, object]:
-    workers = args.workers or os.cpu_count() or 1
-    command = ["stress-ng", "--cpu", str(workers), "--cpu-load", str(args.load), "--quiet"]
-    if args.duration:
-        # stress-ng stops by itself at the deadline too, even if this agent is killed.
-        command += ["--timeout", f"{math.ceil(parse_duration(args.duration))}s"]
-    return run_fault(args, {"workers": workers, "load": args.load, "duration": args.duration},
-                     lambda: subprocess.Popen(command, stdout=subprocess.DEVNULL, start_new_session=True).pid,
-                     stop_stress)
-
-
-def hold_until(deadline: float, every: float, action: Callable[[], object]) -> None:
-    """Stay until the deadline, calling ``action`` every ``every`` seconds (0: never); SIGTERM ends it early."""
-    stopped = {"flag": False}
-    signal.signal(signal.SIGTERM, lambda *_: stopped.update(flag=True))
-    due = time.time() + every if every > 0 else deadline
-    while not stopped["flag"] and (now := time.time()) < deadline:
-        if now >= due:
-            action()
-            due += every
-        time.sleep(min(max(min(due, deadline) - now, 0.0), 0.2))
-
-
-def cmd_clear(args: argparse.Namespace) -> dict[str, object]:
-    """Stop every fault agent on this node and remove their records."""
-    cleared = []
+def clear(args: argparse.Namespace) -> dict[str, object]:
+    """End every fault on this node; then remove whatever a lost agent may have left."""
+    cleared: list[str] = []
     for state in sorted(Path(args.state_dir).glob("*.json")):
-        try:
-            data = json.loads(state.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            data = {}
+        record = FaultRecord(state.stem, args.node, args.state_dir, args.textfile_dir)
+        data = record.read() or {}
         pid = data.get("pid")
-        if isinstance(pid, int) and pid != os.getpid() and psutil.pid_exists(pid):
+        ended = False
+        if isinstance(pid, int) and psutil.pid_exists(pid):
             try:
-                psutil.Process(pid).terminate()
-                psutil.Process(pid).wait(5)
+                agent = psutil.Process(pid)
+                agent.terminate()  # the agent reverts its fault and removes its record
+                agent.wait(15)
+                ended = True
+            except psutil.TimeoutExpired:
+                agent.kill()
             except psutil.Error:
                 pass
-        FaultRecord(state.stem, args.node, args.state_dir, args.textfile_dir).end()
+        if not ended and state.stem in REVERTS:
+            REVERTS[state.stem](data.get("detail") or {})
+        record.end()
         cleared.append(state.stem)
-    # What a fault without a duration (or a killed agent) left behind: frozen workers, stress processes.
-    thaw_workers()
-    if stop_stress():
+    fault_process.thaw_workers()
+    if fault_process.stop_stress():
         cleared.append("stress-ng")
+    cleared += fault_network.clear_network(args.nic)
     return {"cleared": cleared}
 
 
+def parse_params(items: list[str]) -> dict[str, str]:
+    params = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"parameter '{item}' is not name=value")
+        params[name] = value
+    return params
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m chaoslab.fault_agent", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m chaoslab.fault_agent", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--node", required=True, help="the node's name, for the records")
     parser.add_argument("--state-dir", required=True)
     parser.add_argument("--textfile-dir", default="", help="node_exporter textfile collector directory")
-    sub = parser.add_subparsers(dest="fault", required=True)
-    kill = sub.add_parser("worker-kill", help="SIGKILL the Celery worker's processes")
-    kill.add_argument("--mode", choices=["main", "child", "all"], default="main")
-    kill.add_argument("--every", default="", help="repeat at this interval until --duration ends")
-    kill.add_argument("--duration", default="")
-    kill.set_defaults(func=cmd_worker_kill)
-    pause = sub.add_parser("worker-pause", help="SIGSTOP the Celery worker's processes, SIGCONT at the end")
-    pause.add_argument("--duration", default="")
-    pause.set_defaults(func=cmd_worker_pause)
-    cpu = sub.add_parser("cpu-exhaustion", help="stress-ng CPU workers in this node")
-    cpu.add_argument("--workers", type=int, default=0, help="stress-ng CPU workers (default: one per CPU)")
-    cpu.add_argument("--load", type=int, default=100, help="load per worker, percent")
-    cpu.add_argument("--duration", default="")
-    cpu.set_defaults(func=cmd_cpu_exhaustion)
-    clear = sub.add_parser("clear", help="stop every fault on this node")
-    clear.set_defaults(func=cmd_clear)
+    parser.add_argument("--service-manager", default="supervisor", choices=["supervisor", "systemd"])
+    parser.add_argument("--supervisor-conf", default="", help="the node's supervisord.conf")
+    parser.add_argument("--nic", default="", help="the node's lab NIC (for clear)")
+    parser.add_argument("fault", help="a fault (network-delay, ...) or clear")
+    parser.add_argument("params", nargs="*", help="name=value")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        print(json.dumps(args.func(args)))
+        if args.fault == "clear":
+            result: dict[str, object] = clear(args)
+        else:
+            values = check(args.fault, parse_params(args.params))
+            fault = build(args.fault, values, args)
+            record = FaultRecord(args.fault, args.node, args.state_dir, args.textfile_dir)
+            result = run_fault(record, fault, fault_duration(args.fault, values))
     except ValueError as err:
-        print(f"fault_agent: {err}", file=sys.stderr)
+        print(f"{err}", file=sys.stderr)
         return 2
+    print(json.dumps(result))
     return 0
 
 

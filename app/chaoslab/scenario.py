@@ -23,9 +23,11 @@ import yaml
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.errors import ArgumentTypeError
 
+from chaoslab.fault_params import PARAMS as FAULT_PARAMS
+from chaoslab.fault_params import check as fault_check
 from chaoslab.loadgen import MixEntry
 from chaoslab.tasks import KINDS
-from chaoslab.units import parse_duration
+from chaoslab.units import format_duration, parse_duration
 
 TOP_KEYS = ("name", "description", "celery", "load", "phases", "hypothesis", "matrix")
 LOAD_KEYS = ("rate", "seed", "publish_timeout", "mix")
@@ -194,8 +196,12 @@ def _check_option(name: str, spec: dict[str, Any], value: Any, nullable: bool = 
     return result.validated_parameters[name]
 
 
-def validate_fault_params(root: Path, playbook: str, params: dict[str, Any]) -> dict[str, Any]:
-    """A fault's parameters (p -> value) as validated role variables (fault_p -> value); errors name p."""
+def validate_fault_params(root: Path, playbook: str, params: dict[str, Any],
+                          phase_seconds: float | None = None) -> dict[str, Any]:
+    """A fault's parameters (p -> value) as validated role variables (fault_p -> value); errors name p.
+
+    The runner gives the fault the fault phase's length as its duration unless the scenario gives one.
+    """
     options = fault_options(root, playbook)
     allowed = ", ".join(name.removeprefix("fault_") for name in options)
     validated = {}
@@ -206,6 +212,9 @@ def validate_fault_params(root: Path, playbook: str, params: dict[str, Any]) -> 
         validated[name] = _at(str(param), _check_option, name, options[name], value)
         if param in DURATION_PARAMS and validated[name] != options[name].get("default"):
             _at(str(param), parse_duration, validated[name])
+    if playbook in FAULT_PARAMS:
+        implied = {"duration": format_duration(phase_seconds)} if phase_seconds and not params.get("duration") else {}
+        _at("", fault_check, playbook, {**params, **implied}, False)
     return validated
 
 
@@ -358,15 +367,16 @@ def _phases(root: Path, value: Any) -> list[PhaseSpec]:
         if (name == "fault") != ("fault" in phase):
             message = "required in the fault phase" if name == "fault" else "only the fault phase takes a fault"
             raise ScenarioError(f"{key}.fault", message)
-        fault = _fault(root, phase["fault"], f"{key}.fault") if name == "fault" else None
-        phases.append(PhaseSpec(name=name, duration=_duration(phase["duration"], f"{key}.duration"), fault=fault))
+        seconds = _duration(phase["duration"], f"{key}.duration")
+        fault = _fault(root, phase["fault"], f"{key}.fault", seconds) if name == "fault" else None
+        phases.append(PhaseSpec(name=name, duration=seconds, fault=fault))
     for name in REQUIRED_PHASES:
         if all(phase.name != name for phase in phases):
             raise ScenarioError("phases", f"the {name} phase is missing (required: {', '.join(REQUIRED_PHASES)})")
     return phases
 
 
-def _fault(root: Path, value: Any, key: str) -> FaultSpec:
+def _fault(root: Path, value: Any, key: str, seconds: float) -> FaultSpec:
     fault = _mapping(value, key, FAULT_KEYS, required=("playbook",))
     playbook, target = fault["playbook"], fault.get("target")
     _at(f"{key}.playbook", fault_options, root, playbook)
@@ -376,7 +386,7 @@ def _fault(root: Path, value: Any, key: str) -> FaultSpec:
     if not isinstance(params, dict):
         raise ScenarioError(f"{key}.params", f"must be a mapping of parameter -> value, got {params!r}")
     return FaultSpec(playbook=playbook, target=target, params=_at(f"{key}.params", validate_fault_params, root,
-                                                                  playbook, params))
+                                                                  playbook, params, seconds))
 
 
 def _condition(figure: str, value: Any) -> Condition:

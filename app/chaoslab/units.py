@@ -17,10 +17,19 @@ BYTE_UNITS: dict[str, int] = {
     "kB": 1000, "MB": 1000**2, "GB": 1000**3, "TB": 1000**4,
     "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "TiB": 1024**4,
 }
-_QUANTITY = re.compile(r"\s*(?P<sign>[-+]?)(?P<number>\d+(?:\.\d*)?|\.\d+)\s*(?P<unit>[A-Za-z]*)\s*")
+# Rates as tc writes them: bits per second with SI or IEC multiples, or bytes per second ("bps").
+RATE_UNITS: dict[str, int] = {
+    "bit": 1, "kbit": 1000, "mbit": 1000**2, "gbit": 1000**3,
+    "kibit": 1024, "mibit": 1024**2, "gibit": 1024**3,
+    "bps": 8, "kbps": 8000, "mbps": 8 * 1000**2, "gbps": 8 * 1000**3,
+}
+PERCENT_UNITS: dict[str, int] = {"%": 1}
+_QUANTITY = re.compile(r"\s*(?P<sign>[-+]?)(?P<number>\d+(?:\.\d*)?|\.\d+)\s*(?P<unit>[A-Za-z%]*)\s*")
 
 
 def _choices(names: list[str]) -> str:
+    if len(names) == 1:
+        return names[0]
     return ", ".join(names[:-1]) + " or " + names[-1]
 
 
@@ -55,6 +64,23 @@ def parse_bytes(text: object, allow_bare_bytes: bool = False) -> int:
     if value != value.to_integral_value():
         raise ValueError(f"'{text}' is not a whole number of bytes")
     return int(value)
+
+
+def parse_rate(text: object) -> int:
+    """Bits per second in a tc rate: "8mbit", "512kbit", "1gbit", "100kbps" (bytes per second); case-insensitive."""
+    folded = text.lower() if isinstance(text, str) else text
+    value = _quantity(folded, RATE_UNITS, "a rate", False)
+    if value < 1:
+        raise ValueError(f"'{text}' is below 1bit (a rate must be positive)")
+    return int(value)
+
+
+def parse_percent(text: object) -> float:
+    """A percentage, 0-100: "20%", "20" or "0.5%"."""
+    value = float(_quantity(text, PERCENT_UNITS, "a percentage", True))
+    if value > 100:
+        raise ValueError(f"'{text}' is above 100%")
+    return value
 
 
 def _trim(value: float, places: int) -> str:

@@ -41,7 +41,7 @@ extends_documentation_fragment:
 """
 
 CGROUP_ROOT = "/sys/fs/cgroup"
-CGROUP_V1_CONTROLLERS = ("memory", "cpu", "pids", "freezer")
+CGROUP_V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "freezer")
 
 
 def cgroup_procs_files(cgroup: str, root: str = CGROUP_ROOT) -> list[str]:

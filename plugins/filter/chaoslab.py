@@ -34,6 +34,23 @@ def duration_seconds(value: Any, name: str = "duration") -> float:
         raise AnsibleFilterError(f"{name}: {err}") from err
 
 
+def fault_errors(params: dict[str, Any], fault: str, resolved: bool = True) -> str:
+    """The first thing wrong with a fault's parameters (one line), or "" when they are fine."""
+    from chaoslab.fault_params import check
+
+    try:
+        check(fault, {key: value for key, value in params.items() if key != "target"}, resolved)
+    except ValueError as err:
+        return str(err)
+    return ""
+
+
+def fault_agent_args(params: dict[str, Any]) -> list[str]:
+    """name=value arguments for the fault agent; lists (peers) comma-separated."""
+    return [f"{key}={','.join(map(str, value)) if isinstance(value, list) else value}"
+            for key, value in params.items()]
+
+
 def below_minimum(settings: dict[str, Any], minimums: dict[str, float]) -> list[str]:
     """One message per setting below its minimum, e.g. "worker_concurrency must be >= 1, got 0"."""
     found = []
@@ -47,4 +64,4 @@ def below_minimum(settings: dict[str, Any], minimums: dict[str, float]) -> list[
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {"in_subnet": in_subnet, "lab_node_specs": lab_node_specs, "duration_seconds": duration_seconds,
-                "below_minimum": below_minimum}
+                "below_minimum": below_minimum, "fault_errors": fault_errors, "fault_agent_args": fault_agent_args}

@@ -16,7 +16,7 @@ module: lab_nodes
 short_description: build or remove the local lab's namespace nodes
 description:
   - Each node is a network namespace with a veth NIC on a bridge, loopback up,
-    an /etc/netns/<ns>/hosts naming every node, and a cgroup (memory, cpu, pids, freezer on v1;
+    an /etc/netns/<ns>/hosts naming every node, and a cgroup (memory, cpu, cpuacct, pids, freezer on v1;
     one directory with those controllers on v2).
   - With state=present, nodes of the lab that are not listed are removed (a smaller lab after a larger one).
   - With state=absent, every process of every lab node is stopped and all of it is removed,
@@ -60,7 +60,7 @@ author: celery-chaos-lab
 """
 
 CGROUP_ROOT = "/sys/fs/cgroup"
-V1_CONTROLLERS = ("memory", "cpu", "pids", "freezer")
+V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "freezer")
 V2_CONTROLLERS = ("memory", "cpu", "pids")
 
 

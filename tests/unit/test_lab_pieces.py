@@ -136,13 +136,16 @@ def test_inventory_rejects_a_worker_count_that_is_not_a_number():
 def test_hold_until_repeats_the_action_until_the_deadline():
     import time
 
-    from chaoslab.fault_agent import hold_until
+    from chaoslab.fault_record import Stop, hold_until
 
     calls = []
     start = time.time()
-    hold_until(start + 1.0, 0.3, lambda: calls.append(time.time() - start))
+    hold_until(start + 1.0, Stop(), 0.3, lambda: calls.append(time.time() - start))
     assert 0.95 <= time.time() - start <= 1.3
     assert len(calls) == 3 and all(0.25 <= t <= 1.0 for t in calls)
     calls.clear()
-    hold_until(time.time() + 0.3, 0, lambda: calls.append(1))
+    hold_until(time.time() + 0.3, Stop(), 0, lambda: calls.append(1))
     assert calls == []
+    stop = Stop()
+    stop.requested = True
+    hold_until(None, stop)  # stopped: returns at once, even without a deadline

@@ -1,0 +1,45 @@
+"""The cgroup filesystem as a node's processes see it, and a process's memory cgroup in it.
+
+Inside a local lab node ``ip netns exec`` mounts a fresh ``/sys`` without ``/sys/fs/cgroup``; there
+the hierarchies this process belongs to are mounted again, in the private mount namespace that
+``ip netns exec`` made (nothing changes outside it). On a VM or host they are simply there.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+ROOT = Path("/sys/fs/cgroup")
+
+
+def cgroup_root() -> Path:
+    """/sys/fs/cgroup, mounted first where it is missing (inside a local lab node)."""
+    if ROOT.is_dir() and any(ROOT.iterdir()):
+        return ROOT
+    lines = [line.split(":", 2) for line in Path("/proc/self/cgroup").read_text(encoding="ascii").splitlines()]
+    v1 = [controllers for _, controllers, _ in lines if controllers and not controllers.startswith("name=")]
+    if not v1:
+        subprocess.run(["mount", "-t", "cgroup2", "cgroup2", str(ROOT)], check=True, capture_output=True)
+        return ROOT
+    subprocess.run(["mount", "-t", "tmpfs", "cgroup_root", str(ROOT)], check=True, capture_output=True)
+    for controllers in v1:
+        (ROOT / controllers).mkdir(exist_ok=True)
+        subprocess.run(["mount", "-t", "cgroup", "-o", controllers, "cgroup", str(ROOT / controllers)],
+                       check=True, capture_output=True)
+    return ROOT
+
+
+def memory_files(pid: int | str) -> tuple[Path, Path, str | None]:
+    """(limit file, usage file, systemd unit or None) of a process's memory cgroup."""
+    root = cgroup_root()
+    for line in Path(f"/proc/{pid}/cgroup").read_text(encoding="ascii").splitlines():
+        _, controllers, path = line.split(":", 2)
+        if controllers == "" and (root / "cgroup.controllers").exists():
+            base = root / path.lstrip("/")
+            unit = base.name if base.name.endswith(".service") and Path("/run/systemd/system").is_dir() else None
+            return base / "memory.max", base / "memory.current", unit
+        if "memory" in controllers.split(","):
+            base = root / controllers / path.lstrip("/")
+            return base / "memory.limit_in_bytes", base / "memory.usage_in_bytes", None
+    raise ValueError(f"process {pid} is in no memory cgroup")

@@ -1,0 +1,131 @@
+"""Process faults on this node: kill or freeze the Celery worker, CPU and memory pressure with stress-ng."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import signal
+import subprocess
+
+import psutil
+
+from chaoslab.cgroupfs import memory_files
+from chaoslab.fault_record import Detail, Fault, Stop, hold_until
+from chaoslab.node_procs import same_netns, worker_processes
+from chaoslab.units import parse_bytes, parse_percent
+
+
+def kill_worker(mode: str) -> list[int]:
+    """SIGKILL the main process, one pool child, or every worker process; returns the pids killed."""
+    main, children = worker_processes()
+    if main is None:
+        return []
+    victims = {"main": [main], "child": children[:1], "all": [*children, main]}[mode]
+    killed = []
+    for proc in victims:
+        try:
+            proc.send_signal(signal.SIGKILL)
+            killed.append(proc.pid)
+        except psutil.Error:
+            continue
+    return killed
+
+
+def signal_workers(sig: signal.Signals) -> list[int]:
+    main, children = worker_processes()
+    signalled = []
+    for proc in ([main] if main else []) + children:
+        try:
+            proc.send_signal(sig)
+            signalled.append(proc.pid)
+        except psutil.Error:
+            continue
+    return signalled
+
+
+def thaw_workers(_detail: Detail | None = None) -> list[int]:
+    return signal_workers(signal.SIGCONT)
+
+
+def stress_processes() -> list[psutil.Process]:
+    """stress-ng processes of this node (same network namespace)."""
+    return [proc for proc in psutil.process_iter(["name"]) if (proc.info["name"] or "").startswith("stress-ng")
+            and same_netns(proc.pid)]
+
+
+def stop_stress(_detail: Detail | None = None) -> int:
+    found = stress_processes()
+    for proc in found:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(found, timeout=5)
+    return len(found)
+
+
+def worker_kill(mode: str, every: float) -> Fault:
+    killed: list[int] = []
+
+    def apply() -> Detail:
+        killed.extend(kill_worker(mode))
+        return {"killed": killed}
+
+    def hold(deadline: float | None, stop: Stop) -> None:
+        hold_until(deadline, stop, every, lambda: killed.extend(kill_worker(mode)))
+
+    return Fault("worker-kill", {"mode": mode, "every": every}, apply, hold=hold)
+
+
+def worker_pause() -> Fault:
+    return Fault("worker-pause", {}, lambda: {"frozen": signal_workers(signal.SIGSTOP)}, thaw_workers)
+
+
+def _stress(name: str, params: dict[str, object], options: list[str], duration: float) -> Fault:
+    """stress-ng with ``options`` in this node (its cgroup); it stops by itself at the deadline too."""
+    command = ["stress-ng", *options, "--quiet"]
+    if duration > 0:
+        command += ["--timeout", f"{math.ceil(duration)}s"]
+
+    def apply() -> Detail:
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, start_new_session=True)
+        return {"pid": proc.pid, "command": command}
+
+    return Fault(name, params, apply, stop_stress)
+
+
+def cpu_exhaustion(workers: int, load: int, duration: float) -> Fault:
+    workers = workers or os.cpu_count() or 1
+    return _stress("cpu-exhaustion", {"workers": workers, "load": load},
+                   ["--cpu", str(workers), "--cpu-load", str(load)], duration)
+
+
+def node_memory() -> int:
+    """This node's memory: its cgroup's limit where one is set, else the machine's."""
+    total = psutil.virtual_memory().total
+    limit_file, _, _ = memory_files("self")
+    text = limit_file.read_text(encoding="ascii").strip() if limit_file.exists() else "max"
+    return total if text == "max" else min(int(text), total)
+
+
+def memory_bytes(size: str, available: int) -> int:
+    """Bytes for ``size``: an amount with unit ("512MiB") or a share of the node's memory ("80%")."""
+    if size.strip().endswith("%"):
+        share = parse_percent(size)
+        if share <= 0:
+            raise ValueError(f"memory-exhaustion: bytes={size} must be above 0%")
+        return int(available * share / 100)
+    try:
+        wanted = parse_bytes(size)
+    except ValueError as error:
+        raise ValueError(f"memory-exhaustion: bytes: {error}, or a share of the node's memory like 80%") from None
+    if wanted <= 0 or wanted > available:
+        raise ValueError(f"memory-exhaustion: bytes={size} must be above 0 and at most the node's memory "
+                         f"({available // 2**20}MiB)")
+    return wanted
+
+
+def memory_exhaustion(size: str, workers: int, duration: float) -> Fault:
+    total = memory_bytes(size, node_memory())
+    each = max(total // max(workers, 1), 4096)
+    return _stress("memory-exhaustion", {"bytes": total, "workers": workers},
+                   ["--vm", str(workers), "--vm-bytes", f"{each}b", "--vm-keep", "--vm-hang", "0"], duration)

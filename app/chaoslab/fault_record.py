@@ -1,0 +1,215 @@
+"""How every fault runs on its node: record it, apply it, keep it until its deadline, revert it.
+
+A fault with a duration (or one whose engine is a process, like the NFQUEUE delay engine) detaches
+from the caller: the agent forks a child in a session of its own that applies the fault, reports the
+outcome to the parent (which prints it and exits, so the Ansible task returns), and stays on the node
+until the deadline, then reverts the fault, whatever happens to the controller. A fault without a
+duration whose effect is kernel state (a qdisc, iptables rules, a memory cap, frozen processes) is
+applied in place and stays until ``clear``, which reverts it from its state file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+Detail = dict[str, Any]
+
+
+class Stop:
+    """Set by SIGTERM (what ``clear`` sends): the fault ends early and reverts itself."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def install(self) -> None:
+        signal.signal(signal.SIGTERM, lambda *_: setattr(self, "requested", True))
+
+    def __call__(self) -> bool:
+        return self.requested
+
+
+def hold_until(deadline: float | None, stop: Stop, every: float = 0.0,
+               action: Callable[[], object] | None = None) -> None:
+    """Stay until the deadline (None: until stopped), calling ``action`` every ``every`` seconds (0: never)."""
+    end = math.inf if deadline is None else deadline
+    due = time.time() + every if every > 0 and action is not None else math.inf
+    while not stop() and (now := time.time()) < end:
+        if now >= due and action is not None:
+            action()
+            due += every
+        time.sleep(min(max(min(due, end) - now, 0.0), 0.2))
+
+
+@dataclass
+class Fault:
+    """One fault on this node: what it does, how it is undone, and what keeps it going."""
+
+    name: str
+    params: dict[str, Any]
+    apply: Callable[[], Detail]
+    # Undo, given what apply returned; None for a fault with nothing to undo (a kill).
+    revert: Callable[[Detail], object] | None = None
+    # Keeps the fault going until the deadline (None: until stopped); default: wait.
+    hold: Callable[[float | None, Stop], None] | None = None
+    # A process must stay on the node for the fault to act (a user-space engine), even without a duration.
+    needs_process: bool = False
+    detail: Detail = field(default_factory=dict)
+
+
+class FaultRecord:
+    """The fault's state file and its textfile-collector series on this node."""
+
+    def __init__(self, fault: str, node: str, state_dir: str, textfile_dir: str) -> None:
+        self.fault = fault
+        self.node = node
+        self.state = Path(state_dir) / f"{fault}.json"
+        self.log = Path(state_dir) / f"{fault}.log"
+        self.textfile = Path(textfile_dir) / f"chaoslab_fault_{fault.replace('-', '_')}.prom" if textfile_dir else None
+
+    @staticmethod
+    def _write(path: Path, text: str) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(path.suffix + ".tmp")
+        partial.write_text(text, encoding="utf-8")
+        partial.replace(path)
+
+    def read(self) -> dict[str, Any] | None:
+        try:
+            data = json.loads(self.state.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def refuse_if_active(self) -> None:
+        data = self.read()
+        if data is not None:
+            until = data.get("deadline")
+            when = f"until {time.strftime('%H:%M:%S', time.localtime(until))}" if until else "until cleared"
+            raise ValueError(f"{self.fault} is already active on {self.node} ({when}); "
+                             "run faults/clear.yml first")
+
+    def start(self, deadline: float | None, params: dict[str, Any], pid: int | None, detail: Detail) -> float:
+        started = time.time()
+        data = {"fault": self.fault, "node": self.node, "pid": pid, "start": started, "deadline": deadline,
+                "params": params, "detail": detail}
+        self._write(self.state, json.dumps(data))
+        if self.textfile:
+            self._write(self.textfile, "# HELP chaoslab_fault_active A lab fault is active on this node.\n"
+                        "# TYPE chaoslab_fault_active gauge\n"
+                        f'chaoslab_fault_active{{fault="{self.fault}",target="{self.node}"}} 1\n')
+        return started
+
+    def update(self, detail: Detail) -> None:
+        data = self.read() or {}
+        data["detail"] = detail
+        self._write(self.state, json.dumps(data))
+
+    def end(self) -> None:
+        for path in (self.state, self.textfile):
+            if path is not None:
+                path.unlink(missing_ok=True)
+
+
+def run_fault(record: FaultRecord, fault: Fault, duration: float) -> Detail:
+    """Apply the fault; with a duration (or a process engine) detach and keep it on the node until it ends."""
+    record.refuse_if_active()
+    if duration <= 0 and not fault.needs_process:
+        started = time.time()
+        detail = fault.apply()
+        if fault.revert is not None:  # stays until clear, which reverts it from the state file
+            started = record.start(None, fault.params, None, detail)
+        return {"fault": fault.name, "start": started, "end": None if fault.revert else time.time(),
+                "deadline": None, "detail": detail}
+    return detach(lambda report: _keep(record, fault, duration, report), record.log)
+
+
+def _keep(record: FaultRecord, fault: Fault, duration: float, report: Callable[[Detail], None]) -> None:
+    """In the detached agent: record, apply, report, hold until the deadline or a stop, revert."""
+    stop = Stop()
+    stop.install()
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    deadline = time.time() + duration if duration > 0 else None
+    started = record.start(deadline, fault.params, os.getpid(), {})
+    detail: Detail | None = None
+    try:
+        detail = fault.apply()
+        record.update(detail)
+        report({"fault": fault.name, "start": started, "deadline": deadline, "detail": detail})
+        if fault.hold is not None:
+            fault.hold(deadline, stop)
+        else:
+            hold_until(deadline, stop)
+    finally:
+        if detail is not None and fault.revert is not None:
+            fault.revert(detail)
+        record.end()
+        print(json.dumps({"fault": fault.name, "end": time.time()}), flush=True)
+
+
+def detach(body: Callable[[Callable[[Detail], None]], None], log: Path) -> Detail:
+    """Run ``body`` in a child that outlives this process; return what it reports once the fault is applied.
+
+    The child is in a session of its own (a killed controller, its SSH session or ``ip netns exec``
+    do not take it along), is never the OOM killer's choice, and logs to ``log``.
+    """
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_end)
+        _become_daemon(log)
+        reported = {"done": False}
+
+        def report(result: Detail) -> None:
+            os.write(write_end, json.dumps(result).encode())
+            os.close(write_end)
+            reported["done"] = True
+
+        code = 0
+        try:
+            body(report)
+        except BaseException as error:
+            code = 1
+            message = str(error) if isinstance(error, ValueError) else f"{type(error).__name__}: {error}"
+            traceback.print_exc()
+            if not reported["done"]:
+                report({"error": message})
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    os.close(write_end)
+    chunks = []
+    while chunk := os.read(read_end, 65536):
+        chunks.append(chunk)
+    os.close(read_end)
+    if not chunks:
+        raise RuntimeError(f"the fault agent died before the fault was applied (see {log})")
+    result: Detail = json.loads(b"".join(chunks))
+    if "error" in result:
+        raise ValueError(result["error"])
+    return result
+
+
+def _become_daemon(log: Path) -> None:
+    os.setsid()
+    log.parent.mkdir(parents=True, exist_ok=True)
+    out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+    os.close(null)
+    os.close(out)
+    with contextlib.suppress(OSError):
+        Path("/proc/self/oom_score_adj").write_text("-1000", encoding="ascii")
