@@ -34,7 +34,7 @@ def choose_engine(fault: str, requested: str, netem_only: list[str]) -> str:
     if requested == "netem" or (requested == "auto" and available):
         return "netem"
     if netem_only:
-        reason = NO_NETEM if not available else "engine=nfqueue was asked for"
+        reason = "engine=nfqueue was asked for" if requested == "nfqueue" else NO_NETEM
         raise ValueError(f"{fault}: {', '.join(netem_only)} needs tc netem, and {reason}; "
                          "the fallback engine does only delay, jitter and loss")
     return "fallback"

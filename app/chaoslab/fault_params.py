@@ -143,9 +143,10 @@ def check(fault: str, params: dict[str, Any], resolved: bool = True) -> dict[str
     if fault not in PARAMS:
         raise ValueError(f"unknown fault '{fault}' (known: {', '.join(PARAMS)})")
     spec = PARAMS[fault]
-    unknown = sorted(set(params) - set(spec))
+    unknown = sorted(set(params) - set(spec if resolved else user_params(fault)))
     if unknown:
-        raise ValueError(f"{fault}: unknown parameter {unknown[0]} (allowed: {', '.join(user_params(fault))})")
+        allowed = ", ".join(user_params(fault)) or "none"
+        raise ValueError(f"{fault}: unknown parameter {unknown[0]} (allowed: {allowed})")
     values: dict[str, Any] = {}
     for name, (parse, default) in spec.items():
         if not resolved and name in NODE_PARAMS:

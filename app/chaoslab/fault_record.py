@@ -92,8 +92,8 @@ class FaultRecord:
         return data if isinstance(data, dict) else None
 
     def refuse_if_active(self) -> None:
-        data = self.read()
-        if data is not None:
+        if self.state.exists():
+            data = self.read() or {}
             until = data.get("deadline")
             when = f"until {time.strftime('%H:%M:%S', time.localtime(until))}" if until else "until cleared"
             raise ValueError(f"{self.fault} is already active on {self.node} ({when}); "

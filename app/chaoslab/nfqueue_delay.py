@@ -52,7 +52,7 @@ class DelaySampler:
         elif self.distribution == "pareto":
             offset = self._pareto()
         else:  # netem's paretonormal: a quarter normal, three quarters Pareto
-            offset = 0.25 * self.rng.gauss(0.0, 1.0) + 0.75 * self._pareto()
+            offset = (0.25 * self.rng.gauss(0.0, 1.0) + 0.75 * self._pareto()) / math.sqrt(0.25**2 + 0.75**2)
         return max(self.delay + self.jitter * offset, 0.0)
 
 

@@ -1,0 +1,102 @@
+"""What faults change on the local lab's nodes, read from the host; and probes run inside a node."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+from lab_state import CGROUP_ROOT, lab_namespaces, lab_processes
+
+PROBE = Path(__file__).parent / "probe.py"
+NODES_RUN = Path("/run/chaoslab/nodes")
+NODES_STATE = Path("/var/lib/chaoslab/nodes")
+
+
+def in_node(node: str, *argv: str) -> list[str]:
+    return ["ip", "netns", "exec", f"chaoslab-{node}", *argv]
+
+
+def probe(node: str, *args: object, timeout: float = 120) -> dict:
+    """Run a probe (tests/lab/probe.py) inside a node; its JSON result."""
+    out = subprocess.run(in_node(node, sys.executable, str(PROBE), *map(str, args)), capture_output=True,
+                         text=True, check=True, timeout=timeout).stdout
+    return json.loads(out)
+
+
+def probe_in_background(node: str, *args: object) -> subprocess.Popen:
+    proc = subprocess.Popen(in_node(node, sys.executable, str(PROBE), *map(str, args)), stdout=subprocess.PIPE,
+                            text=True)
+    time.sleep(0.3)  # the server is listening
+    return proc
+
+
+def finished(proc: subprocess.Popen, timeout: float = 60) -> dict:
+    out, _ = proc.communicate(timeout=timeout)
+    return json.loads(out)
+
+
+def node_network(node: str) -> dict[str, str]:
+    """The node's qdiscs and iptables rules (filter and mangle)."""
+    def run(*argv: str) -> str:
+        return subprocess.run(in_node(node, *argv), capture_output=True, text=True, check=False).stdout
+
+    return {"qdisc": run("tc", "qdisc", "show"), "filter": run("iptables", "-S"),
+            "mangle": run("iptables", "-t", "mangle", "-S")}
+
+
+def memory_limit(node: str) -> str:
+    for name in ("memory/chaoslab/{node}/memory.limit_in_bytes", "chaoslab/{node}/memory.max"):
+        path = CGROUP_ROOT / name.format(node=node)
+        if path.exists():
+            return path.read_text().strip()
+    return ""
+
+
+def fault_files() -> list[str]:
+    return sorted(str(path) for path in [*NODES_RUN.glob("*/faults/*.json"), *NODES_STATE.glob("*/textfile/*.prom")])
+
+
+def node_state() -> dict:
+    """Everything a fault changes on the nodes: qdiscs, iptables, memory caps, processes and their state, records."""
+    nodes = [name.removeprefix("chaoslab-") for name in lab_namespaces()]
+    processes = {}
+    for proc in lab_processes():
+        try:
+            processes[proc.pid] = (" ".join(proc.cmdline())[:80], proc.status() == psutil.STATUS_STOPPED)
+        except psutil.Error:
+            continue
+    return {"network": {node: node_network(node) for node in nodes},
+            "memory": {node: memory_limit(node) for node in nodes},
+            "processes": processes, "records": fault_files()}
+
+
+def stress_ng() -> list[psutil.Process]:
+    return [proc for proc in psutil.process_iter(["name"]) if (proc.info["name"] or "").startswith("stress-ng")]
+
+
+def is_baseline(state: dict) -> list[str]:
+    """What in ``state`` is not the lab's baseline (empty when every fault is gone)."""
+    wrong = []
+    for node, network in state["network"].items():
+        if "c1a0:" in network["qdisc"] or "CHAOSLAB" in network["filter"] + network["mangle"]:
+            wrong.append(f"{node}: network fault left: {network}")
+    wrong += [f"{node}: memory cap {limit}" for node, limit in state["memory"].items()
+              if limit not in ("", "max") and int(limit) < 2**62]
+    wrong += [f"frozen: {cmd}" for cmd, stopped in state["processes"].values() if stopped]
+    wrong += [f"stress-ng: {cmd}" for cmd, _ in state["processes"].values() if cmd.startswith("stress-ng")]
+    wrong += [f"record: {path}" for path in state["records"]]
+    return wrong
+
+
+def wait_until(check, timeout: float, interval: float = 0.2) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(interval)
+    return bool(check())
