@@ -72,6 +72,7 @@ bench: install
 	$(BIN)/python bench/bench_loadgen.py
 	$(BIN)/python bench/bench_worker.py
 	$(BIN)/python bench/bench_lab.py
+	$(BIN)/python bench/bench_faults.py
 
 clean: down
 	rm -rf $(VENV) .lab

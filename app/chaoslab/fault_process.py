@@ -55,11 +55,21 @@ def stress_processes() -> list[psutil.Process]:
 
 
 def stop_stress(_detail: Detail | None = None) -> int:
+    """Stop this node's stress-ng: SIGTERM to each top process (it stops and reaps its workers), then SIGKILL."""
     found = stress_processes()
+    pids = {proc.pid for proc in found}
+    tops = []
     for proc in found:
         with contextlib.suppress(psutil.Error):
+            if proc.ppid() not in pids:
+                proc.terminate()
+                tops.append(proc)
+    psutil.wait_procs(tops, timeout=3)  # reaps the ones this process started
+    left = stress_processes()
+    for proc in left:
+        with contextlib.suppress(psutil.Error):
             proc.kill()
-    psutil.wait_procs(found, timeout=5)
+    psutil.wait_procs(left, timeout=5)
     return len(found)
 
 
