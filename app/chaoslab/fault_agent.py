@@ -88,7 +88,9 @@ def clear(args: argparse.Namespace) -> dict[str, object]:
                 agent.kill()
             except psutil.Error:
                 pass
-        if not ended and state.stem in REVERTS:
+        if not ended and state.stem == "redis-restart":  # its agent died, perhaps while Redis was down
+            fault_service.ServiceControl(args.service_manager, "redis", args.supervisor_conf).start()
+        elif not ended and state.stem in REVERTS:
             REVERTS[state.stem](data.get("detail") or {})
         record.end()
         cleared.append(state.stem)

@@ -51,7 +51,9 @@ def _shaped(name: str, params: dict[str, Any], nic: str, peers: list[str], leaf:
 def netem_delay_args(delay: float, jitter: float, distribution: str, correlation: float) -> list[str]:
     args = ["delay", _us(delay)]
     if jitter:
-        args += [_us(jitter), *([_pct(correlation)] if correlation else []), "distribution", distribution]
+        args += [_us(jitter), *([_pct(correlation)] if correlation else [])]
+        if distribution != "uniform":  # netem's jitter is uniform unless a distribution table is named
+            args += ["distribution", distribution]
     return args
 
 
@@ -134,8 +136,11 @@ def network_partition(values: dict[str, Any]) -> Fault:
 
 
 def revert_network(detail: Detail) -> None:
-    netfilter.remove_chain(netfilter.NET_CHAIN)
-    netfilter.unshape(str(detail.get("nic", "")))
+    """Undo one network fault: its iptables chain (fallback engines) or the lab's qdisc (netem, tbf)."""
+    if detail.get("engine") in ("nfqueue", "iptables-statistic"):
+        netfilter.remove_chain(netfilter.NET_CHAIN)
+    else:
+        netfilter.unshape(str(detail.get("nic", "")))
 
 
 def revert_partition(_detail: Detail) -> None:

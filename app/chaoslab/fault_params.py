@@ -131,6 +131,9 @@ PARAMS: dict[str, dict[str, tuple[Parser, Any]]] = {
 }
 # Filled in by the role on the node, not given by users.
 NODE_PARAMS = frozenset({"peers", "nic"})
+# Given to every fault playbook, about where and how it runs rather than what it does:
+# target (an inventory pattern) and report (a directory on the controller for each node's report).
+CONTROL_PARAMS = frozenset({"target", "report"})
 
 
 def user_params(fault: str) -> list[str]:

@@ -93,12 +93,21 @@ class LabControl:
         self.info.redis(0).delete("celery", "unacked", "unacked_index", "unacked_mutex")
         self.info.redis(1).flushdb()
 
-    def fault(self, playbook_name: str, target: str | None, params: dict[str, Any], duration: float) -> None:
+    def fault(self, playbook_name: str, target: str | None, params: dict[str, Any], duration: float,
+              report_dir: Path | None = None) -> list[dict[str, Any]]:
+        """Apply the fault; each target node's report (start, deadline, engine, ...) when report_dir is given."""
         extra = {key.removeprefix("fault_"): value for key, value in params.items()}
         extra["duration"] = extra.get("duration") or f"{duration:g}s"
         if target:
             extra["target"] = target
+        if report_dir is not None:
+            report_dir.mkdir(parents=True, exist_ok=True)
+            extra["report"] = str(report_dir)
         self._play(f"faults/{playbook_name}.yml", extra)
+        if report_dir is None:
+            return []
+        return [json.loads(path.read_text(encoding="utf-8"))
+                for path in sorted(report_dir.glob(f"*-{playbook_name}.json"))]
 
     def clear(self) -> None:
         self._play("faults/clear.yml")

@@ -155,8 +155,11 @@ class Runner:
             state.faults.append(fault)
             state.fault_active = True
             remaining = spec.duration
-            self.control.fault(spec.fault.playbook, spec.fault.target, spec.fault.params, remaining)
-            fault["start"] = time.time()
+            reports = self.control.fault(spec.fault.playbook, spec.fault.target, spec.fault.params, remaining,
+                                         state.directory / "faults")
+            # when the fault was in force on its nodes, as their agents report it
+            fault["start"] = min((report["start"] for report in reports), default=time.time())
+            fault["nodes"] = reports
             state.write()
             self._wait(spec.duration - (time.time() - record["start"]), live, display)
             self.control.clear()

@@ -36,10 +36,10 @@ def duration_seconds(value: Any, name: str = "duration") -> float:
 
 def fault_errors(params: dict[str, Any], fault: str, resolved: bool = True) -> str:
     """The first thing wrong with a fault's parameters (one line), or "" when they are fine."""
-    from chaoslab.fault_params import check
+    from chaoslab.fault_params import CONTROL_PARAMS, check
 
     try:
-        check(fault, {key: value for key, value in params.items() if key != "target"}, resolved)
+        check(fault, {key: value for key, value in params.items() if key not in CONTROL_PARAMS}, resolved)
     except ValueError as err:
         return str(err)
     return ""

@@ -89,9 +89,19 @@ def cpu_seconds(node: str) -> float:
     return int(stat[stat.index("usage_usec") + 1]) / 1e6
 
 
+def cpu_use(nodes: tuple[str, ...], seconds: float) -> dict[str, float]:
+    """CPUs each node's cgroup used over the next ``seconds``."""
+    before = {node: cpu_seconds(node) for node in nodes}
+    started = time.monotonic()
+    time.sleep(seconds)
+    elapsed = time.monotonic() - started
+    return {node: (cpu_seconds(node) - before[node]) / elapsed for node in nodes}
+
+
 def test_cpu_exhaustion_takes_the_nodes_share_while_the_others_keep_theirs(lab):
-    """worker-1 under stress-ng, worker-2 running one busy process: equal cpu shares, so worker-1 gets what
-    worker-2 leaves (at least 90 % of it) and worker-2 keeps its core (at least 90 % of it)."""
+    """worker-2 runs one busy process throughout; under stress-ng worker-1 gets at least 90 % of its share (half
+    the CPUs: equal cpu shares) and worker-2 keeps at least 80 % of what it had before. What one busy process gets
+    alone (a CPU, less what the host takes) is measured first, in the same run."""
     cpus = os.cpu_count() or 1
     if cpus < 2:
         pytest.skip("needs 2 CPUs")
@@ -99,19 +109,20 @@ def test_cpu_exhaustion_takes_the_nodes_share_while_the_others_keep_theirs(lab):
     try:
         for controller in ("cpu", "cpuacct"):
             (CGROUP_ROOT / controller / "chaoslab" / "worker-2" / "cgroup.procs").write_text(str(busy.pid))
+        baseline = cpu_use(("worker-1", "worker-2"), 3)
         run_playbook("faults/cpu-exhaustion.yml", "-e", "duration=12s")
-        time.sleep(2)
-        before = {node: cpu_seconds(node) for node in ("worker-1", "worker-2")}
-        started = time.monotonic()
-        time.sleep(6)
-        elapsed = time.monotonic() - started
-        used = {node: (cpu_seconds(node) - before[node]) / elapsed for node in before}
+        time.sleep(1)
+        used = cpu_use(("worker-1", "worker-2"), 6)
     finally:
         busy.kill()
         busy.wait()
         run_playbook("faults/clear.yml")
-    assert used["worker-2"] >= 0.9, f"worker-2 kept {used['worker-2']:.2f} CPUs of its 1"
-    assert used["worker-1"] >= 0.9 * (cpus - 1), f"worker-1 used {used['worker-1']:.2f} of {cpus - 1} CPUs"
+    one_cpu = baseline["worker-2"]
+    share = one_cpu * cpus / 2  # two busy cgroups with equal cpu shares
+    assert baseline["worker-1"] < 0.2 * one_cpu, f"worker-1 was busy before the fault: {baseline}"
+    assert used["worker-1"] >= 0.9 * share, f"worker-1 used {used['worker-1']:.2f} CPUs of its {share:.2f}"
+    # The scheduler balances 3 busy tasks over 2 CPUs only roughly: worker-2 keeps most, not all, of its CPU.
+    assert used["worker-2"] >= 0.8 * one_cpu, f"worker-2 kept {used['worker-2']:.2f} CPUs of {one_cpu:.2f}"
 
 
 def test_clear_reverts_a_fault_without_duration_and_is_idempotent(lab):
