@@ -136,6 +136,7 @@ def memory_bytes(size: str, available: int) -> int:
 
 def memory_exhaustion(size: str, workers: int, duration: float) -> Fault:
     total = memory_bytes(size, node_memory())
-    each = max(total // max(workers, 1), 4096)
+    # stress-ng shares --vm-bytes among its VM workers; --vm-populate touches every page at once.
     return _stress("memory-exhaustion", {"bytes": total, "workers": workers},
-                   ["--vm", str(workers), "--vm-bytes", f"{each}b", "--vm-keep", "--vm-hang", "0"], duration)
+                   ["--vm", str(workers), "--vm-bytes", f"{total}b", "--vm-keep", "--vm-populate", "--vm-hang", "0"],
+                   duration)

@@ -137,3 +137,25 @@ def test_clear_reverts_a_fault_without_duration_and_is_idempotent(lab):
     assert all(p.status() != psutil.STATUS_STOPPED for p in service_processes("worker-1", "celery-worker"))
     second = run_playbook("faults/clear.yml")
     assert "changed=1" not in second.stdout
+
+
+def node_memory_use(node: str) -> int:
+    stat = dict(line.split() for line in (CGROUP_ROOT / "memory/chaoslab" / node / "memory.stat").read_text()
+                .splitlines())
+    return int(stat["total_rss"])
+
+
+def test_memory_exhaustion_holds_the_memory_in_the_node_until_the_deadline(lab):
+    if not (CGROUP_ROOT / "memory/chaoslab/worker-1/memory.stat").exists():
+        pytest.skip("reads cgroup v1 memory statistics")
+    before = node_memory_use("worker-1")
+    run_playbook("faults/memory-exhaustion.yml", "-e", "bytes=256MiB", "-e", "workers=2", "-e", "duration=8s")
+    started = time.monotonic()
+    held = 0
+    while time.monotonic() - started < 4:
+        held = max(held, node_memory_use("worker-1") - before)
+        time.sleep(0.2)
+    assert held >= 0.9 * 256 * 2**20, f"the node held {held / 2**20:.0f} MiB more"
+    time.sleep(max(8 + 2 - (time.monotonic() - started), 0))
+    assert stress_ng() == [] and not (STATE / "memory-exhaustion.json").exists()
+    assert node_memory_use("worker-1") - before < 64 * 2**20
