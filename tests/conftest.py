@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -33,6 +34,14 @@ def run_playbook(
     if check and proc.returncode != 0:
         raise AssertionError(f"{playbook} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}")
     return proc
+
+
+def load_plugin(relative: str):
+    """A plugin file of the project (plugins/...) as a module."""
+    spec = importlib.util.spec_from_file_location(relative.replace("/", "_"), ROOT / relative)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def recap(output: str) -> dict[str, dict[str, int]]:

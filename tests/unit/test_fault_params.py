@@ -4,7 +4,6 @@ the NFQUEUE delay engine's samples and release order; the agent's refusals; the 
 from __future__ import annotations
 
 import ast
-import importlib.util
 import json
 import random
 import re
@@ -20,15 +19,7 @@ from chaoslab.fault_params import NODE_PARAMS, PARAMS, check, user_params
 from chaoslab.fault_record import FaultRecord
 from chaoslab.nfqueue_delay import DelayEngine, DelaySampler
 from chaoslab.units import parse_percent, parse_rate
-from tests.conftest import ROOT
-
-
-def load_plugin(relative: str):
-    spec = importlib.util.spec_from_file_location(relative.replace("/", "_"), ROOT / relative)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
+from tests.conftest import ROOT, load_plugin
 
 filters = load_plugin("plugins/filter/chaoslab.py")
 

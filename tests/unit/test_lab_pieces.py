@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 from collections import Counter
 from pathlib import Path
@@ -11,15 +10,7 @@ import pytest
 
 from chaoslab.burst import Outcome, problems, tally
 from chaoslab.celery_app import celery_conf
-from tests.conftest import ROOT, inventory
-
-
-def load_plugin(relative: str):
-    spec = importlib.util.spec_from_file_location(relative.replace("/", "_"), ROOT / relative)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
+from tests.conftest import ROOT, inventory, load_plugin
 
 filters = load_plugin("plugins/filter/chaoslab.py")
 callback = load_plugin("plugins/callback/chaoslab.py")
