@@ -10,7 +10,8 @@ PYTEST_ARGS ?=
 
 # Debian packages the local lab's host needs (the nodes share the host's filesystem).
 APT_PACKAGES := python3 python3-venv python3-dev gcc iproute2 iptables libnetfilter-queue-dev procps psmisc \
-	redis-server redis-tools supervisor stress-ng chromium
+	redis-server redis-tools supervisor stress-ng chromium \
+	prometheus prometheus-node-exporter prometheus-redis-exporter
 
 .PHONY: help install packages lab lab-up provision demo experiment down test test-unit lint bench clean
 
@@ -48,6 +49,7 @@ provision:
 
 demo: lab
 	$(BIN)/chaoslab demo
+	$(BIN)/chaoslab where
 	$(BIN)/chaoslab run experiments/demo.yml
 
 experiment: install

@@ -149,6 +149,33 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _listening(address: str, port: int) -> bool:
+    import socket
+
+    try:
+        socket.create_connection((address, port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def cmd_where(_args: argparse.Namespace) -> int:
+    """Where the lab's monitoring can be reached, and with which credentials."""
+    from chaoslab.lab import lab_info
+
+    info = lab_info()
+    flower = f"http://{info.monitor_address}:5555"
+    grafana = f"http://{info.monitor_address}:3000"
+    print(f"Prometheus  {info.prometheus_url}  (no login; the run directories keep each run's series)")
+    print(f"Flower      {flower}  (user chaoslab, password lab_flower_password)")
+    if _listening(info.monitor_address, 3000):
+        print(f"Grafana     {grafana}  (user admin, password lab_grafana_admin_password; dashboard celery-chaos-lab)")
+    else:
+        print("Grafana     not installed on this lab (the local lab's nodes have no route to Grafana's repository)")
+    print(f"Credentials {info.secrets_file}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="chaoslab", description="celery-chaos-lab: Celery under faults, checked task by task"
@@ -189,6 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("run_dirs", nargs="+")
     comp.add_argument("--out", help="also write comparison.md and comparison.html into this directory")
     comp.set_defaults(func=cmd_compare)
+    where = sub.add_parser("where", help="where Prometheus, Flower and Grafana are, and the credentials file")
+    where.set_defaults(func=cmd_where)
     return parser
 
 

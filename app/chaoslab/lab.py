@@ -11,6 +11,7 @@ from typing import Any
 import redis
 import yaml
 
+from chaoslab import series
 from chaoslab.ansible_runner import AnsibleError, ansible_env, playbook, project_root, tool, unwrap_unsafe
 
 
@@ -23,6 +24,12 @@ class LabInfo:
     loadgen_metrics_port: int
     workers: list[str]
     password: str
+    prometheus_port: int = 9090
+    secrets_file: str = ""
+
+    @property
+    def prometheus_url(self) -> str:
+        return f"http://{self.monitor_address}:{self.prometheus_port}"
 
     def broker_url(self, db: int = 0) -> str:
         return f"redis://:{self.password}@{self.redis_address}:{self.redis_port}/{db}"
@@ -54,6 +61,8 @@ def lab_info() -> LabInfo:
         loadgen_metrics_port=int(monitor.get("lab_loadgen_metrics_port", 9808)),
         workers=list(data["workers"]["hosts"]),
         password=secrets["lab_redis_password"],
+        prometheus_port=int(monitor.get("lab_prometheus_port", 9090)),
+        secrets_file=str(secrets_file),
     )
 
 
@@ -116,6 +125,10 @@ class LabControl:
         dest.mkdir(parents=True, exist_ok=True)
         self._play("playbooks/ledgers.yml", {"ledgers_action": "collect", "ledgers_dest": str(dest)})
         return sorted(dest.glob("*.jsonl"))
+
+    def store_metrics(self, start: float, end: float, directory: Path) -> Path:
+        """The run's Prometheus series into the run directory (metrics.json)."""
+        return series.store(self.info.prometheus_url, start, end, directory)
 
     def backlog(self) -> int:
         """Messages waiting in the broker or reserved and unacknowledged."""

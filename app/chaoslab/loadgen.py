@@ -103,6 +103,9 @@ class LoadGenerator:
     def run(self) -> LoadStats:
         """Publish until the profile's duration is over or stop() is called."""
         RATE.set(self.profile.rate)
+        for entry in self.profile.mix:  # every kind's series exists from the start, errors at 0
+            PUBLISHED.labels(entry.kind, "ok")
+            PUBLISH_ERRORS.labels(entry.kind)
         interval = 1.0 / self.profile.rate
         total = self.profile.total
         start = self.clock()

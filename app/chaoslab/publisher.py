@@ -12,6 +12,7 @@ import base64
 import json
 import os
 import socket
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,9 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
+
+# A header of the lab's own: when the message was sent (the worker's ledger keeps it, for end-to-end latency).
+SENT_HEADER = "chaoslab_sent"
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,7 @@ class MessageTemplate:
             "group": None, "group_index": None, "retries": 0, "timelimit": [None, None], "root_id": task_id,
             "parent_id": None, "argsrepr": "()", "kwargsrepr": self.kwargsrepr, "origin": self.origin,
             "ignore_result": False, "replaced_task_nesting": 0, "stamped_headers": None, "stamps": {},
+            SENT_HEADER: time.time(),
         }
         properties = {
             "correlation_id": task_id, "reply_to": self.reply_to, "delivery_mode": 2,

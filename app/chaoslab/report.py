@@ -40,6 +40,9 @@ smallest of :data:`NICE_BIN_WIDTHS` that keeps at most :data:`MAX_BINS` bins.
 ``queue_wait.png``
     Queue wait (first start - publish) of the tasks published in each bin: p50, p95 and
     max (nearest rank, as the checker).
+``node_cpu.png``, ``node_memory.png``, ``node_network.png``
+    Each node's CPU, resident memory and lab NIC traffic, from the Prometheus series the
+    runner kept in ``metrics.json`` (chaoslab.series); "no Prometheus series" without them.
 
 Execution pairing follows the checker: a start opens an execution, an end closes the
 most recent open execution with the same (id, node, pid, attempt); records after the run
@@ -65,6 +68,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from chaoslab import series
 from chaoslab.checker import BAD_CLASSES, CLASSES, CSV_HEADER, Summary, check
 from chaoslab.compare import (
     MISSING,
@@ -189,6 +193,8 @@ class RunData:
     tasks: Tasks
     executions: Executions
     read_stats: ReadStats
+    metrics: dict[str, Any] = field(default_factory=dict)
+    """The run's Prometheus series (metrics.json; see chaoslab.series), empty without them."""
 
     @property
     def kind_colours(self) -> dict[str, str]:
@@ -328,6 +334,7 @@ def load_run(run_dir: StrPath) -> RunData:
         tasks=tasks_from_rows(rows, t0),
         executions=executions_from_events(events, t0),
         read_stats=stats,
+        metrics=series.load(path),
     )
 
 
@@ -618,6 +625,43 @@ FIGURES: Final = (
 )
 
 
+def _draw_node_series(ax: Axes, data: RunData, names: Sequence[tuple[str, str]], scale: float, unit: str) -> None:
+    """One line per node (and per stored query in ``names``: (query name, line style))."""
+    drawn = False
+    nodes = sorted({node for name, _ in names for node in series.per_node(data.metrics, name, data.t0)})
+    palette = colours(nodes)
+    for name, style in names:
+        for node, (times, values) in sorted(series.per_node(data.metrics, name, data.t0).items()):
+            label = node if len(names) == 1 else f"{node} {name.rsplit('_', 1)[-1]}"
+            ax.plot(times, [value / scale for value in values], color=palette[node], ls=style, lw=1.2, label=label)
+            drawn = True
+    if not drawn:
+        _no_data(ax, "Prometheus series")
+    ax.set_ylabel(unit)
+
+
+def _draw_node_cpu(ax: Axes, data: RunData, _timebase: Timebase) -> None:
+    _draw_node_series(ax, data, [("node_cpu", "-")], 1.0, "CPUs")
+
+
+def _draw_node_memory(ax: Axes, data: RunData, _timebase: Timebase) -> None:
+    _draw_node_series(ax, data, [("node_memory", "-")], 2**20, "MiB")
+
+
+def _draw_node_network(ax: Axes, data: RunData, _timebase: Timebase) -> None:
+    _draw_node_series(ax, data, [("node_network_transmit", "-"), ("node_network_receive", ":")], 1e3, "kB/s")
+
+
+NODE_FIGURES: Final = (
+    FigureSpec("node_cpu", "CPU per node", "CPUs used by each node's processes (Prometheus, 5 s steps).",
+               _draw_node_cpu),
+    FigureSpec("node_memory", "Memory per node", "Resident memory of each node, page cache left out.",
+               _draw_node_memory),
+    FigureSpec("node_network", "Network per node", "Bytes per second each node sent (solid) and received (dotted)"
+               " on its lab NIC.", _draw_node_network),
+)
+
+
 def render_figure(spec: FigureSpec, data: RunData, timebase: Timebase, path: Path) -> Path:
     """Draw one figure into a PNG file (Agg canvas, no pyplot state)."""
     figure = Figure(figsize=FIGURE_SIZE, dpi=FIGURE_DPI)
@@ -640,7 +684,8 @@ def write_figures(data: RunData, out_dir: Path) -> dict[str, Path]:
     """Every figure of :data:`FIGURES` as ``<out_dir>/<name>.png``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     timebase = Timebase.for_duration(data.duration)
-    return {spec.name: render_figure(spec, data, timebase, out_dir / f"{spec.name}.png") for spec in FIGURES}
+    return {spec.name: render_figure(spec, data, timebase, out_dir / f"{spec.name}.png")
+            for spec in (*FIGURES, *NODE_FIGURES)}
 
 
 # ---------------------------------------------------------------------------------------
@@ -837,7 +882,8 @@ def figure_html(spec: FigureSpec, png: Path) -> str:
 
 
 def _figures_section(pngs: Mapping[str, Path]) -> str:
-    return _section("Figures", "\n".join(figure_html(spec, pngs[spec.name]) for spec in FIGURES if spec.name in pngs))
+    specs = (*FIGURES, *NODE_FIGURES)
+    return _section("Figures", "\n".join(figure_html(spec, pngs[spec.name]) for spec in specs if spec.name in pngs))
 
 
 def _mapping_section(title: str, values: Mapping[str, Any] | None) -> str:

@@ -216,6 +216,7 @@ class Runner:
             ("clear faults", self.control.clear),
             ("stop load", lambda: self.control.set_load(False)),
             ("collect ledgers", lambda: self.control.collect(state.directory / "ledgers")),
+            ("store metrics", lambda: self.control.store_metrics(state.started, time.time(), state.directory)),
             ("background load", self.control.background_load),
         ]
         for name, step in steps:

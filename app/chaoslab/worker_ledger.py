@@ -20,6 +20,8 @@ from celery import Celery, signals
 from chaoslab.ledger import FsyncPolicy, LedgerWriter
 
 RECEIVED_KEY = "chaoslab_received"
+# The time the load generator sent the message (a header of its own; Celery puts it on the task's request).
+SENT_KEY = "chaoslab_sent"
 OUTCOMES = {"SUCCESS": "success", "FAILURE": "failure", "RETRY": "retry"}
 
 
@@ -75,6 +77,9 @@ class WorkerLedger:
             outcome=OUTCOMES.get(state or "", "failure"),
             error_type=type(retval).__name__ if failed else None,
         )
+        sent = getattr(task.request, SENT_KEY, None)
+        if isinstance(sent, int | float):
+            record["sent"] = sent
         self.writer().write(record)
 
     def connect(self) -> None:

@@ -112,6 +112,9 @@ class InventoryModule(BaseInventoryPlugin):
             "common_install_packages": False,
             "common_create_user": False,
             "redis_install_package": False,
+            "node_exporter_install_package": False,
+            "redis_exporter_install_package": False,
+            "prometheus_install_package": False,
         }
         for key, value in lab_vars.items():
             self.inventory.set_variable("all", key, value)

@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 
 import yaml
-from fault_state import is_baseline, node_state
-from test_experiments import run_scenario
 
 from chaoslab.ledger import read_records
+from fault_state import is_baseline, node_state
 from lab_state import CGROUP_ROOT, service_pid
+from test_experiments import run_scenario
 from tests.conftest import run_playbook
 
 

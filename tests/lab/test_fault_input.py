@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from fault_state import is_baseline, node_state, wait_until
 
+from fault_state import is_baseline, node_state, wait_until
 from tests.conftest import recap, run_playbook
 
 BAD_INPUT = [

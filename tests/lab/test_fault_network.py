@@ -13,8 +13,8 @@ import subprocess
 import time
 
 import pytest
-from fault_state import finished, is_baseline, node_state, probe, probe_in_background, wait_until
 
+from fault_state import finished, is_baseline, node_state, probe, probe_in_background, wait_until
 from tests.conftest import BIN, ROOT, ansible_env, run_playbook
 
 REDIS = "198.18.0.10"

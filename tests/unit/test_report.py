@@ -26,6 +26,7 @@ from chaoslab.report import (
     FIGURES,
     FIGURES_DIR,
     ID_LIST_LIMIT,
+    NODE_FIGURES,
     REPORT_FILE,
     WHOLE_RUN,
     Timebase,
@@ -248,7 +249,7 @@ def reported(tmp_path_factory):
 def test_every_figure_is_a_valid_non_trivial_png(reported):
     run_dir, _, _, _ = reported
     names = sorted(path.name for path in (run_dir / FIGURES_DIR).iterdir())
-    assert names == sorted(f"{spec.name}.png" for spec in FIGURES)
+    assert names == sorted(f"{spec.name}.png" for spec in (*FIGURES, *NODE_FIGURES))
     for name in names:
         path = run_dir / FIGURES_DIR / name
         assert path.read_bytes()[:8] == PNG_SIGNATURE
@@ -260,7 +261,7 @@ def test_every_figure_is_a_valid_non_trivial_png(reported):
 
 def test_fault_window_is_shaded_in_every_figure_over_time(reported):
     run_dir, _, _, _ = reported
-    for spec in FIGURES:
+    for spec in (*FIGURES, *NODE_FIGURES):
         shaded = colour_pixels(png_pixels(run_dir / FIGURES_DIR / f"{spec.name}.png"), FAULT_COLOUR, tolerance=0)
         assert (shaded > 5_000) == spec.over_time, spec.name
 
@@ -282,7 +283,7 @@ def test_images_are_embedded_and_nothing_is_fetched(reported):
     _, _, page, text = reported
     assert page.name == REPORT_FILE
     images = HtmlTables(text).images
-    assert len(images) == len(FIGURES)
+    assert len(images) == len(FIGURES) + len(NODE_FIGURES)
     assert all(src.startswith("data:image/png;base64,") for src in images)
     assert not re.search(r"""src=["'](?!data:)""", text)
     assert "<script" not in text.lower()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from chaoslab.report import FAULT_COLOUR, FIGURES, write_report
+from chaoslab.report import FAULT_COLOUR, FIGURES, NODE_FIGURES, write_report
 from tests import report_browser
 from tests.unit.test_report import colour_pixels, make_run, png_pixels
 
@@ -44,7 +44,7 @@ def test_dom_has_every_figure_embedded(page):
     dom = report_browser.dump_dom(page)
     for spec in FIGURES:
         assert f'id="figure-{spec.name}"' in dom
-    assert dom.count('src="data:image/png;base64,') == len(FIGURES)
+    assert dom.count('src="data:image/png;base64,') == len(FIGURES) + len(NODE_FIGURES)
 
 
 def test_console_errors_are_detected(tmp_path):

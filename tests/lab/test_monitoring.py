@@ -1,0 +1,140 @@
+"""Monitoring on the local lab: Prometheus scrapes every exporter, every dashboard panel shows data during an
+experiment with a fault, credentials are required, and a SIGKILLed worker shows as down."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from base64 import b64encode
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+
+from chaoslab.dashboard import annotation_query, build, panel_queries
+from chaoslab.fault_service import ServiceControl
+from fault_state import wait_until
+from lab_state import netns_inode, process_netns_inode, service_pid
+from test_experiments import run_scenario
+from tests.conftest import ROOT
+
+PROMETHEUS = "http://198.18.0.20:9090"
+FLOWER = "http://198.18.0.20:5555"
+SCENARIO = Path(__file__).parent / "scenarios" / "monitoring.yml"
+
+
+def prometheus(path: str, **params: object) -> dict:
+    url = f"{PROMETHEUS}{path}?{urllib.parse.urlencode(params)}"
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        data = json.loads(answer.read())
+    assert data["status"] == "success", data
+    return data["data"]
+
+
+def instant(query: str) -> list[dict]:
+    return prometheus("/api/v1/query", query=query)["result"]
+
+
+def secrets() -> dict:
+    return yaml.safe_load((ROOT / ".lab" / "local" / "secrets.yml").read_text())
+
+
+def http_status(url: str, auth: tuple[str, str] | None = None) -> int:
+    request = urllib.request.Request(url)
+    if auth:
+        request.add_header("Authorization", "Basic " + b64encode(f"{auth[0]}:{auth[1]}".encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def test_every_prometheus_target_is_up(lab):
+    def targets() -> list[dict]:
+        return prometheus("/api/v1/targets")["activeTargets"]
+
+    assert wait_until(lambda: targets() and all(t["health"] == "up" for t in targets()), timeout=40), \
+        [(t["labels"], t["health"], t.get("lastError")) for t in targets() if t["health"] != "up"]
+    jobs = {(t["labels"]["job"], t["labels"]["node"]) for t in targets()}
+    nodes = {"redis", "monitor", "worker-1", "worker-2"}
+    assert {("node", n) for n in nodes} | {("lab", n) for n in nodes} <= jobs
+    assert {("redis", "redis"), ("flower", "monitor"), ("loadgen", "monitor"), ("prometheus", "monitor")} <= jobs
+
+
+@pytest.mark.parametrize(("node", "program"), [
+    ("monitor", "prometheus"), ("monitor", "flower"), ("redis", "redis-exporter"), ("worker-1", "node-exporter"),
+    ("worker-1", "lab-exporter"), ("redis", "redis")])
+def test_services_listen_on_the_nodes_lab_address_only(lab, node, program):
+    main = psutil.Process(service_pid(node, program))
+    assert process_netns_inode(main.pid) == netns_inode(f"chaoslab-{node}")
+    listening = [conn.laddr.ip for proc in [main, *main.children(recursive=True)]
+                 for conn in proc.net_connections("inet") if conn.status == psutil.CONN_LISTEN]
+    assert listening and set(listening) == {lab[node]["lab_address"]}, listening
+
+
+def test_flower_requires_credentials(lab):
+    password = secrets()["lab_flower_password"]
+    assert http_status(f"{FLOWER}/") == 401
+    assert http_status(f"{FLOWER}/metrics") == 401
+    assert http_status(f"{FLOWER}/", ("chaoslab", "wrong")) == 401
+    assert http_status(f"{FLOWER}/metrics", ("chaoslab", password)) == 200
+
+
+def test_every_panel_shows_data_during_an_experiment_with_a_fault(lab, tmp_path):
+    proc, run_dir = run_scenario(SCENARIO, tmp_path / "results")
+    assert proc.returncode in (0, 1), proc.stdout[-3000:] + proc.stderr[-2000:]
+    run = json.loads((run_dir / "run.json").read_text())
+    time.sleep(6)  # the last scrape of the run's window
+    start, end = run["started"], time.time()
+    dashboard = build()
+    empty = []
+    for title, expr in panel_queries(dashboard, "worker-1"):
+        result = prometheus("/api/v1/query_range", query=expr, start=start, end=end, step=5)["result"]
+        if not any(series["values"] for series in result):
+            empty.append(f"{title}: {expr}")
+    assert not empty, "panels without data:\n" + "\n".join(empty)
+    fault = run["faults"][0]
+    windows = prometheus("/api/v1/query_range", query=annotation_query(dashboard), start=start, end=end,
+                         step=5)["result"]
+    assert windows, "no fault annotation"
+    stamps = [float(t) for series in windows for t, _ in series["values"]]
+    assert min(stamps) <= fault["start"] + 10 and max(stamps) >= fault["start"] + 5
+    assert {series["metric"]["fault"] for series in windows} == {fault["fault"]}
+
+
+def test_a_sigkilled_worker_shows_as_down_within_30_seconds(lab):
+    workers = len([n for n in lab if n.startswith("worker-")])
+    assert wait_until(lambda: instant("sum(chaoslab_worker_up)")[0]["value"][1] == str(workers), timeout=30)
+    service = ServiceControl("supervisor", "celery-worker", "/etc/chaoslab/nodes/worker-2/supervisord.conf")
+    service.kill_and_keep_down()
+    killed = time.monotonic()
+    try:
+        assert wait_until(lambda: instant("sum(chaoslab_worker_up)")[0]["value"][1] == str(workers - 1),
+                          timeout=30), "the dashboard's worker panel still counts the killed worker"
+        assert time.monotonic() - killed <= 30
+        down = instant('chaoslab_worker_up{node="worker-2"}')
+        assert down and down[0]["value"][1] == "0"
+    finally:
+        service.start()
+    assert wait_until(lambda: instant("sum(chaoslab_worker_up)")[0]["value"][1] == str(workers), timeout=30)
+
+
+@pytest.mark.parametrize(("extra", "line"), [
+    ([], "grafana: not installed on the local lab (its nodes have no route to https://apt.grafana.com)"),
+    (["-e", "grafana_install=true", "-e", "grafana_repo_url=http://198.18.0.254:9"],
+     "grafana: http://198.18.0.254:9 cannot be reached from monitor"),
+])
+def test_grafana_is_skipped_in_one_line_where_its_repository_is_out_of_reach(lab, extra, line):
+    from tests.conftest import recap, run_playbook
+
+    proc = run_playbook("playbooks/site.yml", "--tags", "grafana", *extra)
+    said = [text for text in proc.stdout.splitlines() if "grafana: " in text and "msg" in text]
+    assert len(said) == 1 and line in said[0], proc.stdout[-3000:]
+    assert recap(proc.stdout)["monitor"]["changed"] == 0 and recap(proc.stdout)["monitor"]["failed"] == 0
+    assert not Path("/etc/apt/sources.list.d/grafana.list").exists()
+    assert not Path("/etc/grafana").exists() or not list(Path("/etc/grafana").rglob("celery-chaos-lab*"))
