@@ -39,9 +39,18 @@ def _write_limit(limit_file: Path, unit: str | None, value: str) -> None:
         return
     try:
         limit_file.write_text(value, encoding="ascii")
+        return
+    except OSError as error:
+        failure = error
+    force_empty = limit_file.parent / "memory.force_empty"  # cgroup v1: reclaim the page cache, then try again
+    try:
+        if force_empty.exists():
+            force_empty.write_text("0", encoding="ascii")
+        limit_file.write_text(value, encoding="ascii")
     except OSError as error:
         raise ValueError(f"memory-limit: the kernel refused {value} bytes for {limit_file.parent.name} "
-                         f"({error.strerror}): the node uses more than that and cannot give it back") from None
+                         f"({error.strerror or failure.strerror}): the node uses more than that and cannot give it "
+                         "back") from None
 
 
 def memory_limit(limit: int, node: str) -> Fault:
