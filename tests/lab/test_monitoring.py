@@ -109,6 +109,10 @@ def test_every_panel_shows_data_during_an_experiment_with_a_fault(lab, tmp_path)
     stamps = [float(t) for series in windows for t, _ in series["values"]]
     assert min(stamps) <= fault["start"] + 10 and max(stamps) >= fault["start"] + 5
     assert {series["metric"]["fault"] for series in windows} == {fault["fault"]}
+    kept = json.loads((run_dir / "metrics.json").read_text())["series"]  # the run keeps its series
+    assert {item["metric"]["node"] for item in kept["node_cpu"]} >= {"redis", "monitor", "worker-1", "worker-2"}
+    assert all(isinstance(kept[name], list) and kept[name] for name in ("node_memory", "queue_depth", "fault_active"))
+    assert (run_dir / "figures" / "node_cpu.png").stat().st_size > 10_000
 
 
 def test_a_sigkilled_worker_shows_as_down_within_30_seconds(lab):
@@ -142,3 +146,14 @@ def test_grafana_is_skipped_in_one_line_where_its_repository_is_out_of_reach(lab
     assert recap(proc.stdout)["monitor"]["changed"] == 0 and recap(proc.stdout)["monitor"]["failed"] == 0
     assert not Path("/etc/apt/sources.list.d/grafana.list").exists()
     assert not Path("/etc/grafana").exists() or not list(Path("/etc/grafana").rglob("celery-chaos-lab*"))
+
+
+def test_chaoslab_where_says_where_monitoring_is(lab):
+    import subprocess as sp
+
+    from tests.conftest import BIN, ansible_env
+
+    out = sp.run([str(BIN / "chaoslab"), "where"], cwd=ROOT, env=ansible_env(), capture_output=True, text=True,
+                 check=True).stdout
+    assert PROMETHEUS in out and FLOWER in out and "Grafana     not installed" in out
+    assert str(ROOT / ".lab" / "local" / "secrets.yml") in out
