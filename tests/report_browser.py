@@ -80,6 +80,12 @@ def _run(args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
         return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
+def _uri(page: str | os.PathLike[str]) -> str:
+    """A URL as it is, a file as a file:// URI."""
+    text = str(page)
+    return text if text.startswith(("http://", "https://")) else Path(page).resolve().as_uri()
+
+
 def console_messages(stderr: str) -> list[str]:
     """The console lines in Chromium's stderr log."""
     return [line for line in stderr.splitlines() if _CONSOLE.search(line)]
@@ -93,7 +99,7 @@ def screenshot(
 ) -> Rendering:
     """Load *html_path* (a file) in headless Chromium, save a *window*-sized screenshot to
     *png_path*, and return it with the page's console messages."""
-    page, png = Path(html_path).resolve(), Path(png_path).resolve()
+    png = Path(png_path).resolve()
     png.unlink(missing_ok=True)
     result = _run(
         [
@@ -101,7 +107,8 @@ def screenshot(
             "--v=0",
             f"--screenshot={png}",
             f"--window-size={window[0]},{window[1]}",
-            page.as_uri(),
+            "--virtual-time-budget=5000",
+            _uri(html_path),
         ],
         timeout,
     )
@@ -112,7 +119,7 @@ def screenshot(
 
 def dump_dom(html_path: str | os.PathLike[str], timeout: float = 90.0) -> str:
     """The DOM of the loaded page, serialised by Chromium (``--dump-dom``)."""
-    result = _run(["--dump-dom", Path(html_path).resolve().as_uri()], timeout)
+    result = _run(["--virtual-time-budget=5000", "--dump-dom", _uri(html_path)], timeout)
     if result.returncode != 0:
         raise RuntimeError(f"chromium --dump-dom failed ({result.returncode}):\n{result.stderr[-3000:]}")
     return result.stdout

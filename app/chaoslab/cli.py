@@ -176,6 +176,24 @@ def cmd_where(_args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """The lab's HTTP API on the controller (loopback unless told otherwise)."""
+    import uvicorn
+    import yaml
+
+    from chaoslab.api import create_app
+    from chaoslab.api_ops import LabOperations
+    from chaoslab.lab import lab_info
+
+    info = lab_info()
+    secrets = Path(info.secrets_file)
+    token = yaml.safe_load(secrets.read_text(encoding="utf-8"))["lab_api_token"]
+    app = create_app(LabOperations(), token, secrets.parent / "api.log")
+    print(f"celery-chaos-lab API on http://{args.host}:{args.port}/docs (token: lab_api_token in {secrets})")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="chaoslab", description="celery-chaos-lab: Celery under faults, checked task by task"
@@ -218,6 +236,10 @@ def build_parser() -> argparse.ArgumentParser:
     comp.set_defaults(func=cmd_compare)
     where = sub.add_parser("where", help="where Prometheus, Flower and Grafana are, and the credentials file")
     where.set_defaults(func=cmd_where)
+    serve = sub.add_parser("serve", help="the lab's HTTP API: faults and runs, with interactive docs at /docs")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(func=cmd_serve)
     return parser
 
 

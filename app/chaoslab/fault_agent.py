@@ -70,10 +70,10 @@ REVERTS: dict[str, Callable[[Detail], object]] = {
 }
 
 
-def clear(args: argparse.Namespace) -> dict[str, object]:
-    """End every fault on this node; then remove whatever a lost agent may have left."""
+def clear(args: argparse.Namespace, only: str = "") -> dict[str, object]:
+    """End every fault on this node (or only the fault ``only``); then, for all, remove what a lost agent left."""
     cleared: list[str] = []
-    for state in sorted(Path(args.state_dir).glob("*.json")):
+    for state in sorted(Path(args.state_dir).glob(f"{only or '*'}.json")):
         record = FaultRecord(state.stem, args.node, args.state_dir, args.textfile_dir)
         data = record.read() or {}
         pid = data.get("pid")
@@ -94,6 +94,8 @@ def clear(args: argparse.Namespace) -> dict[str, object]:
             REVERTS[state.stem](data.get("detail") or {})
         record.end()
         cleared.append(state.stem)
+    if only:
+        return {"cleared": cleared}
     fault_process.thaw_workers()
     if fault_process.stop_stress():
         cleared.append("stress-ng")
@@ -129,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.fault == "clear":
-            result: dict[str, object] = clear(args)
+            result: dict[str, object] = clear(args, check("clear", parse_params(args.params))["only"])
         else:
             values = check(args.fault, parse_params(args.params))
             fault = build(args.fault, values, args)

@@ -100,6 +100,15 @@ def _peers(value: Any) -> list[str]:
     return peers
 
 
+def _known_fault(value: Any) -> str:
+    """A fault's name, for clearing that fault alone ("" for all)."""
+    if value in ("", None):
+        return ""
+    if value not in PARAMS or value == "clear":
+        raise ValueError(f"'{value}' is not a fault (known: {', '.join(name for name in PARAMS if name != 'clear')})")
+    return str(value)
+
+
 def _text(value: Any) -> str:
     if not isinstance(value, str) or not value:
         raise ValueError("must be a non-empty string")
@@ -127,7 +136,7 @@ PARAMS: dict[str, dict[str, tuple[Parser, Any]]] = {
     "network-partition": {"peers": (_peers, None), "duration": (_duration(), "")},
     "redis-restart": {"mode": (_choice("graceful", "kill"), "graceful"), "down_for": (_duration(), "0s"),
                       "duration": (_duration(), "")},
-    "clear": {},
+    "clear": {"only": (lambda value: _known_fault(value), "")},
 }
 # Filled in by the role on the node, not given by users.
 NODE_PARAMS = frozenset({"peers", "nic"})

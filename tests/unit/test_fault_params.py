@@ -71,7 +71,8 @@ def exact(message: str) -> str:
     ("worker-pause", {"duration": "1h"}, {"duration": 3600.0}),  # the limit itself is allowed
     ("redis-restart", {}, {"mode": "graceful", "down_for": 0.0, "duration": 0.0}),
     ("redis-restart", {"mode": "kill", "down_for": "5s"}, {"mode": "kill", "down_for": 5.0, "duration": 0.0}),
-    ("clear", {}, {}),
+    ("clear", {}, {"only": ""}),
+    ("clear", {"only": "network-delay"}, {"only": "network-delay"}),
 ])
 def test_check_normalises_to_base_units_and_fills_defaults(fault, params, expected):
     values = check(fault, params)
@@ -97,7 +98,7 @@ def test_user_params_puts_peers_last_and_leaves_nic_out():
                                             "peers"]
     assert user_params("network-partition") == ["duration", "peers"]
     assert user_params("worker-kill") == ["mode", "every", "duration"]
-    assert user_params("clear") == []
+    assert user_params("clear") == ["only"]
     assert all("nic" not in user_params(fault) for fault in PARAMS)
 
 
@@ -235,7 +236,7 @@ def passed_default(expression: str, name: str) -> object:
 def test_every_fault_has_a_playbook_and_an_entry_point():
     assert {path.stem for path in (ROOT / "faults").glob("*.yml")} - {"preflight"} == set(PARAMS)
     assert set(SPECS) - {"main"} == {fault.replace("-", "_") for fault in PARAMS}
-    assert SPECS["clear"]["options"] == {}
+    assert set(SPECS["clear"]["options"]) == {"fault_only"} and SPECS["clear"]["options"]["fault_only"]["default"] == ""
 
 
 @pytest.mark.parametrize("fault", FAULTS)
@@ -573,5 +574,7 @@ def test_users_cannot_set_what_the_role_fills_in():
     """nic (and peers as addresses) come from the inventory: a user's -e nic=... is an unknown parameter."""
     with pytest.raises(ValueError, match=r"^network-delay: unknown parameter nic \(allowed: delay, "):
         check("network-delay", {"delay": "5ms", "nic": "eth0"}, resolved=False)
-    with pytest.raises(ValueError, match=r"^clear: unknown parameter x \(allowed: none\)$"):
+    with pytest.raises(ValueError, match=r"^clear: unknown parameter x \(allowed: only\)$"):
         check("clear", {"x": "1"}, resolved=False)
+    with pytest.raises(ValueError, match=r"^clear: only: 'nope' is not a fault \(known: worker-kill, "):
+        check("clear", {"only": "nope"}, resolved=False)
