@@ -30,6 +30,18 @@ def cgroup_root() -> Path:
     return ROOT
 
 
+def read_keyed(path: Path) -> dict[str, int]:
+    """A keyed file of the cgroup filesystem or /proc ("name value" per line: memory.stat, cpu.stat, vmstat)."""
+    pairs = (line.split() for line in path.read_text(encoding="ascii").splitlines())
+    return {pair[0]: int(pair[1]) for pair in pairs if len(pair) == 2 and pair[1].lstrip("-").isdigit()}
+
+
+def memory_limit(limit_file: Path, total: int) -> int:
+    """A cgroup's memory limit (v1 limit_in_bytes, v2 memory.max), at most ``total``; ``total`` where unlimited."""
+    text = limit_file.read_text(encoding="ascii").strip() if limit_file.exists() else "max"
+    return total if text == "max" else min(int(text), total)
+
+
 def memory_files(pid: int | str) -> tuple[Path, Path, str | None]:
     """(limit file, usage file, systemd unit or None) of a process's memory cgroup."""
     root = cgroup_root()

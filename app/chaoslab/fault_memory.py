@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psutil
 
-from chaoslab.cgroupfs import cgroup_root, memory_files
+from chaoslab.cgroupfs import cgroup_root, memory_files, read_keyed
 from chaoslab.fault_record import Detail, Fault
 from chaoslab.node_procs import worker_processes
 
@@ -23,8 +23,8 @@ HEADROOM = 16 * 2**20
 
 def page_cache(cgroup: Path) -> int:
     """File pages charged to the cgroup, which the kernel reclaims before it OOM-kills anything."""
-    stat = dict(line.split() for line in (cgroup / "memory.stat").read_text(encoding="ascii").splitlines())
-    return int(stat.get("total_cache", stat.get("file", 0)))
+    stat = read_keyed(cgroup / "memory.stat")
+    return stat.get("total_cache", stat.get("file", 0))
 
 
 def _mib(value: int) -> str:

@@ -10,7 +10,7 @@ import subprocess
 
 import psutil
 
-from chaoslab.cgroupfs import memory_files
+from chaoslab.cgroupfs import memory_files, memory_limit
 from chaoslab.fault_record import Detail, Fault, Stop, hold_until
 from chaoslab.node_procs import same_netns, worker_processes
 from chaoslab.units import parse_bytes, parse_percent
@@ -111,10 +111,8 @@ def cpu_exhaustion(workers: int, load: int, duration: float) -> Fault:
 
 def node_memory() -> int:
     """This node's memory: its cgroup's limit where one is set, else the machine's."""
-    total = psutil.virtual_memory().total
     limit_file, _, _ = memory_files("self")
-    text = limit_file.read_text(encoding="ascii").strip() if limit_file.exists() else "max"
-    return total if text == "max" else min(int(text), total)
+    return memory_limit(limit_file, psutil.virtual_memory().total)
 
 
 def memory_bytes(size: str, available: int) -> int:

@@ -27,7 +27,7 @@ from prometheus_client import Histogram, start_http_server
 from prometheus_client.core import REGISTRY, CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from chaoslab.cgroupfs import cgroup_root
+from chaoslab.cgroupfs import cgroup_root, memory_limit, read_keyed
 from chaoslab.node_procs import worker_processes
 
 E2E_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -48,17 +48,12 @@ class NodeResources:
     def _v2_mode(self) -> bool:
         return (cgroup_root() / "cgroup.controllers").exists()
 
-    @staticmethod
-    def _keyed(path: Path) -> dict[str, int]:
-        pairs = (line.split() for line in path.read_text(encoding="ascii").splitlines())
-        return {pair[0]: int(pair[1]) for pair in pairs if len(pair) == 2 and pair[1].lstrip("-").isdigit()}
-
     def cpu_seconds(self) -> float:
         if not self.cgroup:
             times = psutil.cpu_times()
             return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
         if self._v2_mode():
-            return self._keyed(self._v2("cpu.stat"))["usage_usec"] / 1e6
+            return read_keyed(self._v2("cpu.stat"))["usage_usec"] / 1e6
         return int(self._v1("cpuacct", "cpuacct.usage").read_text(encoding="ascii")) / 1e9
 
     def memory(self) -> tuple[float, float]:
@@ -66,22 +61,20 @@ class NodeResources:
         if not self.cgroup:
             memory = psutil.virtual_memory()
             return float(memory.total - memory.available), float(memory.total)
-        total = float(psutil.virtual_memory().total)
+        total = psutil.virtual_memory().total
         if self._v2_mode():
-            stat = self._keyed(self._v2("memory.stat"))
-            limit_text = self._v2("memory.max").read_text(encoding="ascii").strip()
-            limit = total if limit_text == "max" else min(float(limit_text), total)
-            return float(stat.get("anon", 0)), limit
-        stat = self._keyed(self._v1("memory", "memory.stat"))
-        limit = min(float(self._v1("memory", "memory.limit_in_bytes").read_text(encoding="ascii")), total)
-        return float(stat.get("total_rss", stat.get("rss", 0))), limit
+            stat = read_keyed(self._v2("memory.stat"))
+            return float(stat.get("anon", 0)), float(memory_limit(self._v2("memory.max"), total))
+        stat = read_keyed(self._v1("memory", "memory.stat"))
+        limit = memory_limit(self._v1("memory", "memory.limit_in_bytes"), total)
+        return float(stat.get("total_rss", stat.get("rss", 0))), float(limit)
 
     def oom_kills(self) -> float:
         if not self.cgroup:
-            return float(self._keyed(Path("/proc/vmstat")).get("oom_kill", 0))
+            return float(read_keyed(Path("/proc/vmstat")).get("oom_kill", 0))
         if self._v2_mode():
-            return float(self._keyed(self._v2("memory.events")).get("oom_kill", 0))
-        return float(self._keyed(self._v1("memory", "memory.oom_control")).get("oom_kill", 0))
+            return float(read_keyed(self._v2("memory.events")).get("oom_kill", 0))
+        return float(read_keyed(self._v1("memory", "memory.oom_control")).get("oom_kill", 0))
 
 
 class WorkerWatch:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import psutil
 
+from chaoslab.cgroupfs import read_keyed
 from lab_state import CGROUP_ROOT, lab_namespaces, lab_processes
 
 PROBE = Path(__file__).parent / "probe.py"
@@ -55,6 +56,11 @@ def memory_limit(node: str) -> str:
         if path.exists():
             return path.read_text().strip()
     return ""
+
+
+def node_resident(node: str) -> int:
+    """Memory of a node that the kernel cannot reclaim (cgroup v1 total_rss: no page cache)."""
+    return read_keyed(CGROUP_ROOT / "memory/chaoslab" / node / "memory.stat")["total_rss"]
 
 
 def fault_files() -> list[str]:

@@ -10,8 +10,8 @@ import psutil
 import yaml
 
 from chaoslab.ledger import read_records
-from fault_state import is_baseline, node_state
-from lab_state import CGROUP_ROOT, service_pid
+from fault_state import is_baseline, node_resident, node_state
+from lab_state import service_pid
 from test_experiments import run_scenario
 from tests.conftest import run_playbook
 
@@ -27,15 +27,8 @@ def scenario(tmp_path: Path, name: str, celery: dict, mix: list[dict], rate: flo
     return path
 
 
-def worker_1_resident() -> int:
-    """Memory of worker-1's node that the kernel cannot reclaim (no page cache)."""
-    stat_file = CGROUP_ROOT / "memory/chaoslab/worker-1/memory.stat"
-    stat = dict(line.split() for line in stat_file.read_text().splitlines())
-    return int(stat["total_rss"])
-
-
 def test_memory_limit_oom_kills_pool_children_and_the_worker_survives(lab, tmp_path):
-    limit = (worker_1_resident() // 2**20) + 120
+    limit = (node_resident("worker-1") // 2**20) + 120
     path = scenario(tmp_path, "memory-limit", {"task_acks_late": False}, [
         {"kind": "memory", "weight": 1, "args": {"mb": 220, "hold_ms": 800}},
         {"kind": "noop", "weight": 2}], 3, {"playbook": "memory-limit", "target": "workers[0]",

@@ -15,15 +15,12 @@ import pytest
 from chaoslab.lab import lab_info
 from chaoslab.loadgen import LoadGenerator, LoadProfile, MixEntry
 from chaoslab.publisher import Publisher
+from fault_state import node_resident, stress_ng
 from lab_state import CGROUP_ROOT, netns_inode, process_cgroups, process_netns_inode, service_processes
 from tests.conftest import BIN, ROOT, ansible_env, run_playbook
 
 STATE = Path("/run/chaoslab/nodes/worker-1/faults")
 LEDGER = Path("/var/lib/chaoslab/nodes/worker-1/ledger/worker-1.jsonl")
-
-
-def stress_ng() -> list[psutil.Process]:
-    return [proc for proc in psutil.process_iter(["name"]) if (proc.info["name"] or "").startswith("stress-ng")]
 
 
 def load_for(seconds: float) -> threading.Thread:
@@ -139,23 +136,17 @@ def test_clear_reverts_a_fault_without_duration_and_is_idempotent(lab):
     assert "changed=1" not in second.stdout
 
 
-def node_memory_use(node: str) -> int:
-    stat = dict(line.split() for line in (CGROUP_ROOT / "memory/chaoslab" / node / "memory.stat").read_text()
-                .splitlines())
-    return int(stat["total_rss"])
-
-
 def test_memory_exhaustion_holds_the_memory_in_the_node_until_the_deadline(lab):
     if not (CGROUP_ROOT / "memory/chaoslab/worker-1/memory.stat").exists():
         pytest.skip("reads cgroup v1 memory statistics")
-    before = node_memory_use("worker-1")
+    before = node_resident("worker-1")
     run_playbook("faults/memory-exhaustion.yml", "-e", "bytes=256MiB", "-e", "workers=2", "-e", "duration=8s")
     started = time.monotonic()
     held = 0
     while time.monotonic() - started < 4:
-        held = max(held, node_memory_use("worker-1") - before)
+        held = max(held, node_resident("worker-1") - before)
         time.sleep(0.2)
     assert held >= 0.9 * 256 * 2**20, f"the node held {held / 2**20:.0f} MiB more"
     time.sleep(max(8 + 2 - (time.monotonic() - started), 0))
     assert stress_ng() == [] and not (STATE / "memory-exhaustion.json").exists()
-    assert node_memory_use("worker-1") - before < 64 * 2**20
+    assert node_resident("worker-1") - before < 64 * 2**20
