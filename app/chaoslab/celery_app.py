@@ -1,7 +1,8 @@
 """The lab's Celery app: broker and result backend on the lab Redis, settings from the node's config.
 
 Worker settings use Celery's own names (task_acks_late, worker_prefetch_multiplier, ...);
-``visibility_timeout`` is the Redis transport option of that name.
+``visibility_timeout``, ``unacked_restore_interval`` and ``unacked_restore_throttle`` are the Redis transport's
+options of those names.
 """
 
 from __future__ import annotations
@@ -27,7 +28,12 @@ CELERY_SETTINGS = (
     "result_expires",
 )
 # Settings that are options of the Redis transport.
-TRANSPORT_SETTINGS = ("visibility_timeout", "socket_timeout", "socket_connect_timeout")
+TRANSPORT_SETTINGS = (
+    "visibility_timeout", "unacked_restore_interval", "unacked_restore_throttle", "socket_timeout",
+    "socket_connect_timeout",
+)
+# Transport options that only the broker connection knows (not the result backend's).
+BROKER_ONLY = frozenset({"visibility_timeout", "unacked_restore_interval", "unacked_restore_throttle"})
 
 
 def celery_conf(settings: dict[str, Any]) -> dict[str, Any]:
@@ -50,7 +56,7 @@ def celery_conf(settings: dict[str, Any]) -> dict[str, Any]:
     transport = {key: value for key, value in settings.items() if key in TRANSPORT_SETTINGS and value is not None}
     conf["broker_transport_options"] = transport
     conf["result_backend_transport_options"] = {
-        key: value for key, value in transport.items() if key != "visibility_timeout"
+        key: value for key, value in transport.items() if key not in BROKER_ONLY
     }
     return conf
 

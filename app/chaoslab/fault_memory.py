@@ -9,6 +9,7 @@ main process and the node's other services) is refused: it would kill the main p
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 import psutil
@@ -19,6 +20,8 @@ from chaoslab.node_procs import worker_processes
 
 # Room kept above what the node needs without its pool children.
 HEADROOM = 16 * 2**20
+# Seconds a cap refused by the kernel (the cgroup holds more) is tried again before the fault fails.
+REFUSED_WAIT_S = 3.0
 
 
 def page_cache(cgroup: Path) -> int:
@@ -37,20 +40,26 @@ def _write_limit(limit_file: Path, unit: str | None, value: str) -> None:
         subprocess.run(["systemctl", "set-property", "--runtime", unit, f"MemoryMax={systemd_value}"],
                        check=True, capture_output=True, text=True)
         return
-    try:
-        limit_file.write_text(value, encoding="ascii")
-        return
-    except OSError as error:
-        failure = error
-    force_empty = limit_file.parent / "memory.force_empty"  # cgroup v1: reclaim the page cache, then try again
-    try:
-        if force_empty.exists():
-            force_empty.write_text("0", encoding="ascii")
-        limit_file.write_text(value, encoding="ascii")
-    except OSError as error:
-        raise ValueError(f"memory-limit: the kernel refused {value} bytes for {limit_file.parent.name} "
-                         f"({error.strerror or failure.strerror}): the node uses more than that and cannot give it "
-                         "back") from None
+    # cgroup v1 refuses a cap below what the cgroup holds: reclaim the page cache and try again, for up to
+    # REFUSED_WAIT_S, so that a pool process's passing peak (a task holding memory for a moment) can end.
+    force_empty = limit_file.parent / "memory.force_empty"
+    deadline = time.monotonic() + REFUSED_WAIT_S
+    while True:
+        try:
+            limit_file.write_text(value, encoding="ascii")
+            return
+        except OSError as error:
+            failure = error
+        try:
+            if force_empty.exists():
+                force_empty.write_text("0", encoding="ascii")
+        except OSError:
+            pass
+        if time.monotonic() >= deadline:
+            raise ValueError(f"memory-limit: the kernel refused {value} bytes for {limit_file.parent.name} "
+                             f"({failure.strerror}) for {REFUSED_WAIT_S:g} s: the node uses more than that and "
+                             "cannot give it back") from None
+        time.sleep(0.1)
 
 
 def memory_limit(limit: int, node: str) -> Fault:
