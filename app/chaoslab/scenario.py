@@ -29,7 +29,7 @@ from chaoslab.loadgen import MixEntry
 from chaoslab.tasks import KINDS
 from chaoslab.units import format_duration, parse_duration
 
-TOP_KEYS = ("name", "description", "celery", "load", "phases", "hypothesis", "matrix")
+TOP_KEYS = ("name", "description", "celery", "redis", "load", "phases", "hypothesis", "matrix")
 LOAD_KEYS = ("rate", "seed", "publish_timeout", "mix")
 MIX_KEYS = ("kind", "weight", "args")
 PHASE_KEYS = ("name", "duration", "fault")
@@ -52,12 +52,16 @@ DURATION_PARAMS = frozenset({"duration", "every", "down_for", "delay", "jitter",
 # Celery settings with a lower bound: name -> (operator, bound).
 SETTING_BOUNDS: dict[str, tuple[str, float]] = {
     "worker_prefetch_multiplier": (">=", 0), "worker_concurrency": (">=", 1), "visibility_timeout": (">=", 1),
+    "unacked_restore_interval": (">=", 1), "unacked_restore_throttle": (">=", 1),
     "task_soft_time_limit": (">", 0), "task_time_limit": (">", 0), "socket_timeout": (">", 0),
     "socket_connect_timeout": (">", 0), "broker_connection_timeout": (">", 0),
 }
 # Entry points of the fault role that are not fault kinds (shared settings, reverting every fault).
 NOT_FAULTS = frozenset({"main", "clear"})
 CELERY_SPEC = "roles/celery_worker/meta/argument_specs.yml"
+REDIS_SPEC = "roles/redis/meta/argument_specs.yml"
+# Redis settings a scenario may give (the redis role's variables without their prefix).
+REDIS_SETTINGS = ("aof", "appendfsync", "rdb")
 FAULT_SPEC = "roles/fault/meta/argument_specs.yml"
 
 
@@ -116,21 +120,33 @@ class Scenario:
     load: LoadSpec
     phases: list[PhaseSpec]
     hypothesis: list[Condition]
-    matrix: dict[str, list[Any]]
+    matrix: dict[str, list[Any]] | list[dict[str, Any]]
+    redis: dict[str, Any] = field(default_factory=dict)  # redis role variables (redis_aof, ...) for this run
+    # conditions a list matrix's entries add to (or change in) the hypothesis, one list per entry
+    cell_hypotheses: list[list[Condition]] = field(default_factory=list)
 
     @property
     def fault_phase(self) -> PhaseSpec | None:
         return next((phase for phase in self.phases if phase.fault is not None), None)
 
+    def combinations(self) -> list[dict[str, Any]]:
+        """The matrix's settings combinations: every combination of a mapping's values (in key order), or a
+        list's entries as given; ``[]`` without a matrix."""
+        if isinstance(self.matrix, list):
+            return [dict(entry) for entry in self.matrix]
+        return [dict(zip(self.matrix, values, strict=True)) for values in itertools.product(*self.matrix.values())]
+
     def cells(self) -> list[tuple[str, Scenario]]:
-        """One (label, scenario) per matrix combination, in key order; ``[("", self)]`` without a matrix."""
+        """One (label, scenario) per matrix combination; ``[("", self)]`` without a matrix."""
         if not self.matrix:
             return [("", self)]
         cells = []
-        for values in itertools.product(*self.matrix.values()):
-            combination = dict(zip(self.matrix, values, strict=True))
+        for i, combination in enumerate(self.combinations()):
             label = ",".join(f"{name}={_label(value)}" for name, value in combination.items())
-            cells.append((label, replace(self, celery={**self.celery, **combination}, matrix={})))
+            extra = self.cell_hypotheses[i] if i < len(self.cell_hypotheses) else []
+            hypothesis = [*(c for c in self.hypothesis if c.figure not in {e.figure for e in extra}), *extra]
+            cells.append((label, replace(self, celery={**self.celery, **combination}, matrix={}, cell_hypotheses=[],
+                                         hypothesis=hypothesis)))
         return cells
 
 
@@ -301,15 +317,45 @@ def _scenario(path: Path, root: Path, data: dict[str, Any]) -> Scenario:
         setting: _setting(root, setting, value, f"celery.{setting}")
         for setting, value in _mapping(data.get("celery") or {}, "celery", settings, what="Celery setting").items()
     }
-    matrix = {
-        setting: [_setting(root, setting, value, f"matrix.{setting}[{i}]")
-                  for i, value in enumerate(_list(values, f"matrix.{setting}", "values"))]
-        for setting, values in _mapping(data.get("matrix") or {}, "matrix", settings, what="Celery setting").items()
-    }
-    figures = _mapping(data.get("hypothesis") or {}, "hypothesis", tuple(FIGURES), what="figure")
-    hypothesis = [_condition(figure, value) for figure, value in figures.items()]
+    matrix, cell_hypotheses = _matrix(root, data.get("matrix") or {})
     return Scenario(path=path, name=name, description=description, celery=celery, load=_load(data["load"]),
-                    phases=_phases(root, data["phases"]), hypothesis=hypothesis, matrix=matrix)
+                    phases=_phases(root, data["phases"]), hypothesis=_hypothesis(data.get("hypothesis"), "hypothesis"),
+                    matrix=matrix, redis=_redis(root, data.get("redis") or {}), cell_hypotheses=cell_hypotheses)
+
+
+def _hypothesis(value: Any, key: str) -> list[Condition]:
+    figures = _mapping(value or {}, key, tuple(FIGURES), what="figure")
+    return [_condition(figure, given, key) for figure, given in figures.items()]
+
+
+def _matrix(root: Path, value: Any) -> tuple[dict[str, list[Any]] | list[dict[str, Any]], list[list[Condition]]]:
+    """A mapping setting -> values (every combination runs), or a list of mappings setting -> value (each entry
+    runs, and its optional ``hypothesis`` adds to or changes the scenario's for that run)."""
+    settings = tuple(celery_settings_spec(root))
+    if isinstance(value, list):
+        cells, hypotheses = [], []
+        for i, entry in enumerate(_list(value, "matrix", "mappings of Celery settings")):
+            given = dict(_mapping(entry, f"matrix[{i}]", (*settings, "hypothesis"), what="Celery setting"))
+            hypotheses.append(_hypothesis(given.pop("hypothesis", None), f"matrix[{i}].hypothesis"))
+            cell = {setting: _setting(root, setting, item, f"matrix[{i}].{setting}") for setting, item in given.items()}
+            if cell in cells:
+                raise ScenarioError(f"matrix[{i}]", "repeats an earlier entry (each combination once)")
+            cells.append(cell)
+        return cells, hypotheses
+    return {
+        setting: [_setting(root, setting, given, f"matrix.{setting}[{i}]")
+                  for i, given in enumerate(_list(values, f"matrix.{setting}", "values"))]
+        for setting, values in _mapping(value, "matrix", settings, what="Celery setting").items()
+    }, []
+
+
+def _redis(root: Path, value: Any) -> dict[str, Any]:
+    """Redis persistence for the run, as the redis role's variables (aof -> redis_aof, ...)."""
+    if not value:
+        return {}
+    options = _specs(root / REDIS_SPEC)["main"]["options"]
+    return {f"redis_{name}": _at(f"redis.{name}", _check_option, f"redis_{name}", options[f"redis_{name}"], given)
+            for name, given in _mapping(value, "redis", REDIS_SETTINGS, what="Redis setting").items()}
 
 
 def _setting(root: Path, setting: str, value: Any, key: str) -> Any:
@@ -389,8 +435,8 @@ def _fault(root: Path, value: Any, key: str, seconds: float) -> FaultSpec:
                                                                   playbook, params, seconds))
 
 
-def _condition(figure: str, value: Any) -> Condition:
-    key, kind = f"hypothesis.{figure}", FIGURES[figure]
+def _condition(figure: str, value: Any, prefix: str = "hypothesis") -> Condition:
+    key, kind = f"{prefix}.{figure}", FIGURES[figure]
     if isinstance(value, int | float) and not isinstance(value, bool):
         op, text = "==", str(value)
     else:

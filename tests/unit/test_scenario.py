@@ -123,7 +123,8 @@ PHASES_AWRY = [{"name": "baseline", "duration": "1s"}, {"name": "recovery", "dur
 
 @pytest.mark.parametrize(("changes", "expected"), [
     pytest.param([(("frobnicate",), 1)],
-                 "frobnicate: unknown key (allowed: name, description, celery, load, phases, hypothesis, matrix)",
+                 "frobnicate: unknown key (allowed: name, description, celery, redis, load, phases, hypothesis, "
+                 "matrix)",
                  id="unknown-top-key"),
     pytest.param([(("load", "burst"), 5)], "load.burst: unknown key (allowed: rate, seed, publish_timeout, mix)",
                  id="unknown-load-key"),
@@ -212,7 +213,8 @@ def test_bad_scenario(root, changes, expected):
 
 
 @pytest.mark.parametrize(("text", "expected"), [
-    ("- a\n- b\n", "must be a mapping with keys from name, description, celery, load, phases, hypothesis, matrix"),
+    ("- a\n- b\n", "must be a mapping with keys from name, description, celery, redis, load, phases, hypothesis, "
+                 "matrix"),
     ("", "must be a mapping"),
     ("name: [demo\n", "invalid YAML at line 2, column 1: expected ',' or ']'"),
 ])
@@ -264,6 +266,52 @@ def test_matrix_cells(root):
     assert (last.name, last.phases, last.load) == (scenario.name, scenario.phases, scenario.load)
     assert scenario.celery["task_acks_late"] is False  # the base scenario is untouched
     assert len({label for label, _ in cells}) == len(cells)
+
+
+def test_matrix_as_a_list_runs_each_entry_as_given(root):
+    entries = [{"task_acks_late": False}, {"task_acks_late": True, "task_reject_on_worker_lost": "no"},
+               {"task_acks_late": True, "task_reject_on_worker_lost": True}]
+    scenario = load_scenario(write(root, changed((("matrix",), entries))))
+    assert [label for label, _ in scenario.cells()] == [
+        "task_acks_late=false", "task_acks_late=true,task_reject_on_worker_lost=false",
+        "task_acks_late=true,task_reject_on_worker_lost=true"]
+    assert scenario.cells()[1][1].celery["task_reject_on_worker_lost"] is False
+
+
+def test_a_list_entry_changes_the_hypothesis_of_its_run(root):
+    entries = [{"task_acks_late": False, "hypothesis": {"lost": ">= 1", "failed": 0}}, {"task_acks_late": True}]
+    scenario = load_scenario(write(root, changed((("matrix",), entries))))
+    (_, early), (_, late) = scenario.cells()
+    assert {c.figure: c.text for c in early.hypothesis} == {
+        "success_ratio": ">= 0.99", "p95_end_to_end": "<= 5s", "recovery_time": "<= 30s", "lost": ">= 1",
+        "failed": "== 0"}
+    assert late.hypothesis == scenario.hypothesis
+    assert early.cell_hypotheses == [] and early.matrix == {}
+    bad = [{"task_acks_late": False, "hypothesis": {"lost": "lots"}}]
+    assert problem(root, yaml.safe_dump({**FULL, "matrix": bad})).endswith(
+        "matrix[0].hypothesis.lost: must be a number or '<op> value' with op in <=, <, >=, >, ==, !=, got 'lots'")
+
+
+@pytest.mark.parametrize(("matrix", "expected"), [
+    ([{"task_acks_late": True}, {"task_acks_late": "yes"}], "matrix[1]: repeats an earlier entry"),
+    ([{"acks": True}], "matrix[0].acks: unknown Celery setting (allowed: task_acks_late"),
+    ([{"worker_prefetch_multiplier": -1}], "matrix[0].worker_prefetch_multiplier: must be >= 0, got -1"),
+    (["task_acks_late"], "matrix[0]: must be a mapping"),
+])
+def test_bad_matrix_list(root, matrix, expected):
+    assert expected in problem(root, yaml.safe_dump({**FULL, "matrix": matrix}))
+
+
+def test_redis_settings(root):
+    shutil.copytree(ROOT / "roles" / "redis" / "meta", root / "roles" / "redis" / "meta")
+    scenario = load_scenario(write(root, {**FULL, "redis": {"aof": True, "appendfsync": "everysec"}}))
+    assert scenario.redis == {"redis_aof": True, "redis_appendfsync": "everysec"}
+    assert scenario.cells()[0][1].redis == scenario.redis
+    assert load_scenario(write(root, FULL)).redis == {}
+    assert problem(root, yaml.safe_dump({**FULL, "redis": {"appendfsync": "sometimes"}})).endswith(
+        "redis.appendfsync: must be one of always, everysec, no, got 'sometimes'")
+    assert problem(root, yaml.safe_dump({**FULL, "redis": {"maxmemory": 5}})).endswith(
+        "redis.maxmemory: unknown Redis setting (allowed: aof, appendfsync, rdb)")
 
 
 def test_validate_fault_params(root):
