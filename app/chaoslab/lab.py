@@ -72,6 +72,9 @@ class LabControl:
     def __init__(self, info: LabInfo, quiet: bool = True) -> None:
         self.info = info
         self.quiet = quiet
+        # What this handle last set (None: not known), so that a study does not set it again for every run.
+        self.celery: dict[str, Any] | None = None
+        self.load_on: bool | None = None
 
     def _play(self, path: str, extra: dict[str, Any] | None = None, tags: str | None = None) -> None:
         proc = playbook(path, extra, quiet=self.quiet, tags=tags, check=False)
@@ -80,16 +83,30 @@ class LabControl:
             raise AnsibleError(f"{path}: {fatal[0] if fatal else f'failed (exit {proc.returncode})'}")
 
     def apply_settings(self, celery: dict[str, Any]) -> None:
+        if celery == self.celery:
+            return
+        self.celery = None
         self._play("playbooks/site.yml", {"celery_worker_settings": celery}, tags="celery_worker")
+        self.celery = dict(celery)
+
+    def apply_redis(self, settings: dict[str, Any]) -> None:
+        """Redis as the redis role makes it with these variables (e.g. redis_aof); {} for the inventory's own."""
+        self._play("playbooks/site.yml", settings, tags="redis")
 
     def set_load(self, enabled: bool, profile: dict[str, Any] | None = None) -> None:
+        if not enabled and self.load_on is False:
+            return
         extra: dict[str, Any] = {"loadgen_enabled": enabled}
         for key, value in (profile or {}).items():
             extra[f"loadgen_{key}"] = value
+        self.load_on = None
         self._play("playbooks/load.yml", extra, tags="loadgen")
+        self.load_on = enabled
 
     def background_load(self) -> None:
+        self.load_on = None
         self._play("playbooks/load.yml", None, tags="loadgen")
+        self.load_on = True
 
     def reset(self) -> None:
         """Empty the task queue, the unacknowledged messages, the results and the ledgers.

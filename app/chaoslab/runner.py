@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import platform
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -112,13 +113,36 @@ class Display:
         return table
 
 
+class Background:
+    """A call on a thread of its own; ``join`` waits for it and raises what it raised."""
+
+    def __init__(self, call: Callable[[], object]) -> None:
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(call,), daemon=True)
+        self.thread.start()
+
+    def _run(self, call: Callable[[], object]) -> None:
+        try:
+            call()
+        except BaseException as err:  # handed to join's caller
+            self.error = err
+
+    def join(self) -> None:
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+
 class Runner:
     def __init__(self, control: LabControl, console: Console | None = None,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, background_load: bool = True) -> None:
         self.control = control
         self.info = control.info
         self.console = console or Console()
         self.sleep = sleep
+        # whether a run ends by starting the lab's background load again (a study does that once, at its end)
+        self.background_load = background_load
+        self.clearing: Background | None = None
 
     def _wait(self, seconds: float, live: Live, display: Display, until: Callable[[], bool] | None = None) -> None:
         deadline = time.monotonic() + seconds
@@ -147,6 +171,7 @@ class Runner:
         state.phases.append(record)
         state.write()
         if spec.name == "drain":
+            self._cleared(state)
             self.control.set_load(False)
             self._wait(spec.duration - (time.time() - record["start"]), live, display, self._drained(events))
         elif spec.fault is not None:
@@ -162,9 +187,10 @@ class Runner:
             fault["nodes"] = reports
             state.write()
             self._wait(spec.duration - (time.time() - record["start"]), live, display)
-            self.control.clear()
-            state.fault_active = False
+            # The nodes' agents revert the fault at its deadline by themselves; clear.yml makes sure of it while
+            # the next phase runs (the run waits for it before the drain and fails if it failed).
             fault["end"] = time.time()
+            self.clearing = Background(self.control.clear)
         else:
             self._wait(spec.duration, live, display)
         record["end"] = time.time()
@@ -186,6 +212,8 @@ class Runner:
         try:
             self.console.print(f"[bold]{scenario.name}[/bold] {cell} -> {directory}")
             self.control.set_load(False)
+            if scenario.redis:
+                self.control.apply_redis(scenario.redis)
             self.control.apply_settings(scenario.celery)
             self.control.reset()
             state.versions = versions(self.info)
@@ -195,6 +223,7 @@ class Runner:
                 self.control.set_load(True, load_profile(scenario))
                 for spec in scenario.phases:
                     self._phase(state, spec, live, display, events)
+                self._cleared(state)
             state.status = "completed"
         except KeyboardInterrupt:
             state.status = "aborted"
@@ -210,15 +239,28 @@ class Runner:
             return EXIT_INTERRUPTED if state.error.startswith("interrupted") else EXIT_ERROR
         return self._judge(state)
 
+    def _cleared(self, state: RunState) -> None:
+        """Wait for clear.yml started after the fault phase; the fault is over once it succeeded."""
+        clearing, self.clearing = self.clearing, None
+        if clearing is not None:
+            clearing.join()
+            state.fault_active = False
+
     def _wind_down(self, state: RunState) -> None:
         """Revert the fault, stop the load, collect the ledgers; each step is tried even if another fails."""
+        if self.clearing is not None:  # the run stopped while clear.yml ran: let it end (the next step clears)
+            self.clearing.thread.join()
+            self.clearing = None
         steps: list[tuple[str, Callable[[], object]]] = [
             ("clear faults", self.control.clear),
             ("stop load", lambda: self.control.set_load(False)),
             ("collect ledgers", lambda: self.control.collect(state.directory / "ledgers")),
             ("store metrics", lambda: self.control.store_metrics(state.started, time.time(), state.directory)),
-            ("background load", self.control.background_load),
         ]
+        if state.scenario.redis:
+            steps.append(("restore Redis", lambda: self.control.apply_redis({})))
+        if self.background_load:
+            steps.append(("background load", self.control.background_load))
         for name, step in steps:
             if name == "clear faults" and not state.fault_active and state.status == "completed":
                 continue
@@ -240,8 +282,9 @@ class Runner:
         summary = checker.check(records, phases, windows, state.ended or time.time())
         checker.write_summary(summary, state.directory)
         passed, judgements = verdict.judge(state.scenario.hypothesis, summary)
-        (state.directory / "verdict.json").write_text(json.dumps(verdict.to_dict(passed, judgements), indent=2) + "\n",
-                                                     encoding="utf-8")
+        measured = verdict.figures(summary)
+        (state.directory / "verdict.json").write_text(
+            json.dumps(verdict.to_dict(passed, judgements, measured), indent=2) + "\n", encoding="utf-8")
         self._print_verdict(summary, passed, judgements)
         self._report(state.directory)
         return EXIT_PASS if passed else EXIT_FAIL

@@ -51,5 +51,10 @@ def judge(conditions: list[Condition], summary: Summary) -> tuple[bool, list[Jud
     return all(j.holds for j in judgements), judgements
 
 
-def to_dict(passed: bool, judgements: list[Judgement]) -> dict[str, Any]:
-    return {"passed": passed, "conditions": [asdict(j) for j in judgements]}
+def to_dict(passed: bool, judgements: list[Judgement], measured: dict[str, float | None] | None = None
+            ) -> dict[str, Any]:
+    """verdict.json: whether the hypothesis held, each condition, and every figure measured (when given)."""
+    data: dict[str, Any] = {"passed": passed, "conditions": [asdict(j) for j in judgements]}
+    if measured is not None:
+        data["figures"] = measured
+    return data
