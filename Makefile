@@ -7,19 +7,21 @@ WORKERS ?= 2
 export LAB_WORKERS := $(WORKERS)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 PYTEST_ARGS ?=
+REPEAT ?= 2
 
 # Debian packages the local lab's host needs (the nodes share the host's filesystem).
 APT_PACKAGES := python3 python3-venv python3-dev gcc iproute2 iptables libnetfilter-queue-dev procps psmisc \
 	redis-server redis-tools supervisor stress-ng chromium \
 	prometheus prometheus-node-exporter prometheus-redis-exporter
 
-.PHONY: help install packages lab lab-up provision demo experiment down test test-unit lint bench clean
+.PHONY: help install packages lab lab-up provision demo experiment study down test test-unit lint bench clean
 
 help:
 	@echo "make demo      install, bring the local lab up, provision it, run a burst of every task kind"
 	@echo "make test      install and run the tests (root: includes the local lab tests)"
 	@echo "make lab       install, bring the local lab up and provision it (WORKERS=$(WORKERS))"
 	@echo "make experiment SCENARIO=experiments/<name>.yml   run an experiment on the lab"
+	@echo "make study     the whole study (experiments/study, REPEAT=$(REPEAT) runs per cell) -> experiments/reference"
 	@echo "make down      stop and remove the local lab"
 	@echo "make lint      ruff and ansible-lint"
 	@echo "make bench     benchmarks (see bench/)"
@@ -55,6 +57,11 @@ demo: lab
 experiment: install
 	@test -n "$(SCENARIO)" || { echo "usage: make experiment SCENARIO=experiments/<name>.yml"; exit 2; }
 	$(BIN)/chaoslab run $(SCENARIO)
+
+# The study: every scenario of experiments/study, each cell REPEAT times; the summaries and the comparison report
+# are published into experiments/reference (the committed reference results are made this way).
+study: lab
+	$(BIN)/chaoslab study experiments/study --repeat $(REPEAT) --publish experiments/reference
 
 down: install
 	$(BIN)/ansible-playbook playbooks/lab-down.yml

@@ -130,6 +130,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     return runner.run(scenario, control, results)
 
 
+def cmd_study(args: argparse.Namespace) -> int:
+    """Run every scenario of a study directory, each cell repeated, and write one comparison report."""
+    from chaoslab import runner, study
+    from chaoslab.lab import LabControl, lab_info
+    from chaoslab.scenario import ScenarioError
+
+    source = Path(args.source)
+    try:
+        scenarios = study.load_all(study.scenario_files(source, args.only))
+        runs = study.plan(scenarios, args.repeat)
+    except (ScenarioError, ValueError) as err:
+        print(f"chaoslab study: {err}", file=sys.stderr)
+        return runner.EXIT_ERROR
+    if args.check:
+        print(f"{source}: valid ({len(scenarios)} scenarios, {len(runs)} runs)")
+        return 0
+    control = LabControl(lab_info(), quiet=not args.verbose)
+    return study.run_study(source, args.repeat, control, Path(args.results) if args.results else None,
+                           Path(args.publish) if args.publish else None, args.only)
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from chaoslab.report import write_report
 
@@ -227,6 +248,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--results", help="results directory (default experiments/results)")
     run.add_argument("--verbose", action="store_true", help="show the Ansible output")
     run.set_defaults(func=cmd_run)
+    stud = sub.add_parser("study", help="run every scenario of a directory, each cell repeated, into one report")
+    stud.add_argument("source", nargs="?", default="experiments/study", help="directory of scenario files")
+    stud.add_argument("--repeat", type=int, default=2, help="runs of each cell (default 2)")
+    stud.add_argument("--only", action="append", help="run only this scenario (file stem), repeatable")
+    stud.add_argument("--results", help="results directory (default experiments/results)")
+    stud.add_argument("--publish", help="also copy the summaries and the report into this directory")
+    stud.add_argument("--check", action="store_true", help="only validate the scenarios")
+    stud.add_argument("--verbose", action="store_true", help="show the Ansible output")
+    stud.set_defaults(func=cmd_study)
     report = sub.add_parser("report", help="(re)write report.html for run directories")
     report.add_argument("run_dirs", nargs="+")
     report.set_defaults(func=cmd_report)

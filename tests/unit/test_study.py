@@ -1,0 +1,95 @@
+"""The study: its scenario files load, the plan runs each cell's repeats together, and bad input is refused
+before anything runs."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from chaoslab import study
+from chaoslab.scenario import load_scenario
+from tests.conftest import BIN, ROOT
+
+STUDY = ROOT / "experiments" / "study"
+FILES = sorted(STUDY.glob("*.yml"))
+# The prototype's experiments and the faults it never tried, as the study must cover them.
+REQUIRED_FAULTS = {"cpu-exhaustion", "memory-exhaustion", "network-delay", "network-loss", "network-partition",
+                   "worker-kill", "worker-pause", "memory-limit", "redis-restart"}
+
+
+def fault_of(scenario):
+    return next((phase.fault.playbook for phase in scenario.phases if phase.fault is not None), None)
+
+
+def test_the_study_covers_the_prototype_and_the_faults_it_never_tried():
+    scenarios = study.load_all(FILES)
+    assert {fault_of(s) for s in scenarios} >= REQUIRED_FAULTS
+    assert any(fault_of(s) is None for s in scenarios), "no baseline scenario"
+    persistence = {bool(s.redis.get("redis_aof")) for s in scenarios if fault_of(s) == "redis-restart"}
+    assert persistence == {False, True}, "Redis restart with and without persistence"
+
+
+@pytest.mark.parametrize("path", FILES, ids=[path.stem for path in FILES])
+def test_every_study_scenario_compares_acknowledgement_settings(path):
+    scenario = load_scenario(path, ROOT)
+    cells = [cell.celery for _label, cell in scenario.cells()]
+    assert {cell.get("task_acks_late", False) for cell in cells} == {False, True}
+    assert all(cell.hypothesis for _label, cell in scenario.cells())
+    if fault_of(scenario) in ("worker-kill", "memory-limit"):  # where a pool process dies, reject_on_worker_lost
+        late = {cell.get("task_reject_on_worker_lost", False) for cell in cells if cell.get("task_acks_late")}
+        assert late == {False, True}
+
+
+def test_the_plan_keeps_a_cells_repeats_together():
+    scenarios = study.load_all([STUDY / "worker-kill.yml", STUDY / "baseline.yml"])
+    runs = study.plan(scenarios, 2)
+    assert [(r.scenario.name, r.repeat) for r in runs[:4]] == [
+        ("worker-kill", 1), ("worker-kill", 2), ("worker-kill", 1), ("worker-kill", 2)]
+    assert runs[0].path == "runs/worker-kill/task_acks_late=false/r1"
+    assert runs[0].scenario.celery["task_acks_late"] is False and runs[4].scenario.celery["task_acks_late"] is True
+    assert len(runs) == 2 * (3 + 2)
+    assert runs[0].planned_seconds == 8 + 10 + 10 + 30 + study.RUN_OVERHEAD_S
+    with pytest.raises(ValueError, match="repeat must be 1 or more, got 0"):
+        study.plan(scenarios, 0)
+
+
+def test_scenario_files_and_only(tmp_path):
+    assert study.scenario_files(STUDY) == FILES
+    assert study.scenario_files(STUDY, ["baseline"]) == [STUDY / "baseline.yml"]
+    with pytest.raises(ValueError, match="no scenario 'nope' \\(available: baseline, "):
+        study.scenario_files(STUDY, ["nope"])
+    with pytest.raises(ValueError, match="no scenario files"):
+        study.scenario_files(tmp_path)
+
+
+def test_two_files_with_one_name_are_refused(tmp_path):
+    shutil.copy(STUDY / "baseline.yml", tmp_path / "a.yml")
+    shutil.copy(STUDY / "baseline.yml", tmp_path / "b.yml")
+    with pytest.raises(ValueError, match="scenario name 'baseline' is used by more than one file"):
+        study.load_all(study.scenario_files(tmp_path))
+
+
+def run_cli(*args: str):
+    import subprocess
+
+    return subprocess.run([str(BIN / "chaoslab"), "study", *args], cwd=ROOT, capture_output=True, text=True,
+                          check=False)
+
+
+def test_check_counts_the_runs():
+    proc = run_cli("--check")
+    assert proc.returncode == 0, proc.stderr
+    cells = sum(len(load_scenario(path, ROOT).cells()) for path in FILES)
+    assert proc.stdout.strip() == f"experiments/study: valid ({len(FILES)} scenarios, {2 * cells} runs)"
+
+
+def test_a_bad_scenario_is_one_line_before_anything_runs(tmp_path):
+    shutil.copy(STUDY / "baseline.yml", tmp_path / "baseline.yml")
+    (tmp_path / "broken.yml").write_text((STUDY / "worker-kill.yml").read_text().replace("every: 2s", "every: 2"))
+    proc = run_cli(str(tmp_path))
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1
+    assert proc.stderr.startswith(f"chaoslab study: {tmp_path}/broken.yml: phases[1].fault.params.every: ")
+    assert "has no unit" in proc.stderr
+    assert proc.stdout == ""

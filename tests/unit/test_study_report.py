@@ -1,0 +1,427 @@
+"""The study report over synthetic study directories (study.json and per-run JSON files)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from chaoslab import study_report
+from chaoslab.compare import MISSING, fmt_count, fmt_rate, fmt_ratio
+from chaoslab.study_report import (
+    Agreement,
+    agreement,
+    agreement_text,
+    config_label,
+    fmt_number,
+    fmt_spread,
+    load_study,
+    main,
+    publish,
+    spread,
+    study_passed,
+    to_html,
+    to_markdown,
+    write_figures,
+    write_study_report,
+)
+
+ACKS = "task_acks_late=true,task_reject_on_worker_lost=false"
+NO_ACKS = "task_acks_late=false,task_reject_on_worker_lost=false"
+CLASS_NAMES = ("completed", "duplicated", "failed", "lost", "stuck", "publish_failed")
+REPORT_FILES = ("study.md", "study.html", "figures/cpu-exhaustion.png", "figures/baseline.png")
+
+
+def figures(**overrides):
+    """Every hypothesis figure, as verdict.json holds them."""
+    values = {
+        "completed": 600.0, "duplicated": 0.0, "failed": 0.0, "lost": 0.0, "stuck": 0.0, "publish_failed": 0.0,
+        "unknown": 0.0, "success_ratio": 1.0, "throughput": 10.0, "throughput_drop": 0.2, "recovery_time": 3.5,
+    }
+    for latency in ("queue_wait", "run_time", "end_to_end"):
+        values.update({f"p50_{latency}": 0.01, f"p95_{latency}": 0.05, f"p99_{latency}": 0.09})
+    values.update(overrides)
+    return values
+
+
+def run(scenario, cell, repeat, exit=0, passed=True, files=("run", "summary", "verdict"), verdict_figures=True,
+        guarantee="exactly-once", **overrides):
+    """One entry of a synthetic study: study.json's runs entry plus what its run directory holds."""
+    return {
+        "scenario": scenario, "cell": cell, "repeat": repeat, "exit": exit, "passed": passed, "files": files,
+        "verdict_figures": verdict_figures, "guarantee": guarantee, "figures": figures(**overrides),
+    }
+
+
+def summary_for(spec):
+    values = spec["figures"]
+    end_to_end = {"p50": values["p50_end_to_end"], "p95": values["p95_end_to_end"], "p99": values["p99_end_to_end"]}
+    baseline = 12.0
+    return {
+        "classes": {name: int(values[name]) for name in CLASS_NAMES},
+        "delivery": {"guarantee": spec["guarantee"], "missing": int(values["lost"]), "redelivered": 0},
+        "recovery": {"time_s": values["recovery_time"], "note": "recovered"},
+        "overall": {"throughput": values["throughput"], "latency": {"end_to_end": end_to_end}},
+        "phases": [
+            {"name": "baseline", "throughput": baseline},
+            {"name": "fault", "throughput": baseline * (1 - values["throughput_drop"])},
+        ],
+    }
+
+
+def write_run(run_dir: Path, spec, started: float) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    files = spec["files"]
+    if "run" in files:
+        run_json = {
+            "run_id": run_dir.name, "scenario": spec["scenario"], "cell": spec["cell"],
+            "status": "completed" if spec["exit"] in (0, 1) else "aborted", "started": started,
+            "ended": started + 60, "phases": [], "faults": [], "versions": {}, "settings": {}, "error": "",
+        }
+        (run_dir / "run.json").write_text(json.dumps(run_json))
+    if "summary" in files:
+        (run_dir / "summary.json").write_text(json.dumps(summary_for(spec)))
+    if "verdict" in files:
+        verdict = {"passed": spec["passed"], "conditions": []}
+        if spec["verdict_figures"]:
+            verdict["figures"] = spec["figures"]
+        (run_dir / "verdict.json").write_text(json.dumps(verdict))
+    for name in ("scenario.yml", "tasks.csv", "report.html", "ledgers/publisher.jsonl", "figures/throughput.png"):
+        if name in files:
+            (run_dir / name).parent.mkdir(parents=True, exist_ok=True)
+            (run_dir / name).write_text(f"{name} of {run_dir.name}\n")
+
+
+SCENARIOS = [
+    {"name": "cpu-exhaustion", "file": "experiments/study/cpu-exhaustion.yml", "description": "Burn the CPUs.",
+     "fault": "cpu-exhaustion", "target": "workers[0]", "params": {"workers": 2},
+     "hypothesis": {"lost": "0", "success_ratio": ">= 0.99"}},
+    {"name": "baseline", "file": "experiments/study/baseline.yml", "description": "No fault.",
+     "fault": None, "target": None, "params": {}, "hypothesis": {}},
+]
+
+
+def make_study(root: Path, runs, status="completed", scenarios=SCENARIOS) -> Path:
+    """A study directory: study.json and one run directory per entry of *runs*."""
+    entries = []
+    for index, spec in enumerate(runs):
+        cell_dir = spec["cell"] or "default"
+        path = f"runs/{spec['scenario']}/{cell_dir}/r{spec['repeat']}"
+        if spec["files"] is not None:
+            write_run(root / path, spec, 1795615000.0 + 100 * index)
+        entries.append({
+            "scenario": spec["scenario"], "cell": spec["cell"], "settings": {}, "repeat": spec["repeat"],
+            "path": path, "exit": spec["exit"], "seconds": 61.2,
+        })
+    study = {
+        "study_id": "20261125-200000-study", "source": "experiments/study", "repeat": 2,
+        "started": 1795615000.0, "ended": 1795617000.0, "status": status,
+        "machine": {"hostname": "h", "cpus": 2, "memory_gib": 23.5, "kernel": "6.1.0", "os": "Debian 12"},
+        "versions": {"celery": "5.6.0", "kombu": "5.7.0", "redis": "7.0.15", "python": "3.11.2",
+                     "project_commit": "abc1234"},
+        "scenarios": scenarios, "runs": entries,
+    }
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "study.json").write_text(json.dumps(study, indent=2))
+    return root
+
+
+def good_runs():
+    return [
+        run("cpu-exhaustion", ACKS, 1, throughput=9.0, success_ratio=0.969),
+        run("cpu-exhaustion", NO_ACKS, 1, throughput=9.5, lost=3, success_ratio=0.995),
+        run("cpu-exhaustion", ACKS, 2, throughput=9.3, success_ratio=0.981),
+        run("cpu-exhaustion", NO_ACKS, 2, throughput=9.6, lost=5, success_ratio=0.992),
+        run("baseline", "", 1, throughput=20.0),
+        run("baseline", "", 2, throughput=20.5),
+    ]
+
+
+@pytest.fixture
+def study_dir(tmp_path):
+    return make_study(tmp_path / "study", good_runs())
+
+
+def group_of(study, scenario, cell):
+    return next(g for g in study.groups if (g.scenario, g.cell) == (scenario, cell))
+
+
+def report_bytes(directory: Path) -> dict[str, bytes]:
+    return {name: (directory / name).read_bytes() for name in REPORT_FILES}
+
+
+# ---------------------------------------------------------------------------------------
+# Loading
+
+
+def test_groups_in_order_of_first_run(study_dir):
+    study = load_study(study_dir)
+    assert [(g.scenario, g.cell) for g in study.groups] == [
+        ("cpu-exhaustion", ACKS), ("cpu-exhaustion", NO_ACKS), ("baseline", "")]
+    acks = study.groups[0]
+    assert [r.repeat for r in acks.repeats] == [1, 2]
+    assert acks.repeats[0].path == f"runs/cpu-exhaustion/{ACKS}/r1"
+    assert (acks.repeats[0].exit, acks.repeats[0].passed, acks.repeats[0].status) == (0, True, "completed")
+    assert acks.repeats[1].figures["throughput"] == 9.3
+    assert acks.repeats[0].delivery == "exactly-once"
+    assert [s.name for s in study.scenarios] == ["cpu-exhaustion", "baseline"]
+    assert (study.study_id, study.status, study.repeat) == ("20261125-200000-study", "completed", 2)
+
+
+def test_config_labels():
+    assert config_label(ACKS) == "acks_late=true, reject_on_worker_lost=false"
+    assert config_label("worker_prefetch_multiplier=1,task_time_limit=30") == "prefetch=1, task_time_limit=30"
+    assert config_label("") == "default"
+
+
+def test_scenario_only_in_runs_gets_a_section(tmp_path):
+    study = load_study(make_study(tmp_path / "s", [run("extra", "", 1)], scenarios=SCENARIOS[:1]))
+    assert [s.name for s in study.scenarios] == ["cpu-exhaustion", "extra"]
+    markdown = to_markdown(study)
+    assert "## extra" in markdown
+    assert "No runs of this scenario" in markdown  # cpu-exhaustion never ran
+
+
+# ---------------------------------------------------------------------------------------
+# Spread
+
+
+def test_spread_formatting():
+    assert fmt_spread(spread([0.969, 0.981]), fmt_ratio) == "97.50 % (96.90 %\u201398.10 %)"
+    assert fmt_spread(spread([8.0, 8.0]), fmt_rate) == "8.00/s"
+    assert fmt_spread(spread([0.5]), fmt_ratio) == "50.00 %"
+    assert fmt_spread(spread([0.0, 3.0]), fmt_number) == "1.5 (0\u20133)"
+    assert fmt_spread(spread([1200.0, 1200.0]), fmt_number) == fmt_count(1200) == "1,200"
+    assert fmt_spread(spread([None, None]), fmt_rate) == MISSING
+    assert fmt_spread(spread([2.0, None]), fmt_rate) == "2.00/s (+1 unknown)"
+    value = spread([1.0, 2.0, 6.0])
+    assert (value.mean, value.low, value.high, value.unknown) == (3.0, 1.0, 6.0, 0)
+
+
+# ---------------------------------------------------------------------------------------
+# Agreement and the study's verdict
+
+
+def agreement_of(tmp_path, *specs):
+    study = load_study(make_study(tmp_path / "a", list(specs)))
+    return agreement(study.groups[0])
+
+
+def test_agreement_ok_within_ten_percent(tmp_path):
+    result = agreement_of(tmp_path, run("baseline", "", 1, throughput=10.0, success_ratio=0.95),
+                          run("baseline", "", 2, throughput=11.0, success_ratio=1.0))
+    assert result == Agreement(True, [], 2)
+    assert agreement_text(result) == "yes (2 repeats)"
+
+
+def test_agreement_one_repeat(tmp_path):
+    result = agreement_of(tmp_path, run("baseline", "", 1, throughput=1.0, success_ratio=None))
+    assert result == Agreement(True, [], 1)
+    assert agreement_text(result) == "one repeat"
+
+
+def test_throughput_twelve_percent_apart(tmp_path):
+    result = agreement_of(tmp_path, run("baseline", "", 1, throughput=8.1), run("baseline", "", 2, throughput=9.1))
+    assert not result.ok
+    assert result.problems == ["throughput 12.3 % apart (8.10/s vs 9.10/s)"]
+    assert agreement_text(result) == "no: throughput 12.3 % apart (8.10/s vs 9.10/s)"
+
+
+def test_success_ratio_apart(tmp_path):
+    result = agreement_of(tmp_path, run("baseline", "", 1, success_ratio=0.8),
+                          run("baseline", "", 2, success_ratio=0.9))
+    assert result.problems == ["success ratio 12.5 % apart (80.00 % vs 90.00 %)"]
+
+
+def test_lost_in_one_repeat_only(tmp_path):
+    result = agreement_of(tmp_path, run("baseline", "", 1, lost=3), run("baseline", "", 2, lost=0),
+                          run("baseline", "", 3, lost=0))
+    assert result.problems == ["lost in r1 (3) but not in r2, r3"]
+
+
+def test_lost_in_every_repeat_agrees(tmp_path):
+    assert agreement_of(tmp_path, run("baseline", "", 1, lost=3), run("baseline", "", 2, lost=7)).ok
+
+
+def test_unknown_figure_is_a_problem(tmp_path):
+    result = agreement_of(tmp_path, run("baseline", "", 1), run("baseline", "", 2, success_ratio=None))
+    assert result.problems == ["success ratio unknown in r2"]
+
+
+def test_study_passed(study_dir):
+    assert study_passed(load_study(study_dir))
+
+
+@pytest.mark.parametrize(
+    ("runs", "status"),
+    [
+        pytest.param([run("baseline", "", 1), run("baseline", "", 2, exit=1, passed=False)], "completed", id="exit"),
+        pytest.param([run("baseline", "", 1), run("baseline", "", 2, throughput=20.0)], "completed", id="disagree"),
+        pytest.param([run("baseline", "", 1), run("baseline", "", 2)], "aborted", id="aborted"),
+        pytest.param([], "completed", id="no-runs"),
+    ],
+)
+def test_study_not_passed(tmp_path, runs, status):
+    assert not study_passed(load_study(make_study(tmp_path / "s", runs, status=status)))
+
+
+# ---------------------------------------------------------------------------------------
+# Rendering
+
+
+def test_markdown_rows(study_dir):
+    markdown = to_markdown(load_study(study_dir))
+    assert markdown.startswith("# Study 20261125-200000-study\n")
+    assert "- started: 2026-11-25T13:56:40Z" in markdown
+    assert "- duration: 33 min 20 s" in markdown
+    assert "| hostname | h |" in markdown and "| project_commit | abc1234 |" in markdown
+    acks_row = (
+        "| cpu-exhaustion | acks_late=true, reject_on_worker_lost=false | 0 | 0 | 0 | 97.50 % (96.90 %\u201398.10 %)"
+        " | 50 ms | 20.00 % | 3.5 s | exactly-once | pass | yes (2 repeats) |"
+    )
+    assert acks_row in markdown
+    assert "| cpu-exhaustion | acks_late=false, reject_on_worker_lost=false | 4 (3\u20135) |" in markdown
+    assert "| baseline | default | 0 | 0 | 0 | 100.00 % |" in markdown
+    assert "- fault: cpu-exhaustion on workers[0] (workers=2)" in markdown
+    assert "- fault: none (baseline)" in markdown
+    assert "`lost 0`; `success_ratio >= 0.99`" in markdown
+    assert f"- acks_late=true, reject_on_worker_lost=false r2: `runs/cpu-exhaustion/{ACKS}/r2`" in markdown
+    assert "![cpu-exhaustion: " in markdown and "](figures/cpu-exhaustion.png)" in markdown
+
+
+def test_html_page(study_dir):
+    page = to_html(load_study(study_dir))
+    assert page.startswith("<!DOCTYPE html>") and page.endswith("</html>\n")
+    assert "<title>Study 20261125-200000-study</title>" in page
+    assert '<img alt="cpu-exhaustion: ' in page and 'src="figures/cpu-exhaustion.png"' in page
+    assert '<td class="pass">pass</td>' in page
+    assert "report.html" not in page  # no run has a report: plain paths
+
+
+def test_disagreement_shown(tmp_path):
+    study = load_study(make_study(tmp_path / "s", [run("baseline", "", 1, throughput=8.1),
+                                                   run("baseline", "", 2, throughput=9.1)]))
+    assert "no: throughput 12.3 % apart (8.10/s vs 9.10/s)" in to_markdown(study)
+    assert '<td class="fail">no: throughput 12.3 % apart' in to_html(study)
+
+
+def test_delivery_guarantees_joined(tmp_path):
+    study = load_study(make_study(tmp_path / "s", [run("baseline", "", 1), run("baseline", "", 2,
+                                                                                 guarantee="at-least-once")]))
+    assert "| exactly-once / at-least-once |" in to_markdown(study)
+
+
+def test_rendering_is_deterministic(study_dir, tmp_path):
+    study = load_study(study_dir)
+    assert to_markdown(study) == to_markdown(load_study(study_dir))
+    assert to_html(study) == to_html(load_study(study_dir))
+    write_study_report(study_dir)
+    first = report_bytes(study_dir)
+    write_study_report(study_dir)
+    assert report_bytes(study_dir) == first
+    assert b"matplotlib" not in first["figures/cpu-exhaustion.png"]
+
+
+def test_publish_and_regenerate_give_identical_bytes(study_dir, tmp_path):
+    write_study_report(study_dir)
+    reference = publish(study_dir, tmp_path / "reference")
+    published = report_bytes(reference)
+    assert published == report_bytes(study_dir)
+    write_study_report(reference, tmp_path / "again")
+    assert report_bytes(tmp_path / "again") == published
+    assert publish(study_dir, reference) == reference  # republishing over a reference is allowed
+    assert report_bytes(reference) == published
+
+
+def test_publish_copies_only_the_small_files(tmp_path):
+    files = ("run", "summary", "verdict", "scenario.yml", "tasks.csv", "report.html", "ledgers/publisher.jsonl",
+             "figures/throughput.png")
+    source = make_study(tmp_path / "s", [run("baseline", "", 1, files=files)])
+    reference = tmp_path / "ref"
+    reference.mkdir()
+    (reference / "study.json").write_text("{}")
+    (reference / "stale.txt").write_text("old")
+    publish(source, reference)
+    run_dir = reference / "runs/baseline/default/r1"
+    assert sorted(p.name for p in run_dir.iterdir()) == ["run.json", "scenario.yml", "summary.json", "verdict.json"]
+    assert not (reference / "stale.txt").exists()
+    assert (run_dir / "summary.json").read_bytes() == (source / "runs/baseline/default/r1/summary.json").read_bytes()
+    write_study_report(source)
+    link = '<a href="runs/baseline/default/r1/report.html"><code>runs/baseline/default/r1</code></a>'
+    assert link in (source / "study.html").read_text()
+    published = (reference / "study.html").read_text()
+    assert "report.html" not in published and "<code>runs/baseline/default/r1</code>" in published
+
+
+def test_publish_refuses_a_foreign_directory(study_dir, tmp_path):
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    with pytest.raises(ValueError, match="not empty"):
+        publish(study_dir, foreign)
+    assert (foreign / "notes.txt").read_text() == "keep me"
+    with pytest.raises(ValueError, match="would delete"):
+        publish(study_dir, study_dir)
+
+
+def test_missing_files_give_dashes(tmp_path):
+    runs = [
+        run("cpu-exhaustion", ACKS, 1, exit=2, files=("run",)),
+        run("cpu-exhaustion", ACKS, 2, exit=2, files=None),  # no run directory at all
+    ]
+    study_dir = make_study(tmp_path / "s", runs, status="aborted")
+    study = load_study(study_dir)
+    repeats = study.groups[0].repeats
+    assert [r.status for r in repeats] == ["aborted", "missing"]
+    assert all(r.passed is None and r.delivery is None for r in repeats)
+    markdown, page = write_study_report(study_dir)
+    text = markdown.read_text()
+    row = f"| cpu-exhaustion | {config_label(ACKS)} | {MISSING} | {MISSING} | {MISSING} | {MISSING} |"
+    assert row in text
+    assert "throughput unknown in r1, r2" in text
+    assert "No runs of this scenario" in text  # baseline never ran
+    assert page.is_file() and (study_dir / "figures/cpu-exhaustion.png").is_file()
+    assert not study_passed(study)
+
+
+def test_figures_fall_back_to_summary(tmp_path):
+    study_dir = make_study(tmp_path / "s", [run("baseline", "", 1, verdict_figures=False, lost=2, throughput=7.5,
+                                                throughput_drop=0.25, recovery_time=4.0)])
+    repeat = load_study(study_dir).groups[0].repeats[0]
+    assert repeat.passed is True
+    assert repeat.figures["lost"] == 2.0 and repeat.figures["throughput"] == 7.5
+    assert repeat.figures["recovery_time"] == 4.0 and repeat.figures["p95_end_to_end"] == 0.05
+    assert repeat.figures["throughput_drop"] == pytest.approx(0.25)
+    assert repeat.figures["success_ratio"] is None
+    row = f"| baseline | default | 2 | 0 | 0 | {MISSING} | 50 ms | 25.00 % | 4 s | exactly-once | pass | one repeat |"
+    assert row in to_markdown(load_study(study_dir))
+
+
+def test_write_figures_one_png_per_scenario_with_runs(tmp_path):
+    study = load_study(make_study(tmp_path / "s", [run("baseline", "", 1)]))
+    pngs = write_figures(study, tmp_path / "out")
+    assert list(pngs) == ["baseline"]
+    assert pngs["baseline"] == tmp_path / "out/figures/baseline.png"
+    assert pngs["baseline"].read_bytes().startswith(b"\x89PNG")
+
+
+def test_main_exit_codes(study_dir, tmp_path, capsys):
+    assert main([str(study_dir), "--out", str(tmp_path / "out"), "--publish", str(tmp_path / "ref")]) == 0
+    printed = capsys.readouterr().out.split()
+    assert str(tmp_path / "out" / "study.html") in printed and str(tmp_path / "ref" / "study.md") in printed
+    failing = make_study(tmp_path / "failing", [run("baseline", "", 1, exit=1, passed=False)])
+    assert main([str(failing)]) == 1
+    assert main([str(tmp_path / "nowhere")]) == 2
+
+
+def test_a_cells_own_hypothesis_is_shown_with_the_scenarios(tmp_path):
+    scenarios = [{**SCENARIOS[0], "cell_hypotheses": {NO_ACKS: {"lost": ">= 1", "success_ratio": ">= 0.99"}}},
+                 SCENARIOS[1]]
+    root = make_study(tmp_path / "study", good_runs(), scenarios=scenarios)
+    study = study_report.load_study(root)
+    markdown = study_report.to_markdown(study)
+    assert "- hypothesis: `lost 0`; `success_ratio >= 0.99`" in markdown
+    label = study_report.config_label(NO_ACKS)
+    assert f"- hypothesis with {label}: `lost >= 1`; `success_ratio >= 0.99`" in markdown
+    assert f"<th>hypothesis with {label}</th>" in study_report.to_html(study)
