@@ -31,7 +31,7 @@ from chaoslab.progress import TaskEvents, published
 from chaoslab.scenario import PhaseSpec, Scenario
 
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
-DRAIN_QUIET_S = 3.0
+DRAIN_QUIET_S = 2.0
 
 
 @dataclass
