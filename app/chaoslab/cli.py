@@ -274,6 +274,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import signal
+
+    # Ctrl-C or SIGINT stops a run and reverts its fault even where the shell started this process with SIGINT
+    # ignored (a background job of a non-interactive shell, nohup): Python then leaves SIGINT ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

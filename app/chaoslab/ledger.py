@@ -251,6 +251,10 @@ class ReadStats:
     """Files whose last line had no newline (a write cut short by a kill); skipped."""
     corrupt_lines: int = 0
     """Complete lines that are not a JSON object (e.g. a torn line a later writer ended)."""
+    torn_fragments: int = 0
+    """Lines that began with a fragment of a record cut short by a kill and went on with a whole record of another
+    writer sharing the file (the kernel may stop a write to a killed process between pages): the fragment is
+    skipped, the record kept."""
 
 
 def read_records(
@@ -301,16 +305,36 @@ def _parse_lines(lines: list[bytes], stats: ReadStats) -> list[dict[str, Any]]:
     return records
 
 
+def _json_object(text: bytes) -> dict[str, Any] | None:
+    try:
+        record = json.loads(text)
+    except ValueError:
+        return None
+    return record if type(record) is dict else None
+
+
+def _after_fragment(line: bytes) -> dict[str, Any] | None:
+    """The whole record that follows a torn fragment on *line*: the first suffix starting an object key that
+    parses as a JSON object with a record's ``type`` and ``id`` (so that a nested object ending a torn record
+    is not taken for one)."""
+    start = line.find(b'{"', 1)
+    while start != -1:
+        record = _json_object(line[start:])
+        if record is not None and "type" in record and "id" in record:
+            return record
+        start = line.find(b'{"', start + 1)
+    return None
+
+
 def _parse_one_by_one(lines: list[bytes], stats: ReadStats) -> list[dict[str, Any]]:
     records = []
     for line in lines:
         if not line.strip():
             continue
-        try:
-            record = json.loads(line)
-        except ValueError:
-            record = None
-        if type(record) is dict:
+        record = _json_object(line)
+        if record is None and (record := _after_fragment(line)) is not None:
+            stats.torn_fragments += 1
+        if record is not None:
             records.append(record)
         else:
             stats.corrupt_lines += 1

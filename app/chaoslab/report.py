@@ -897,6 +897,7 @@ def _records_section(data: RunData) -> str:
         **data.summary.get("records", {}),
         "torn_tails": data.read_stats.torn_tails,
         "corrupt_lines": data.read_stats.corrupt_lines,
+        "torn_fragments": data.read_stats.torn_fragments,
     }
     unknown = data.summary.get("unknown", {})
     counts.update({f"unknown_{key}": value for key, value in unknown.items()})

@@ -225,7 +225,8 @@ def _kill(process: subprocess.Popen) -> None:
     process.stdout.close()
 
 
-def _seqs_by_writer(path: Path) -> dict[str, list[int]]:
+def _seqs_by_writer(path: Path, killed: int = 0) -> dict[str, list[int]]:
+    """Each writer's sequence numbers; a killed writer may leave one torn fragment before another's record."""
     stats = ReadStats()
     seqs: dict[str, list[int]] = {}
     for record in read_records(path, stats):
@@ -233,6 +234,7 @@ def _seqs_by_writer(path: Path) -> dict[str, list[int]]:
         assert record == make_record(writer, int(seq)), "a record came back altered"
         seqs.setdefault(writer, []).append(int(seq))
     assert stats.corrupt_lines == 0
+    assert stats.torn_fragments <= killed
     return seqs
 
 
@@ -259,11 +261,24 @@ def test_processes_sharing_one_file_are_killed_without_mixing_lines(tmp_path):
     finally:
         for process in processes.values():
             _kill(process)
-    seqs = _seqs_by_writer(path)
+    seqs = _seqs_by_writer(path, killed=len(processes))
     assert set(seqs) == set(processes)
     for name, written in seqs.items():
         assert written == list(range(len(written))), f"{name}: records lost or reordered"
         assert len(written) >= acked[name] + 1
+
+
+def test_a_torn_fragment_before_another_writers_record_loses_only_itself(tmp_path):
+    path = tmp_path / "shared.jsonl"
+    whole, other = make_record("w1", 7), make_record("w2", 3)
+    torn = json.dumps(make_record("w0", 5), separators=(",", ":")).encode()[:37]
+    path.write_bytes(torn + json.dumps(whole).encode() + b"\n" + json.dumps(other).encode() + b"\n")
+    stats = ReadStats()
+    assert list(read_records(path, stats)) == [whole, other]
+    assert (stats.torn_fragments, stats.corrupt_lines, stats.records) == (1, 0, 2)
+    path.write_bytes(b'{"id": "x", "nested": {"a": 1}\n')  # a nested object alone is not a record
+    stats = ReadStats()
+    assert list(read_records(path, stats)) == [] and stats.corrupt_lines == 1
 
 
 # --- fsync policies --------------------------------------------------------------------------
