@@ -281,8 +281,8 @@ class Runner:
         windows = [checker.FaultWindow(f["fault"], f["start"], f["end"]) for f in state.faults if f["start"]]
         summary = checker.check(records, phases, windows, state.ended or time.time())
         checker.write_summary(summary, state.directory)
-        passed, judgements = verdict.judge(state.scenario.hypothesis, summary)
         measured = verdict.figures(summary)
+        passed, judgements = verdict.judge(state.scenario.hypothesis, measured)
         (state.directory / "verdict.json").write_text(
             json.dumps(verdict.to_dict(passed, judgements, measured), indent=2) + "\n", encoding="utf-8")
         self._print_verdict(summary, passed, judgements)

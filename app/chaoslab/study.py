@@ -30,7 +30,6 @@ from chaoslab.compare import read_json
 from chaoslab.lab import LabControl
 from chaoslab.scenario import Scenario, load_scenario
 
-STUDY_FILE = "study.json"
 RUNS_DIR = "runs"
 DEFAULT_CELL = "default"
 # Seconds a run takes beyond its phases (settings, load on and off, collection, check, report), for the first
@@ -88,12 +87,17 @@ def machine() -> dict[str, Any]:
             "kernel": platform.release(), "os": os_name, "machine": platform.machine()}
 
 
+def relative(path: Path, root: Path) -> str:
+    """*path* relative to the project root when it lies below it, else absolute."""
+    path = path.resolve()
+    return str(path.relative_to(root) if path.is_relative_to(root) else path)
+
+
 def scenario_entry(scenario: Scenario, root: Path) -> dict[str, Any]:
     fault = next((phase.fault for phase in scenario.phases if phase.fault is not None), None)
-    path = scenario.path.resolve()
     return {
         "name": scenario.name,
-        "file": str(path.relative_to(root)) if path.is_relative_to(root) else str(path),
+        "file": relative(scenario.path, root),
         "description": scenario.description,
         "fault": fault.playbook if fault else None,
         "target": fault.target if fault else None,
@@ -116,7 +120,7 @@ class Study:
 
     def __init__(self, source: Path, scenarios: list[Scenario], repeat: int, control: LabControl,
                  directory: Path, console: Console | None = None) -> None:
-        self.source, self.scenarios, self.repeat = source, scenarios, repeat
+        self.repeat = repeat
         self.control = control
         self.directory = directory
         self.console = console or Console()
@@ -124,19 +128,17 @@ class Study:
         self.started = time.time()
         self.status = "running"
         self.versions: dict[str, str] = {}
+        root = project_root()
+        # what study.json says of the study that does not change while it runs
+        self.fixed = {"study_id": directory.name, "source": relative(source, root), "repeat": repeat,
+                      "started": self.started, "machine": machine(),
+                      "scenarios": [scenario_entry(scenario, root) for scenario in scenarios]}
 
     def write(self) -> None:
-        root = project_root()
-        source = self.source.resolve()
-        data = {
-            "study_id": self.directory.name, "source": str(source.relative_to(root) if source.is_relative_to(root)
-                                                          else source),
-            "repeat": self.repeat, "started": self.started, "ended": None if self.status == "running" else time.time(),
-            "status": self.status, "machine": machine(), "versions": self.versions,
-            "scenarios": [scenario_entry(scenario, root) for scenario in self.scenarios], "runs": self.runs,
-        }
+        data = {**self.fixed, "ended": None if self.status == "running" else time.time(), "status": self.status,
+                "versions": self.versions, "runs": self.runs}
         self.directory.mkdir(parents=True, exist_ok=True)
-        (self.directory / STUDY_FILE).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        (self.directory / study_report.STUDY_FILE).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
     def _progress(self, index: int, runs: list[PlannedRun]) -> None:
         done = [entry["seconds"] for entry in self.runs]

@@ -53,6 +53,7 @@ from chaoslab.compare import (
     RUN_FILE,
     SUMMARY_FILE,
     VERDICT_FILE,
+    StrPath,
     esc,
     fmt_count,
     fmt_rate,
@@ -63,14 +64,12 @@ from chaoslab.compare import (
     read_json,
     throughput_drop,
 )
-
-StrPath = str | os.PathLike[str]
+from chaoslab.report import FIGURES_DIR
+from chaoslab.report import REPORT_FILE as RUN_REPORT_FILE
 
 STUDY_FILE: Final = "study.json"
 MARKDOWN_FILE: Final = "study.md"
 HTML_FILE: Final = "study.html"
-FIGURES_DIR: Final = "figures"
-RUN_REPORT_FILE: Final = "report.html"
 SCENARIO_FILE: Final = "scenario.yml"
 PUBLISHED_RUN_FILES: Final = (RUN_FILE, SCENARIO_FILE, SUMMARY_FILE, VERDICT_FILE)
 """The files of each run that :func:`publish` copies (the small ones: no ledgers, tasks.csv, metrics, report)."""

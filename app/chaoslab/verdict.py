@@ -44,8 +44,8 @@ class Judgement:
     holds: bool
 
 
-def judge(conditions: list[Condition], summary: Summary) -> tuple[bool, list[Judgement]]:
-    measured = figures(summary)
+def judge(conditions: list[Condition], measured: dict[str, float | None]) -> tuple[bool, list[Judgement]]:
+    """Each condition against the measured figures (those of :func:`figures`)."""
     judgements = [Judgement(c.figure, c.text, measured.get(c.figure), c.holds(measured.get(c.figure)))
                   for c in conditions]
     return all(j.holds for j in judgements), judgements
