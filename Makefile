@@ -6,6 +6,8 @@ BIN := $(VENV)/bin
 WORKERS ?= 2
 export LAB_WORKERS := $(WORKERS)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+# The Makefile's lab targets are the local lab's (the default inventory would pick Vagrant VMs if any exist).
+export ANSIBLE_INVENTORY := $(CURDIR)/inventory/local.yml
 PYTEST_ARGS ?=
 REPEAT ?= 2
 
@@ -14,7 +16,8 @@ APT_PACKAGES := python3 python3-venv python3-dev gcc iproute2 iptables libnetfil
 	redis-server redis-tools supervisor stress-ng chromium \
 	prometheus prometheus-node-exporter prometheus-redis-exporter
 
-.PHONY: help install packages lab lab-up provision demo experiment study down test test-unit lint bench clean
+.PHONY: help install packages lab lab-up provision demo experiment study down test test-unit lint bench clean \
+	vagrant-packages vagrant-box vagrant-test
 
 help:
 	@echo "make demo      install, bring the local lab up, provision it, run a burst of every task kind"
@@ -25,6 +28,7 @@ help:
 	@echo "make down      stop and remove the local lab"
 	@echo "make lint      ruff and ansible-lint"
 	@echo "make bench     benchmarks (see bench/)"
+	@echo "make vagrant-test   the Vagrant lab end to end: box, WORKERS=1 vagrant up, checks, destroy (many minutes)"
 
 install: packages $(VENV)/.installed
 
@@ -38,7 +42,7 @@ packages:
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[controller,dev]'
 	touch $@
 
 lab: install lab-up provision
@@ -85,3 +89,24 @@ bench: install
 
 clean: down
 	rm -rf $(VENV) .lab
+
+# The Vagrant lab (README, "Virtual machines"). vagrant-test builds an offline libvirt box when Vagrant has none
+# named VAGRANT_BOX, brings WORKERS=1 up, provisions, checks services, a netem delay and a worker-kill experiment,
+# then destroys the VMs. VAGRANT_DRIVER=kvm where nested KVM works (qemu emulates: about 8x slower).
+VAGRANT_BOX ?= chaoslab/bookworm64
+VAGRANT_DRIVER ?= qemu
+VAGRANT_APT_PACKAGES := vagrant vagrant-libvirt libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils \
+	debootstrap extlinux dnsmasq-base
+
+vagrant-packages:
+	@$(MAKE) --no-print-directory packages APT_PACKAGES="$(VAGRANT_APT_PACKAGES)"
+	@pgrep -x virtlogd >/dev/null || virtlogd -d
+	@pgrep -x libvirtd >/dev/null || libvirtd -d
+
+vagrant-box: vagrant-packages
+	@vagrant box list | grep -q '^$(VAGRANT_BOX) *(libvirt' \
+		|| tools/build-box.sh --driver $(VAGRANT_DRIVER) --name $(VAGRANT_BOX) --add
+
+vagrant-test: install vagrant-box
+	LAB_BOX=$(VAGRANT_BOX) LAB_LIBVIRT_DRIVER=$(VAGRANT_DRIVER) ANSIBLE_INVENTORY=$(CURDIR)/inventory/vagrant.yml \
+		$(BIN)/pytest tests/vagrant $(PYTEST_ARGS)

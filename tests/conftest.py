@@ -16,6 +16,9 @@ from chaoslab.ansible_runner import unwrap_unsafe
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+# The tests' lab is the local one, even where this project also has Vagrant VMs (which the default inventory
+# would pick); tests/vagrant sets its own.
+os.environ.setdefault("ANSIBLE_INVENTORY", str(ROOT / "inventory" / "local.yml"))
 
 
 def ansible_env(**extra: str) -> dict[str, str]:
