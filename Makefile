@@ -109,4 +109,4 @@ vagrant-box: vagrant-packages
 
 vagrant-test: install vagrant-box
 	LAB_BOX=$(VAGRANT_BOX) LAB_LIBVIRT_DRIVER=$(VAGRANT_DRIVER) ANSIBLE_INVENTORY=$(CURDIR)/inventory/vagrant.yml \
-		$(BIN)/pytest tests/vagrant $(PYTEST_ARGS)
+		$(BIN)/pytest tests/vagrant -v -s -p no:cacheprovider $(PYTEST_ARGS)

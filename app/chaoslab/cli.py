@@ -192,7 +192,7 @@ def cmd_where(_args: argparse.Namespace) -> int:
     if _listening(info.monitor_address, 3000):
         print(f"Grafana     {grafana}  (user admin, password lab_grafana_admin_password; dashboard celery-chaos-lab)")
     else:
-        print("Grafana     not installed on this lab (the local lab's nodes have no route to Grafana's repository)")
+        print("Grafana     not installed on this lab (its monitor node has no route to Grafana's repository)")
     print(f"Credentials {info.secrets_file}")
     return 0
 

@@ -13,6 +13,7 @@ import yaml
 
 from chaoslab import series
 from chaoslab.ansible_runner import AnsibleError, ansible_env, playbook, project_root, tool, unwrap_unsafe
+from chaoslab.labs import wrong_lab
 
 
 @dataclass(frozen=True)
@@ -48,8 +49,12 @@ def lab_info() -> LabInfo:
     data = json.loads(proc.stdout, object_hook=unwrap_unsafe)
     hostvars = data["_meta"]["hostvars"]
     redis_host = hostvars[data["redis"]["hosts"][0]]
+    problem = wrong_lab(str(redis_host.get("lab_backend", "")), project_root())
+    if problem:
+        raise AnsibleError(problem)
     monitor = hostvars[data["monitor"]["hosts"][0]]
-    secrets_file = Path(redis_host.get("lab_secrets_file") or project_root() / ".lab" / "local" / "secrets.yml")
+    # Relative to the project directory where an inventory gives it so (inventory/hosts.example.yml).
+    secrets_file = project_root() / (redis_host.get("lab_secrets_file") or ".lab/local/secrets.yml")
     if not secrets_file.exists():
         raise AnsibleError(f"no secrets at {secrets_file}: provision the lab first (make lab)")
     secrets = yaml.safe_load(secrets_file.read_text(encoding="utf-8"))

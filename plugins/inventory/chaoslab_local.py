@@ -105,6 +105,7 @@ class InventoryModule(BaseInventoryPlugin):
             "lab_bridge": self.get_option("bridge"),
             "lab_workers_requested": workers,
             "lab_secrets_file": os.path.join(project, ".lab", self.get_option("lab_name"), "secrets.yml"),
+            "lab_project_dir": project,
             # Every node's files live under these, one directory per node (the filesystem is shared).
             "lab_node_dir_parents": [f"{root}/nodes" for root in NODE_DIR_ROOTS.values()],
             # Packages, the venv and the service user come from the host (make install, lab-up.yml).

@@ -95,6 +95,7 @@ class InventoryModule(BaseInventoryPlugin):
             "lab_controller_address": str(network.network_address + 1),
             "lab_workers_requested": workers,
             "lab_secrets_file": str(project / ".lab" / lab_name / "secrets.yml"),
+            "lab_project_dir": str(project),
             "ansible_user": "vagrant",
             "ansible_become": True,
             "ansible_python_interpreter": "/usr/bin/python3",
