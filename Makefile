@@ -95,6 +95,10 @@ clean: down
 # then destroys the VMs. VAGRANT_DRIVER=kvm where nested KVM works (qemu emulates: about 8x slower).
 VAGRANT_BOX ?= chaoslab/bookworm64
 VAGRANT_DRIVER ?= qemu
+# Certificate authorities the VMs must trust besides Debian's: by default the ones added to this host's store
+# (e.g. a TLS-intercepting proxy's between the VMs and PyPI).
+LAB_CA_CERTIFICATES ?= $(shell ls /usr/local/share/ca-certificates/*.crt 2>/dev/null | paste -sd:)
+export LAB_CA_CERTIFICATES
 VAGRANT_APT_PACKAGES := vagrant vagrant-libvirt libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils \
 	debootstrap extlinux dnsmasq-base
 

@@ -43,6 +43,13 @@ options:
     description: host number of worker-1 in the subnet; worker-N takes the N-1th next one
     type: int
     default: 101
+  ca_certificates:
+    description:
+      - controller-side PEM files of certificate authorities the VMs must trust besides Debian's (a
+        TLS-intercepting proxy's); LAB_CA_CERTIFICATES (paths separated by colons) overrides
+    type: list
+    elements: str
+    default: []
   nic:
     description: the VMs' NIC on the private network
     type: str
@@ -96,6 +103,7 @@ class InventoryModule(BaseInventoryPlugin):
             "lab_workers_requested": workers,
             "lab_secrets_file": str(project / ".lab" / lab_name / "secrets.yml"),
             "lab_project_dir": str(project),
+            "common_ca_certificates": self._ca_certificates(),
             "ansible_user": "vagrant",
             "ansible_become": True,
             "ansible_python_interpreter": "/usr/bin/python3",
@@ -120,6 +128,14 @@ class InventoryModule(BaseInventoryPlugin):
             host.set_variable("ansible_ssh_private_key_file", str(vagrant_key(project, name) or insecure))
             host.set_variable("lab_address", address)
             host.set_variable("lab_nic", self.get_option("nic"))
+
+    def _ca_certificates(self) -> list[str]:
+        raw = os.environ.get("LAB_CA_CERTIFICATES", "").strip()
+        paths = [path for path in raw.split(":") if path] if raw else list(self.get_option("ca_certificates"))
+        missing = [path for path in paths if not Path(path).is_file()]
+        if missing:
+            raise AnsibleParserError(f"LAB_CA_CERTIFICATES/ca_certificates: no such file {missing[0]}")
+        return paths
 
     def _worker_count(self, made: dict[str, str]) -> int:
         raw = os.environ.get("WORKERS", "").strip()

@@ -92,11 +92,23 @@ def test_every_service_runs_as_a_systemd_unit(vms):
         assert "celery@worker-1" in json.load(response)
 
 
-def test_the_memory_cap_is_the_units_memorymax(vms):
+def memory_max() -> str:
     out = must(as_user("ansible", "worker-1", "-m", "ansible.builtin.command",
-                       "-a", "systemctl show -p MemoryMax -p ControlGroup chaoslab-celery-worker.service"),
-               "systemctl show")
-    assert "ControlGroup=/system.slice/chaoslab-celery-worker.service" in out
+                       "-a", "systemctl show -p MemoryMax chaoslab-celery-worker.service"), "systemctl show")
+    return next(line.split("=", 1)[1].strip() for line in out.splitlines() if line.startswith("MemoryMax="))
+
+
+def test_memory_limit_sets_the_worker_units_memorymax_and_puts_it_back(vms):
+    assert memory_max() == "infinity"
+    must(as_user("ansible-playbook", "faults/memory-limit.yml", "-e", "limit=400MiB", "-e", "duration=120s"),
+         "faults/memory-limit.yml")
+    try:
+        during = memory_max()
+    finally:
+        must(as_user("ansible-playbook", "faults/clear.yml"), "faults/clear.yml")
+    print(f"worker-1 MemoryMax: {during} during memory-limit=400MiB, {memory_max()} after clear")
+    assert during == str(400 * 2**20)
+    assert memory_max() == "infinity"
 
 
 def test_network_delay_adds_100ms_with_netem_and_reverts(vms, tmp_path):
