@@ -9,13 +9,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table
-
 from chaoslab.ansible_runner import AnsibleError, adhoc_json
 
 
 def _print_tally(table: dict[str, Counter[str]]) -> None:
+    # rich is the controller's (the `controller` extra): lab nodes run this CLI too (`chaoslab load`).
+    from rich.console import Console
+    from rich.table import Table
+
     nodes = sorted({node for counts in table.values() for node in counts if node != "failed"})
     view = Table(title="Tasks per kind per worker node (succeeded)")
     view.add_column("kind")

@@ -114,6 +114,7 @@ def test_memory_limit_sets_the_worker_units_memorymax_and_puts_it_back(vms):
 def test_network_delay_adds_100ms_with_netem_and_reverts(vms, tmp_path):
     before = connect_ms()
     report = tmp_path / "report"
+    report.mkdir()
     proc = as_user("ansible-playbook", "faults/network-delay.yml", "-e", "delay=100ms", "-e", "duration=120s",
                    "-e", f"report={report}")
     must(proc, "faults/network-delay.yml")
