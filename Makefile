@@ -11,10 +11,12 @@ export ANSIBLE_INVENTORY := $(CURDIR)/inventory/local.yml
 PYTEST_ARGS ?=
 REPEAT ?= 2
 
-# Debian packages the local lab's host needs (the nodes share the host's filesystem).
+# Debian packages the local lab's host needs (the nodes share the host's filesystem); vagrant and ruby for the
+# test that renders the Vagrantfile with the libvirt provider (no VM is made by `make test`).
 APT_PACKAGES := python3 python3-venv python3-dev gcc iproute2 iptables libnetfilter-queue-dev procps psmisc \
 	redis-server redis-tools supervisor stress-ng chromium \
-	prometheus prometheus-node-exporter prometheus-redis-exporter
+	prometheus prometheus-node-exporter prometheus-redis-exporter \
+	vagrant vagrant-libvirt ruby
 
 .PHONY: help install packages lab lab-up provision demo experiment study down test test-unit lint bench clean \
 	vagrant-packages vagrant-box vagrant-test
