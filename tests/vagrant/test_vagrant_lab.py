@@ -126,8 +126,8 @@ def test_network_delay_adds_100ms_with_netem_and_reverts(vms, tmp_path):
     after = connect_ms()
     added = during - before
     print(f"worker-1 -> redis TCP connect: {before:.1f} ms before, {during:.1f} ms with delay=100ms "
-          f"(+{added:.1f} ms, engine {applied.get('engine')}), {after:.1f} ms after clear")
-    assert applied.get("engine") == "netem", applied
+          f"(+{added:.1f} ms, engine {applied['detail'].get('engine')}), {after:.1f} ms after clear")
+    assert applied["detail"]["engine"] == "netem", applied
     assert 95 <= added <= 105
     assert after < before + 5
 
