@@ -109,6 +109,9 @@ class InventoryModule(BaseInventoryPlugin):
             "ansible_python_interpreter": "/usr/bin/python3",
             # VMs made again keep their addresses but not their host keys.
             "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
+            # A VM under software emulation on a busy host can take longer than Ansible's 10 s to answer SSH.
+            "ansible_ssh_timeout": 60,
+            "ansible_ssh_retries": 3,
         }
         for key, value in lab_vars.items():
             self.inventory.set_variable("all", key, value)
