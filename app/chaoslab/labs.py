@@ -17,6 +17,14 @@ LOCAL_INVENTORY = "inventory/local.yml"
 VAGRANT_INVENTORY = "inventory/vagrant.yml"
 
 
+def names_plugin(path: str, plugin: str) -> bool:
+    """Whether a YAML inventory file is the given inventory plugin's (a line ``plugin: NAME``)."""
+    if not path.endswith((".yml", ".yaml")):
+        return False
+    with open(path, encoding="utf-8") as handle:
+        return any(line.strip() == f"plugin: {plugin}" for line in handle)
+
+
 def vagrant_machines(project: Path) -> dict[str, str]:
     """The VMs Vagrant has made for the project and not destroyed: machine name -> provider."""
     made: dict[str, str] = {}

@@ -69,10 +69,9 @@ class InventoryModule(BaseInventoryPlugin):
     NAME = "chaoslab_vagrant"
 
     def verify_file(self, path: str) -> bool:
-        if not super().verify_file(path) or not path.endswith((".yml", ".yaml")):
-            return False
-        with open(path, encoding="utf-8") as handle:
-            return any(line.strip() == f"plugin: {self.NAME}" for line in handle)
+        from chaoslab.labs import names_plugin
+
+        return bool(super().verify_file(path)) and names_plugin(path, self.NAME)
 
     def parse(self, inventory, loader, path: str, cache: bool = True) -> None:  # noqa: ANN001
         from chaoslab.labs import vagrant_key, vagrant_machines
