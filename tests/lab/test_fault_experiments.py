@@ -55,8 +55,9 @@ def test_memory_limit_oom_kills_pool_children_and_the_worker_survives(lab, tmp_p
 
 
 # the restart scenarios publish 10 one-second tasks a second to 2 workers x 2 processes (4 a second): a backlog
-# builds up, which Redis holds when it is killed. The drain (it ends as soon as the queue is empty and nothing
-# runs) is long enough for the whole backlog even on a busy host, so a task never started is lost, not late.
+# builds up, which Redis holds when it is killed. The drain is long enough for the whole backlog even on a busy
+# host (where 60 s was not), so a task never started is lost, not late. It ends early once nothing is queued,
+# reserved or running; reserved messages a killed connection left unacked keep it going to its end.
 RESERVED = 2 * 2  # workers x concurrency x prefetch multiplier 1: taken by a worker, not yet started (not acked)
 
 
@@ -64,15 +65,13 @@ def restart_scenario(tmp_path: Path, name: str) -> Path:
     return scenario(tmp_path, name, {"task_acks_late": False, "worker_prefetch_multiplier": 1},
                     [{"kind": "sleep", "weight": 1, "args": {"ms": 1000}}], 10,
                     {"playbook": "redis-restart", "target": "redis", "params": {"mode": "kill", "down_for": "3s"}},
-                    {}, drain="180s")
+                    {}, drain="120s")
 
 
 def restart_run(run_dir: Path) -> tuple[dict, dict, list[dict]]:
-    """The run's summary, its fault's detail (down_at, down_for) and its ledger records; the drain emptied the queue."""
+    """The run's summary, its fault's detail (down_at, down_for) and its ledger records."""
     summary = json.loads((run_dir / "summary.json").read_text())
     run = json.loads((run_dir / "run.json").read_text())
-    drain = run["phases"][-1]
-    assert drain["end"] - drain["start"] < 170, "the drain did not empty the queue"
     records = list(read_records(sorted((run_dir / "ledgers").glob("*.jsonl"))))
     return summary, run["faults"][0]["nodes"][0]["detail"], records
 
