@@ -67,6 +67,16 @@ def test_every_prometheus_target_is_up(lab):
     assert {("redis", "redis"), ("flower", "monitor"), ("loadgen", "monitor"), ("prometheus", "monitor")} <= jobs
 
 
+def test_node_exporter_runs_only_the_roles_collectors(lab):
+    defaults = yaml.safe_load((ROOT / "roles/node_exporter/defaults/main.yml").read_text())
+    wanted = set(defaults["node_exporter_collectors"])
+
+    def collectors() -> set[str]:
+        return {item["metric"]["collector"] for item in instant('node_scrape_collector_success{node="worker-1"}')}
+
+    assert wait_until(lambda: collectors() == wanted, timeout=20), (collectors() - wanted, wanted - collectors())
+
+
 @pytest.mark.parametrize(("node", "program"), [
     ("monitor", "prometheus"), ("monitor", "flower"), ("redis", "redis-exporter"), ("worker-1", "node-exporter"),
     ("worker-1", "lab-exporter"), ("redis", "redis")])
