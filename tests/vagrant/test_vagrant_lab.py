@@ -8,6 +8,7 @@ import json
 import os
 import statistics
 import subprocess
+import time
 import urllib.request
 from base64 import b64encode
 from pathlib import Path
@@ -48,12 +49,12 @@ def secrets() -> dict:
     return yaml.safe_load((ROOT / ".lab" / "vagrant" / "secrets.yml").read_text(encoding="utf-8"))
 
 
-def connect_ms(count: int = 30) -> float:
-    """Median TCP connect time from worker-1 to Redis, in ms, measured on worker-1."""
+def connect_ms(count: int = 40) -> list[float]:
+    """TCP connect times from worker-1 to Redis, in ms, measured on worker-1."""
     redis_address = hostvars()["redis"]["lab_address"]
     result = adhoc_json("worker-1", "ansible.builtin.script",
                         f"{ROOT}/tests/lab/probe.py connect {redis_address} 6379 {count} executable=/usr/bin/python3")
-    return statistics.median(json.loads(result["worker-1"]["stdout"])["ms"])
+    return json.loads(result["worker-1"]["stdout"])["ms"]
 
 
 def test_every_vm_is_provisioned(vms):
@@ -81,12 +82,17 @@ def test_every_service_runs_as_a_systemd_unit(vms):
     info = hostvars()
     monitor, redis_address = info["monitor"]["lab_address"], info["redis"]["lab_address"]
     assert redis.Redis(host=redis_address, password=secrets()["lab_redis_password"], socket_timeout=10).ping()
-    with urllib.request.urlopen(f"http://{monitor}:9090/api/v1/targets", timeout=20) as response:
-        targets = json.load(response)["data"]["activeTargets"]
-    down = [(t["labels"]["job"], t["labels"].get("instance"), t.get("lastError")) for t in targets
-            if t["health"] != "up"]
+    # every target up at once, within a minute (a scrape of an emulated VM may miss its 5 s now and then)
+    for _ in range(12):
+        with urllib.request.urlopen(f"http://{monitor}:9090/api/v1/targets", timeout=20) as response:
+            targets = json.load(response)["data"]["activeTargets"]
+        down = [(t["labels"]["job"], t["labels"].get("instance"), t.get("lastError")) for t in targets
+                if t["health"] != "up"]
+        if targets and not down:
+            break
+        time.sleep(5)
     print(f"prometheus: {len(targets)} targets, down: {down}")
-    assert targets and not down
+    assert len(targets) == 4 + 2 * len(info) and not down  # node and lab per VM; prometheus, redis, loadgen, flower
     auth = b64encode(f"chaoslab:{secrets()['lab_flower_password']}".encode()).decode()
     request = urllib.request.Request(f"http://{monitor}:5555/api/workers", headers={"Authorization": f"Basic {auth}"})
     with urllib.request.urlopen(request, timeout=20) as response:
@@ -116,7 +122,9 @@ def test_network_delay_adds_100ms_with_netem_and_reverts(vms, tmp_path):
     before = connect_ms()
     report = tmp_path / "report"
     report.mkdir()
-    proc = as_user("ansible-playbook", "faults/network-delay.yml", "-e", "delay=100ms", "-e", "duration=120s",
+    # A duration far past the measurement: under emulation the playbook and each probe take minutes, and the
+    # fault must still be in force for every connect measured; clear.yml reverts it.
+    proc = as_user("ansible-playbook", "faults/network-delay.yml", "-e", "delay=100ms", "-e", "duration=900s",
                    "-e", f"report={report}")
     must(proc, "faults/network-delay.yml")
     try:
@@ -125,12 +133,18 @@ def test_network_delay_adds_100ms_with_netem_and_reverts(vms, tmp_path):
     finally:
         must(as_user("ansible-playbook", "faults/clear.yml"), "faults/clear.yml")
     after = connect_ms()
-    added = during - before
-    print(f"worker-1 -> redis TCP connect: {before:.1f} ms before, {during:.1f} ms with delay=100ms "
-          f"(+{added:.1f} ms, engine {applied['detail'].get('engine')}), {after:.1f} ms after clear")
+    qdisc = must(as_user("ansible", "redis", "-m", "ansible.builtin.command", "-a", "/sbin/tc qdisc show dev eth1"),
+                 "tc qdisc show")
+    # netem adds a fixed 100 ms; an emulated VM's scheduling only ever adds to a connect, so the fastest of
+    # 40 connects is the one to compare (the medians are shown).
+    added = min(during) - min(before)
+    print(f"worker-1 -> redis TCP connect, fastest (median) of 40: {min(before):.1f} ({statistics.median(before):.1f})"
+          f" ms before, {min(during):.1f} ({statistics.median(during):.1f}) ms with delay=100ms (+{added:.1f} ms, "
+          f"engine {applied['detail'].get('engine')}), {min(after):.1f} ({statistics.median(after):.1f}) ms after")
     assert applied["detail"]["engine"] == "netem", applied
     assert 95 <= added <= 105
-    assert after < before + 5
+    assert min(after) < min(before) + 5
+    assert "c1a0:" not in qdisc and "netem" not in qdisc, qdisc
 
 
 def test_a_worker_kill_experiment_is_checked_from_the_vms_ledgers(vms, tmp_path):
