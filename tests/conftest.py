@@ -59,6 +59,17 @@ def recap(output: str) -> dict[str, dict[str, int]]:
     return hosts
 
 
+def changed_tasks(output: str) -> list[str]:
+    """The tasks of an ansible-playbook run that reported a change, as "TASK NAME: host"."""
+    changed, task = [], ""
+    for line in output.splitlines():
+        if line.startswith(("TASK [", "RUNNING HANDLER [")):
+            task = line.split("[", 1)[1].rsplit("]", 1)[0]
+        elif line.startswith("changed: ["):
+            changed.append(f"{task}: {line.split('[', 1)[1].split(']', 1)[0]}")
+    return changed
+
+
 def inventory(env: dict[str, str] | None = None) -> dict:
     proc = subprocess.run(
         [str(BIN / "ansible-inventory"), "--list"],

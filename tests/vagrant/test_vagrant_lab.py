@@ -19,7 +19,7 @@ import yaml
 
 from chaoslab.ansible_runner import adhoc_json, unwrap_unsafe
 from chaoslab.labs import local_up
-from tests.conftest import BIN, ROOT, ansible_env, recap
+from tests.conftest import BIN, ROOT, ansible_env, changed_tasks, recap
 from tests.vagrant.conftest import must, vagrant
 
 pytestmark = pytest.mark.vagrant
@@ -68,6 +68,7 @@ def test_a_second_provisioning_changes_nothing(vms):
     again = recap(out)
     print("second provision:", again)
     assert sorted(again) == sorted(vms)
+    assert changed_tasks(out) == [], again
     for host, counts in again.items():
         assert counts["changed"] == 0 and counts["failed"] == 0, (host, counts, out[-4000:])
 
