@@ -134,7 +134,8 @@ def test_network_delay_adds_100ms_with_netem_and_reverts(vms, tmp_path):
     finally:
         must(as_user("ansible-playbook", "faults/clear.yml"), "faults/clear.yml")
     after = connect_ms()
-    qdisc = must(as_user("ansible", "redis", "-m", "ansible.builtin.command", "-a", "/sbin/tc qdisc show dev eth1"),
+    nic = hostvars()["redis"]["lab_nic"]
+    qdisc = must(as_user("ansible", "redis", "-m", "ansible.builtin.command", "-a", f"/sbin/tc qdisc show dev {nic}"),
                  "tc qdisc show")
     # netem adds a fixed 100 ms; an emulated VM's scheduling only ever adds to a connect, so the fastest of
     # 40 connects is the one to compare (the medians are shown).
