@@ -48,6 +48,8 @@ def celery_conf(settings: dict[str, Any]) -> dict[str, Any]:
         "worker_send_task_events": True,
         "task_send_sent_event": True,
         "task_track_started": True,
+        # results name the worker that stored them (the checker reads WorkerLostError's reporter and its clock)
+        "result_extended": True,
         "worker_hijack_root_logger": False,
         "broker_connection_retry_on_startup": True,
         "result_expires": 3600,

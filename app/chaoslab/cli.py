@@ -101,7 +101,8 @@ def cmd_load(args: argparse.Namespace) -> int:
     ledger = LedgerWriter(args.ledger, "batch") if args.ledger else None
     if args.metrics_port:
         start_http_server(args.metrics_port, addr=args.metrics_addr)
-    generator = loadgen.LoadGenerator(profile, Publisher(lab.broker_url, profile.publish_timeout), ledger)
+    generator = loadgen.LoadGenerator(profile, Publisher(lab.broker_url, profile.publish_timeout), ledger,
+                                      node=lab.node)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: generator.stop())
     stats = generator.run()

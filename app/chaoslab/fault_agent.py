@@ -2,13 +2,14 @@
 
 Run on the target node by the fault playbooks::
 
-    python -m chaoslab.fault_agent --node redis --state-dir DIR --textfile-dir DIR \\
+    python -m chaoslab.fault_agent --node redis --state-dir DIR --textfile-dir DIR --events FILE \\
         network-delay delay=20ms duration=30s nic=lab0 peers=198.18.0.101,198.18.0.102
 
 Parameters are the fault's own (chaoslab.fault_params). While a fault is active it has a state
 file ``<state-dir>/<fault>.json`` (pid, start, deadline, parameters, what to revert) and the series
 ``chaoslab_fault_active{fault="...",target="<node>"} 1`` in node_exporter's textfile directory.
-It prints one JSON line: the fault, its start and deadline, and what it did (e.g. the engine).
+It prints one JSON line: the fault, its start and deadline, and what it did (e.g. the engine), and appends
+to the node's event ledger (``--events``) when the fault took effect and when it was reverted.
 ``clear`` ends every fault on the node and removes whatever lab qdisc, chain, stress process,
 memory cap or frozen worker it finds.
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -74,7 +76,7 @@ def clear(args: argparse.Namespace, only: str = "") -> dict[str, object]:
     """End every fault on this node (or only the fault ``only``); then, for all, remove what a lost agent left."""
     cleared: list[str] = []
     for state in sorted(Path(args.state_dir).glob(f"{only or '*'}.json")):
-        record = FaultRecord(state.stem, args.node, args.state_dir, args.textfile_dir)
+        record = FaultRecord(state.stem, args.node, args.state_dir, args.textfile_dir, args.events)
         data = record.read() or {}
         pid = data.get("pid")
         ended = False
@@ -92,6 +94,8 @@ def clear(args: argparse.Namespace, only: str = "") -> dict[str, object]:
             fault_service.ServiceControl(args.service_manager, "redis", args.supervisor_conf).start()
         elif not ended and state.stem in REVERTS:
             REVERTS[state.stem](data.get("detail") or {})
+        if not ended:  # an agent that ended wrote its own record of when it reverted
+            record.reverted(time.time(), "clear")
         record.end()
         cleared.append(state.stem)
     if only:
@@ -122,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--service-manager", default="supervisor", choices=["supervisor", "systemd"])
     parser.add_argument("--supervisor-conf", default="", help="the node's supervisord.conf")
     parser.add_argument("--nic", default="", help="the node's lab NIC (for clear)")
+    parser.add_argument("--events", default="", help="the node's event ledger (fault applied and reverted)")
     parser.add_argument("fault", help="a fault (network-delay, ...) or clear")
     parser.add_argument("params", nargs="*", help="name=value")
     return parser
@@ -135,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             values = check(args.fault, parse_params(args.params))
             fault = build(args.fault, values, args)
-            record = FaultRecord(args.fault, args.node, args.state_dir, args.textfile_dir)
+            record = FaultRecord(args.fault, args.node, args.state_dir, args.textfile_dir, args.events)
             result = run_fault(record, fault, fault_duration(args.fault, values))
     except ValueError as err:
         print(f"{err}", file=sys.stderr)

@@ -6,6 +6,16 @@ outcome to the parent (which prints it and exits, so the Ansible task returns), 
 until the deadline, then reverts the fault, whatever happens to the controller. A fault without a
 duration whose effect is kernel state (a qdisc, iptables rules, a memory cap, frozen processes) is
 applied in place and stays until ``clear``, which reverts it from its state file.
+
+Every fault also appends to the node's event ledger (``--events``) when it took effect and when it was reverted::
+
+    {"type": "fault", "event": "applied", "fault": "worker-kill", "node": "worker-1", "t": ..., "params": {...}}
+    {"type": "fault", "event": "reverted", "fault": "worker-kill", "node": "worker-1", "t": ..., "by": "deadline"}
+
+``applied`` is written once the fault is in force (after it was applied; a fault may name an earlier instant, e.g.
+when Redis went down); ``reverted`` when its effect ended (``by``: its ``deadline``, a ``stop`` from clear, ``clear``
+reverting it for an agent that is gone, or ``healed`` when the fault's effect ended by itself before its deadline,
+e.g. Redis running again). These instants, not the runner's phase bounds, are the run's fault windows.
 """
 
 from __future__ import annotations
@@ -67,12 +77,19 @@ class Fault:
     detail: Detail = field(default_factory=dict)
 
 
+# Keys a fault's detail may carry for its event records: when it took effect, and when its effect ended by itself.
+IN_FORCE_AT = "in_force_at"
+HEALED_AT = "healed_at"
+
+
 class FaultRecord:
     """The fault's state file and its textfile-collector series on this node."""
 
-    def __init__(self, fault: str, node: str, state_dir: str, textfile_dir: str) -> None:
+    def __init__(self, fault: str, node: str, state_dir: str, textfile_dir: str, events: str = "") -> None:
         self.fault = fault
         self.node = node
+        self.events = Path(events) if events else None
+        self.reverted_written = False
         self.state = Path(state_dir) / f"{fault}.json"
         self.log = Path(state_dir) / f"{fault}.log"
         self.textfile = Path(textfile_dir) / f"chaoslab_fault_{fault.replace('-', '_')}.prom" if textfile_dir else None
@@ -120,17 +137,40 @@ class FaultRecord:
             if path is not None:
                 path.unlink(missing_ok=True)
 
+    def _event(self, event: str, t: float, **extra: Any) -> None:
+        if self.events is None:
+            return
+        from chaoslab.ledger import LedgerWriter
+
+        self.events.parent.mkdir(parents=True, exist_ok=True)
+        with LedgerWriter(self.events, "always") as ledger:
+            ledger.write({"type": "fault", "event": event, "fault": self.fault, "node": self.node, "t": t, **extra})
+
+    def applied(self, t: float, params: dict[str, Any]) -> None:
+        """The fault is in force since *t*."""
+        self._event("applied", t, params=params)
+
+    def reverted(self, t: float, by: str) -> None:
+        """The fault's effect ended at *t* (written once)."""
+        if not self.reverted_written:
+            self.reverted_written = True
+            self._event("reverted", t, by=by)
+
 
 def run_fault(record: FaultRecord, fault: Fault, duration: float) -> Detail:
     """Apply the fault; with a duration (or a process engine) detach and keep it on the node until it ends."""
     record.refuse_if_active()
     if duration <= 0 and not fault.needs_process:
-        started = time.time()
         detail = fault.apply()
+        started = float(detail.pop(IN_FORCE_AT, None) or time.time())
+        record.applied(started, fault.params)
+        ended = None
         if fault.revert is not None:  # stays until clear, which reverts it from the state file
-            started = record.start(None, fault.params, None, detail)
-        return {"fault": fault.name, "start": started, "end": None if fault.revert else time.time(),
-                "deadline": None, "detail": detail}
+            record.start(None, fault.params, None, detail)
+        else:  # done at once (a single kill)
+            ended = float(detail.pop(HEALED_AT, None) or time.time())
+            record.reverted(ended, "done")
+        return {"fault": fault.name, "start": started, "end": ended, "deadline": None, "detail": detail}
     return detach(lambda report: _keep(record, fault, duration, report), record.log)
 
 
@@ -140,12 +180,14 @@ def _keep(record: FaultRecord, fault: Fault, duration: float, report: Callable[[
     stop.install()
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     deadline = time.time() + duration if duration > 0 else None
-    started = record.start(deadline, fault.params, os.getpid(), {})
+    record.start(deadline, fault.params, os.getpid(), {})
     detail: Detail | None = None
     try:
         detail = fault.apply()
+        in_force = float(detail.pop(IN_FORCE_AT, None) or time.time())
         record.update(detail)
-        report({"fault": fault.name, "start": started, "deadline": deadline, "detail": detail})
+        record.applied(in_force, fault.params)
+        report({"fault": fault.name, "start": in_force, "deadline": deadline, "detail": detail})
         if fault.hold is not None:
             fault.hold(deadline, stop)
         else:
@@ -153,6 +195,10 @@ def _keep(record: FaultRecord, fault: Fault, duration: float, report: Callable[[
     finally:
         if detail is not None and fault.revert is not None:
             fault.revert(detail)
+        if detail is not None:
+            healed = detail.get(HEALED_AT)
+            by = "healed" if healed else ("stop" if stop() else "deadline")
+            record.reverted(float(healed or time.time()), by)
         record.end()
         print(json.dumps({"fault": fault.name, "end": time.time()}), flush=True)
 

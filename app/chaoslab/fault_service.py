@@ -16,7 +16,7 @@ import signal
 import subprocess
 import time
 
-from chaoslab.fault_record import Detail, Fault, Stop, hold_until
+from chaoslab.fault_record import HEALED_AT, IN_FORCE_AT, Detail, Fault, Stop, hold_until
 
 
 class ServiceControl:
@@ -87,6 +87,8 @@ def redis_restart(service: ServiceControl, mode: str, down_for: float) -> Fault:
     if status != "running":
         raise ValueError(f"redis-restart: {service.name} is {status}, not running")
 
+    detail: Detail = {}
+
     def apply() -> Detail:
         started = time.time()
         if mode == "kill":
@@ -94,14 +96,18 @@ def redis_restart(service: ServiceControl, mode: str, down_for: float) -> Fault:
         else:
             killed = None
             service.stop()
+        detail.update({"mode": mode, "killed": killed, "down_at": started, "down_for": down_for,
+                       IN_FORCE_AT: started})
         if down_for <= 0:
             service.start()
-        return {"mode": mode, "killed": killed, "down_at": started, "down_for": down_for}
+            detail[HEALED_AT] = time.time()
+        return detail
 
     def hold(deadline: float | None, stop: Stop) -> None:
         if down_for > 0:
             hold_until(time.time() + down_for, stop)
             service.start()
+            detail[HEALED_AT] = time.time()  # the fault's effect ends when Redis runs again
         hold_until(deadline, stop)
 
     def revert(_detail: Detail) -> None:

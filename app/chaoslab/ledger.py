@@ -1,14 +1,21 @@
 """The task ledger: record formats and durable, append-only JSON-lines files.
 
 Every line of a ledger file is one JSON object (a *record*), written compactly and
-terminated by ``\\n``. Three kinds of record exist:
+terminated by ``\\n``. The kinds of record:
 
 ``publish``
     Written by the load generator after it tried to publish a task.
+``received``
+    Written by a worker's main process when a message of a task reaches it (prefetched).
 ``start``
     Written by a worker when an execution of a task begins.
 ``end``
     Written by a worker when that execution ends.
+``alive``
+    Appended when the ledgers are collected: the node's live worker processes.
+``fault``, ``clock``
+    In each node's event ledger: a fault taking effect and being reverted (by the fault agent),
+    and the node's clock offset to the broker (see :mod:`chaoslab.clock`).
 
 Durability model
 ----------------
@@ -73,9 +80,25 @@ class PublishRecord(TypedDict):
     type: Literal["publish"]
     id: str
     kind: str
+    node: str
+    scheduled: float
+    """When the task was due (the load's schedule)."""
     t: float
+    """When the publish returned."""
     outcome: PublishOutcome
     error: str | None
+
+
+class ReceivedRecord(TypedDict):
+    """A worker main process's record of a message reaching it."""
+
+    type: Literal["received"]
+    id: str
+    node: str
+    pid: int
+    ps: float
+    """When the process started (tells a reused pid apart)."""
+    t: float
 
 
 class StartRecord(TypedDict):
@@ -86,6 +109,7 @@ class StartRecord(TypedDict):
     kind: str
     node: str
     pid: int
+    ps: float
     attempt: int
     """Celery's ``request.retries``."""
     redelivered: bool
@@ -101,13 +125,14 @@ class EndRecord(TypedDict):
     kind: str
     node: str
     pid: int
+    ps: float
     attempt: int
     t: float
     outcome: ExecutionOutcome
     error_type: str | None
 
 
-Record = PublishRecord | StartRecord | EndRecord
+Record = PublishRecord | ReceivedRecord | StartRecord | EndRecord
 
 
 def encode_record(record: Mapping[str, Any]) -> bytes:

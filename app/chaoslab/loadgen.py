@@ -2,8 +2,10 @@
 
 Task *i* is due at ``start + i / rate`` whether or not earlier publishes were slow (open loop, as
 a real producer under load). Every task gets its id before it is published and exactly one publish
-record (ok, error or timeout). Tasks that fall due together are sent in one batch, so a slow or dead
-broker makes the generator late, never silent: lateness shows as schedule lag.
+record (ok, error or timeout) with the time it was due (``scheduled``) and the time the publish
+returned (``t``). Tasks that fall due together are sent in one batch, so a slow or dead broker makes
+the generator late, never silent: lateness shows as schedule lag, and end-to-end latency, counted
+from ``scheduled``, includes it.
 """
 
 from __future__ import annotations
@@ -59,7 +61,8 @@ class LoadStats:
 
 class LoadGenerator:
     def __init__(self, profile: LoadProfile, publisher: Publisher, ledger: LedgerWriter | None,
-                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
+                 node: str = "") -> None:
         if profile.rate <= 0 or not profile.mix:
             raise ValueError("a load needs a rate > 0 and at least one task kind")
         self.profile = profile
@@ -67,6 +70,7 @@ class LoadGenerator:
         self.ledger = ledger
         self.clock = clock
         self.wall = wall
+        self.node = node
         self.stop_event = threading.Event()
         self.stats = LoadStats()
         self._rng = random.Random(profile.seed)
@@ -78,21 +82,22 @@ class LoadGenerator:
         picks = self._rng.choices(range(len(self._entries)), weights=self._weights, k=count)
         return [(str(uuid.uuid4()), index) for index in picks]
 
-    def _record(self, tasks: list[tuple[str, int]], t: float, outcome: str, error: str | None) -> None:
-        for task_id, index in tasks:
+    def _record(self, tasks: list[tuple[str, int]], scheduled: list[float], t: float, outcome: str,
+                error: str | None) -> None:
+        for (task_id, index), due in zip(tasks, scheduled, strict=True):
             kind = self._entries[index].kind
             PUBLISHED.labels(kind, outcome).inc()
             if outcome != "ok":
                 PUBLISH_ERRORS.labels(kind).inc()
             if self.ledger is not None:
-                self.ledger.write({"type": "publish", "id": task_id, "kind": kind, "t": t,
-                                   "outcome": outcome, "error": error})
+                self.ledger.write({"type": "publish", "id": task_id, "kind": kind, "node": self.node,
+                                   "scheduled": due, "t": t, "outcome": outcome, "error": error})
 
-    def _send(self, tasks: list[tuple[str, int]], due: float) -> None:
+    def _send(self, tasks: list[tuple[str, int]], due: float, scheduled: list[float]) -> None:
         messages = [self._templates[index].render(task_id) for task_id, index in tasks]
         result = self.publisher.publish(messages)
         t = self.wall()
-        self._record(tasks, t, result.outcome, result.error)
+        self._record(tasks, scheduled, t, result.outcome, result.error)
         lag = max(self.clock() - due, 0.0)
         LAG.set(lag)
         self.stats.published += len(tasks)
@@ -109,6 +114,7 @@ class LoadGenerator:
         interval = 1.0 / self.profile.rate
         total = self.profile.total
         start = self.clock()
+        wall_start = self.wall()
         sent = 0
         while not self.stop_event.is_set() and (total is None or sent < total):
             now = self.clock()
@@ -120,7 +126,8 @@ class LoadGenerator:
                 continue
             count = min(due, MAX_BATCH)
             # Lag is measured against the first task of the batch, the one that has waited longest.
-            self._send(self._next_tasks(count), start + sent * interval)
+            scheduled = [wall_start + (sent + offset) * interval for offset in range(count)]
+            self._send(self._next_tasks(count), start + sent * interval, scheduled)
             sent += count
         if self.ledger is not None:
             self.ledger.sync()

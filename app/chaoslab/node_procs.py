@@ -3,7 +3,7 @@
 A node is whatever shares this process's network namespace: a VM or host, or one namespace of the
 local lab (where every node's processes share the host's process table). The runner appends an
 ``alive`` record to each worker node's ledger when it collects the ledgers, so the checker can tell
-an execution killed with its process (lost) from one still running (stuck).
+an execution killed with its process from one still running.
 
     python -m chaoslab.node_procs alive --node worker-1 --ledger /var/lib/chaoslab/ledger/worker-1.jsonl
 """
@@ -46,9 +46,18 @@ def worker_processes() -> tuple[psutil.Process | None, list[psutil.Process]]:
 
 
 def alive_record(node: str) -> dict[str, object]:
+    """This node's live worker processes: ``procs`` lists [pid, start time] (the start time tells a pid reused by a
+    new process from the one that wrote a record), ``main`` the main process's pid."""
     main, children = worker_processes()
-    pids = sorted(proc.pid for proc in ([main] if main else []) + children)
-    return {"type": "alive", "node": node, "pids": pids, "t": time.time()}
+    procs = []
+    for proc in ([main] if main else []) + children:
+        try:
+            procs.append([proc.pid, round(proc.create_time(), 2)])
+        except psutil.Error:
+            continue
+    procs.sort()
+    return {"type": "alive", "node": node, "pids": [pid for pid, _ in procs], "procs": procs,
+            "main": main.pid if main else None, "t": time.time()}
 
 
 def main(argv: list[str] | None = None) -> int:

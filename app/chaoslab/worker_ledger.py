@@ -1,20 +1,27 @@
-"""The worker side of the task ledger: one start and one end record per task execution.
+"""The worker side of the task ledger: a received record per delivery, a start and an end record per execution.
 
-Connected to Celery's signals when the worker's config names a ledger file. The main
-process stamps the time it received each message; each pool process (or the main
-process, for the solo and threads pools) appends to the node's ledger through its own
-:class:`~chaoslab.ledger.LedgerWriter`, opened after the fork. A start record is written
-before the task body runs, so an execution killed by SIGKILL or the OOM killer still
-leaves its start behind.
+Connected to Celery's signals when the worker's config names a ledger file. The main process writes a ``received``
+record when a message reaches it (prefetched: not yet running) and stamps the time on the request; each pool process
+(or the main process, for the solo and threads pools) appends to the node's ledger through its own
+:class:`~chaoslab.ledger.LedgerWriter`, opened after the fork. A start record is written before the task body runs,
+so an execution killed by SIGKILL or the OOM killer still leaves its start behind. Every record names the process
+(``pid``) and when that process started (``ps``), so that a pid the kernel hands to a new process later is not taken
+for the one that wrote the record.
+
+When the worker is ready, its main process writes the settings it really runs with (pool, concurrency, prefetch,
+acknowledgement, transport options, versions) to ``<ledger>.settings.json`` beside the ledger.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
+import psutil
 from celery import Celery, signals
 
 from chaoslab.ledger import FsyncPolicy, LedgerWriter
@@ -23,6 +30,16 @@ RECEIVED_KEY = "chaoslab_received"
 # The time the load generator sent the message (a header of its own; Celery puts it on the task's request).
 SENT_KEY = "chaoslab_sent"
 OUTCOMES = {"SUCCESS": "success", "FAILURE": "failure", "RETRY": "retry"}
+# What a worker reports it runs with (besides its pool and concurrency).
+REPORTED_SETTINGS = ("task_acks_late", "task_reject_on_worker_lost", "task_acks_on_failure_or_timeout",
+                     "worker_prefetch_multiplier", "task_soft_time_limit", "task_time_limit", "result_extended",
+                     "task_track_started", "broker_transport_options", "broker_connection_timeout",
+                     "broker_pool_limit", "result_expires")
+
+
+def process_start(pid: int | None = None) -> float:
+    """When a process started (epoch seconds, as psutil and the ``alive`` record give it)."""
+    return round(psutil.Process(pid).create_time(), 2)
 
 
 class WorkerLedger:
@@ -31,6 +48,7 @@ class WorkerLedger:
         self.node = node
         self.fsync: FsyncPolicy = fsync
         self._writers: dict[int, LedgerWriter] = {}
+        self._starts: dict[int, float] = {}
         self._lock = threading.Lock()
 
     def writer(self) -> LedgerWriter:
@@ -43,17 +61,31 @@ class WorkerLedger:
                 self._writers = {pid: writer}
         return writer
 
+    def _process(self) -> tuple[int, float]:
+        pid = os.getpid()
+        start = self._starts.get(pid)
+        if start is None:
+            start = self._starts[pid] = process_start(pid)
+        return pid, start
+
     def on_received(self, request: Any = None, **_kwargs: Any) -> None:
-        if request is not None:
-            request.request_dict[RECEIVED_KEY] = time.time()
+        if request is None:
+            return
+        now = time.time()
+        request.request_dict[RECEIVED_KEY] = now
+        pid, start = self._process()
+        self.writer().write({"type": "received", "id": request.id, "node": self.node, "pid": pid, "ps": start,
+                             "t": now})
 
     def _base(self, task: Any) -> dict[str, Any]:
         request = task.request
+        pid, start = self._process()
         return {
             "id": request.id,
             "kind": task.name.rsplit(".", 1)[-1],
             "node": self.node,
-            "pid": os.getpid(),
+            "pid": pid,
+            "ps": start,
             "attempt": request.retries or 0,
         }
 
@@ -82,10 +114,37 @@ class WorkerLedger:
             record["sent"] = sent
         self.writer().write(record)
 
+    def on_ready(self, sender: Any = None, **_kwargs: Any) -> None:
+        """Write the settings the worker runs with beside the ledger (replaced whole: a restart writes it again)."""
+        write_settings(Path(self.path + ".settings.json"), self.node, sender)
+
     def connect(self) -> None:
         signals.task_received.connect(self.on_received, weak=False)
         signals.task_prerun.connect(self.on_prerun, weak=False)
         signals.task_postrun.connect(self.on_postrun, weak=False)
+        signals.worker_ready.connect(self.on_ready, weak=False)
+
+
+def effective_settings(consumer: Any) -> dict[str, Any]:
+    """What a ready worker runs with: its pool and concurrency as started, and Celery's settings as it reads them."""
+    import celery
+    import kombu
+
+    app = consumer.app
+    controller = getattr(consumer, "controller", None)
+    pool = getattr(consumer, "pool", None)
+    found: dict[str, Any] = {name: app.conf.get(name) for name in REPORTED_SETTINGS}
+    found["worker_pool"] = type(pool).__module__.rsplit(".", 1)[-1] if pool is not None else None
+    found["worker_concurrency"] = getattr(controller, "concurrency", None)
+    found["celery"], found["kombu"] = celery.__version__, kombu.__version__
+    return found
+
+
+def write_settings(path: Path, node: str, consumer: Any) -> None:
+    data = {"node": node, "pid": os.getpid(), "t": time.time(), "settings": effective_settings(consumer)}
+    partial = path.with_name(path.name + ".tmp")
+    partial.write_text(json.dumps(data, default=repr, sort_keys=True) + "\n", encoding="utf-8")
+    partial.replace(path)
 
 
 def install(app: Celery) -> WorkerLedger | None:
