@@ -174,7 +174,7 @@ class LabOperations:
         data: dict[str, Any] = {key: run.get(key) for key in keep}
         if summary.is_file():
             figures = json.loads(summary.read_text(encoding="utf-8"))
-            data["summary"] = {"classes": figures.get("classes"), "lost_causes": figures.get("lost_causes"),
+            data["summary"] = {"classes": figures.get("classes"), "causes": figures.get("causes"),
                                "delivery": figures.get("delivery")}
         data["running"] = run_id in self.runs and self.runs[run_id].poll() is None
         data["report"] = (path / "report.html").is_file()

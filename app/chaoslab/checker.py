@@ -1,91 +1,100 @@
 """The checker: judge a run's recorded history task by task.
 
-Pure Python over ledger records (see :mod:`chaoslab.ledger`); it needs no lab. Feed it
-every record of a run (publish, start and end records in any order, from any number of
-files), the phases, the fault windows and the run end time::
+Pure Python over plain data: the ledger records of a run (see :mod:`chaoslab.ledger`), and what the broker and
+Celery's result backend held when the history was collected (a :class:`~chaoslab.broker_state.BrokerState`). It
+needs no lab::
 
-    summary = check(read_records(paths), phases, faults, run_end)
+    summary = check(read_records(paths), phases, planned_faults, run_end, snapshot=state, clocks=corrections)
     write_summary(summary, results_dir)
 
+History
+    ``publish`` records (the load generator: when each task was due, ``scheduled``, and when its publish returned,
+    ``t``), ``received`` (a worker's main process got the message), ``start`` and ``end`` (an execution), ``alive``
+    (the worker processes alive at collection), ``fault`` (a fault taking effect and being reverted, from the node
+    agents) and ``clock`` records, in any order and from any number of files. Records of a node whose clock was off
+    the controller's are corrected by *clocks* (node -> :class:`~chaoslab.clock.Correction`) as they are read.
+
 Executions
-    A start record opens an execution; an end record closes the most recent open
-    execution with the same (node, pid, attempt). An end without a matching start counts
-    as an execution of its own (start unknown). Start and end records with ``t`` after
-    the run end are ignored (counted in ``records.after_run_end``).
+    A start record opens an execution; an end record closes the most recent open execution of the same process
+    (node, pid and process start) and attempt. An end without a matching start counts as an execution of its own.
+    Records written after the run end still count (a task that ran during collection did run); the figures per
+    phase count only what happened inside the phases.
 
-Classes (every published task id gets exactly one, tested in this order)
+Classes (every published task id gets exactly one, decided in this order)
     ``publish_failed``
-        The publish outcome was ``error`` or ``timeout``. The producer was told the task
-        was not sent, so this is a producer-side result whatever happened next; a task
-        that executed anyway keeps this class and is counted (and its id listed) as
-        ``publish_failed_executed``. (A publish timeout often did reach the broker; a
-        caller that re-publishes then gets the task twice, which is what this shows.)
-    ``lost``
-        Published ok and its work is neither done nor being done at the run end
-        (``lost_cause``): ``never_started`` (no execution started), ``retry_never_ran``
-        (its single execution ended ``retry`` and the retried message never started), or
-        ``killed`` (its single execution never ended and its worker process was gone when
-        the ledgers were collected: an ``alive`` record lists each node's live worker pids;
-        without one for the node the execution counts as stuck).
-    ``duplicated``
-        More than one execution started. The cause is ``redelivery`` when an attempt
-        number was executed more than once or an execution carried the redelivered flag
-        (the broker handed that message out again; the earlier delivery may have run on
-        a node whose ledger is missing), otherwise ``retry`` (attempt numbers only
-        increased). ``final`` says how it ended. A single execution with the redelivered
-        flag is not a duplicate.
+        The publish outcome was ``error`` or ``timeout`` (cause: which). The producer was told the task was not
+        sent; one that executed anyway is counted (and listed) as ``publish_failed_executed``.
+    ``pending``
+        Still in the broker at the end, or still running: a backlog, never a loss. Cause: ``queued`` (in a queue
+        list), ``reserved`` (delivered to a worker and not acknowledged: prefetched, waiting for its ETA, or running
+        with late acknowledgement; a dead worker's reserved messages are handed out again after the visibility
+        timeout), ``running`` (its last execution has no end and its process was alive at collection, and the
+        result backend does not say it finished), ``running_unverified`` (the same, with no ``alive`` record for the
+        node to tell).
+    ``duplicated_completed``, ``duplicated_not_completed``
+        Redelivered: executed more than once because the broker handed the same message out again (an attempt
+        number executed twice, or an execution flagged ``redelivered``), split by whether any execution succeeded.
+        A not-completed duplicate's cause is how it ended: ``failed``, ``failed_by_worker`` or ``gone``.
+        Retries the task asked for (``self.retry``, ``autoretry_for``) are not duplicates: they run with increasing
+        attempt numbers, and count in ``retries``.
     ``completed``
-        Exactly one execution, and it ended ``success``.
+        Succeeded: a successful end record, or the result backend's SUCCESS (the pool process stored its result and
+        died before it wrote the end record; or it finished after the ledgers were read).
     ``failed``
-        Exactly one execution, and it ended ``failure``.
-    ``stuck``
-        Exactly one execution, and it never ended, while its process still ran (or no
-        ``alive`` record says otherwise).
+        The task raised: its last execution ended ``failure``, or the result backend holds a FAILURE Celery's worker
+        did not make itself. Cause: the exception's type.
+    ``failed_by_worker``
+        No end record, and the result backend holds a failure Celery's worker made itself because the task could not
+        report: ``WorkerLostError`` (the pool process died), ``TimeLimitExceeded`` (the hard time limit killed it),
+        ``Terminated``. The caller was told; the work did not finish and was not run again. Cause: the type.
+    ``lost``
+        Published successfully and gone: not in the broker, no result, never completed, not running. Cause:
+        ``retry_never_ran`` (its last execution ended ``retry`` and the retried message is gone),
+        ``killed_running`` (its execution's process was gone at collection: the message had been acknowledged, early
+        acknowledgement, and nothing recorded a failure), ``prefetched_by_dead_worker`` (received by a worker
+        process that was gone at collection, never started), ``broker_data_loss`` (never received by a worker, and
+        the broker restarted after it was published, or evicted keys), ``never_delivered`` (never received, and
+        nothing explains where it went).
 
-    Records for ids that were never published are not classified; their ids and their
-    executions are counted as ``unknown``.
+    Records for ids that were never published are not classified; their ids and executions count as ``unknown``.
 
-Each task's ``final`` state is ``success`` if any execution succeeded, else the end of its
-last-started execution: ``failure``, ``retry``, ``unfinished`` (no end), or ``none`` (no
-execution).
+Each task's ``final`` state is ``success`` if it succeeded, else the end of its last-started execution: ``failure``,
+``retry``, ``unfinished`` (no end), or ``none`` (no execution); a failure only the result backend knows is
+``failure``.
+
+Fault windows
+    From the nodes' ``fault`` records: each ``applied`` paired with the next ``reverted`` of the same fault on the
+    same node (no ``reverted``: open until the run end). Only when the history has no fault record at all (an old
+    run, or ledgers that could not be collected) are the *faults* the runner planned used instead.
 
 Phases
-    A task belongs to the phase in which it was published (phases are half-open
-    ``[start, end)``); its class, kind, success and latencies count there. A completion
-    (the first successful end of a task) counts in the phase in which it ended, and
-    throughput is those completions per second of phase (publish_failed tasks that ran
-    count too: the work was done). Success ratio per kind = tasks
-    with a successful execution / tasks published, per kind. Latencies: queue wait =
-    first start - publish; run time = end - start of the last successful execution (of the
-    last ended one if none succeeded); end to end = last successful end - publish.
-    Percentiles are nearest-rank. ``overall`` holds the same figures over the whole run
-    (from the first phase start, or the first publish, to the run end), including tasks
-    published outside every phase.
-
-Cost
-    One pass groups the records by id in plain lists and tuples (repeated strings
-    interned), then each task is judged and its events freed. About 0.5 KiB per task at
-    peak; the cyclic garbage collector is paused during the pass (the data has no cycles).
+    A task belongs to the phase in which it was due (``scheduled``; phases are half-open ``[start, end)``); its
+    class, kind, success and latencies count there. A completion (the first successful end) counts in the phase in
+    which it ended; throughput is completions per second of phase. ``fault_throughput`` is the completions per
+    second inside the fault windows (their union). Latencies: queue wait = first start - publish returned; run time
+    = end - start of the last successful execution (of the last ended one if none succeeded); end to end = last
+    successful end - scheduled (so it includes the load's schedule lag). Percentiles are nearest-rank. ``overall``
+    holds the same figures over the whole run (from the first phase start, or the first publish, to the run end).
 
 Recovery time
-    Time bins of ``bin_s`` start at the end of the last fault window. Recovered at the
-    first bin start ``t`` where, over the window ``[t, t + window_s)``, the completion
-    rate is within ``tolerance`` of the baseline phase's rate and the mean backlog
-    (sampled at each bin start) is at most the baseline's backlog level times
-    ``1 + tolerance``. The baseline level is the highest such window mean inside the
-    baseline phase. Backlog at ``t`` = tasks published ok by ``t`` minus tasks finished
-    (first success or failure end) by ``t``, counting only tasks that did finish, so that
-    tasks lost for good do not hold the backlog up forever (they are reported as lost).
-    ``None`` when it never happens before the run end, or there is no baseline phase or
-    no fault window.
+    Time bins of ``bin_s`` start at the end of the last fault window. Recovered at the first bin start ``t`` where,
+    over ``[t, t + window_s)``, the completion rate is within ``tolerance`` of the baseline phase's rate and the mean
+    backlog is at most the baseline's backlog level times ``1 + tolerance``. Backlog at ``t`` = tasks published ok by
+    ``t`` (scheduled) minus tasks finished (succeeded or failed) by ``t``: a task that never finishes stays in the
+    backlog, so wiping the queue is not a recovery. ``None`` when it never happens before the run end.
 
 Delivery guarantee observed (over tasks published ok)
-    ``missing`` = tasks that never reached ``success`` or ``failure`` by the run end (lost,
-    stuck, and duplicated tasks that never finished); ``redelivered`` = tasks duplicated by
-    redelivery. Retries are re-publications the task asked for, not broker duplicates,
-    so they do not count. ``exactly-once``: neither; ``at-least-once``: redelivered only;
-    ``at-most-once``: missing only; ``none``: both.
+    ``unfinished`` = tasks whose work was cut short and never run again (lost, failed by the worker, and duplicates
+    that ended so); ``redelivered`` = duplicated tasks. ``exactly-once``: neither; ``at-least-once``: redelivered
+    only; ``at-most-once``: unfinished only; ``none``: both (some work was dropped and some ran twice). Pending tasks
+    have no outcome yet and are left out (``pending`` says how many).
+
+Cost
+    One pass groups the records by id in plain lists and tuples (repeated strings interned), then each task is
+    judged and its events freed; the cyclic garbage collector is paused during the pass (the data has no cycles).
 """
+
+from __future__ import annotations
 
 import csv
 import gc
@@ -101,9 +110,13 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any, Final, NamedTuple, TypeVar
 
-CLASSES: Final = ("completed", "duplicated", "failed", "lost", "stuck", "publish_failed")
-BAD_CLASSES: Final = ("duplicated", "failed", "lost", "stuck", "publish_failed")
-DUPLICATE_CAUSES: Final = ("redelivery", "retry")
+from chaoslab.broker_state import WORKER_MADE_FAILURES, BrokerState
+from chaoslab.clock import Correction
+
+CLASSES: Final = ("completed", "duplicated_completed", "duplicated_not_completed", "failed", "failed_by_worker",
+                  "pending", "lost", "publish_failed")
+BAD_CLASSES: Final = CLASSES[1:]
+DUPLICATED: Final = ("duplicated_completed", "duplicated_not_completed")
 LATENCIES: Final = ("queue_wait", "run_time", "end_to_end")
 PERCENTILES: Final = (50, 95, 99)
 
@@ -111,7 +124,8 @@ _START: Final = 0
 _END: Final = 1
 _TERMINAL: Final = frozenset(("success", "failure"))
 _END_T: Final = itemgetter(1)
-_SINGLE_EXECUTION_CLASS: Final = {"success": "completed", "failure": "failed"}
+_HEAD: Final = 5
+"""A task's state list: [kind, scheduled, outcome, published_at, received, *events]."""
 
 _W = TypeVar("_W", "Phase", "FaultWindow")
 
@@ -131,11 +145,14 @@ class Phase:
 
 @dataclass(frozen=True, slots=True)
 class FaultWindow:
-    """When a fault was active, ``[start, end)`` in epoch seconds."""
+    """When a fault was in force, ``[start, end)`` in epoch seconds, on ``target`` (a node; "" when planned)."""
 
     fault: str
     start: float
     end: float
+    target: str = ""
+    source: str = "agent"
+    """``agent``: the node's own records; ``planned``: the runner's phase bounds (no records)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,24 +171,33 @@ class TaskResult(NamedTuple):
 
     id: str
     kind: str
+    phase: str
     cls: str
+    cause: str | None
+    final: str
     executions: int
+    retries: int
+    deliveries: int
+    """Received records: how often a worker's main process got the task's message."""
     nodes: str
     publish_t: float
+    """When the task was due (the load's schedule)."""
+    published_at: float
+    """When its publish returned."""
     first_start: float | None
     last_end: float | None
     queue_wait: float | None
     run_time: float | None
     end_to_end: float | None
-    duplicate_cause: str | None
-    final: str
     successes: int
     completed_at: float | None
     finished_at: float | None
-    lost_cause: str | None = None
+    result: str | None
+    """The result backend's state at the end (None: no record, or not looked up)."""
 
 
 _FIELD_GETTERS: Final = {name: itemgetter(index) for index, name in enumerate(TaskResult._fields)}
+_PUBLISH_ORDER: Final = itemgetter(TaskResult._fields.index("publish_t"), 0)
 CSV_HEADER: Final = tuple("class" if name == "cls" else name for name in TaskResult._fields)
 
 
@@ -199,17 +225,11 @@ class PhaseStats:
 
 
 @dataclass(frozen=True, slots=True)
-class DuplicateStats:
-    by_cause: dict[str, int]
-    succeeded: int
-    succeeded_more_than_once: int
-
-
-@dataclass(frozen=True, slots=True)
 class Delivery:
     guarantee: str
-    missing: int
+    unfinished: int
     redelivered: int
+    pending: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,28 +249,46 @@ class Summary:
     phases: list[PhaseStats]
     overall: PhaseStats
     faults: list[FaultWindow]
+    fault_source: str
+    fault_throughput: float | None
     classes: dict[str, int]
-    duplicates: DuplicateStats
+    causes: dict[str, dict[str, int]]
     delivery: Delivery
     recovery: Recovery
     records: dict[str, int]
+    snapshot: dict[str, Any] | None
+    clocks: dict[str, dict[str, float]]
     unknown_ids: list[str]
     unknown_executions: int
     tasks: list[TaskResult] = field(repr=False)
 
     def ids(self, cls: str) -> list[str]:
-        """Ids of the tasks of one class, in publish-record order."""
+        """Ids of the tasks of one class, in the order they were due."""
         return [task.id for task in self.tasks if task.cls == cls]
 
+    def count(self, cls: str) -> int:
+        return self.classes.get(cls, 0)
+
+    @property
+    def duplicated(self) -> int:
+        return sum(self.classes.get(cls, 0) for cls in DUPLICATED)
+
+    @property
+    def never_completed(self) -> int:
+        """Tasks published ok that never succeeded."""
+        return sum(task.final != "success" for task in self.tasks if task.cls != "publish_failed")
+
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-able view: all figures and the ids of every bad class (not the task rows)."""
+        """A JSON-able view: all figures and the ids of every class but completed (not the task rows)."""
         skipped = {"tasks", "unknown_ids", "unknown_executions"}
         data = {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name not in skipped}
         data["tasks"] = len(self.tasks)
+        data["duplicated"] = self.duplicated
+        data["never_completed"] = self.never_completed
         data["unknown"] = {"ids": len(self.unknown_ids), "executions": self.unknown_executions}
         executed = self.publish_failed_executed()
         data["publish_failed_executed"] = len(executed)
-        data["lost_causes"] = dict(Counter(task.lost_cause for task in self.tasks if task.cls == "lost"))
+        data["retried"] = sum(task.retries > 0 for task in self.tasks)
         data["ids"] = {**_ids_by_class(self.tasks), "publish_failed_executed": executed, "unknown": self.unknown_ids}
         return data
 
@@ -283,72 +321,101 @@ def _ids_by_class(tasks: Iterable[TaskResult]) -> dict[str, list[str]]:
 class _Collector:
     """Groups records by task id.
 
-    Per id a list ``[kind, publish_t, publish_outcome, event, event, ...]``; an event is
-    ``(t, _START, node, pid, attempt, redelivered)`` or ``(t, _END, node, pid, attempt,
-    outcome)``, so sorting a task's events orders them by time, starts before ends.
-    Repeated strings (kinds, nodes, outcomes) and pids are interned to save memory.
+    Per id a list ``[kind, scheduled, publish_outcome, published_at, received, event, event, ...]``; ``received`` is
+    None or ``(count, t, node, pid, ps)`` of the last received record; an event is ``(t, _START, node, pid, attempt,
+    redelivered, ps)`` or ``(t, _END, node, pid, attempt, outcome, ps, error_type)``, so sorting a task's events
+    orders them by time, starts before ends. Repeated strings (kinds, nodes, outcomes) and pids are interned.
     """
 
-    def __init__(self, run_end: float) -> None:
+    def __init__(self, run_end: float, clocks: Mapping[str, Correction] | None = None) -> None:
         self.run_end = run_end
         self.tasks: dict[str, list[Any]] = {}
-        self.counts = dict.fromkeys(("publish", "start", "end", "other", "after_run_end", "repeated_publish"), 0)
+        self.counts = dict.fromkeys(("publish", "received", "start", "end", "fault", "clock", "alive", "other",
+                                     "after_run_end", "repeated_publish"), 0)
         self._atoms: dict[Any, Any] = {}
-        # node -> worker pids alive when the ledgers were collected (``alive`` records)
-        self.alive: dict[str, frozenset[int]] = {}
+        # node -> ((pid, process start) pairs, pids) alive when the ledgers were collected (``alive`` records)
+        self.alive: dict[str, tuple[frozenset[tuple[int, float]], frozenset[int]]] = {}
+        self.faults: list[tuple[float, str, str, str]] = []
+        self.clocks = {node: c for node, c in (clocks or {}).items() if c.significant()}
 
     def add_all(self, records: Iterable[Mapping[str, Any]]) -> None:
         handlers = {"start": self._add_start, "end": self._add_end, "publish": self._add_publish,
-                    "alive": self._add_alive}
+                    "received": self._add_received, "alive": self._add_alive, "fault": self._add_fault,
+                    "clock": self._add_clock}
         for record in records:
             try:
                 handlers.get(record["type"], self._add_other)(record)
-            except (KeyError, TypeError) as exc:
+            except (KeyError, TypeError, ValueError) as exc:
                 raise ValueError(f"malformed ledger record ({exc!r}): {record!r}") from exc
+
+    def _t(self, record: Mapping[str, Any], key: str = "t") -> float:
+        t = float(record[key])
+        if self.clocks:
+            correction = self.clocks.get(record.get("node", ""))
+            if correction is not None:
+                t -= correction.at(t)
+        return t
 
     def _add_other(self, record: Mapping[str, Any]) -> None:
         self.counts["other"] += 1
 
+    def _add_clock(self, record: Mapping[str, Any]) -> None:
+        self.counts["clock"] += 1
+
     def _add_alive(self, record: Mapping[str, Any]) -> None:
-        self.counts["other"] += 1
-        self.alive[record["node"]] = frozenset(record["pids"])
+        self.counts["alive"] += 1
+        procs = frozenset((int(pid), float(start)) for pid, start in record.get("procs") or ())
+        self.alive[record["node"]] = (procs, frozenset(record["pids"]))
+
+    def _add_fault(self, record: Mapping[str, Any]) -> None:
+        self.counts["fault"] += 1
+        self.faults.append((self._t(record), str(record["event"]), str(record["fault"]), str(record["node"])))
+
+    def _state(self, task_id: str) -> list[Any]:
+        state = self.tasks.get(task_id)
+        if state is None:
+            state = self.tasks[task_id] = [None, None, None, None, None]
+        return state
+
+    def _add_received(self, record: Mapping[str, Any]) -> None:
+        self.counts["received"] += 1
+        intern = self._atoms.setdefault
+        node, pid = record["node"], record["pid"]
+        state = self._state(record["id"])
+        count = state[4][0] + 1 if state[4] else 1
+        state[4] = (count, self._t(record), intern(node, node), intern(pid, pid), record.get("ps"))
 
     def _add_start(self, record: Mapping[str, Any]) -> None:
         self.counts["start"] += 1
-        self._add_event(record, _START, bool(record["redelivered"]))
+        self._add_event(record, (_START, bool(record["redelivered"]), record.get("ps")))
 
     def _add_end(self, record: Mapping[str, Any]) -> None:
         self.counts["end"] += 1
-        outcome = record["outcome"]
-        self._add_event(record, _END, self._atoms.setdefault(outcome, outcome))
+        intern = self._atoms.setdefault
+        outcome, error = record["outcome"], record.get("error_type")
+        self._add_event(record, (_END, intern(outcome, outcome), record.get("ps"), intern(error, error)))
 
-    def _add_event(self, record: Mapping[str, Any], what: int, detail: Any) -> None:
-        t = record["t"]
+    def _add_event(self, record: Mapping[str, Any], detail: tuple[Any, ...]) -> None:
+        t = self._t(record)
         if t > self.run_end:
             self.counts["after_run_end"] += 1
-            return
         intern = self._atoms.setdefault
         node, pid = record["node"], record["pid"]
-        event = (t, what, intern(node, node), intern(pid, pid), record["attempt"], detail)
-        state = self.tasks.get(record["id"])
-        if state is None:
-            self.tasks[record["id"]] = [None, None, None, event]
-        else:
-            state.append(event)
+        what, *rest = detail
+        self._state(record["id"]).append((t, what, intern(node, node), intern(pid, pid), record["attempt"], *rest))
 
     def _add_publish(self, record: Mapping[str, Any]) -> None:
         self.counts["publish"] += 1
         intern = self._atoms.setdefault
-        kind, t, outcome = record["kind"], record["t"], record["outcome"]
-        state = self.tasks.get(record["id"])
-        if state is None:
-            self.tasks[record["id"]] = [intern(kind, kind), t, intern(outcome, outcome)]
-            return
+        kind, outcome = record["kind"], record["outcome"]
+        returned = self._t(record)
+        scheduled = self._t(record, "scheduled") if record.get("scheduled") is not None else returned
+        state = self._state(record["id"])
         if state[2] is not None:
             self.counts["repeated_publish"] += 1
-            if not _better_publish(t, outcome, state[1], state[2]):
+            if not _better_publish(returned, outcome, state[3], state[2]):
                 return
-        state[0], state[1], state[2] = intern(kind, kind), t, intern(outcome, outcome)
+        state[0], state[1], state[2], state[3] = intern(kind, kind), scheduled, intern(outcome, outcome), returned
 
 
 def _better_publish(t: float, outcome: str, old_t: float, old_outcome: str) -> bool:
@@ -356,67 +423,154 @@ def _better_publish(t: float, outcome: str, old_t: float, old_outcome: str) -> b
     return (outcome != "ok", t) < (old_outcome != "ok", old_t)
 
 
+def unfinished_ids(records: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Ids published ok without a successful end record: those whose result the runner looks up."""
+    published: dict[str, None] = {}
+    succeeded: set[str] = set()
+    for record in records:
+        kind = record.get("type")
+        if kind == "publish" and record.get("outcome") == "ok":
+            published[record["id"]] = None
+        elif kind == "end" and record.get("outcome") == "success":
+            succeeded.add(record["id"])
+    return [task_id for task_id in published if task_id not in succeeded]
+
+
 # ---------------------------------------------------------------------------------------
 # Judging one task
 
 
 def _pair_executions(events: list[tuple[Any, ...]]) -> list[list[Any]]:
-    """Executions ``[start_t, end_t, outcome, node, attempt, redelivered, pid]`` in time order."""
-    events.sort()
+    """Executions ``[start_t, end_t, outcome, node, attempt, redelivered, pid, ps, error_type]`` in time order."""
+    events.sort(key=itemgetter(0, 1))
     executions: list[list[Any]] = []
     open_by_key: dict[tuple[Any, ...], list[list[Any]]] = {}
-    for t, what, node, pid, attempt, detail in events:
-        key = (node, pid, attempt)
+    for event in events:
+        t, what, node, pid, attempt = event[:5]
+        key = (node, pid, event[6], attempt)
         if what == _START:
-            execution = [t, None, None, node, attempt, detail, pid]
+            execution = [t, None, None, node, attempt, event[5], pid, event[6], None]
             open_by_key.setdefault(key, []).append(execution)
             executions.append(execution)
             continue
         stack = open_by_key.get(key)
         if stack:
             execution = stack.pop()
-            execution[1], execution[2] = t, detail
+            execution[1], execution[2], execution[8] = t, event[5], event[7]
         else:
-            executions.append([None, t, detail, node, attempt, False, pid])
+            executions.append([None, t, event[5], node, attempt, False, pid, event[6], event[7]])
     return executions
 
 
-def _final_state(executions: list[list[Any]], successes: list[list[Any]]) -> str:
-    if successes:
+@dataclass(frozen=True, slots=True)
+class _Context:
+    """What every task is judged against besides its own records."""
+
+    alive: Mapping[str, tuple[frozenset[tuple[int, float]], frozenset[int]]]
+    snapshot: BrokerState | None
+    clocks: Mapping[str, Correction]
+    starts: Sequence[float]
+    phases: Sequence[Phase]
+
+    def process_alive(self, node: str, pid: int, ps: float | None) -> bool | None:
+        """Whether a process was alive at collection (None: no alive record for its node)."""
+        found = self.alive.get(node)
+        if found is None:
+            return None
+        procs, pids = found
+        if ps is not None and procs:
+            return (pid, ps) in procs
+        return pid in pids
+
+    def done_at(self, worker: str | None, done: float | None) -> float | None:
+        """The result backend's ``date_done`` on the controller's clock (the worker is ``celery@<node>``)."""
+        if done is None or worker is None:
+            return done
+        correction = self.clocks.get(worker.partition("@")[2])
+        return done - correction.at(done) if correction is not None else done
+
+    def broker_restarted_after(self, t: float) -> bool:
+        snapshot = self.snapshot
+        if snapshot is None:
+            return False
+        return (snapshot.broker_started is not None and snapshot.broker_started > t) or snapshot.evicted_keys > 0
+
+    def phase(self, t: float) -> str:
+        index = _phase_index(self.starts, self.phases, t)
+        return "" if index is None else self.phases[index].name
+
+
+def _redelivered(executions: list[list[Any]]) -> bool:
+    if len(executions) < 2:
+        return False
+    attempts = [execution[4] for execution in executions]
+    return any(execution[5] for execution in executions) or len(set(attempts)) < len(attempts)
+
+
+def _final_state(executions: list[list[Any]], success: bool, result_failed: bool) -> str:
+    if success:
         return "success"
     if not executions:
-        return "none"
-    return executions[-1][2] or "unfinished"
+        return "failure" if result_failed else "none"
+    last = executions[-1][2]
+    if last is None and result_failed:
+        return "failure"
+    return last or "unfinished"
 
 
-def _killed(execution: list[Any], alive: Mapping[str, frozenset[int]]) -> bool:
-    """An unfinished execution whose process was gone when the ledgers were collected."""
-    node_alive = alive.get(execution[3])
-    return execution[1] is None and node_alive is not None and execution[6] not in node_alive
-
-
-def _classify(publish_ok: bool, executions: list[list[Any]], final: str,
-              alive: Mapping[str, frozenset[int]]) -> tuple[str, str | None]:
-    """The task's class, and for a lost task why: never_started, retry_never_ran or killed."""
-    if not publish_ok:
-        return "publish_failed", None
-    if not executions:
-        return "lost", "never_started"
-    if len(executions) > 1:
-        return "duplicated", None
-    if final == "retry":
-        return "lost", "retry_never_ran"
-    if final == "unfinished" and _killed(executions[0], alive):
-        return "lost", "killed"
-    return _SINGLE_EXECUTION_CLASS.get(final, "stuck"), None
-
-
-def _duplicate_cause(executions: list[list[Any]]) -> str | None:
-    if len(executions) < 2:
+def _running(executions: list[list[Any]], ctx: _Context, meta_state: str | None) -> str | None:
+    """``running`` / ``running_unverified`` when the last-started execution has no end and still runs."""
+    if not executions or executions[-1][1] is not None or meta_state in ("SUCCESS", "FAILURE"):
         return None
-    attempts = [execution[4] for execution in executions]
-    redelivered = any(execution[5] for execution in executions)
-    return "redelivery" if redelivered or len(set(attempts)) < len(attempts) else "retry"
+    last = executions[-1]
+    alive = ctx.process_alive(last[3], last[6], last[7])
+    if alive is None:
+        return "running_unverified"
+    return "running" if alive else None
+
+
+def _lost_cause(task: list[Any], executions: list[list[Any]], final: str, ctx: _Context) -> str:
+    if final == "retry":
+        return "retry_never_ran"
+    if executions:
+        return "killed_running"
+    received = task[4]
+    if received is not None and ctx.process_alive(received[2], received[3], received[4]) is False:
+        return "prefetched_by_dead_worker"
+    if ctx.broker_restarted_after(task[3]):
+        return "broker_data_loss"
+    return "never_delivered"
+
+
+def _classify(task: list[Any], task_id: str, executions: list[list[Any]], ctx: _Context,
+              success: bool, final: str, meta: Any) -> tuple[str, str | None]:
+    """The task's class and cause (see the module doc)."""
+    if task[2] != "ok":
+        return "publish_failed", task[2]
+    where = ctx.snapshot.where(task_id) if ctx.snapshot is not None else None
+    running = where or _running(executions, ctx, meta.state if meta else None)
+    if running:
+        return "pending", running
+    failure_cls, failure_cause = _failure(executions, meta)
+    if _redelivered(executions):
+        if success:
+            return "duplicated_completed", None
+        return "duplicated_not_completed", failure_cls or "gone"
+    if success:
+        return "completed", None
+    if failure_cls:
+        return failure_cls, failure_cause
+    return "lost", _lost_cause(task, executions, final, ctx)
+
+
+def _failure(executions: list[list[Any]], meta: Any) -> tuple[str | None, str | None]:
+    """(``failed`` or ``failed_by_worker``, the exception type) when the task's end is a failure, else (None, None)."""
+    last = executions[-1] if executions else None
+    if last is not None and last[2] == "failure":
+        return "failed", last[8]
+    if (last is None or last[2] is None) and meta is not None and meta.state == "FAILURE":
+        return ("failed_by_worker" if meta.exc_type in WORKER_MADE_FAILURES else "failed"), meta.exc_type
+    return None, None
 
 
 def _nodes_label(executions: list[list[Any]]) -> str:
@@ -427,38 +581,46 @@ def _difference(later: float | None, earlier: float | None) -> float | None:
     return None if later is None or earlier is None else later - earlier
 
 
-def _first_terminal_end(ended: list[list[Any]]) -> float | None:
-    return next((execution[1] for execution in ended if execution[2] in _TERMINAL), None)
-
-
-def _judge(task_id: str, state: list[Any], alive: Mapping[str, frozenset[int]]) -> TaskResult:
-    publish_t = state[1]
-    executions = _pair_executions(state[3:])
-    ended = [execution for execution in executions if execution[1] is not None]
-    ended.sort(key=_END_T)
+def _judge(task_id: str, state: list[Any], ctx: _Context) -> TaskResult:
+    scheduled, published_at = state[1], state[3]
+    executions = _pair_executions(state[_HEAD:])
+    ended = sorted((execution for execution in executions if execution[1] is not None), key=_END_T)
     successes = [execution for execution in ended if execution[2] == "success"]
+    meta = ctx.snapshot.results.get(task_id) if ctx.snapshot is not None else None
+    result_done = ctx.done_at(meta.worker, meta.done) if meta is not None else None
+    success = bool(successes) or (meta is not None and meta.state == "SUCCESS")
+    final = _final_state(executions, success, meta is not None and meta.state == "FAILURE")
+    cls, cause = _classify(state, task_id, executions, ctx, success, final, meta)
     decisive = (successes or ended)[-1] if ended else None
-    final = _final_state(executions, successes)
     first_start = executions[0][0] if executions else None
-    cls, lost_cause = _classify(state[2] == "ok", executions, final, alive)
+    completed_at = successes[0][1] if successes else (result_done if success else None)
+    last_success = successes[-1][1] if successes else completed_at
+    terminal = next((execution[1] for execution in ended if execution[2] in _TERMINAL), None)
+    if terminal is None and meta is not None and meta.state in ("SUCCESS", "FAILURE"):
+        terminal = result_done
+    received = state[4]
     return TaskResult(
         task_id,
         state[0],
+        ctx.phase(scheduled),
         cls,
+        cause,
+        final,
         len(executions),
+        len({execution[4] for execution in executions}) - 1 if executions else 0,
+        received[0] if received else 0,
         _nodes_label(executions),
-        publish_t,
+        scheduled,
+        published_at,
         first_start,
         ended[-1][1] if ended else None,
-        _difference(first_start, publish_t),
+        _difference(first_start, published_at),
         _difference(decisive[1], decisive[0]) if decisive else None,
-        _difference(successes[-1][1], publish_t) if successes else None,
-        _duplicate_cause(executions),
-        final,
-        len(successes),
-        successes[0][1] if successes else None,
-        _first_terminal_end(ended),
-        lost_cause,
+        _difference(last_success, scheduled),
+        len(successes) or int(success),
+        completed_at,
+        terminal,
+        meta.state if meta is not None else None,
     )
 
 
@@ -475,6 +637,14 @@ def _class_counts(tasks: Iterable[TaskResult]) -> dict[str, int]:
     counts = dict.fromkeys(CLASSES, 0)
     counts.update(Counter(map(_FIELD_GETTERS["cls"], tasks)))
     return counts
+
+
+def _cause_counts(tasks: Iterable[TaskResult]) -> dict[str, dict[str, int]]:
+    causes: dict[str, Counter[str]] = {}
+    for task in tasks:
+        if task.cause is not None:
+            causes.setdefault(task.cls, Counter())[task.cause] += 1
+    return {cls: dict(sorted(counter.items())) for cls, counter in sorted(causes.items())}
 
 
 def latency_columns(tasks: Iterable[TaskResult]) -> dict[str, list[float]]:
@@ -494,7 +664,7 @@ def phase_stats(
     """
     classes = _class_counts(tasks)
     published = Counter(map(_FIELD_GETTERS["kind"], tasks))
-    succeeded = Counter(task.kind for task in tasks if task.successes)
+    succeeded = Counter(task.kind for task in tasks if task.final == "success")
     columns = columns if columns is not None else latency_columns(tasks)
     return PhaseStats(
         name=phase.name,
@@ -538,6 +708,42 @@ def _count_between(ordered: Sequence[float], start: float, end: float) -> int:
 
 
 # ---------------------------------------------------------------------------------------
+# Fault windows
+
+
+def fault_windows(events: Iterable[tuple[float, str, str, str]], run_end: float) -> list[FaultWindow]:
+    """Windows from ``(t, event, fault, node)``: ``applied`` to the next ``reverted`` of the same fault and node."""
+    open_since: dict[tuple[str, str], float] = {}
+    windows: list[FaultWindow] = []
+    for t, event, fault, node in sorted(events):
+        key = (fault, node)
+        if event == "applied" and key not in open_since:
+            open_since[key] = t
+        elif event == "reverted" and key in open_since:
+            windows.append(FaultWindow(fault, open_since.pop(key), t, node))
+    windows += [FaultWindow(fault, start, max(run_end, start), node) for (fault, node), start in open_since.items()]
+    return sorted(windows, key=lambda window: (window.start, window.target))
+
+
+def _union_length_and_count(windows: Sequence[FaultWindow], completions: Sequence[float]) -> tuple[float, int]:
+    """Total length of the windows' union, and the completions inside it."""
+    length, count, reach = 0.0, 0, -math.inf
+    for window in sorted(windows, key=lambda w: w.start):
+        start = max(window.start, reach)
+        if window.end > start:
+            length += window.end - start
+            count += _count_between(completions, start, window.end)
+        reach = max(reach, window.end)
+    return length, count
+
+
+def fault_throughput(windows: Sequence[FaultWindow], completions: Sequence[float]) -> float | None:
+    """Completions per second inside the fault windows; None without windows of any length."""
+    length, count = _union_length_and_count(windows, completions)
+    return count / length if length > 0 else None
+
+
+# ---------------------------------------------------------------------------------------
 # Recovery and delivery
 
 
@@ -546,7 +752,6 @@ class _Timeline:
     """Ascending event times over the whole run."""
 
     published: list[float]
-    """Publish times of tasks published ok that finished."""
     finished: list[float]
     completed: list[float]
 
@@ -581,22 +786,47 @@ def recovery_time(
         for k in range(int((baseline.duration - span) / params.bin_s + 1e-9) + 1)
     )
     fault_end = max(fault.end for fault in faults)
-    found = Recovery(None, "not recovered by the run end", fault_end, base_rate, base_backlog)
     k = 0
     while (t := fault_end + k * params.bin_s) + span <= run_end + 1e-9:
         rate_ok = abs(timeline.rate(t, t + span) - base_rate) <= params.tolerance * base_rate + 1e-9
         if rate_ok and timeline.mean_backlog(t, bins, params.bin_s) <= base_backlog * (1 + params.tolerance):
             return Recovery(k * params.bin_s, "recovered", fault_end, base_rate, base_backlog)
         k += 1
-    return found
+    return Recovery(None, "not recovered by the run end", fault_end, base_rate, base_backlog)
 
 
-def delivery_guarantee(missing: int, redelivered: int) -> str:
-    if missing and redelivered:
+def _recovery_note(recovery: Recovery, tasks: Sequence[TaskResult]) -> Recovery:
+    """A not-recovered note that says how many tasks published before the fault ended never finished."""
+    if recovery.time_s is not None or recovery.fault_end is None:
+        return recovery
+    never = sum(task.finished_at is None and task.publish_t <= recovery.fault_end for task in tasks
+                if task.cls != "publish_failed")
+    if not never:
+        return recovery
+    note = f"{recovery.note}: {never} tasks published before the fault ended never finished"
+    return Recovery(None, note, recovery.fault_end, recovery.baseline_rate, recovery.baseline_backlog)
+
+
+def delivery_guarantee(unfinished: int, redelivered: int) -> str:
+    if unfinished and redelivered:
         return "none"
-    if missing:
+    if unfinished:
         return "at-most-once"
     return "at-least-once" if redelivered else "exactly-once"
+
+
+_CUT_SHORT: Final = frozenset(("lost", "failed_by_worker"))
+
+
+def _delivery(tasks: Iterable[TaskResult]) -> Delivery:
+    unfinished = redelivered = pending = 0
+    for task in tasks:
+        if task.cls in _CUT_SHORT or (task.cls == "duplicated_not_completed" and task.cause != "failed"):
+            unfinished += 1
+        if task.cls in DUPLICATED:
+            redelivered += 1
+        pending += task.cls == "pending"
+    return Delivery(delivery_guarantee(unfinished, redelivered), unfinished, redelivered, pending)
 
 
 # ---------------------------------------------------------------------------------------
@@ -606,7 +836,7 @@ def delivery_guarantee(missing: int, redelivered: int) -> str:
 def _coerce(cls: type[_W], item: _W | Mapping[str, Any]) -> _W:
     if isinstance(item, cls):
         return item
-    return cls(**{f.name: item[f.name] for f in fields(cls)})
+    return cls(**{f.name: item[f.name] for f in fields(cls) if f.name in item})
 
 
 def _validated_phases(phases: Iterable[Phase | Mapping[str, Any]]) -> list[Phase]:
@@ -638,35 +868,20 @@ def _phase_figures(
         for phase, group, group_columns in zip(phases, groups, columns, strict=False)
     ]
     merged = {name: sorted(chain.from_iterable(part[name] for part in columns)) for name in LATENCIES}
-    return per_phase, phase_stats(run, tasks, len(completions), merged)
+    in_run = _count_between(completions, run.start, run.end)
+    return per_phase, phase_stats(run, tasks, in_run, merged)
 
 
 def _timeline(tasks: Sequence[TaskResult]) -> _Timeline:
-    finished = [task for task in tasks if task.finished_at is not None and task.cls != "publish_failed"]
+    accepted = [task for task in tasks if task.cls != "publish_failed"]
     return _Timeline(
-        published=sorted(task.publish_t for task in finished),
-        finished=sorted(task.finished_at for task in finished),
+        published=sorted(task.publish_t for task in accepted),
+        finished=sorted(_column(accepted, "finished_at")),
         completed=sorted(_column(tasks, "completed_at")),
     )
 
 
-def _duplicate_stats(tasks: Iterable[TaskResult]) -> DuplicateStats:
-    duplicated = [task for task in tasks if task.cls == "duplicated"]
-    return DuplicateStats(
-        by_cause={cause: sum(task.duplicate_cause == cause for task in duplicated) for cause in DUPLICATE_CAUSES},
-        succeeded=sum(task.successes > 0 for task in duplicated),
-        succeeded_more_than_once=sum(task.successes > 1 for task in duplicated),
-    )
-
-
-def _delivery(tasks: Iterable[TaskResult]) -> Delivery:
-    accepted = [task for task in tasks if task.cls != "publish_failed"]
-    missing = sum(task.finished_at is None for task in accepted)
-    redelivered = sum(task.duplicate_cause == "redelivery" for task in accepted)
-    return Delivery(delivery_guarantee(missing, redelivered), missing, redelivered)
-
-
-def _judge_all(collector: _Collector) -> tuple[list[TaskResult], list[str], int]:
+def _judge_all(collector: _Collector, ctx: _Context) -> tuple[list[TaskResult], list[str], int]:
     """Judge every published id; return the results, unknown ids and their executions."""
     tasks: list[TaskResult] = []
     unknown_ids: list[str] = []
@@ -676,9 +891,9 @@ def _judge_all(collector: _Collector) -> tuple[list[TaskResult], list[str], int]
         states[task_id] = None  # frees the events as we go
         if state[2] is None:
             unknown_ids.append(task_id)
-            unknown_executions += len(_pair_executions(state[3:]))
+            unknown_executions += len(_pair_executions(state[_HEAD:]))
         else:
-            tasks.append(_judge(task_id, state, collector.alive))
+            tasks.append(_judge(task_id, state, ctx))
     return tasks, unknown_ids, unknown_executions
 
 
@@ -701,21 +916,33 @@ def check(
     faults: Iterable[FaultWindow | Mapping[str, Any]],
     run_end: float,
     *,
+    snapshot: BrokerState | None = None,
+    clocks: Mapping[str, Correction] | None = None,
     recovery: RecoveryParams = DEFAULT_RECOVERY,
 ) -> Summary:
     """Classify every published task and compute the run's figures (see the module doc).
 
-    *records* may come in any order and may be a one-shot iterator (e.g. read_records).
-    *phases* (in time order, not overlapping) and *faults* may be dataclasses or mappings
-    with the same keys. Raises ValueError on a malformed record or bad phases.
+    *records* may come in any order and may be a one-shot iterator (e.g. read_records). *phases* (in time order,
+    not overlapping) and *faults* (the planned windows, used only when the records hold no fault record) may be
+    dataclasses or mappings with the same keys. Without a *snapshot* nothing is known of the broker: a task not
+    finished in the ledgers is then lost or running by the ledgers alone. Raises ValueError on a malformed record or
+    bad phases.
     """
     phase_list = _validated_phases(phases)
-    fault_list = [_coerce(FaultWindow, fault) for fault in faults]
     with _gc_paused():
-        collector = _Collector(run_end)
+        collector = _Collector(run_end, clocks)
         collector.add_all(records)
-        tasks, unknown_ids, unknown_executions = _judge_all(collector)
+        ctx = _Context(collector.alive, snapshot, collector.clocks, [p.start for p in phase_list], phase_list)
+        tasks, unknown_ids, unknown_executions = _judge_all(collector, ctx)
         collector.tasks.clear()
+        tasks.sort(key=_PUBLISH_ORDER)  # the same order whatever order the records came in
+        unknown_ids.sort()
+    if collector.faults:
+        fault_list, fault_source = fault_windows(collector.faults, run_end), "agents"
+    else:
+        planned = [_coerce(FaultWindow, fault) for fault in faults]
+        fault_list = [FaultWindow(w.fault, w.start, w.end, w.target, "planned") for w in planned]
+        fault_source = "planned" if fault_list else "none"
     timeline = _timeline(tasks)
     baseline = next((phase for phase in phase_list if phase.name == recovery.baseline_phase), None)
     run = Phase("run", phase_list[0].start if phase_list else _first_publish(tasks, run_end), run_end)
@@ -725,11 +952,15 @@ def check(
         phases=per_phase,
         overall=overall,
         faults=fault_list,
+        fault_source=fault_source,
+        fault_throughput=fault_throughput(fault_list, timeline.completed),
         classes=_class_counts(tasks),
-        duplicates=_duplicate_stats(tasks),
+        causes=_cause_counts(tasks),
         delivery=_delivery(tasks),
-        recovery=recovery_time(timeline, baseline, fault_list, run_end, recovery),
+        recovery=_recovery_note(recovery_time(timeline, baseline, fault_list, run_end, recovery), tasks),
         records=dict(collector.counts),
+        snapshot=snapshot.counts() if snapshot is not None else None,
+        clocks={node: correction.to_dict() for node, correction in sorted((clocks or {}).items())},
         unknown_ids=unknown_ids,
         unknown_executions=unknown_executions,
         tasks=tasks,
@@ -740,14 +971,20 @@ def _first_publish(tasks: Sequence[TaskResult], default: float) -> float:
     return min((task.publish_t for task in tasks), default=default)
 
 
-def write_summary(summary: Summary, directory: str | Path) -> tuple[Path, Path]:
-    """Write ``summary.json`` and ``tasks.csv`` into *directory*; return their paths."""
+def write_summary(summary: Summary, directory: str | Path, labels: Mapping[str, str] | None = None
+                  ) -> tuple[Path, Path]:
+    """Write ``summary.json`` and ``tasks.csv`` into *directory*; return their paths.
+
+    *labels* (e.g. ``{"run_id": ..., "cell": ...}``) become leading columns of every row of tasks.csv, so that the
+    tasks of many runs can be read as one table.
+    """
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     summary_path, tasks_path = out / "summary.json", out / "tasks.csv"
     summary_path.write_text(json.dumps(summary.to_dict(), indent=2) + "\n", encoding="utf-8")
+    prefix = tuple((labels or {}).values())
     with tasks_path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(CSV_HEADER)
-        writer.writerows(summary.tasks)
+        writer.writerow((*(labels or {}), *CSV_HEADER))
+        writer.writerows((*prefix, *task) for task in summary.tasks)
     return summary_path, tasks_path

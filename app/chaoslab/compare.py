@@ -17,8 +17,10 @@ Figures of a row, all read from the checker's output (see :mod:`chaoslab.checker
 ``p95_end_to_end``
     The whole run's nearest-rank p95 of end-to-end latency (``overall`` in summary.json).
 ``throughput_baseline``, ``throughput_fault``
-    Completions per second of the phase named ``baseline`` (else the first phase) and
-    of the phase named ``fault`` (else the phase overlapping the fault windows most).
+    Completions per second of the phase named ``baseline`` (else the first phase), and
+    inside the fault windows the nodes recorded (the checker's ``fault_throughput``; for
+    a summary without it, of the phase named ``fault``, else the phase overlapping the
+    fault windows most).
 ``throughput_drop``
     ``1 - throughput_fault / throughput_baseline``; negative when the fault phase
     completed more (e.g. a backlog draining), where the verdict's figure is clamped at 0.
@@ -26,7 +28,9 @@ Figures of a row, all read from the checker's output (see :mod:`chaoslab.checker
     The checker's recovery time in seconds (``None``: not recovered, or no fault/baseline).
 
 A directory that lacks a file gives a row with what it has (``None`` elsewhere), so an
-aborted or failed run still shows up. This module also holds the small HTML and number
+aborted or failed run still shows up. The comparison is written as Markdown and HTML for
+reading and as CSV and JSON for a notebook (every field of every row; ``held`` is true or
+false when the run had a hypothesis). This module also holds the small HTML and number
 formatting helpers that :mod:`chaoslab.report` shares.
 """
 
@@ -34,10 +38,11 @@ from __future__ import annotations
 
 import csv
 import html
+import io
 import json
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Final
 
@@ -141,6 +146,13 @@ def _throughput(phase: Mapping[str, Any] | None) -> float | None:
     return None if phase is None else phase.get("throughput")
 
 
+def fault_throughput(summary: Mapping[str, Any]) -> float | None:
+    """Completions per second inside the fault windows (the checker's), else in the fault phase (older runs)."""
+    if "fault_throughput" in summary:
+        return summary["fault_throughput"]
+    return _throughput(fault_phase(summary))
+
+
 def throughput_drop(baseline: float | None, fault: float | None) -> float | None:
     """``1 - fault / baseline``; None when either is unknown or the baseline is zero."""
     if baseline is None or fault is None or baseline <= 0:
@@ -152,10 +164,14 @@ def _p95_end_to_end(summary: Mapping[str, Any]) -> float | None:
     return summary.get("overall", {}).get("latency", {}).get("end_to_end", {}).get("p95")
 
 
+HELD: Final = "held"
+NOT_HELD: Final = "did not hold"
+
+
 def _verdict_word(verdict: Mapping[str, Any] | None) -> str | None:
     if verdict is None or "passed" not in verdict:
         return None
-    return "pass" if verdict["passed"] else "fail"
+    return HELD if verdict["passed"] else NOT_HELD
 
 
 # ---------------------------------------------------------------------------------------
@@ -171,10 +187,12 @@ class Row:
     path: Path
     status: str
     completed: int | None
-    duplicated: int | None
+    duplicated_completed: int | None
+    duplicated_not_completed: int | None
     failed: int | None
+    failed_by_worker: int | None
+    pending: int | None
     lost: int | None
-    stuck: int | None
     publish_failed: int | None
     success_ratio: float | None
     p95_end_to_end: float | None
@@ -184,7 +202,17 @@ class Row:
     recovery_time: float | None
     delivery: str | None
     verdict: str | None
-    """``pass``, ``fail``, or None when the run has no verdict."""
+    """``held``, ``did not hold``, or None when the run has no verdict."""
+
+    @property
+    def held(self) -> bool | None:
+        return None if self.verdict is None else self.verdict == HELD
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["path"] = str(self.path)
+        data["held"] = self.held
+        return data
 
 
 def load_row(run_dir: StrPath) -> Row:
@@ -194,7 +222,7 @@ def load_row(run_dir: StrPath) -> Row:
     summary = read_json(path / SUMMARY_FILE) or {}
     classes = summary.get("classes", {})
     baseline = _throughput(baseline_phase(summary))
-    fault = _throughput(fault_phase(summary))
+    fault = fault_throughput(summary)
     return Row(
         label=run_label(run, path.name),
         run_id=str(run.get("run_id") or path.name),
@@ -305,7 +333,7 @@ figcaption { font-size: 0.9em; color: #555; }
 table.comparison { font-size: 0.82em; } table.comparison td { white-space: nowrap; }
 """
 
-_VERDICT_CLASS: Final = {"pass": "pass", "fail": "fail"}
+_VERDICT_CLASS: Final = {HELD: "pass", NOT_HELD: "fail"}
 _TEXT_COLUMNS: Final = frozenset(("run", "run id", "status", "delivery", "verdict"))
 _NUMERIC_COLUMNS: Final = frozenset(i for i, column in enumerate(COLUMNS) if column.header not in _TEXT_COLUMNS)
 
@@ -368,11 +396,29 @@ def to_html_page(rows: Sequence[Row], title: str = "Comparison of runs") -> str:
     return html_page(title, f"<h1>{esc(title)}</h1>\n{to_html(rows)}")
 
 
+def to_csv(rows: Sequence[Row]) -> str:
+    """Every field of every row, one line per row (numbers unformatted, empty where unknown)."""
+    out = io.StringIO()
+    names = [*(f.name for f in fields(Row)), "held"]
+    writer = csv.DictWriter(out, fieldnames=names, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({key: "" if value is None else value for key, value in row.to_dict().items()})
+    return out.getvalue()
+
+
+def to_json(rows: Sequence[Row]) -> str:
+    return json.dumps([row.to_dict() for row in rows], indent=2) + "\n"
+
+
 def write_comparison(rows: Sequence[Row], out_dir: StrPath) -> tuple[Path, Path]:
-    """Write ``comparison.md`` and ``comparison.html`` into *out_dir*; return their paths."""
+    """Write ``comparison.md``, ``comparison.html``, ``comparison.csv`` and ``comparison.json`` into *out_dir*;
+    return the first two's paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     markdown, page = out / "comparison.md", out / "comparison.html"
     markdown.write_text(to_markdown(rows), encoding="utf-8")
     page.write_text(to_html_page(rows), encoding="utf-8")
+    (out / "comparison.csv").write_text(to_csv(rows), encoding="utf-8")
+    (out / "comparison.json").write_text(to_json(rows), encoding="utf-8")
     return markdown, page

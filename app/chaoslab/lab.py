@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,9 +13,13 @@ from typing import Any
 import redis
 import yaml
 
-from chaoslab import series
+from chaoslab import clock, redis_snapshot, series
 from chaoslab.ansible_runner import AnsibleError, ansible_env, playbook, project_root, tool, unwrap_unsafe
+from chaoslab.broker_state import BrokerState
 from chaoslab.labs import wrong_lab
+
+# The snapshot reads every message in one server-side step: a long backlog takes seconds.
+SNAPSHOT_TIMEOUT_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -31,6 +37,11 @@ class LabInfo:
     @property
     def prometheus_url(self) -> str:
         return f"http://{self.monitor_address}:{self.prometheus_port}"
+
+    @property
+    def worker_hostnames(self) -> list[str]:
+        """The Celery hostnames of the lab's workers (``celery@<node>``)."""
+        return [f"celery@{worker}" for worker in self.workers]
 
     def broker_url(self, db: int = 0) -> str:
         return f"redis://:{self.password}@{self.redis_address}:{self.redis_port}/{db}"
@@ -80,6 +91,7 @@ class LabControl:
         # What this handle last set (None: not known), so that a study does not set it again for every run.
         self.celery: dict[str, Any] | None = None
         self.load_on: bool | None = None
+        self._control_app: Any = None
 
     def _play(self, path: str, extra: dict[str, Any] | None = None, tags: str | None = None) -> None:
         proc = playbook(path, extra, quiet=self.quiet, tags=tags, check=False)
@@ -152,7 +164,48 @@ class LabControl:
         """The run's Prometheus series into the run directory (metrics.json)."""
         return series.store(self.info.prometheus_url, start, end, directory)
 
-    def backlog(self) -> int:
-        """Messages waiting in the broker or reserved and unacknowledged."""
+    def queues(self) -> list[str]:
+        """The task queues kombu has declared in the broker."""
+        return redis_snapshot.queue_names(self.info.redis(0, timeout=5))
+
+    def backlog(self) -> tuple[int, int]:
+        """(messages waiting in the task queues, messages delivered to a worker and not acknowledged)."""
         client = self.info.redis(0, timeout=2)
-        return int(client.llen("celery")) + int(client.hlen("unacked"))
+        return redis_snapshot.backlog(client, redis_snapshot.queue_names(client))
+
+    def active(self) -> dict[str, int] | None:
+        """Tasks each worker is running now (Celery's ``inspect active``); None unless every worker answered."""
+        if self._control_app is None:
+            from celery import Celery
+
+            self._control_app = Celery("chaoslab-control", broker=self.info.broker_url())
+            self._control_app.conf.broker_transport_options = {"socket_timeout": 3, "socket_connect_timeout": 3}
+        workers = self.info.worker_hostnames
+        replies = self._control_app.control.inspect(timeout=1.0, limit=len(workers)).active() or {}
+        if set(workers) - set(replies):
+            return None
+        return {name: len(tasks or []) for name, tasks in replies.items()}
+
+    def idle(self) -> bool:
+        """Whether the broker holds no task message (queued or unacknowledged) and no worker runs a task."""
+        queued, unacked = self.backlog()
+        if queued or unacked:
+            return False
+        active = self.active()
+        return active is not None and not any(active.values())
+
+    def broker_info(self) -> redis_snapshot.BrokerInfo:
+        return redis_snapshot.BrokerInfo.read(self.info.redis(0))
+
+    def snapshot_broker(self, before: redis_snapshot.BrokerInfo | None) -> BrokerState:
+        """Every task message the broker holds now (queued or unacknowledged), in one atomic read."""
+        client = self.info.redis(0, timeout=SNAPSHOT_TIMEOUT_S)
+        return redis_snapshot.take(client, redis_snapshot.queue_names(client), time.time(), before)
+
+    def task_results(self, state: BrokerState, ids: Iterable[str]) -> BrokerState:
+        """*state* with the result backend's record of each of *ids*."""
+        return redis_snapshot.with_results(state, self.info.redis(1, timeout=SNAPSHOT_TIMEOUT_S), ids)
+
+    def controller_clock(self) -> clock.Offset:
+        """The controller's clock offset to the broker's."""
+        return clock.measure(self.info.redis(0))

@@ -4,11 +4,12 @@
     write_matrix_report("experiments/results/<matrix>")  # every cell's report, and a page over them
 
 Inputs, all in the run directory: ``run.json`` (the runner's: scenario, status, phases,
-fault windows, versions, settings), ``ledgers/*.jsonl`` (publish, start and end records,
-see :mod:`chaoslab.ledger`), the checker's ``summary.json`` and ``tasks.csv`` and, when
-the scenario had a hypothesis, ``verdict.json``. When ``summary.json`` or ``tasks.csv`` is
-missing (e.g. a run aborted before the check), the checker runs in memory on the ledgers;
-nothing is written but the report.
+planned fault windows, drain, versions, settings), ``ledgers/*.jsonl`` (task and event
+records, see :mod:`chaoslab.ledger`), ``snapshot.json`` (the broker at collection), the
+checker's ``summary.json`` (with the fault windows the nodes recorded) and ``tasks.csv``
+and, when the scenario had a hypothesis, ``verdict.json``. When ``summary.json`` or
+``tasks.csv`` is missing (e.g. a run aborted before the check), the checker runs in memory
+on the run directory (:mod:`chaoslab.run_history`); nothing is written but the report.
 
 Outputs: ``figures/<name>.png`` (see :data:`FIGURES`) and ``report.html``, which embeds
 the figures as ``data:`` URIs, so the page can be copied or mailed alone; it has inline
@@ -27,7 +28,7 @@ smallest of :data:`NICE_BIN_WIDTHS` that keeps at most :data:`MAX_BINS` bins.
 ``success_ratio.png``
     Of the tasks published in each bin: the share that succeeded (success ratio), that
     ended without success (failure ratio: final state failure or retry), and that never
-    finished by the run end (lost, stuck or not sent). The three add up to 1.
+    finished (lost, pending at the end, killed, or not sent). The three add up to 1.
 ``in_flight.png``
     Tasks in flight per worker node: the mean number of executions running during each
     bin (the integral of the start/end step function over the bin, divided by its width),
@@ -68,8 +69,8 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from chaoslab import series
-from chaoslab.checker import BAD_CLASSES, CLASSES, CSV_HEADER, Summary, check
+from chaoslab import run_history, series, verdict
+from chaoslab.checker import BAD_CLASSES, CLASSES, CSV_HEADER
 from chaoslab.compare import (
     MISSING,
     RUN_FILE,
@@ -122,7 +123,6 @@ _PALETTE: Final = ("#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17be
 _FINAL_CODES: Final = {"success": 0, "failure": 1, "retry": 1}
 _UNFINISHED: Final = 2
 _EXECUTION_TYPES: Final = frozenset(("start", "end"))
-_COLUMN: Final = {name: index for index, name in enumerate(CSV_HEADER)}
 _EVENT_FIELDS: Final = itemgetter("t", "type", "id", "node", "pid", "attempt", "kind")
 _STATUS_BANNERS: Final = {
     "aborted": "This run was ABORTED: it stopped before its plan ended; figures and counts cover only what ran.",
@@ -134,7 +134,8 @@ _OUTCOME_SERIES: Final = (
     ("failure ratio", 1, "#d62728"),
     ("never finished", _UNFINISHED, "#7f7f7f"),
 )
-_REPORT_CSS: Final = ".meta { color: #555; } .idlist { max-width: 1200px; }"
+_REPORT_CSS: Final = (".meta { color: #555; } .idlist { max-width: 1200px; } "
+                      ".note { color: #7a4d00; background: #fff4dc; padding: 0.3em 0.6em; }")
 
 
 # ---------------------------------------------------------------------------------------
@@ -215,10 +216,11 @@ def _floats(values: Iterable[Any], offset: float = 0.0) -> FloatArray:
     return np.array([math.nan if value in ("", None) else float(value) for value in values], dtype=np.float64) - offset
 
 
-def tasks_from_rows(rows: Iterable[Sequence[Any]], t0: float) -> Tasks:
-    """Tasks from tasks.csv rows (strings) or the checker's TaskResult tuples."""
+def tasks_from_rows(rows: Iterable[Sequence[Any]], t0: float, header: Sequence[str] = CSV_HEADER) -> Tasks:
+    """Tasks from tasks.csv rows (strings, under *header*) or the checker's TaskResult tuples."""
     wanted = ("kind", "publish_t", "completed_at", "queue_wait", "final")
-    picked = list(zip(*map(itemgetter(*(_COLUMN[name] for name in wanted)), rows), strict=True))
+    column = {name: index for index, name in enumerate(header)}
+    picked = list(zip(*map(itemgetter(*(column[name] for name in wanted)), rows), strict=True))
     kind_column, publish, completed, queue_wait, final = picked or [() for _ in wanted]
     kinds, kind = _codes(kind_column)
     return Tasks(
@@ -280,32 +282,25 @@ def fault_label(fault: Mapping[str, Any]) -> str:
 
 
 def _planned_span(run: Mapping[str, Any]) -> tuple[float | None, float | None]:
-    """Run start and end (epoch) from run.json: ``started``/``ended``, else the phases'."""
+    """Run start and end (epoch) from run.json: ``started`` and the end of its phases, else ``ended``."""
     phases = run.get("phases") or []
     start = run.get("started") or (phases[0]["start"] if phases else None)
-    end = run.get("ended") or (phases[-1]["end"] if phases else None)
+    end = run.get("run_end") or (phases[-1]["end"] if phases else None) or run.get("ended")
     return start, end
 
 
-def _check_in_memory(run: Mapping[str, Any], ledgers: Sequence[Path]) -> Summary:
-    """The checker's Summary for a run directory without summary.json (nothing written)."""
-    records = list(read_records(ledgers))
-    run_end = _planned_span(run)[1] or max((record["t"] for record in records), default=0.0)
-    return check(records, run.get("phases") or [], run.get("faults") or [], run_end)
-
-
 def _summary_and_rows(
-    path: Path, run: Mapping[str, Any], ledgers: Sequence[Path]
-) -> tuple[dict[str, Any], Iterable[Sequence[Any]], str]:
-    """summary.json and tasks.csv rows when both exist, else the checker's result in memory."""
+    path: Path, run: Mapping[str, Any]
+) -> tuple[dict[str, Any], Iterable[Sequence[Any]], Sequence[str], str]:
+    """summary.json, tasks.csv rows and their header when both exist, else the checker's result in memory."""
     summary = read_json(path / SUMMARY_FILE)
     tasks_csv = path / TASKS_FILE
     if summary is not None and tasks_csv.exists():
         with tasks_csv.open(newline="", encoding="utf-8") as handle:
-            rows = list(csv.reader(handle))[1:]
-        return summary, rows, SUMMARY_FILE
-    computed = _check_in_memory(run, ledgers)
-    return computed.to_dict(), computed.tasks, "the ledgers (summary.json missing; checked in memory)"
+            header, *rows = list(csv.reader(handle)) or [list(CSV_HEADER)]
+        return summary, rows, header, SUMMARY_FILE
+    computed = run_history.check_run(path, run)
+    return computed.to_dict(), computed.tasks, CSV_HEADER, "the ledgers (summary.json missing; checked in memory)"
 
 
 def load_run(run_dir: StrPath) -> RunData:
@@ -314,11 +309,11 @@ def load_run(run_dir: StrPath) -> RunData:
     run = read_json(path / RUN_FILE)
     if run is None:
         raise FileNotFoundError(f"{path / RUN_FILE} does not exist: not a run directory")
-    ledgers = sorted((path / LEDGERS_DIR).glob("*.jsonl"))
-    summary, rows, source = _summary_and_rows(path, run, ledgers)
+    ledgers = run_history.ledger_paths(path)
+    summary, rows, header, source = _summary_and_rows(path, run)
     planned_start, planned_end = _planned_span(run)
     t0 = float(planned_start or summary.get("overall", {}).get("start") or 0.0)
-    run_end = float(planned_end or summary.get("run_end") or t0)
+    run_end = float(summary.get("run_end") or planned_end or t0)
     stats = ReadStats()
     events = execution_events(read_records(ledgers, stats), run_end)
     return RunData(
@@ -330,8 +325,8 @@ def load_run(run_dir: StrPath) -> RunData:
         t0=t0,
         duration=max(run_end - t0, 1.0),
         phases=_windows(run.get("phases") or [], t0, run_end, lambda phase: str(phase["name"])),
-        faults=_windows(run.get("faults") or summary.get("faults") or [], t0, run_end, fault_label),
-        tasks=tasks_from_rows(rows, t0),
+        faults=_windows(summary.get("faults") or run.get("faults") or [], t0, run_end, fault_label),
+        tasks=tasks_from_rows(rows, t0, header),
         executions=executions_from_events(events, t0),
         read_stats=stats,
         metrics=series.load(path),
@@ -736,41 +731,63 @@ def _pass_fail(holds: object) -> str:
     return "pass" if holds else "fail"
 
 
-def _verdict_section(verdict: Mapping[str, Any] | None) -> str:
-    if verdict is None:
+def _verdict_section(found: Mapping[str, Any] | None) -> str:
+    if found is None:
         return _section("Verdict", "<p>No verdict: the scenario states no hypothesis, or the run ended before it.</p>")
-    conditions = verdict.get("conditions", [])
+    conditions = found.get("conditions", [])
     rows = [
-        [str(c.get("figure", "")), str(c.get("condition", "")), _value(c.get("actual")), _pass_fail(c.get("holds"))]
+        [str(c.get("figure", "")), str(c.get("condition", "")), _value(c.get("actual")),
+         "held" if c.get("holds") else "did not hold"]
         for c in conditions
     ]
-    passed = _pass_fail(verdict.get("passed"))
-    word = "PASSED" if verdict.get("passed") else "FAILED"
     table = html_table(
         ["figure", "condition", "actual", "result"],
         rows,
-        row_classes=[row[3] for row in rows],
+        row_classes=[_pass_fail(c.get("holds")) for c in conditions],
         table_class="verdict",
     )
-    return _section("Verdict", f'<p class="{passed}">Hypothesis {word}</p>\n{table}')
+    css = _pass_fail(found.get("passed"))
+    headline = verdict.headline(bool(found.get("passed"))).capitalize()
+    notes = "".join(f'<p class="note">Note: {esc(text)}</p>\n' for text in found.get("warnings") or [])
+    return _section("Verdict", f'<p class="{css}">{esc(headline)}</p>\n{notes}{table}')
 
 
-def _classes_section(summary: Mapping[str, Any]) -> str:
-    classes = summary.get("classes", {})
-    row = [fmt_count(summary.get("tasks")), *(fmt_count(classes.get(c)) for c in CLASSES)]
-    counts = html_table(["tasks", *CLASSES], [row], cell_class=lambda column, text: "num", table_class="classes")
+CLASS_MEANINGS: Final = {
+    "completed": "ran and succeeded (one delivery; retries the task asked for allowed)",
+    "duplicated_completed": "the broker delivered it again and it ran more than once; it succeeded",
+    "duplicated_not_completed": "it ran more than once and never succeeded",
+    "failed": "the task raised",
+    "failed_by_worker": "Celery's worker recorded a failure it made itself (WorkerLostError, time limit): the "
+                        "caller was told",
+    "pending": "still queued, reserved or running at the end: a backlog, not a loss",
+    "lost": "gone: not in the broker, no result, never completed",
+    "publish_failed": "the publish failed or timed out: the producer was told",
+}
+
+
+def _classes_section(summary: Mapping[str, Any], drain: Mapping[str, Any] | None) -> str:
+    classes, causes = summary.get("classes", {}), summary.get("causes", {})
+    rows = [[name.replace("_", " "), fmt_count(classes.get(name)),
+             ", ".join(f"{cause.replace('_', ' ')} {count}" for cause, count in (causes.get(name) or {}).items()),
+             CLASS_MEANINGS.get(name, "")] for name in CLASSES if name in classes]
+    counts = html_table(["class", "tasks", "causes", "meaning"], rows,
+                        cell_class=lambda column, text: "num" if column == 1 else None, table_class="classes")
+    said = "".join(f"<li>{esc(line)}</li>" for line in verdict.outcome_lines(summary, drain))
     delivery = summary.get("delivery", {})
-    duplicates = summary.get("duplicates", {})
-    by_cause = ", ".join(f"{cause} {count}" for cause, count in duplicates.get("by_cause", {}).items()) or MISSING
+    snapshot = summary.get("snapshot") or {}
     facts = {
-        "delivery guarantee": fmt_text(delivery.get("guarantee")),
-        "missing (never finished)": fmt_count(delivery.get("missing")),
-        "redelivered": fmt_count(delivery.get("redelivered")),
-        "duplicates by cause": by_cause,
+        "tasks": fmt_count(summary.get("tasks")),
+        "delivery guarantee observed": fmt_text(delivery.get("guarantee")),
+        "cut short, never run again": fmt_count(delivery.get("unfinished")),
+        "ran more than once": fmt_count(delivery.get("redelivered")),
+        "never completed": fmt_count(summary.get("never_completed")),
+        "retried (by the task)": fmt_count(summary.get("retried")),
         "publish failed but executed": fmt_count(summary.get("publish_failed_executed")),
+        "broker at the end": (f"{snapshot.get('queued', 0):,} queued, {snapshot.get('reserved', 0):,} reserved"
+                              if snapshot else "no snapshot"),
     }
     table = html_table(list(facts), [list(facts.values())], table_class="delivery")
-    return _section("Tasks by class", f"{counts}\n{table}")
+    return _section("Tasks by class", f"<ul class=\"outcome\">{said}</ul>\n{counts}\n{table}")
 
 
 def _success_text(ratios: Mapping[str, float]) -> str:
@@ -851,10 +868,15 @@ def _id_list(name: str, ids: Sequence[str]) -> str:
 
 def _ids_section(summary: Mapping[str, Any]) -> str:
     ids = summary.get("ids", {})
-    always = ("lost", "duplicated")
+    always = ("lost", "pending")
     others = (*(c for c in BAD_CLASSES if c not in always), "publish_failed_executed")
     parts = [_id_list(name, ids.get(name, [])) for name in (*always, *others) if name in always or ids.get(name)]
     return _section("Task ids by class", "\n".join(parts))
+
+
+def _planned_params(data: RunData, fault: object) -> object:
+    planned = next((entry for entry in data.run.get("faults") or [] if entry.get("fault") == fault), {})
+    return planned.get("params", {})
 
 
 def _faults_section(data: RunData) -> str:
@@ -867,11 +889,16 @@ def _faults_section(data: RunData) -> str:
             fmt_offset(window.start),
             fmt_offset(window.end),
             fmt_seconds(window.end - window.start),
-            _value(window.source.get("params", {})),
+            fmt_text(window.source.get("source")),
+            _value(_planned_params(data, window.source.get("fault"))),
         ]
         for window in data.faults
     ]
-    return _section("Fault windows", html_table(["fault", "target", "start", "end", "duration", "parameters"], rows))
+    text = ("<p>When each fault took effect and was reverted on its node, as the node's fault agent recorded it "
+            "(source <code>agent</code>), or the runner's phase bounds where those records are missing "
+            "(<code>planned</code>).</p>")
+    headers = ["fault", "node", "start", "end", "duration", "source", "parameters"]
+    return _section("Fault windows", text + "\n" + html_table(headers, rows))
 
 
 def figure_html(spec: FigureSpec, png: Path) -> str:
@@ -904,20 +931,31 @@ def _records_section(data: RunData) -> str:
     return _mapping_section("Ledger records", counts)
 
 
+def _effective_settings_section(found: Mapping[str, Any] | None) -> str:
+    """What each worker reported it ran with."""
+    if not found:
+        return _section("Settings the workers ran with", "<p>None recorded.</p>")
+    names = sorted({name for node in found.values() for name in (node.get("settings") or {})})
+    nodes = sorted(found)
+    rows = [[name, *(_value((found[node].get("settings") or {}).get(name)) for node in nodes)] for name in names]
+    return _section("Settings the workers ran with", html_table(["setting", *nodes], rows))
+
+
 def render_html(data: RunData, pngs: Mapping[str, Path]) -> str:
     """The report page of one run, with *pngs* embedded."""
     body = "\n".join(
         (
             _header(data),
             _verdict_section(data.verdict),
-            _classes_section(data.summary),
+            _classes_section(data.summary, data.run.get("drain")),
             _phases_section(data),
             _recovery_section(data),
             _ids_section(data.summary),
             _faults_section(data),
             _figures_section(pngs),
             _mapping_section("Versions", data.run.get("versions")),
-            _mapping_section("Celery settings", data.run.get("settings")),
+            _mapping_section("Celery settings (the scenario's)", data.run.get("settings")),
+            _effective_settings_section(data.run.get("effective_settings")),
             _records_section(data),
         )
     )

@@ -3,11 +3,17 @@
 Every run leaves a directory ``experiments/results/<run-id>/`` with ``run.json`` saying how it ended
 (completed, failed or aborted). On Ctrl-C or an error at any point the fault is reverted, the load is
 stopped, whatever can be collected is collected, and the run is marked ``aborted``.
+
+Collection, in this order once the drain has ended: a snapshot of every message the broker still holds (before
+anything else can move), the controller's clock against the broker's, the nodes' ledgers (task records, fault
+records, worker processes alive, clock offsets, effective settings), then the result backend's record of every task
+the ledgers do not show completed. The snapshot goes to ``snapshot.json``; the checker reads it beside the ledgers.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import platform
 import subprocess
 import threading
@@ -18,17 +24,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from chaoslab import checker, verdict
+from chaoslab import broker_state, checker, clock, run_history, verdict
 from chaoslab.ansible_runner import project_root
 from chaoslab.lab import LabControl, LabInfo
 from chaoslab.ledger import read_records
 from chaoslab.progress import TaskEvents, published
-from chaoslab.scenario import PhaseSpec, Scenario
+from chaoslab.redis_snapshot import BrokerInfo
+from chaoslab.scenario import PhaseSpec, Scenario, to_yaml
 
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 DRAIN_QUIET_S = 2.0
@@ -48,15 +54,34 @@ class RunState:
     versions: dict[str, str] = field(default_factory=dict)
     error: str = ""
     fault_active: bool = False
+    run_end: float | None = None
+    drain: dict[str, Any] | None = None
+    broker_before: BrokerInfo | None = None
+    controller_clock: list[clock.Offset] = field(default_factory=list)
+    clocks: dict[str, clock.Correction] = field(default_factory=dict)
+    effective_settings: dict[str, Any] = field(default_factory=dict)
+    snapshot: broker_state.BrokerState | None = None
 
     def write(self) -> None:
+        """run.json, replaced whole (a reader never sees half of it)."""
         self.directory.mkdir(parents=True, exist_ok=True)
         data = {
             "run_id": self.run_id, "scenario": self.scenario.name, "cell": self.cell, "status": self.status,
-            "started": self.started, "ended": self.ended, "phases": self.phases, "faults": self.faults,
-            "versions": self.versions, "settings": self.scenario.celery, "error": self.error,
+            "started": self.started, "ended": self.ended, "run_end": self.run_end, "phases": self.phases,
+            "faults": self.faults, "drain": self.drain, "versions": self.versions,
+            "settings": self.scenario.celery, "effective_settings": self.effective_settings,
+            "broker": self.broker_before.to_dict() if self.broker_before else None,
+            "clocks": {node: correction.to_dict() for node, correction in sorted(self.clocks.items())},
+            "error": self.error,
         }
-        (self.directory / "run.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        write_atomically(self.directory / "run.json", json.dumps(data, indent=2) + "\n")
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write *path* through a temporary file renamed over it."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    partial.write_text(text, encoding="utf-8")
+    partial.replace(path)
 
 
 def new_run_id(name: str) -> str:
@@ -152,16 +177,23 @@ class Runner:
                 return
             self.sleep(min(1.0, remaining))
 
-    def _drained(self, events: TaskEvents) -> Callable[[], bool]:
+    def _drained(self, state: RunState) -> Callable[[], bool]:
+        """True once the broker has held no task message (queued or unacknowledged) and no worker has run a task
+        for DRAIN_QUIET_S, as the broker and the workers themselves say (a killed execution's ledger never ends, so
+        the ledgers cannot tell)."""
         quiet_since: list[float | None] = [None]
 
         def check() -> bool:
-            counts = events.counts
-            in_flight = counts["started"] - counts["succeeded"] - counts["failed"] - counts["retried"]
-            idle = self.control.backlog() == 0 and in_flight <= 0
+            try:
+                idle = self.control.idle()
+            except Exception:  # a broker that does not answer is not drained
+                idle = False
             now = time.monotonic()
             quiet_since[0] = (quiet_since[0] or now) if idle else None
-            return quiet_since[0] is not None and now - quiet_since[0] >= DRAIN_QUIET_S
+            drained = quiet_since[0] is not None and now - quiet_since[0] >= DRAIN_QUIET_S
+            if drained:
+                state.drain = {"drained": True, "at": time.time()}
+            return drained
 
         return check
 
@@ -174,7 +206,8 @@ class Runner:
             self._cleared(state)
             self.control.set_load(False)
             # the drain's time counts from when the load has stopped (stopping it takes minutes on emulated VMs)
-            self._wait(spec.duration, live, display, self._drained(events))
+            state.drain = {"drained": False, "at": None}
+            self._wait(spec.duration, live, display, self._drained(state))
         elif spec.fault is not None:
             fault = {"fault": spec.fault.playbook, "target": spec.fault.target, "params": spec.fault.params,
                      "start": None, "end": None}
@@ -183,7 +216,8 @@ class Runner:
             remaining = spec.duration
             reports = self.control.fault(spec.fault.playbook, spec.fault.target, spec.fault.params, remaining,
                                          state.directory / "faults")
-            # when the fault was in force on its nodes, as their agents report it
+            # when the fault was in force on its nodes, as their agents report it (the checker takes the windows
+            # from the nodes' own fault records; these are the fallback when those cannot be collected)
             fault["start"] = min((report["start"] for report in reports), default=time.time())
             fault["nodes"] = reports
             state.write()
@@ -200,15 +234,8 @@ class Runner:
     def run_cell(self, scenario: Scenario, directory: Path, run_id: str, cell: str = "") -> int:
         state = RunState(run_id=run_id, directory=directory, scenario=scenario, cell=cell)
         state.write()
-        (directory / "scenario.yml").write_text(yaml.safe_dump(
-            {"source": str(scenario.path), "name": scenario.name, "cell": cell, "celery": scenario.celery,
-             "load": load_profile(scenario),
-             "phases": [{"name": p.name, "duration": p.duration,
-                         "fault": None if p.fault is None else {"playbook": p.fault.playbook,
-                                                                "target": p.fault.target,
-                                                                "params": p.fault.params}}
-                        for p in scenario.phases],
-             "hypothesis": {c.figure: c.text for c in scenario.hypothesis}}, sort_keys=False), encoding="utf-8")
+        header = f"run {run_id}{f', cell {cell}' if cell else ''}, from {scenario.path}: run again with chaoslab run"
+        write_atomically(directory / "scenario.yml", to_yaml(scenario, header))
         events = TaskEvents(self.info)
         try:
             self.console.print(f"[bold]{scenario.name}[/bold] {cell} -> {directory}")
@@ -217,6 +244,8 @@ class Runner:
                 self.control.apply_redis(scenario.redis)
             self.control.apply_settings(scenario.celery)
             self.control.reset()
+            state.broker_before = self.control.broker_info()
+            state.controller_clock.append(self.control.controller_clock())
             state.versions = versions(self.info)
             events.start()
             display = Display(self.info, events, self.console)
@@ -252,10 +281,15 @@ class Runner:
         if self.clearing is not None:  # the run stopped while clear.yml ran: let it end (the next step clears)
             self.clearing.thread.join()
             self.clearing = None
+        state.run_end = max((phase["end"] for phase in state.phases if phase["end"]), default=None) or time.time()
         steps: list[tuple[str, Callable[[], object]]] = [
             ("clear faults", self.control.clear),
             ("stop load", lambda: self.control.set_load(False)),
-            ("collect ledgers", lambda: self.control.collect(state.directory / "ledgers")),
+            ("snapshot the broker", lambda: self._snapshot(state)),
+            ("controller clock", lambda: state.controller_clock.append(self.control.controller_clock())),
+            ("collect ledgers", lambda: self.control.collect(state.directory / run_history.LEDGERS_DIR)),
+            ("look up results", lambda: self._results(state)),
+            ("read the nodes' records", lambda: self._node_records(state)),
             ("store metrics", lambda: self.control.store_metrics(state.started, time.time(), state.directory)),
         ]
         if state.scenario.redis:
@@ -276,17 +310,34 @@ class Runner:
         state.ended = time.time()
         state.write()
 
+    def _snapshot(self, state: RunState) -> None:
+        """Every task message the broker holds now, before the ledgers are read (so none can slip between)."""
+        state.snapshot = self.control.snapshot_broker(state.broker_before)
+
+    def _results(self, state: RunState) -> None:
+        """The result backend's record of every task the ledgers do not show completed; then snapshot.json."""
+        if state.snapshot is None:
+            return
+        candidates = checker.unfinished_ids(read_records(run_history.ledger_paths(state.directory)))
+        state.snapshot = self.control.task_results(state.snapshot, candidates)
+        broker_state.write(state.snapshot, state.directory)
+
+    def _node_records(self, state: RunState) -> None:
+        """Clock corrections from the nodes' clock records, and what the workers ran with."""
+        events = read_records(run_history.event_paths(state.directory))
+        state.clocks = clock.corrections(events, state.controller_clock)
+        state.effective_settings = run_history.worker_settings(state.directory)
+
     def _judge(self, state: RunState) -> int:
-        records = read_records(sorted((state.directory / "ledgers").glob("*.jsonl")))
-        phases = [checker.Phase(p["name"], p["start"], p["end"]) for p in state.phases]
-        windows = [checker.FaultWindow(f["fault"], f["start"], f["end"]) for f in state.faults if f["start"]]
-        summary = checker.check(records, phases, windows, state.ended or time.time())
-        checker.write_summary(summary, state.directory)
+        run = json.loads((state.directory / "run.json").read_text(encoding="utf-8"))
+        summary = run_history.check_run(state.directory, run)
+        checker.write_summary(summary, state.directory, {"run_id": state.run_id, "cell": state.cell})
         measured = verdict.figures(summary)
         passed, judgements = verdict.judge(state.scenario.hypothesis, measured)
-        (state.directory / "verdict.json").write_text(
-            json.dumps(verdict.to_dict(passed, judgements, measured), indent=2) + "\n", encoding="utf-8")
-        self._print_verdict(summary, passed, judgements)
+        warnings = run_warnings(summary, state)
+        write_atomically(state.directory / "verdict.json",
+                         json.dumps(verdict.to_dict(passed, judgements, measured, warnings), indent=2) + "\n")
+        self._print_verdict(summary, passed, judgements, state.drain, warnings)
         self._report(state.directory)
         return EXIT_PASS if passed else EXIT_FAIL
 
@@ -296,22 +347,61 @@ class Runner:
         path = write_report(directory)
         self.console.print(f"report: {path}")
 
-    def _print_verdict(self, summary: checker.Summary, passed: bool, judgements: list[verdict.Judgement]) -> None:
+    def _print_verdict(self, summary: checker.Summary, passed: bool, judgements: list[verdict.Judgement],
+                       drain: dict[str, Any] | None, warnings: list[str]) -> None:
         classes = Table(title="tasks")
-        for name in verdict.CLASSES:
-            classes.add_column(name, justify="right")
-        classes.add_row(*(str(summary.classes.get(name, 0)) for name in verdict.CLASSES))
+        for name in checker.CLASSES:
+            classes.add_column(name.replace("_", " "), justify="right")
+        classes.add_row(*(str(summary.classes.get(name, 0)) for name in checker.CLASSES))
         self.console.print(classes)
-        table = Table(title=f"verdict: {'PASS' if passed else 'FAIL'} ({summary.delivery.guarantee})")
+        for line in verdict.outcome_lines(summary.to_dict(), drain):
+            self.console.print(line, highlight=False)
+        colour = "green" if passed else "red"
+        headline = f"[{colour}]{verdict.headline(passed)}[/{colour}]"
+        table = Table(title=f"{headline} (delivery observed: {summary.delivery.guarantee})")
         for column in ("figure", "condition", "actual", ""):
             table.add_column(column)
         for j in judgements:
             actual = "n/a" if j.actual is None else f"{j.actual:.4g}"
-            table.add_row(j.figure, j.condition, actual, "[green]ok[/green]" if j.holds else "[red]FAIL[/red]")
+            held = "[green]held[/green]" if j.holds else "[red]did not hold[/red]"
+            table.add_row(j.figure, j.condition, actual, held)
         self.console.print(table)
+        for warning in warnings:
+            self.console.print(f"[yellow]note[/yellow]: {warning}", highlight=False)
         lost = summary.ids("lost")
         if lost:
             self.console.print(f"lost task ids ({len(lost)}): {', '.join(lost[:20])}{' ...' if len(lost) > 20 else ''}")
+
+
+def run_warnings(summary: checker.Summary, state: RunState) -> list[str]:
+    """What a reader must know before trusting the run's figures."""
+    found = clock.warnings(state.clocks)
+    if state.faults and summary.fault_source != "agents":
+        found.append("the fault windows are the runner's phase bounds: the nodes' own fault records were not collected")
+    if state.snapshot is None:
+        found.append("no snapshot of the broker: a task not finished in the ledgers could be neither queued nor lost")
+    pending = summary.classes.get("pending", 0)
+    if pending:
+        found.append(f"{pending} tasks were pending at the end ({pending_reason(summary, state)})")
+    return found
+
+
+def pending_reason(summary: checker.Summary, state: RunState) -> str:
+    """Why tasks were left when the run ended, as far as the run shows it, one reason per kind of pending task."""
+    causes = summary.causes.get("pending", {})
+    reasons = []
+    if causes.get("queued"):
+        baseline = next((phase for phase in summary.phases if phase.name == "baseline"), None)
+        overloaded = baseline is not None and baseline.throughput is not None and baseline.end > baseline.start \
+            and baseline.published_ok / (baseline.end - baseline.start) > 1.1 * baseline.throughput
+        reasons.append("queued: the arrival rate was above what the workers completed even before the fault"
+                       if overloaded else "queued: the drain ended before the backlog was worked off")
+    if causes.get("reserved"):
+        reasons.append("reserved: delivered to a worker and not acknowledged; a killed worker's messages are handed "
+                       "out again only after the visibility timeout")
+    if causes.get("running") or causes.get("running_unverified"):
+        reasons.append("running: still running when the run ended")
+    return "; ".join(reasons) or "unknown"
 
 
 def run(scenario: Scenario, control: LabControl, results: Path | None = None, console: Console | None = None) -> int:
@@ -332,8 +422,8 @@ def run(scenario: Scenario, control: LabControl, results: Path | None = None, co
         if code in (EXIT_ERROR, EXIT_INTERRUPTED):
             status = "aborted"
             break
-    (parent / "run.json").write_text(json.dumps({"run_id": run_id, "scenario": scenario.name, "status": status,
-                                                 "cells": [label for label, _ in cells]}, indent=2) + "\n")
+    write_atomically(parent / "run.json", json.dumps({"run_id": run_id, "scenario": scenario.name, "status": status,
+                                                      "cells": [label for label, _ in cells]}, indent=2) + "\n")
     from chaoslab.report import write_matrix_report
 
     runner.console.print(f"comparison of {len(codes)} cells: {write_matrix_report(parent)}")

@@ -23,6 +23,7 @@ import yaml
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.errors import ArgumentTypeError
 
+from chaoslab.checker import CLASSES
 from chaoslab.fault_params import PARAMS as FAULT_PARAMS
 from chaoslab.fault_params import check as fault_check
 from chaoslab.loadgen import MixEntry
@@ -41,7 +42,10 @@ OPS: dict[str, Callable[[Any, Any], bool]] = {
     "<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt, "==": operator.eq, "!=": operator.ne,
 }
 CONDITION = re.compile(r"\s*(<=|>=|==|!=|<|>)\s*(\S.*?)\s*")
-COUNTS = ("completed", "duplicated", "failed", "lost", "stuck", "publish_failed", "unknown")
+# Counts a hypothesis may name: every class of the checker, all duplicates, tasks that never succeeded, unknown ids.
+COUNTS = (*CLASSES, "duplicated", "never_completed", "unknown")
+# Figures of earlier versions, and what replaced them.
+RETIRED_FIGURES = {"stuck": "use pending (still queued, reserved or running at the end) or lost (gone)"}
 LATENCIES = tuple(f"{p}_{figure}" for figure in ("queue_wait", "run_time", "end_to_end") for p in ("p50", "p95", "p99"))
 FIGURES: dict[str, str] = {
     **dict.fromkeys(COUNTS, "count"), "success_ratio": "ratio", "throughput": "rate", "throughput_drop": "ratio",
@@ -152,6 +156,39 @@ class Scenario:
 
 def _label(value: Any) -> str:
     return json.dumps(value) if value is None or isinstance(value, bool) else str(value)
+
+
+def to_yaml(scenario: Scenario, header: str = "") -> str:
+    """The scenario (one cell: no matrix) as a scenario file that loads back to the same scenario; *header* becomes
+    comment lines at the top."""
+    load = scenario.load
+    data: dict[str, Any] = {"name": scenario.name}
+    if scenario.description:
+        data["description"] = scenario.description
+    if scenario.celery:
+        data["celery"] = dict(scenario.celery)
+    if scenario.redis:
+        data["redis"] = {key.removeprefix("redis_"): value for key, value in scenario.redis.items()}
+    data["load"] = {"rate": load.rate, "seed": load.seed, "publish_timeout": format_duration(load.publish_timeout),
+                    "mix": [{"kind": entry.kind, "weight": entry.weight, **({"args": dict(entry.args)} if entry.args
+                                                                             else {})} for entry in load.mix]}
+    data["phases"] = [_phase_data(phase) for phase in scenario.phases]
+    if scenario.hypothesis:
+        data["hypothesis"] = {condition.figure: condition.text for condition in scenario.hypothesis}
+    comments = "".join(f"# {line}\n" for line in header.splitlines())
+    return comments + yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
+
+
+def _phase_data(phase: PhaseSpec) -> dict[str, Any]:
+    data: dict[str, Any] = {"name": phase.name, "duration": format_duration(phase.duration)}
+    if phase.fault is not None:
+        fault: dict[str, Any] = {"playbook": phase.fault.playbook}
+        if phase.fault.target is not None:
+            fault["target"] = phase.fault.target
+        if phase.fault.params:
+            fault["params"] = {name.removeprefix("fault_"): value for name, value in phase.fault.params.items()}
+        data["fault"] = fault
+    return data
 
 
 def find_root(start: Path | None = None) -> Path:
@@ -324,6 +361,9 @@ def _scenario(path: Path, root: Path, data: dict[str, Any]) -> Scenario:
 
 
 def _hypothesis(value: Any, key: str) -> list[Condition]:
+    for figure in value or {} if isinstance(value, dict) else ():
+        if figure in RETIRED_FIGURES:
+            raise ScenarioError(_join(key, figure), f"is no longer a figure: {RETIRED_FIGURES[figure]}")
     figures = _mapping(value or {}, key, tuple(FIGURES), what="figure")
     return [_condition(figure, given, key) for figure, given in figures.items()]
 

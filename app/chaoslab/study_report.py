@@ -24,6 +24,15 @@ group *agree* (the study's repeatability check) when their throughput and succes
 are each within :data:`AGREEMENT_TOLERANCE` of one another (``max - min <= 0.10 * min``)
 and they all agree on whether tasks were lost.
 
+The task classes are the checker's (:data:`COUNT_FIGURES`). A study made before the checker
+reconciled each task with the broker and the result backend holds the first edition's
+classes (:data:`FIRST_EDITION_COUNTS`: its ``lost`` also counted tasks still queued, run
+after the run or reported failed by Celery); it is shown in those, with a note saying so.
+
+Besides ``study.md`` and ``study.html``, ``comparison.csv`` and ``comparison.json`` hold the same
+comparison for a notebook: one row per configuration, each figure's mean, min and max,
+whether every repeat's hypothesis held and whether the repeats agree.
+
 The output is deterministic: the same study directory gives byte-identical ``study.md``,
 ``study.html`` and PNG files (no generation time, no software version in the PNGs).
 """
@@ -31,6 +40,9 @@ The output is deterministic: the same study directory gives byte-identical ``stu
 from __future__ import annotations
 
 import argparse
+import csv
+import io
+import json
 import os
 import re
 import shutil
@@ -70,11 +82,20 @@ from chaoslab.report import REPORT_FILE as RUN_REPORT_FILE
 STUDY_FILE: Final = "study.json"
 MARKDOWN_FILE: Final = "study.md"
 HTML_FILE: Final = "study.html"
+CSV_FILE: Final = "comparison.csv"
+JSON_FILE: Final = "comparison.json"
+"""The comparison as data (``study.json`` is the study runner's own record), named as a matrix run's are."""
 SCENARIO_FILE: Final = "scenario.yml"
 PUBLISHED_RUN_FILES: Final = (RUN_FILE, SCENARIO_FILE, SUMMARY_FILE, VERDICT_FILE)
 """The files of each run that :func:`publish` copies (the small ones: no ledgers, tasks.csv, metrics, report)."""
 AGREEMENT_TOLERANCE: Final = 0.10
-COUNT_FIGURES: Final = ("lost", "duplicated", "failed", "stuck", "publish_failed")
+COUNT_FIGURES: Final = ("lost", "pending", "duplicated", "failed", "failed_by_worker", "publish_failed")
+FIRST_EDITION_COUNTS: Final = ("lost", "duplicated", "failed", "stuck", "publish_failed")
+FIRST_EDITION_NOTE: Final = (
+    "These runs were judged by the first edition of the checker, before it reconciled each task with the broker "
+    "and Celery's result backend: its 'lost' counted every task not finished by the run's end, including tasks "
+    "still queued, tasks that ran after the run ended, and tasks Celery itself recorded as failed (WorkerLostError); "
+    "'stuck' counted tasks killed while running. The second edition of the study replaces it.")
 AGREEMENT_FIGURES: Final = ("throughput", "success_ratio")
 SHORT_SETTING_NAMES: Final = {
     "task_acks_late": "acks_late",
@@ -92,7 +113,8 @@ PNG_METADATA: Final = {"Software": None}
 
 _BAR_COLOUR: Final = "#9ecae1"
 _DOT_COLOUR: Final = "#08306b"
-_CLASS_COLOURS: Final = {"lost": "#d62728", "duplicated": "#ff7f0e", "failed": "#9467bd"}
+_CLASS_COLOURS: Final = {"lost": "#d62728", "pending": "#7f7f7f", "duplicated": "#ff7f0e", "failed": "#9467bd",
+                          "failed_by_worker": "#e377c2"}
 _FILE_NAME_UNSAFE: Final = re.compile(r"[^A-Za-z0-9._-]")
 _STUDY_CSS: Final = ".meta { color: #555; } ul.runs { font-size: 0.9em; } ul.runs li { margin: 0.1em 0; }"
 
@@ -167,6 +189,17 @@ class Study:
     def groups_of(self, scenario: str) -> list[Group]:
         return [group for group in self.groups if group.scenario == scenario]
 
+    @property
+    def first_edition(self) -> bool:
+        """Whether the runs were judged by the first edition's classes (they know ``stuck``, not ``pending``)."""
+        figures = [repeat.figures for group in self.groups for repeat in group.repeats]
+        return any("stuck" in found for found in figures) and not any("pending" in found for found in figures)
+
+    @property
+    def counts(self) -> tuple[str, ...]:
+        """The class counts the report shows."""
+        return FIRST_EDITION_COUNTS if self.first_edition else COUNT_FIGURES
+
 
 @dataclass(frozen=True, slots=True)
 class Spread:
@@ -210,9 +243,10 @@ def figures_from_summary(summary: Mapping[str, Any]) -> dict[str, float | None]:
     """The figures summary.json holds, for runs whose verdict.json has no ``figures``."""
     classes = summary.get("classes") or {}
     overall = summary.get("overall") or {}
-    values: dict[str, float | None] = {
-        name: None if classes.get(name) is None else float(classes[name]) for name in (*COUNT_FIGURES, "completed")
-    }
+    values: dict[str, float | None] = {name: float(count) for name, count in classes.items() if count is not None}
+    if "duplicated" not in values and classes:  # the checker's two duplicated classes, as the figure sums them
+        values["duplicated"] = float(summary.get("duplicated") or sum(
+            classes.get(name) or 0 for name in ("duplicated_completed", "duplicated_not_completed")))
     values["success_ratio"] = None
     values["throughput"] = overall.get("throughput")
     values["throughput_drop"] = throughput_drop(
@@ -350,7 +384,7 @@ def fmt_spread(value: Spread, fmt: Callable[[float | None], str]) -> str:
 
 
 FIGURE_FORMATS: Final[dict[str, Callable[[float | None], str]]] = {
-    **dict.fromkeys(COUNT_FIGURES, fmt_number),
+    **dict.fromkeys((*COUNT_FIGURES, *FIRST_EDITION_COUNTS), fmt_number),
     "success_ratio": fmt_ratio,
     "p95_end_to_end": fmt_seconds,
     "throughput": fmt_rate,
@@ -370,12 +404,22 @@ def delivery_text(group: Group) -> str:
     return " / ".join(seen) if seen else MISSING
 
 
-def group_verdict(group: Group) -> str:
-    """``pass`` when every repeat passed, ``fail`` when one failed, ``—`` otherwise (no verdict)."""
+HELD: Final = "held"
+NOT_HELD: Final = "did not hold"
+
+
+def group_held(group: Group) -> bool | None:
+    """True when every repeat's hypothesis held, False when one did not, None otherwise (no verdict)."""
     passed = [repeat.passed for repeat in group.repeats]
     if any(value is False for value in passed):
-        return "fail"
-    return "pass" if passed and all(passed) else MISSING
+        return False
+    return True if passed and all(passed) else None
+
+
+def group_verdict(group: Group) -> str:
+    """``held`` when every repeat's hypothesis held, ``did not hold`` when one did not, ``—`` otherwise."""
+    held = group_held(group)
+    return MISSING if held is None else (HELD if held else NOT_HELD)
 
 
 def _names(repeats: Iterable[RepeatFigures]) -> str:
@@ -487,18 +531,29 @@ def _mapping_rows(values: Mapping[str, Any]) -> list[list[str]]:
     return [[str(name), _value_text(value)] for name, value in values.items()]
 
 
-OVERVIEW_HEADERS: Final = (
-    "scenario", "configuration", "lost", "duplicated", "failed", "success ratio", "p95 end to end",
-    "throughput drop", "recovery time", "delivery", "verdict", "repeats agree",
-)
-OVERVIEW_FIGURES: Final = ("lost", "duplicated", "failed", "success_ratio", "p95_end_to_end", "throughput_drop",
-                           "recovery_time")
-GROUP_HEADERS: Final = (
-    "configuration", "repeats", "lost", "duplicated", "failed", "stuck", "publish failed", "success ratio",
-    "p95 end to end", "throughput", "throughput drop", "recovery time", "delivery", "verdict", "repeats agree",
-)
-GROUP_FIGURES: Final = (*COUNT_FIGURES, "success_ratio", "p95_end_to_end", "throughput", "throughput_drop",
-                        "recovery_time")
+CONTINUOUS_FIGURES: Final = ("success_ratio", "p95_end_to_end", "throughput", "throughput_drop", "recovery_time")
+OVERVIEW_CONTINUOUS: Final = ("success_ratio", "p95_end_to_end", "throughput_drop", "recovery_time")
+
+
+def _header(figure: str) -> str:
+    return figure.replace("_", " ")
+
+
+def overview_figures(study: Study) -> tuple[str, ...]:
+    return (*(name for name in study.counts if name != "publish_failed"), *OVERVIEW_CONTINUOUS)
+
+
+def overview_headers(study: Study) -> tuple[str, ...]:
+    return ("scenario", "configuration", *map(_header, overview_figures(study)), "delivery", "verdict",
+            "repeats agree")
+
+
+def group_figures(study: Study) -> tuple[str, ...]:
+    return (*study.counts, *CONTINUOUS_FIGURES)
+
+
+def group_headers(study: Study) -> tuple[str, ...]:
+    return ("configuration", "repeats", *map(_header, group_figures(study)), "delivery", "verdict", "repeats agree")
 
 
 def overview_rows(study: Study) -> list[list[str]]:
@@ -506,7 +561,7 @@ def overview_rows(study: Study) -> list[list[str]]:
         [
             group.scenario,
             group.label,
-            *(figure_text(group, figure) for figure in OVERVIEW_FIGURES),
+            *(figure_text(group, figure) for figure in overview_figures(study)),
             delivery_text(group),
             group_verdict(group),
             agreement_text(agreement(group)),
@@ -515,12 +570,12 @@ def overview_rows(study: Study) -> list[list[str]]:
     ]
 
 
-def group_rows(groups: Iterable[Group]) -> list[list[str]]:
+def group_rows(study: Study, groups: Iterable[Group]) -> list[list[str]]:
     return [
         [
             group.label,
             str(len(group.repeats)),
-            *(figure_text(group, figure) for figure in GROUP_FIGURES),
+            *(figure_text(group, figure) for figure in group_figures(study)),
             delivery_text(group),
             group_verdict(group),
             agreement_text(agreement(group)),
@@ -565,8 +620,8 @@ def hypothesis_facts(scenario: ScenarioInfo) -> list[tuple[str, str]]:
 
 def repeat_text(repeat: RepeatFigures) -> str:
     """``exit 0, completed, pass`` for one repeat."""
-    verdict = MISSING if repeat.passed is None else ("pass" if repeat.passed else "fail")
-    return f"exit {_value_text(repeat.exit)}, {repeat.status}, verdict {verdict}"
+    verdict = MISSING if repeat.passed is None else (HELD if repeat.passed else NOT_HELD)
+    return f"exit {_value_text(repeat.exit)}, {repeat.status}, hypothesis {verdict}"
 
 
 def figure_file(scenario: str) -> str:
@@ -600,15 +655,14 @@ def _md_scenario(study: Study, scenario: ScenarioInfo) -> str:
     if not groups:
         parts.append("No runs of this scenario (the study stopped before it).")
         return "\n\n".join(parts)
-    parts.append(md_table(GROUP_HEADERS, group_rows(groups)))
+    parts.append(md_table(group_headers(study), group_rows(study, groups)))
     runs = [
         f"- {group.label} {repeat.name}: `{repeat.path or MISSING}` ({repeat_text(repeat)})"
         for group in groups
         for repeat in group.repeats
     ]
     parts.append("Runs:\n\n" + "\n".join(runs))
-    parts.append(f"![{scenario.name}: success ratio and lost / duplicated / failed per configuration]"
-                 f"({figure_file(scenario.name)})")
+    parts.append(f"![{scenario.name}: {FIGURE_TITLE}]({figure_file(scenario.name)})")
     return "\n\n".join(parts)
 
 
@@ -617,12 +671,13 @@ def to_markdown(study: Study) -> str:
     parts = [
         f"# Study {study.study_id}",
         "\n".join(f"- {name}: {text}" for name, text in header_facts(study)),
+        *([f"> {FIRST_EDITION_NOTE}"] if study.first_edition else []),
         "## Machine",
         md_table(("name", "value"), _mapping_rows(study.machine)) if study.machine else "None recorded.",
         "## Versions",
         md_table(("name", "value"), _mapping_rows(study.versions)) if study.versions else "None recorded.",
         "## Overview",
-        md_table(OVERVIEW_HEADERS, overview_rows(study)) if study.groups else "No runs.",
+        md_table(overview_headers(study), overview_rows(study)) if study.groups else "No runs.",
         *(_md_scenario(study, scenario) for scenario in study.scenarios),
     ]
     return "\n\n".join(parts) + "\n"
@@ -631,7 +686,7 @@ def to_markdown(study: Study) -> str:
 # ---------------------------------------------------------------------------------------
 # HTML
 
-_VERDICT_CLASS: Final = {"pass": "pass", "fail": "fail"}
+_VERDICT_CLASS: Final = {HELD: "pass", NOT_HELD: "fail"}
 
 
 def _section(title: str, body: str, anchor: str | None = None) -> str:
@@ -683,8 +738,8 @@ def _html_scenario(study: Study, scenario: ScenarioInfo, out_dir: Path | None) -
     if not groups:
         parts.append("<p>No runs of this scenario (the study stopped before it).</p>")
         return _section(f"Scenario {scenario.name}", "\n".join(parts), f"scenario-{scenario.name}")
-    table = html_table(GROUP_HEADERS, group_rows(groups), cell_class=_figure_cell_class(2, len(GROUP_FIGURES)),
-                       table_class="comparison")
+    table = html_table(group_headers(study), group_rows(study, groups),
+                       cell_class=_figure_cell_class(2, len(group_figures(study))), table_class="comparison")
     parts.append(f'<div class="scroll">\n{table}\n</div>')
     runs = [
         f"<li>{esc(group.label)} {esc(repeat.name)}: {run_link(study, repeat, out_dir)}"
@@ -693,7 +748,7 @@ def _html_scenario(study: Study, scenario: ScenarioInfo, out_dir: Path | None) -
         for repeat in group.repeats
     ]
     parts.append('<ul class="runs">\n' + "\n".join(runs) + "\n</ul>")
-    title = f"{scenario.name}: success ratio and lost / duplicated / failed per configuration"
+    title = f"{scenario.name}: {FIGURE_TITLE}"
     parts.append(
         f'<figure>\n<img alt="{esc(title)}" src="{esc(figure_file(scenario.name))}">\n'
         f"<figcaption>{esc(title)}; bars: mean over the repeats, dots: each repeat.</figcaption>\n</figure>"
@@ -706,12 +761,15 @@ def to_html(study: Study, out_dir: StrPath | None = None) -> str:
     base = None if out_dir is None else Path(out_dir)
     title = f"Study {study.study_id}"
     header = html_table([fact for fact, _ in header_facts(study)], [[text for _, text in header_facts(study)]])
-    cell_class = _figure_cell_class(2, len(OVERVIEW_FIGURES))
-    overview = html_table(OVERVIEW_HEADERS, overview_rows(study), cell_class=cell_class, table_class="comparison")
+    cell_class = _figure_cell_class(2, len(overview_figures(study)))
+    overview = html_table(overview_headers(study), overview_rows(study), cell_class=cell_class,
+                          table_class="comparison")
+    note = f'<p class="banner">{esc(FIRST_EDITION_NOTE)}</p>' if study.first_edition else ""
     body = "\n".join(
         (
             f"<h1>{esc(title)}</h1>",
             header,
+            note,
             _section("Machine", _name_value_table(study.machine)),
             _section("Versions", _name_value_table(study.versions)),
             _section("Overview", f'<div class="scroll">\n{overview}\n</div>' if study.groups else "<p>No runs.</p>"),
@@ -761,30 +819,35 @@ def _draw_success(ax: Axes, groups: Sequence[Group]) -> None:
     ax.set_title("Success ratio", fontsize=10)
 
 
-def _draw_classes(ax: Axes, groups: Sequence[Group]) -> None:
-    width = 0.8 / len(_CLASS_COLOURS)
+FIGURE_TITLE: Final = "success ratio and the tasks not completed, by class, per configuration"
+
+
+def _draw_classes(ax: Axes, groups: Sequence[Group], counts: Sequence[str]) -> None:
+    colours = {figure: colour for figure, colour in _CLASS_COLOURS.items() if figure in counts}
+    width = 0.8 / len(colours)
     drawn = False
-    for offset, (figure, colour) in enumerate(_CLASS_COLOURS.items()):
+    for offset, (figure, colour) in enumerate(colours.items()):
         for index, group in enumerate(groups):
-            x = index + (offset - (len(_CLASS_COLOURS) - 1) / 2) * width
-            label = figure if index == 0 else None
+            x = index + (offset - (len(colours) - 1) / 2) * width
+            label = figure.replace("_", " ") if index == 0 else None
             drawn = _bars_with_dots(ax, x, values_of(group, figure), width, colour, label) or drawn
     if not drawn:
         _no_data(ax, "task counts")
     ax.set_ylim(0, max(ax.get_ylim()[1], 1.0) * 1.2)  # headroom for the legend
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_title("Lost / duplicated / failed tasks", fontsize=10)
+    ax.set_title(" / ".join(figure.replace("_", " ") for figure in colours).capitalize() + " tasks", fontsize=10)
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8, frameon=False, loc="upper left", ncols=len(_CLASS_COLOURS))
+        ax.legend(fontsize=8, frameon=False, loc="upper left", ncols=len(colours))
 
 
-def render_scenario_figure(scenario: str, groups: Sequence[Group], path: Path) -> Path:
-    """Two panels: success ratio and lost / duplicated / failed per configuration (Agg canvas, no pyplot)."""
+def render_scenario_figure(scenario: str, groups: Sequence[Group], path: Path,
+                           counts: Sequence[str] = COUNT_FIGURES) -> Path:
+    """Two panels: success ratio and the tasks of each class but completed, per configuration (Agg, no pyplot)."""
     figure = Figure(figsize=FIGURE_SIZE, dpi=FIGURE_DPI)
     FigureCanvasAgg(figure)
     left, right = figure.subplots(1, 2)
     _draw_success(left, groups)
-    _draw_classes(right, groups)
+    _draw_classes(right, groups, counts)
     for ax in (left, right):
         ax.set_xticks(range(len(groups)), labels=[_wrapped(group.label) for group in groups], fontsize=7)
         ax.set_xlim(-0.6, len(groups) - 0.4)
@@ -805,7 +868,7 @@ def write_figures(study: Study, out_dir: StrPath) -> dict[str, Path]:
         if groups:
             path = out / figure_file(scenario.name)
             path.parent.mkdir(parents=True, exist_ok=True)
-            pngs[scenario.name] = render_scenario_figure(scenario.name, groups, path)
+            pngs[scenario.name] = render_scenario_figure(scenario.name, groups, path, study.counts)
     return pngs
 
 
@@ -813,8 +876,35 @@ def write_figures(study: Study, out_dir: StrPath) -> dict[str, Path]:
 # Entry points
 
 
+def table_rows(study: Study) -> list[dict[str, Any]]:
+    """One row per configuration: each figure's mean, min and max over the repeats, the verdict and agreement."""
+    rows = []
+    for group in study.groups:
+        row: dict[str, Any] = {"scenario": group.scenario, "cell": group.cell, "configuration": group.label,
+                               "repeats": len(group.repeats)}
+        for figure in group_figures(study):
+            found = spread(values_of(group, figure))
+            row.update({f"{figure}_mean": found.mean, f"{figure}_min": found.low, f"{figure}_max": found.high})
+        agreed = agreement(group)
+        row.update({"delivery": delivery_text(group), "held": group_held(group), "agree": agreed.ok,
+                    "agreement_problems": "; ".join(agreed.problems)})
+        rows.append(row)
+    return rows
+
+
+def to_csv(study: Study) -> str:
+    rows = table_rows(study)
+    out = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows({key: "" if value is None else value for key, value in row.items()} for row in rows)
+    return out.getvalue()
+
+
 def write_study_report(study_dir: StrPath, out_dir: StrPath | None = None) -> tuple[Path, Path]:
-    """Write the figures, ``study.md`` and ``study.html`` into *out_dir* (default the study directory)."""
+    """Write the figures, ``study.md``, ``study.html``, ``comparison.csv`` and ``comparison.json`` into *out_dir*
+    (default the study directory); return the first two's paths."""
     study = load_study(study_dir)
     out = Path(out_dir) if out_dir is not None else study.path
     out.mkdir(parents=True, exist_ok=True)
@@ -822,6 +912,8 @@ def write_study_report(study_dir: StrPath, out_dir: StrPath | None = None) -> tu
     markdown, page = out / MARKDOWN_FILE, out / HTML_FILE
     markdown.write_text(to_markdown(study), encoding="utf-8")
     page.write_text(to_html(study, None if out_dir is None else out), encoding="utf-8")
+    (out / CSV_FILE).write_text(to_csv(study), encoding="utf-8")
+    (out / JSON_FILE).write_text(json.dumps(table_rows(study), indent=2) + "\n", encoding="utf-8")
     return markdown, page
 
 

@@ -1,4 +1,5 @@
-"""Experiments on the local lab: worker kills under two acknowledgement settings, SIGINT, bad scenarios."""
+"""Experiments on the local lab: worker kills under the acknowledgement settings, an overloaded lab whose verdict
+must call its backlog pending and Celery's own failures reported, SIGINT, bad scenarios."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import yaml
 from chaoslab.ledger import read_records
 from lab_state import service_pid, snapshot
 from tests.conftest import BIN, ROOT, ansible_env
+from verdict_checks import assert_verdicts_hold_up
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 
@@ -54,13 +56,16 @@ def results(tmp_path_factory):
     return tmp_path_factory.mktemp("results")
 
 
-def test_early_ack_loses_tasks_and_names_them(lab, results):
+def test_early_ack_loses_the_tasks_running_at_a_main_process_kill_and_names_them(lab, results):
     proc, run_dir = run_scenario(SCENARIOS / "kill-early-ack.yml", results / "early")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    summary = json.loads((run_dir / "summary.json").read_text())
+    summary = assert_verdicts_hold_up(lab, run_dir)
     lost = summary["ids"]["lost"]
     assert summary["classes"]["lost"] >= 1 and len(lost) == summary["classes"]["lost"]
+    # acknowledged when they started, killed with the main process: nothing recorded a failure
+    assert summary["causes"]["lost"] == {"killed_running": len(lost)}, summary["causes"]
     assert lost[0] in proc.stdout.replace("\n", "")  # the verdict output names them
+    assert "hypothesis held" in proc.stdout
     assert json.loads((run_dir / "run.json").read_text())["status"] == "completed"
     missing = set(result_backend_successes(lab)) - finished_in_ledger()
     assert not missing, f"result backend SUCCESS without a finished ledger record: {sorted(missing)[:5]}"
@@ -69,13 +74,52 @@ def test_early_ack_loses_tasks_and_names_them(lab, results):
 def test_late_ack_with_reject_on_worker_lost_loses_none(lab, results):
     proc, run_dir = run_scenario(SCENARIOS / "kill-late-ack.yml", results / "late")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["classes"]["lost"] == 0 and summary["classes"]["stuck"] == 0
-    assert summary["classes"]["completed"] + summary["classes"]["duplicated"] == summary["tasks"]
+    summary = assert_verdicts_hold_up(lab, run_dir)
+    assert summary["classes"]["lost"] == 0 and summary["classes"]["pending"] == 0
+    assert summary["classes"]["completed"] + summary["duplicated"] == summary["tasks"]
     successes = result_backend_successes(lab)
     assert successes
     missing = set(successes) - finished_in_ledger()
     assert not missing, f"result backend SUCCESS without a finished ledger record: {sorted(missing)[:5]}"
+
+
+def overload_scenario(tmp_path: Path, name: str, reject: bool, hypothesis: dict) -> Path:
+    """12 half-second tasks a second on 2 workers x 2 processes (8 a second at most), pool children SIGKILLed
+    every 3 s on both workers, late acknowledgement; a drain too short for the backlog."""
+    path = tmp_path / f"{name}.yml"
+    path.write_text(yaml.safe_dump({
+        "name": name,
+        "celery": {"task_acks_late": True, "task_reject_on_worker_lost": reject, "worker_prefetch_multiplier": 4},
+        "load": {"rate": 12, "seed": 3, "mix": [{"kind": "sleep", "weight": 1, "args": {"ms": 500}}]},
+        "phases": [{"name": "baseline", "duration": "6s"},
+                   {"name": "fault", "duration": "12s", "fault": {"playbook": "worker-kill", "target": "workers",
+                                                                   "params": {"mode": "child", "every": "3s"}}},
+                   {"name": "recovery", "duration": "4s"}, {"name": "drain", "duration": "8s"}],
+        "hypothesis": hypothesis}))
+    return path
+
+
+def test_an_overloaded_lab_calls_its_backlog_pending_and_celerys_failures_reported(lab, tmp_path):
+    """Late acknowledgement without reject_on_worker_lost: a killed child's task is a failure Celery records
+    (WorkerLostError), the backlog is pending; nothing is lost."""
+    path = overload_scenario(tmp_path, "overload-kill", False,
+                             {"lost": 0, "pending": ">= 1", "failed_by_worker": ">= 1"})
+    proc, run_dir = run_scenario(path, tmp_path / "results")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    summary = assert_verdicts_hold_up(lab, run_dir)
+    assert set(summary["causes"]["failed_by_worker"]) == {"WorkerLostError"}, summary["causes"]
+    assert summary["classes"]["lost"] == 0 and summary["classes"]["pending"] >= 1
+    assert json.loads((run_dir / "run.json").read_text())["drain"]["drained"] is False
+    assert "pending at the end" in proc.stdout and "not drained" in proc.stdout
+
+
+def test_reject_on_worker_lost_turns_those_failures_into_redeliveries(lab, tmp_path):
+    path = overload_scenario(tmp_path, "overload-kill-reject", True,
+                             {"lost": 0, "failed_by_worker": 0, "duplicated": ">= 1"})
+    proc, run_dir = run_scenario(path, tmp_path / "results")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    summary = assert_verdicts_hold_up(lab, run_dir)
+    assert summary["delivery"]["redelivered"] >= 1
 
 
 def fault_agents() -> list[str]:

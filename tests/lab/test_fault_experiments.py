@@ -14,6 +14,7 @@ from fault_state import is_baseline, node_resident, node_state
 from lab_state import service_pid
 from test_experiments import run_scenario
 from tests.conftest import run_playbook
+from verdict_checks import assert_verdicts_hold_up
 
 
 def scenario(tmp_path: Path, name: str, celery: dict, mix: list[dict], rate: float, fault: dict,
@@ -35,11 +36,11 @@ def test_memory_limit_oom_kills_pool_children_and_the_worker_survives(lab, tmp_p
                                             "params": {"limit": f"{limit}MiB"}}, {})
     proc, run_dir = run_scenario(path, tmp_path / "results")
     assert proc.returncode in (0, 1), proc.stdout[-3000:] + proc.stderr[-2000:]
-    summary = json.loads((run_dir / "summary.json").read_text())
-    hit = summary["classes"]["failed"] + summary["classes"]["lost"]
+    summary = assert_verdicts_hold_up(lab, run_dir)
+    hit = summary["classes"]["failed"] + summary["classes"]["failed_by_worker"] + summary["classes"]["lost"]
     assert hit >= 1, f"no task was failed or lost under a {limit}MiB cap: {summary['classes']}"
     records = list(read_records(sorted((run_dir / "ledgers").glob("*.jsonl"))))
-    bad = set(summary["ids"]["failed"]) | set(summary["ids"]["lost"])
+    bad = set(summary["ids"]["failed"]) | set(summary["ids"]["failed_by_worker"]) | set(summary["ids"]["lost"])
     nodes = {r.get("node") for r in records if r.get("id") in bad and r["type"] == "start"}
     kinds = {r.get("kind") for r in records if r.get("id") in bad and r["type"] == "start"}
     assert nodes == {"worker-1"} and kinds == {"memory"}, (nodes, kinds)
@@ -85,8 +86,11 @@ def lost_published(summary: dict, records: list[dict], start: float, end: float)
 def test_redis_kill_without_persistence_loses_the_queue(lab, tmp_path):
     proc, run_dir = run_scenario(restart_scenario(tmp_path, "redis-kill"), tmp_path / "results")
     assert proc.returncode in (0, 1), proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert_verdicts_hold_up(lab, run_dir)  # every lost id is in neither the broker nor the result backend
     summary, detail, records = restart_run(run_dir)
-    assert set(summary["lost_causes"]) == {"never_started"}, summary["lost_causes"]
+    assert summary["classes"]["lost"] >= 1
+    assert set(summary["causes"]["lost"]) == {"broker_data_loss"}, summary["causes"]
+    assert summary["snapshot"]["broker_started"] > detail["down_at"]
     # the backlog queued before the kill is gone: far more than the few tasks the workers had reserved
     queued = lost_published(summary, records, 0, detail["down_at"])
     assert len(queued) >= 10, (len(queued), summary["classes"])
@@ -106,5 +110,5 @@ def test_redis_kill_with_aof_keeps_the_queue_and_workers_reconnect(lab, tmp_path
     # appendfsync everysec may lose up to 2 s of writes before the kill; what was queued before that survives,
     # except the few messages the workers had reserved (kombu keeps them unacked until the visibility timeout)
     kept = lost_published(summary, records, 0, detail["down_at"] - 2)
-    assert len(kept) <= RESERVED, (len(kept), summary["lost_causes"])
+    assert len(kept) <= RESERVED, (len(kept), summary["causes"])
     assert lost_published(summary, records, restarted, float("inf")) == [], summary["classes"]

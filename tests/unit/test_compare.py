@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import pytest
@@ -43,7 +44,8 @@ def assert_row_matches(row: Row, run_dir, summary):
         assert getattr(row, cls) == data["classes"][cls] == summary.classes[cls]
     assert row.p95_end_to_end == data["overall"]["latency"]["end_to_end"]["p95"]
     baseline = phase_named(data, "baseline")["throughput"]
-    fault = phase_named(data, "fault")["throughput"]
+    fault = data["fault_throughput"]  # inside the fault windows, not over the fault phase
+    assert fault is not None and fault != phase_named(data, "fault")["throughput"]
     assert (row.throughput_baseline, row.throughput_fault) == (baseline, fault)
     assert row.throughput_drop == pytest.approx(1 - fault / baseline)
     assert row.recovery_time == data["recovery"]["time_s"] == summary.recovery.time_s
@@ -55,18 +57,20 @@ def test_single_run_row_equals_its_summary(single):
     run_dir, summary = single
     (row,) = compare([run_dir])
     assert_row_matches(row, run_dir, summary)
-    assert (row.label, row.run_id, row.status, row.verdict) == ("worker-kill", "run-1", "completed", "fail")
+    assert (row.label, row.run_id, row.status, row.verdict) == ("worker-kill", "run-1", "completed", "did not hold")
+    assert row.held is False
     assert row.throughput_drop > 0
-    assert row.recovery_time is not None
+    assert row.recovery_time is None  # the lost tasks never finish: wiping work is not a recovery
+    assert "never finished" in summary.recovery.note
 
 
 def test_success_ratio_is_over_tasks_sent(single):
-    """Every duplicated task of the synthetic run ended in success; failed, lost and stuck did not."""
+    """Every duplicated task of the synthetic run ended in success; failed, lost and pending did not."""
     run_dir, summary = single
     (row,) = compare([run_dir])
     classes = summary.classes
     sent = len(summary.tasks) - classes["publish_failed"]
-    assert row.success_ratio == pytest.approx((classes["completed"] + classes["duplicated"]) / sent)
+    assert row.success_ratio == pytest.approx((classes["completed"] + classes["duplicated_completed"]) / sent)
 
 
 def test_matrix_parent_gives_one_row_per_cell(tmp_path):
@@ -81,10 +85,12 @@ def test_matrix_parent_gives_one_row_per_cell(tmp_path):
     assert rows[0].lost != rows[1].lost
 
 
-def test_fault_phase_falls_back_to_the_phase_overlapping_the_faults(tmp_path):
+def test_a_summary_without_fault_throughput_falls_back_to_the_phase_overlapping_the_faults(tmp_path):
     phases = (("warmup", 0.0, 20.0), ("under-kill", 20.0, 40.0), ("after", 40.0, 75.0))
     run_dir, _ = make_run(tmp_path / "renamed", phases=phases)
     data = summary_json(run_dir)
+    del data["fault_throughput"]  # as a summary of an earlier checker
+    (run_dir / "summary.json").write_text(json.dumps(data))
     assert fault_phase(data)["name"] == "under-kill"
     (row,) = compare([run_dir])
     assert row.throughput_baseline == phase_named(data, "warmup")["throughput"]
@@ -127,7 +133,7 @@ def test_markdown_table(single):
     cells = dict(zip(header, (cell.strip() for cell in lines[2].strip("|").split("|")), strict=True))
     assert cells["lost"] == str(summary.classes["lost"])
     assert cells["p95 end to end"] == fmt_seconds(summary.overall.latency["end_to_end"].p95)
-    assert cells["verdict"] == "fail"
+    assert cells["verdict"] == "did not hold"
 
 
 def test_html_fragment_and_page(single):
@@ -138,7 +144,7 @@ def test_html_fragment_and_page(single):
     table = HtmlTables(fragment).tables[0]
     assert table[0][1] == [column.header for column in COLUMNS]
     assert table[1][1][COLUMNS.index(next(c for c in COLUMNS if c.header == "lost"))] == str(summary.classes["lost"])
-    assert '<td class="fail">fail</td>' in fragment
+    assert '<td class="fail">did not hold</td>' in fragment
     page = to_html_page(rows)
     assert page.startswith("<!DOCTYPE html>") and fragment in page
 
@@ -149,3 +155,10 @@ def test_write_comparison(tmp_path, single):
     markdown, page = write_comparison(rows, tmp_path / "out")
     assert markdown.read_text() == to_markdown(rows)
     assert page.read_text() == to_html_page(rows)
+    table = list(csv.DictReader((tmp_path / "out" / "comparison.csv").open(newline="")))
+    data = json.loads((tmp_path / "out" / "comparison.json").read_text())
+    assert len(table) == len(data) == 1
+    assert table[0]["lost"] == str(rows[0].lost) and data[0]["lost"] == rows[0].lost
+    assert table[0]["held"] == "False" and data[0]["held"] is False
+    assert data[0]["throughput_drop"] == pytest.approx(rows[0].throughput_drop)
+    assert set(data[0]) >= {"label", "run_id", "status", *CLASSES, "success_ratio", "verdict", "held"}

@@ -32,13 +32,16 @@ def test_the_comparison_report_is_made_again_from_the_committed_summaries(tmp_pa
     markdown, page = study_report.write_study_report(REFERENCE, tmp_path)
     assert markdown.read_bytes() == (REFERENCE / "study.md").read_bytes()
     assert page.read_bytes() == (REFERENCE / "study.html").read_bytes()
+    for name in (study_report.CSV_FILE, study_report.JSON_FILE):
+        assert (tmp_path / name).read_bytes() == (REFERENCE / name).read_bytes(), name
     for png in sorted((REFERENCE / "figures").glob("*.png")):
         assert (tmp_path / "figures" / png.name).read_bytes() == png.read_bytes(), png.name
 
 
 def test_the_reference_holds_summaries_not_raw_ledgers():
     names = {path.name for path in REFERENCE.rglob("*") if path.is_file()}
-    assert names <= {"study.json", "study.md", "study.html", *study_report.PUBLISHED_RUN_FILES} | {
+    assert names <= {"study.json", "study.md", "study.html", study_report.CSV_FILE, study_report.JSON_FILE,
+                     *study_report.PUBLISHED_RUN_FILES} | {
         path.name for path in (REFERENCE / "figures").glob("*.png")}
 
 

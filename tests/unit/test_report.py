@@ -76,11 +76,17 @@ class History:
     def records(self):
         return [*self.publish, *(record for records in self.nodes.values() for record in records)]
 
+    def alive(self) -> None:
+        """The alive records collection appends: each node's worker process still runs."""
+        for node, records in self.nodes.items():
+            pid = 100 + int(node[-1])
+            records.append({"type": "alive", "node": node, "pids": [pid], "t": T0 + RUN_END})
+
 
 def synthetic_history(rate=10.0, until=66.0, fault=True, lost_every=3, kinds=("noop", "sleep")):
     """Tasks at *rate*/s; during the fault window worker-1's tasks are lost (every
     *lost_every*-th) or run again on worker-2 (redelivery); some fail, one publish fails,
-    one execution never ends (stuck)."""
+    one execution is still running at the end (pending)."""
     history = History()
     for i in range(int(rate * until)):
         t = i / rate
@@ -100,16 +106,17 @@ def synthetic_history(rate=10.0, until=66.0, fault=True, lost_every=3, kinds=("n
         elif in_fault and node == "worker-1":
             history.executed(task_id, kind, "worker-1", start)  # killed mid-run
             history.executed(task_id, kind, "worker-2", start + 5, end + 5, redelivered=True)
-            history.truth["duplicated"] += 1
+            history.truth["duplicated_completed"] += 1
         elif i == 600:
             history.executed(task_id, kind, node, start)
-            history.truth["stuck"] += 1
+            history.truth["pending"] += 1
         elif i % 97 == 5:
             history.executed(task_id, kind, node, start, end, outcome="failure")
             history.truth["failed"] += 1
         else:
             history.executed(task_id, kind, node, start, end)
             history.truth["completed"] += 1
+    history.alive()
     return history
 
 
@@ -298,22 +305,33 @@ def test_verdict_rows_are_shown_and_highlighted(reported):
     assert rows[0][1] == ["figure", "condition", "actual", "result"]
     shown = rows[1:]
     assert [cells[:2] for _, cells in shown] == [[c["figure"], c["condition"]] for c in verdict["conditions"]]
-    assert [cells[3] for _, cells in shown] == ["fail", "pass"]
+    assert [cells[3] for _, cells in shown] == ["did not hold", "held"]
     assert [css for css, _ in shown] == ["fail", "pass"]
     assert shown[0][1][2] == str(verdict["conditions"][0]["actual"])
-    assert "Hypothesis FAILED" in text
+    assert "Hypothesis did not hold" in text
+    assert "PASS" not in text and "FAILED" not in text
 
 
-def test_class_counts_and_delivery_guarantee(reported):
+def class_rows(text: str) -> dict[str, list[str]]:
+    """The class table: class -> [tasks, causes, meaning]."""
+    rows = HtmlTables(text).table_with("meaning")
+    assert rows[0][1] == ["class", "tasks", "causes", "meaning"]
+    return {cells[0]: cells[1:] for _, cells in rows[1:]}
+
+
+def test_class_counts_causes_and_delivery_guarantee(reported):
     _, summary, _, text = reported
-    tables = HtmlTables(text)
-    header, values = (cells for _, cells in tables.table_with("lost"))
-    assert header == ["tasks", *CLASSES]
-    assert values == [f"{len(summary.tasks):,}", *(f"{summary.classes[cls]:,}" for cls in CLASSES)]
+    rows = class_rows(text)
+    assert list(rows) == [cls.replace("_", " ") for cls in CLASSES]
+    assert [rows[cls.replace("_", " ")][0] for cls in CLASSES] == [f"{summary.classes[cls]:,}" for cls in CLASSES]
+    assert rows["lost"][1] == f"never delivered {summary.classes['lost']}"
+    assert rows["pending"][1] == "running 1"
     truth = synthetic_history().truth
     assert {cls: summary.classes[cls] for cls in truth} == dict(truth)
-    delivery = tables.table_with("delivery guarantee")
-    assert delivery[1][1][0] == summary.delivery.guarantee == "none"
+    delivery = HtmlTables(text).table_with("delivery guarantee observed")
+    assert delivery[1][1][1] == summary.delivery.guarantee == "none"
+    assert f"lost: {summary.classes['lost']} (never delivered {summary.classes['lost']})" in text
+    assert "pending at the end: 1 (running 1)" in text
 
 
 def test_phase_table_has_every_phase_and_the_whole_run(reported):
@@ -327,11 +345,11 @@ def test_phase_table_has_every_phase_and_the_whole_run(reported):
         assert cells[5] == f"{phase.throughput:.2f}/s"
 
 
-def test_lost_and_duplicated_ids_are_listed(reported):
+def test_lost_pending_and_duplicated_ids_are_listed(reported):
     _, summary, _, text = reported
-    for cls in ("lost", "duplicated"):
+    for cls in ("lost", "pending", "duplicated_completed"):
         ids = summary.ids(cls)
-        assert f"{cls}: {len(ids)}" in text
+        assert f"{cls.replace('_', ' ')}: {len(ids)}" in text
         assert all(task_id in text for task_id in ids[:ID_LIST_LIMIT])
 
 
@@ -342,7 +360,7 @@ def test_versions_settings_faults_and_recovery_are_shown(reported):
     assert versions["celery"] == "5.7.0"
     assert "task_acks_late" in text and "worker_prefetch_multiplier" in text
     fault = tables.table_with("fault")[1][1]
-    assert fault[:4] == ["worker-kill", "workers[0]", "22.0 s", "32.0 s"]
+    assert fault[:6] == ["worker-kill", "workers[0]", "22.0 s", "32.0 s", "10 s", "planned"]
     recovery = tables.table_with("recovery time")[1][1]
     assert recovery[1] == summary.recovery.note
 
@@ -383,7 +401,7 @@ def test_empty_ledgers_and_no_fault_windows(tmp_path):
         assert colour_pixels(pixels, FAULT_COLOUR, tolerance=0) == 0
     assert "No fault windows in this run." in text
     assert "No verdict" in text
-    assert HtmlTables(text).table_with("lost")[1][1] == ["0"] * (len(CLASSES) + 1)
+    assert [cells[0] for cells in class_rows(text).values()] == ["0"] * len(CLASSES)
 
 
 def test_run_without_faults_has_no_shading(tmp_path):
@@ -398,8 +416,7 @@ def test_missing_summary_is_checked_in_memory(tmp_path):
     (run_dir / "summary.json").unlink()
     (run_dir / "tasks.csv").unlink()
     text = write_report(run_dir).read_text()
-    values = HtmlTables(text).table_with("lost")[1][1]
-    assert values[1:] == [f"{summary.classes[cls]:,}" for cls in CLASSES]
+    assert [cells[0] for cells in class_rows(text).values()] == [f"{summary.classes[cls]:,}" for cls in CLASSES]
     assert "checked in memory" in text
     assert not (run_dir / "summary.json").exists()
 
@@ -412,7 +429,8 @@ def test_loaded_arrays_match_the_checker(reported):
     assert np.allclose(np.sort(data.tasks.completed[np.isfinite(data.tasks.completed)]), completed)
     assert data.executions.nodes == ["worker-1", "worker-2"]
     assert len(data.executions.start) == sum(t.executions for t in summary.tasks)
-    assert int(np.isnan(data.executions.end).sum()) == summary.classes["duplicated"] + summary.classes["stuck"]
+    unended = summary.classes["duplicated_completed"] + summary.classes["pending"]
+    assert int(np.isnan(data.executions.end).sum()) == unended
     assert [(w.label, w.start, w.end) for w in data.faults] == [("worker-kill on workers[0]", 22.0, 32.0)]
 
 
@@ -456,13 +474,14 @@ def test_matrix_report_embeds_each_cell_and_the_comparison(tmp_path):
     tables = HtmlTables(text)
     comparison = tables.table_with("throughput drop")
     assert [cells[0] for _, cells in comparison[1:]] == [f"worker-kill / {label}" for label in CELLS]
+    lost = comparison[0][1].index("lost")
     for (_, cells), label in zip(comparison[1:], CELLS, strict=True):
-        assert cells[6] == f"{summaries[label].classes['lost']:,}"
+        assert cells[lost] == f"{summaries[label].classes['lost']:,}"
         assert f'href="cells/{label}/report.html"' in text
         assert (parent / "cells" / label / REPORT_FILE).exists()
     assert len(tables.images) == 2 * len(CELLS)
     assert all(src.startswith("data:image/png;base64,") for src in tables.images)
-    assert (parent / "comparison.md").exists() and (parent / "comparison.html").exists()
+    assert all((parent / f"comparison.{ext}").exists() for ext in ("md", "html", "csv", "json"))
     assert write_report(parent) == page
 
 

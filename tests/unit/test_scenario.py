@@ -12,6 +12,7 @@ from chaoslab.scenario import (
     fault_playbooks,
     find_root,
     load_scenario,
+    to_yaml,
     validate_fault_params,
 )
 from tests.conftest import ROOT
@@ -181,7 +182,10 @@ PHASES_AWRY = [{"name": "baseline", "duration": "1s"}, {"name": "recovery", "dur
     pytest.param([(("phases", 1, "fault", "target"), ["w1"])],
                  "phases[1].fault.target: must be an Ansible host pattern string, got ['w1']", id="bad-target"),
     pytest.param([(("hypothesis", "lost_tasks"), 0)], "hypothesis.lost_tasks: unknown figure (allowed: completed, "
-                 "duplicated, failed, lost, stuck, publish_failed, unknown, success_ratio,", id="unknown-figure"),
+                 "duplicated_completed, duplicated_not_completed, failed, failed_by_worker, pending, lost, "
+                 "publish_failed, duplicated, never_completed, unknown, success_ratio,", id="unknown-figure"),
+    pytest.param([(("hypothesis", "stuck"), 0)], "hypothesis.stuck: is no longer a figure: use pending (still "
+                 "queued, reserved or running at the end) or lost (gone)", id="retired-figure"),
     pytest.param([(("hypothesis", "success_ratio"), "=> 0.99")],
                  "hypothesis.success_ratio: must be a number or '<op> value' with op in <=, <, >=, >, ==, !=, "
                  "got '=> 0.99'", id="bad-operator"),
@@ -349,3 +353,20 @@ def condition(op, value):
 ])
 def test_condition_holds(op, value, actual, holds):
     assert condition(op, value).holds(actual) is holds
+
+
+PROJECT_SCENARIOS = sorted(path for path in (ROOT / "experiments").rglob("*.yml") if "reference" not in path.parts)
+
+
+@pytest.mark.parametrize("path", PROJECT_SCENARIOS, ids=lambda path: str(path.relative_to(ROOT)))
+def test_each_cell_written_as_a_scenario_file_loads_back_as_the_same_run(path, tmp_path):
+    """The scenario.yml a run keeps can be run again as it is."""
+    for label, cell in load_scenario(path).cells():
+        copy = tmp_path / "scenario.yml"
+        copy.write_text(to_yaml(cell, f"run r1, cell {label}\nfrom {path}"))
+        back = load_scenario(copy, ROOT)
+        assert (back.name, back.celery, back.redis, back.load, back.phases) == (
+            cell.name, cell.celery, cell.redis, cell.load, cell.phases)
+        assert back.hypothesis == cell.hypothesis
+        assert not back.matrix
+        assert copy.read_text().startswith("# run r1, cell ")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
 
 import pytest
 
 from chaoslab import study_report
+from chaoslab.checker import CLASSES
 from chaoslab.compare import MISSING, fmt_count, fmt_rate, fmt_ratio
 from chaoslab.study_report import (
     Agreement,
@@ -29,14 +31,14 @@ from chaoslab.study_report import (
 
 ACKS = "task_acks_late=true,task_reject_on_worker_lost=false"
 NO_ACKS = "task_acks_late=false,task_reject_on_worker_lost=false"
-CLASS_NAMES = ("completed", "duplicated", "failed", "lost", "stuck", "publish_failed")
+CLASS_NAMES = CLASSES
 REPORT_FILES = ("study.md", "study.html", "figures/cpu-exhaustion.png", "figures/baseline.png")
 
 
 def figures(**overrides):
     """Every hypothesis figure, as verdict.json holds them."""
     values = {
-        "completed": 600.0, "duplicated": 0.0, "failed": 0.0, "lost": 0.0, "stuck": 0.0, "publish_failed": 0.0,
+        **dict.fromkeys(CLASSES, 0.0), "completed": 600.0, "duplicated": 0.0, "never_completed": 0.0,
         "unknown": 0.0, "success_ratio": 1.0, "throughput": 10.0, "throughput_drop": 0.2, "recovery_time": 3.5,
     }
     for latency in ("queue_wait", "run_time", "end_to_end"):
@@ -59,8 +61,9 @@ def summary_for(spec):
     end_to_end = {"p50": values["p50_end_to_end"], "p95": values["p95_end_to_end"], "p99": values["p99_end_to_end"]}
     baseline = 12.0
     return {
-        "classes": {name: int(values[name]) for name in CLASS_NAMES},
-        "delivery": {"guarantee": spec["guarantee"], "missing": int(values["lost"]), "redelivered": 0},
+        "classes": {name: int(value) for name, value in values.items() if name in (*CLASS_NAMES, "stuck")},
+        "delivery": {"guarantee": spec["guarantee"], "unfinished": int(values["lost"]), "redelivered": 0,
+                     "pending": 0},
         "recovery": {"time_s": values["recovery_time"], "note": "recovered"},
         "overall": {"throughput": values["throughput"], "latency": {"end_to_end": end_to_end}},
         "phases": [
@@ -277,12 +280,14 @@ def test_markdown_rows(study_dir):
     assert "- duration: 33 min 20 s" in markdown
     assert "| hostname | h |" in markdown and "| project_commit | abc1234 |" in markdown
     acks_row = (
-        "| cpu-exhaustion | acks_late=true, reject_on_worker_lost=false | 0 | 0 | 0 | 97.50 % (96.90 %\u201398.10 %)"
-        " | 50 ms | 20.00 % | 3.5 s | exactly-once | pass | yes (2 repeats) |"
+        "| cpu-exhaustion | acks_late=true, reject_on_worker_lost=false | 0 | 0 | 0 | 0 | 0 | 97.50 % "
+        "(96.90 %\u201398.10 %) | 50 ms | 20.00 % | 3.5 s | exactly-once | held | yes (2 repeats) |"
     )
     assert acks_row in markdown
     assert "| cpu-exhaustion | acks_late=false, reject_on_worker_lost=false | 4 (3\u20135) |" in markdown
-    assert "| baseline | default | 0 | 0 | 0 | 100.00 % |" in markdown
+    assert "| baseline | default | 0 | 0 | 0 | 0 | 0 | 100.00 % |" in markdown
+    assert "| scenario | configuration | lost | pending | duplicated | failed | failed by worker |" in markdown
+    assert "first edition" not in markdown
     assert "- fault: cpu-exhaustion on workers[0] (workers=2)" in markdown
     assert "- fault: none (baseline)" in markdown
     assert "`lost 0`; `success_ratio >= 0.99`" in markdown
@@ -295,7 +300,7 @@ def test_html_page(study_dir):
     assert page.startswith("<!DOCTYPE html>") and page.endswith("</html>\n")
     assert "<title>Study 20261125-200000-study</title>" in page
     assert '<img alt="cpu-exhaustion: ' in page and 'src="figures/cpu-exhaustion.png"' in page
-    assert '<td class="pass">pass</td>' in page
+    assert '<td class="pass">held</td>' in page
     assert "report.html" not in page  # no run has a report: plain paths
 
 
@@ -394,7 +399,8 @@ def test_figures_fall_back_to_summary(tmp_path):
     assert repeat.figures["recovery_time"] == 4.0 and repeat.figures["p95_end_to_end"] == 0.05
     assert repeat.figures["throughput_drop"] == pytest.approx(0.25)
     assert repeat.figures["success_ratio"] is None
-    row = f"| baseline | default | 2 | 0 | 0 | {MISSING} | 50 ms | 25.00 % | 4 s | exactly-once | pass | one repeat |"
+    row = (f"| baseline | default | 2 | 0 | 0 | 0 | 0 | {MISSING} | 50 ms | 25.00 % | 4 s | exactly-once | held "
+           "| one repeat |")
     assert row in to_markdown(load_study(study_dir))
 
 
@@ -425,3 +431,30 @@ def test_a_cells_own_hypothesis_is_shown_with_the_scenarios(tmp_path):
     label = study_report.config_label(NO_ACKS)
     assert f"- hypothesis with {label}: `lost >= 1`; `success_ratio >= 0.99`" in markdown
     assert f"<th>hypothesis with {label}</th>" in study_report.to_html(study)
+
+
+def test_a_first_edition_study_is_shown_in_its_own_classes_with_a_note(tmp_path):
+    """Runs judged before the checker reconciled tasks with the broker know "stuck", not "pending"."""
+    old = run("baseline", "", 1, lost=3)
+    old["figures"] = {name: value for name, value in old["figures"].items() if name in figures()
+                      and name not in ("pending", "failed_by_worker", "duplicated_completed",
+                                       "duplicated_not_completed", "never_completed")} | {"stuck": 1.0}
+    study = load_study(make_study(tmp_path / "s", [old]))
+    assert study.first_edition and study.counts == study_report.FIRST_EDITION_COUNTS
+    markdown = to_markdown(study)
+    assert "| scenario | configuration | lost | duplicated | failed | stuck | success ratio |" in markdown
+    assert f"> {study_report.FIRST_EDITION_NOTE}" in markdown
+    assert html.escape(study_report.FIRST_EDITION_NOTE) in to_html(study)
+
+
+def test_the_comparison_is_also_written_as_csv_and_json(study_dir, tmp_path):
+    write_study_report(study_dir, tmp_path / "out")
+    rows = json.loads((tmp_path / "out" / "comparison.json").read_text())
+    table = (tmp_path / "out" / "comparison.csv").read_text().splitlines()
+    study = load_study(study_dir)
+    assert len(rows) == len(table) - 1 == len(study.groups)
+    acks = next(row for row in rows if row["cell"] == ACKS)
+    assert acks["success_ratio_mean"] == pytest.approx(0.975)
+    assert (acks["success_ratio_min"], acks["success_ratio_max"]) == pytest.approx((0.969, 0.981))
+    assert acks["held"] is True and acks["agree"] is True and acks["repeats"] == 2
+    assert table[0].startswith("scenario,cell,configuration,repeats,lost_mean,lost_min,lost_max,pending_mean")
