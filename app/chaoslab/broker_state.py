@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, NamedTuple
@@ -137,8 +137,3 @@ def read(directory: str | os.PathLike[str]) -> BrokerState | None:
     if not path.exists():
         return None
     return from_dict(json.loads(path.read_text(encoding="utf-8")))
-
-
-def empty(taken: float, ids: Iterable[str] = ()) -> BrokerState:
-    """A snapshot of an empty broker in which *ids* were looked up and had no result."""
-    return BrokerState(taken=taken, result_lookups=len(list(ids)))

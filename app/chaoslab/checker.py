@@ -102,16 +102,20 @@ import json
 import math
 from bisect import bisect_left, bisect_right
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from itertools import chain, pairwise
 from operator import itemgetter
 from pathlib import Path
 from typing import Any, Final, NamedTuple, TypeVar
 
-from chaoslab.broker_state import WORKER_MADE_FAILURES, BrokerState
+from chaoslab.broker_state import WORKER_MADE_FAILURES, BrokerState, TaskMeta
 from chaoslab.clock import Correction
+
+ResultLookup = Callable[[list[str]], Mapping[str, TaskMeta]]
+"""Given the ids published ok that have no successful end record, the result backend's record of those that have
+one (the runner reads Redis; a test gives a dict's view)."""
 
 CLASSES: Final = ("completed", "duplicated_completed", "duplicated_not_completed", "failed", "failed_by_worker",
                   "pending", "lost", "publish_failed")
@@ -322,9 +326,10 @@ class _Collector:
     """Groups records by task id.
 
     Per id a list ``[kind, scheduled, publish_outcome, published_at, received, event, event, ...]``; ``received`` is
-    None or ``(count, t, node, pid, ps)`` of the last received record; an event is ``(t, _START, node, pid, attempt,
+    None or ``(count, node, pid, ps)`` of the last received record; an event is ``(t, _START, node, pid, attempt,
     redelivered, ps)`` or ``(t, _END, node, pid, attempt, outcome, ps, error_type)``, so sorting a task's events
-    orders them by time, starts before ends. Repeated strings (kinds, nodes, outcomes) and pids are interned.
+    orders them by time, starts before ends. Repeated values (kinds, nodes, outcomes, pids, process start times)
+    are interned: a million tasks share a handful of those objects.
     """
 
     def __init__(self, run_end: float, clocks: Mapping[str, Correction] | None = None) -> None:
@@ -383,17 +388,19 @@ class _Collector:
         node, pid = record["node"], record["pid"]
         state = self._state(record["id"])
         count = state[4][0] + 1 if state[4] else 1
-        state[4] = (count, self._t(record), intern(node, node), intern(pid, pid), record.get("ps"))
+        ps = record.get("ps")
+        state[4] = (count, intern(node, node), intern(pid, pid), intern(ps, ps))
 
     def _add_start(self, record: Mapping[str, Any]) -> None:
         self.counts["start"] += 1
-        self._add_event(record, (_START, bool(record["redelivered"]), record.get("ps")))
+        ps = record.get("ps")
+        self._add_event(record, (_START, bool(record["redelivered"]), self._atoms.setdefault(ps, ps)))
 
     def _add_end(self, record: Mapping[str, Any]) -> None:
         self.counts["end"] += 1
         intern = self._atoms.setdefault
-        outcome, error = record["outcome"], record.get("error_type")
-        self._add_event(record, (_END, intern(outcome, outcome), record.get("ps"), intern(error, error)))
+        outcome, error, ps = record["outcome"], record.get("error_type"), record.get("ps")
+        self._add_event(record, (_END, intern(outcome, outcome), intern(ps, ps), intern(error, error)))
 
     def _add_event(self, record: Mapping[str, Any], detail: tuple[Any, ...]) -> None:
         t = self._t(record)
@@ -423,17 +430,21 @@ def _better_publish(t: float, outcome: str, old_t: float, old_outcome: str) -> b
     return (outcome != "ok", t) < (old_outcome != "ok", old_t)
 
 
-def unfinished_ids(records: Iterable[Mapping[str, Any]]) -> list[str]:
-    """Ids published ok without a successful end record: those whose result the runner looks up."""
-    published: dict[str, None] = {}
-    succeeded: set[str] = set()
-    for record in records:
-        kind = record.get("type")
-        if kind == "publish" and record.get("outcome") == "ok":
-            published[record["id"]] = None
-        elif kind == "end" and record.get("outcome") == "success":
-            succeeded.add(record["id"])
-    return [task_id for task_id in published if task_id not in succeeded]
+def _unfinished(states: Mapping[str, list[Any]]) -> list[str]:
+    """Ids published ok without a successful end record: those whose result is looked up."""
+    return [task_id for task_id, state in states.items()
+            if state[2] == "ok" and not any(event[1] == _END and event[5] == "success" for event in state[_HEAD:])]
+
+
+def _with_results(snapshot: BrokerState | None, states: Mapping[str, list[Any]],
+                  results: ResultLookup | None) -> BrokerState | None:
+    """The snapshot with the result backend's records of the unfinished tasks, when a lookup is given."""
+    if results is None:
+        return snapshot
+    ids = _unfinished(states)
+    found = {**(snapshot.results if snapshot is not None else {}), **results(ids)}
+    base = snapshot if snapshot is not None else BrokerState(taken=0.0)
+    return replace(base, results=found, result_lookups=len(ids))
 
 
 # ---------------------------------------------------------------------------------------
@@ -535,7 +546,7 @@ def _lost_cause(task: list[Any], executions: list[list[Any]], final: str, ctx: _
     if executions:
         return "killed_running"
     received = task[4]
-    if received is not None and ctx.process_alive(received[2], received[3], received[4]) is False:
+    if received is not None and ctx.process_alive(received[1], received[2], received[3]) is False:
         return "prefetched_by_dead_worker"
     if ctx.broker_restarted_after(task[3]):
         return "broker_data_loss"
@@ -918,6 +929,7 @@ def check(
     *,
     snapshot: BrokerState | None = None,
     clocks: Mapping[str, Correction] | None = None,
+    results: ResultLookup | None = None,
     recovery: RecoveryParams = DEFAULT_RECOVERY,
 ) -> Summary:
     """Classify every published task and compute the run's figures (see the module doc).
@@ -925,13 +937,15 @@ def check(
     *records* may come in any order and may be a one-shot iterator (e.g. read_records). *phases* (in time order,
     not overlapping) and *faults* (the planned windows, used only when the records hold no fault record) may be
     dataclasses or mappings with the same keys. Without a *snapshot* nothing is known of the broker: a task not
-    finished in the ledgers is then lost or running by the ledgers alone. Raises ValueError on a malformed record or
-    bad phases.
+    finished in the ledgers is then lost or running by the ledgers alone. *results*, when given, is called once
+    with the ids that have no successful end record, and what it returns joins the snapshot's results (so the
+    ledgers are read once). Raises ValueError on a malformed record or bad phases.
     """
     phase_list = _validated_phases(phases)
     with _gc_paused():
         collector = _Collector(run_end, clocks)
         collector.add_all(records)
+        snapshot = _with_results(snapshot, collector.tasks, results)
         ctx = _Context(collector.alive, snapshot, collector.clocks, [p.start for p in phase_list], phase_list)
         tasks, unknown_ids, unknown_executions = _judge_all(collector, ctx)
         collector.tasks.clear()

@@ -15,7 +15,7 @@ import yaml
 
 from chaoslab import clock, redis_snapshot, series
 from chaoslab.ansible_runner import AnsibleError, ansible_env, playbook, project_root, tool, unwrap_unsafe
-from chaoslab.broker_state import BrokerState
+from chaoslab.broker_state import BrokerState, TaskMeta
 from chaoslab.labs import wrong_lab
 
 # The snapshot reads every message in one server-side step: a long backlog takes seconds.
@@ -202,9 +202,9 @@ class LabControl:
         client = self.info.redis(0, timeout=SNAPSHOT_TIMEOUT_S)
         return redis_snapshot.take(client, redis_snapshot.queue_names(client), time.time(), before)
 
-    def task_results(self, state: BrokerState, ids: Iterable[str]) -> BrokerState:
-        """*state* with the result backend's record of each of *ids*."""
-        return redis_snapshot.with_results(state, self.info.redis(1, timeout=SNAPSHOT_TIMEOUT_S), ids)
+    def task_results(self, ids: Iterable[str]) -> dict[str, TaskMeta]:
+        """The result backend's record of each of *ids* that has one."""
+        return redis_snapshot.task_results(self.info.redis(1, timeout=SNAPSHOT_TIMEOUT_S), ids)[0]
 
     def controller_clock(self) -> clock.Offset:
         """The controller's clock offset to the broker's."""

@@ -222,18 +222,10 @@ class BrokerInfo:
 
 def take(broker: redis.Redis, queues: Sequence[str], taken: float,
          before: BrokerInfo | None = None) -> BrokerState:
-    """The broker's messages now (results are added by :func:`with_results` once the ledgers say which)."""
+    """The broker's messages now (the checker adds the result backend's records once the ledgers say which)."""
     counts, queued, reserved = broker_messages(broker, queues)
     now = BrokerInfo.read(broker)
     restarted = before is not None and now.run_id != before.run_id
     evicted = now.evicted_keys - before.evicted_keys if before is not None and not restarted else now.evicted_keys
     return BrokerState(taken=taken, queues=counts, queued=queued, reserved=reserved,
                        broker_started=now.started if restarted else None, evicted_keys=max(evicted, 0))
-
-
-def with_results(state: BrokerState, backend: redis.Redis, ids: Iterable[str]) -> BrokerState:
-    """*state* with the result backend's record of *ids* (those that have one)."""
-    results, looked_up = task_results(backend, ids)
-    return BrokerState(taken=state.taken, broker=state.broker, queues=state.queues, queued=state.queued,
-                       reserved=state.reserved, results=results, result_lookups=looked_up,
-                       broker_started=state.broker_started, evicted_keys=state.evicted_keys)

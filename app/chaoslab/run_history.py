@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from chaoslab import broker_state, clock
-from chaoslab.checker import Summary, check
+from chaoslab.checker import ResultLookup, Summary, check
 from chaoslab.ledger import ReadStats, read_records
 
 LEDGERS_DIR: Final = "ledgers"
@@ -51,10 +51,13 @@ def planned_faults(run: Mapping[str, Any]) -> list[dict[str, Any]]:
             for fault in run.get("faults") or [] if fault.get("start") is not None]
 
 
-def check_run(run_dir: StrPath, run: Mapping[str, Any], stats: ReadStats | None = None) -> Summary:
-    """The checker over a run directory (its ledgers, snapshot and clock corrections)."""
+def check_run(run_dir: StrPath, run: Mapping[str, Any], stats: ReadStats | None = None,
+              results: ResultLookup | None = None) -> Summary:
+    """The checker over a run directory (its ledgers, snapshot and clock corrections); *results* looks up the result
+    backend for the tasks the ledgers do not show completed (the runner's, before snapshot.json holds them)."""
     return check(read_records(ledger_paths(run_dir), stats), run.get("phases") or [], planned_faults(run),
-                 run_end(run), snapshot=broker_state.read(run_dir), clocks=clock.from_dict(run.get("clocks") or {}))
+                 run_end(run), snapshot=broker_state.read(run_dir), clocks=clock.from_dict(run.get("clocks") or {}),
+                 results=results)
 
 
 def worker_settings(run_dir: StrPath) -> dict[str, Any]:

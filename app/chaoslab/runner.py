@@ -6,8 +6,9 @@ stopped, whatever can be collected is collected, and the run is marked ``aborted
 
 Collection, in this order once the drain has ended: a snapshot of every message the broker still holds (before
 anything else can move), the controller's clock against the broker's, the nodes' ledgers (task records, fault
-records, worker processes alive, clock offsets, effective settings), then the result backend's record of every task
-the ledgers do not show completed. The snapshot goes to ``snapshot.json``; the checker reads it beside the ledgers.
+records, worker processes alive, clock offsets, effective settings). The check then looks up the result backend's
+record of every task the ledgers do not show completed (in the same pass over the ledgers). The snapshot, with those
+records, goes to ``snapshot.json``; a later check of the run directory reads it beside the ledgers.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,7 @@ class RunState:
     clocks: dict[str, clock.Correction] = field(default_factory=dict)
     effective_settings: dict[str, Any] = field(default_factory=dict)
     snapshot: broker_state.BrokerState | None = None
+    result_error: str = ""
 
     def write(self) -> None:
         """run.json, replaced whole (a reader never sees half of it)."""
@@ -288,7 +290,6 @@ class Runner:
             ("snapshot the broker", lambda: self._snapshot(state)),
             ("controller clock", lambda: state.controller_clock.append(self.control.controller_clock())),
             ("collect ledgers", lambda: self.control.collect(state.directory / run_history.LEDGERS_DIR)),
-            ("look up results", lambda: self._results(state)),
             ("read the nodes' records", lambda: self._node_records(state)),
             ("store metrics", lambda: self.control.store_metrics(state.started, time.time(), state.directory)),
         ]
@@ -313,13 +314,6 @@ class Runner:
     def _snapshot(self, state: RunState) -> None:
         """Every task message the broker holds now, before the ledgers are read (so none can slip between)."""
         state.snapshot = self.control.snapshot_broker(state.broker_before)
-
-    def _results(self, state: RunState) -> None:
-        """The result backend's record of every task the ledgers do not show completed; then snapshot.json."""
-        if state.snapshot is None:
-            return
-        candidates = checker.unfinished_ids(read_records(run_history.ledger_paths(state.directory)))
-        state.snapshot = self.control.task_results(state.snapshot, candidates)
         broker_state.write(state.snapshot, state.directory)
 
     def _node_records(self, state: RunState) -> None:
@@ -330,7 +324,20 @@ class Runner:
 
     def _judge(self, state: RunState) -> int:
         run = json.loads((state.directory / "run.json").read_text(encoding="utf-8"))
-        summary = run_history.check_run(state.directory, run)
+        found: dict[str, Any] = {}
+
+        def results(ids: list[str]) -> dict[str, Any]:
+            try:
+                found.update(self.control.task_results(ids))
+            except Exception as err:  # judged without them, and the verdict says so
+                state.result_error = f"{type(err).__name__}: {err}"
+            return found
+
+        summary = run_history.check_run(state.directory, run, results=results if state.snapshot else None)
+        if state.snapshot is not None:
+            state.snapshot = replace(state.snapshot, results=found, result_lookups=summary.snapshot["result_lookups"]
+                                     if summary.snapshot else 0)
+            broker_state.write(state.snapshot, state.directory)
         checker.write_summary(summary, state.directory, {"run_id": state.run_id, "cell": state.cell})
         measured = verdict.figures(summary)
         passed, judgements = verdict.judge(state.scenario.hypothesis, measured)
@@ -376,10 +383,15 @@ class Runner:
 def run_warnings(summary: checker.Summary, state: RunState) -> list[str]:
     """What a reader must know before trusting the run's figures."""
     found = clock.warnings(state.clocks)
+    if state.error:
+        found.append(f"collecting the run's records failed ({state.error}): the figures may be incomplete")
     if state.faults and summary.fault_source != "agents":
         found.append("the fault windows are the runner's phase bounds: the nodes' own fault records were not collected")
     if state.snapshot is None:
         found.append("no snapshot of the broker: a task not finished in the ledgers could be neither queued nor lost")
+    if state.result_error:
+        found.append(f"the result backend could not be read ({state.result_error}): failures Celery recorded "
+                     "may be counted as losses")
     pending = summary.classes.get("pending", 0)
     if pending:
         found.append(f"{pending} tasks were pending at the end ({pending_reason(summary, state)})")

@@ -22,7 +22,6 @@ from chaoslab.checker import (
     fault_windows,
     latency_stats,
     nearest_rank,
-    unfinished_ids,
     write_summary,
 )
 from chaoslab.clock import Correction
@@ -409,10 +408,20 @@ def test_overlapping_phases_are_refused():
         run([], phases=[Phase("a", 0, 10), Phase("b", 5, 20)])
 
 
-def test_unfinished_ids_are_those_published_ok_without_a_successful_end():
+def test_results_are_looked_up_once_for_the_tasks_without_a_successful_end():
     records = [pub("a", 1), start("a", 2), end("a", 3), pub("b", 1), pub("c", 1, "error"), pub("d", 1)]
-    records += [start("d", 2), end("d", 3, "failure")]
-    assert unfinished_ids(records) == ["b", "d"]
+    records += [start("d", 2, pid=7, ps=DEAD_PS), alive("w1", (8, LIVE_PS))]
+    asked = []
+
+    def lookup(ids):
+        asked.append(sorted(ids))
+        return {"d": failure("WorkerLostError")}
+
+    summary = run(records, snapshot=snap(), results=lookup)
+    assert asked == [["b", "d"]]
+    assert {t.id: t.cls for t in summary.tasks} == {"a": "completed", "b": "lost", "c": "publish_failed",
+                                                    "d": "failed_by_worker"}
+    assert summary.snapshot["result_lookups"] == 2
 
 
 # --- fault windows -----------------------------------------------------------------------------
