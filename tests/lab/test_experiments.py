@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from chaoslab.ledger import read_records
+from chaoslab.scenario import load_scenario
 from lab_state import service_pid, snapshot
 from tests.conftest import BIN, ROOT, ansible_env
 from verdict_checks import assert_verdicts_hold_up
@@ -109,8 +110,18 @@ def test_an_overloaded_lab_calls_its_backlog_pending_and_celerys_failures_report
     summary = assert_verdicts_hold_up(lab, run_dir)
     assert set(summary["causes"]["failed_by_worker"]) == {"WorkerLostError"}, summary["causes"]
     assert summary["classes"]["lost"] == 0 and summary["classes"]["pending"] >= 1
-    assert json.loads((run_dir / "run.json").read_text())["drain"]["drained"] is False
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["drain"]["drained"] is False
     assert "pending at the end" in proc.stdout and "not drained" in proc.stdout
+    # what the workers really ran with, as they reported it
+    for node in ("worker-1", "worker-2"):
+        settings = run["effective_settings"][node]["settings"]
+        assert (settings["worker_pool"], settings["worker_concurrency"]) == ("prefork", 2)
+        assert (settings["task_acks_late"], settings["task_reject_on_worker_lost"]) == (True, False)
+    # the scenario kept in the run directory runs again as it is
+    again = load_scenario(run_dir / "scenario.yml", ROOT)
+    assert (again.name, again.celery, again.phases) == ("overload-kill", load_scenario(path, ROOT).celery,
+                                                        load_scenario(path, ROOT).phases)
 
 
 def test_reject_on_worker_lost_turns_those_failures_into_redeliveries(lab, tmp_path):
