@@ -53,8 +53,10 @@ Classes (every published task id gets exactly one, decided in this order)
         ``killed_running`` (its execution's process was gone at collection: the message had been acknowledged, early
         acknowledgement, and nothing recorded a failure), ``prefetched_by_dead_worker`` (received by a worker
         process that was gone at collection, never started), ``broker_data_loss`` (never received by a worker, and
-        the broker restarted after it was published, or evicted keys), ``never_delivered`` (never received, and
-        nothing explains where it went).
+        the broker restarted after it was published, or evicted keys), ``taken_by_killed_worker`` (never received,
+        and a worker's main process was killed after it was published: kombu's Redis transport moves a message
+        from the queue to the unacknowledged set in two steps, and a main process killed between them takes the
+        message with it), ``never_delivered`` (never received, and nothing explains where it went).
 
     Records for ids that were never published are not classified; their ids and executions count as ``unknown``.
 
@@ -341,6 +343,8 @@ class _Collector:
         # node -> ((pid, process start) pairs, pids) alive when the ledgers were collected (``alive`` records)
         self.alive: dict[str, tuple[frozenset[tuple[int, float]], frozenset[int]]] = {}
         self.faults: list[tuple[float, str, str, str]] = []
+        # when a worker's main process was killed (worker-kill's kill records)
+        self.main_kills: list[float] = []
         self.clocks = {node: c for node, c in (clocks or {}).items() if c.significant()}
 
     def add_all(self, records: Iterable[Mapping[str, Any]]) -> None:
@@ -374,7 +378,11 @@ class _Collector:
 
     def _add_fault(self, record: Mapping[str, Any]) -> None:
         self.counts["fault"] += 1
-        self.faults.append((self._t(record), str(record["event"]), str(record["fault"]), str(record["node"])))
+        event = str(record["event"])
+        if event in ("applied", "reverted"):
+            self.faults.append((self._t(record), event, str(record["fault"]), str(record["node"])))
+        elif event == "kill" and record.get("main"):
+            self.main_kills.append(self._t(record))
 
     def _state(self, task_id: str) -> list[Any]:
         state = self.tasks.get(task_id)
@@ -478,6 +486,7 @@ class _Context:
     """What every task is judged against besides its own records."""
 
     alive: Mapping[str, tuple[frozenset[tuple[int, float]], frozenset[int]]]
+    main_kills: Sequence[float]
     snapshot: BrokerState | None
     clocks: Mapping[str, Correction]
     starts: Sequence[float]
@@ -499,6 +508,10 @@ class _Context:
             return done
         correction = self.clocks.get(worker.partition("@")[2])
         return done - correction.at(done) if correction is not None else done
+
+    def main_killed_after(self, t: float) -> bool:
+        """Whether a worker's main process was killed after *t*."""
+        return bool(self.main_kills) and self.main_kills[-1] >= t
 
     def broker_restarted_after(self, t: float) -> bool:
         snapshot = self.snapshot
@@ -550,6 +563,8 @@ def _lost_cause(task: list[Any], executions: list[list[Any]], final: str, ctx: _
         return "prefetched_by_dead_worker"
     if ctx.broker_restarted_after(task[3]):
         return "broker_data_loss"
+    if ctx.main_killed_after(task[3]):
+        return "taken_by_killed_worker"
     return "never_delivered"
 
 
@@ -946,7 +961,8 @@ def check(
         collector = _Collector(run_end, clocks)
         collector.add_all(records)
         snapshot = _with_results(snapshot, collector.tasks, results)
-        ctx = _Context(collector.alive, snapshot, collector.clocks, [p.start for p in phase_list], phase_list)
+        ctx = _Context(collector.alive, sorted(collector.main_kills), snapshot, collector.clocks,
+                       [p.start for p in phase_list], phase_list)
         tasks, unknown_ids, unknown_executions = _judge_all(collector, ctx)
         collector.tasks.clear()
         tasks.sort(key=_PUBLISH_ORDER)  # the same order whatever order the records came in

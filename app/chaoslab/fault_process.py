@@ -76,14 +76,22 @@ def stop_stress(_detail: Detail | None = None) -> int:
 def worker_kill(mode: str, every: float) -> Fault:
     killed: list[int] = []
 
+    def kill() -> None:
+        pids = kill_worker(mode)
+        killed.extend(pids)
+        # each kill in the node's event ledger: a message the main process had just taken from the queue and not
+        # yet recorded anywhere is lost with it
+        fault.note("kill", {"pids": pids, "main": mode in ("main", "all") and bool(pids)})
+
     def apply() -> Detail:
-        killed.extend(kill_worker(mode))
+        kill()
         return {"killed": killed}
 
     def hold(deadline: float | None, stop: Stop) -> None:
-        hold_until(deadline, stop, every, lambda: killed.extend(kill_worker(mode)))
+        hold_until(deadline, stop, every, kill)
 
-    return Fault("worker-kill", {"mode": mode, "every": every}, apply, hold=hold)
+    fault = Fault("worker-kill", {"mode": mode, "every": every}, apply, hold=hold)
+    return fault
 
 
 def worker_pause() -> Fault:

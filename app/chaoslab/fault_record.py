@@ -15,7 +15,8 @@ Every fault also appends to the node's event ledger (``--events``) when it took 
 ``applied`` is written once the fault is in force (after it was applied; a fault may name an earlier instant, e.g.
 when Redis went down); ``reverted`` when its effect ended (``by``: its ``deadline``, a ``stop`` from clear, ``clear``
 reverting it for an agent that is gone, or ``healed`` when the fault's effect ended by itself before its deadline,
-e.g. Redis running again). These instants, not the runner's phase bounds, are the run's fault windows.
+e.g. Redis running again). These instants, not the runner's phase bounds, are the run's fault windows. A fault may
+also note instants of its own (worker-kill: ``kill`` with the pids killed and whether the main process was one).
 """
 
 from __future__ import annotations
@@ -75,6 +76,8 @@ class Fault:
     # A process must stay on the node for the fault to act (a user-space engine), even without a duration.
     needs_process: bool = False
     detail: Detail = field(default_factory=dict)
+    # Records an instant of the fault's own (e.g. each kill) in the node's event ledger: note(event, data).
+    note: Callable[[str, Detail], None] = field(default=lambda _event, _data: None)
 
 
 # Keys a fault's detail may carry for its event records: when it took effect, and when its effect ended by itself.
@@ -150,6 +153,10 @@ class FaultRecord:
         """The fault is in force since *t*."""
         self._event("applied", t, params=params)
 
+    def noted(self, event: str, data: Detail) -> None:
+        """An instant of the fault's own, e.g. each kill of worker-kill (event ``kill``)."""
+        self._event(event, time.time(), **data)
+
     def reverted(self, t: float, by: str) -> None:
         """The fault's effect ended at *t* (written once)."""
         if not self.reverted_written:
@@ -160,6 +167,7 @@ class FaultRecord:
 def run_fault(record: FaultRecord, fault: Fault, duration: float) -> Detail:
     """Apply the fault; with a duration (or a process engine) detach and keep it on the node until it ends."""
     record.refuse_if_active()
+    fault.note = record.noted
     if duration <= 0 and not fault.needs_process:
         detail = fault.apply()
         started = float(detail.pop(IN_FORCE_AT, None) or time.time())

@@ -287,6 +287,16 @@ def test_lost_causes():
     assert evicted["after"] == "broker_data_loss"
 
 
+def test_a_task_never_received_before_a_main_process_kill_was_taken_by_the_killed_worker():
+    # kombu pops a message from the queue, then records it unacked: a main process killed in between takes it along
+    kill = {"type": "fault", "event": "kill", "fault": "worker-kill", "node": "w1", "t": 50.0, "pids": [7],
+            "main": True}
+    child_kill = {**kill, "t": 80.0, "main": False}
+    records = [pub("before", 49.9), pub("after", 60.0), kill, child_kill]
+    found = {t.id: (t.cls, t.cause) for t in run(records, snapshot=snap()).tasks}
+    assert found == {"before": ("lost", "taken_by_killed_worker"), "after": ("lost", "never_delivered")}
+
+
 def test_without_a_snapshot_only_the_ledgers_judge():
     summary = run([pub("a", 1), pub("b", 1), start("b", 2, pid=7, ps=DEAD_PS), alive("w1", (8, LIVE_PS))])
     assert [(t.cls, t.cause) for t in summary.tasks] == [("lost", "never_delivered"), ("lost", "killed_running")]
