@@ -131,6 +131,8 @@ _END: Final = 1
 _TERMINAL: Final = frozenset(("success", "failure"))
 _END_T: Final = itemgetter(1)
 _HEAD: Final = 5
+MALFORMED_EXAMPLES: Final = 5
+"""How many malformed records the summary quotes (all are counted)."""
 """A task's state list: [kind, scheduled, outcome, published_at, received, *events]."""
 
 _W = TypeVar("_W", "Phase", "FaultWindow")
@@ -262,6 +264,8 @@ class Summary:
     delivery: Delivery
     recovery: Recovery
     records: dict[str, int]
+    malformed: list[str]
+    """A few of the records the checker could not read (``records["malformed"]`` counts them all)."""
     snapshot: dict[str, Any] | None
     clocks: dict[str, dict[str, float]]
     unknown_ids: list[str]
@@ -338,7 +342,8 @@ class _Collector:
         self.run_end = run_end
         self.tasks: dict[str, list[Any]] = {}
         self.counts = dict.fromkeys(("publish", "received", "start", "end", "fault", "clock", "alive", "other",
-                                     "after_run_end", "repeated_publish"), 0)
+                                     "after_run_end", "repeated_publish", "malformed"), 0)
+        self.malformed: list[str] = []
         self._atoms: dict[Any, Any] = {}
         # node -> ((pid, process start) pairs, pids) alive when the ledgers were collected (``alive`` records)
         self.alive: dict[str, tuple[frozenset[tuple[int, float]], frozenset[int]]] = {}
@@ -348,17 +353,26 @@ class _Collector:
         self.clocks = {node: c for node, c in (clocks or {}).items() if c.significant()}
 
     def add_all(self, records: Iterable[Mapping[str, Any]]) -> None:
+        """Every record; one the checker cannot read (a missing field, a wrong type) is counted and a few are kept
+        as examples (``malformed``), and the check goes on."""
         handlers = {"start": self._add_start, "end": self._add_end, "publish": self._add_publish,
                     "received": self._add_received, "alive": self._add_alive, "fault": self._add_fault,
                     "clock": self._add_clock}
+        counts = self.counts
         for record in records:
             try:
-                handlers.get(record["type"], self._add_other)(record)
-            except (KeyError, TypeError, ValueError) as exc:
-                raise ValueError(f"malformed ledger record ({exc!r}): {record!r}") from exc
+                kind = record["type"]
+                handlers.get(kind, self._add_other)(record)
+                counts[kind if kind in handlers else "other"] += 1
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                counts["malformed"] += 1
+                if len(self.malformed) < MALFORMED_EXAMPLES:
+                    self.malformed.append(f"{type(exc).__name__}: {exc}: {repr(record)[:200]}")
 
     def _t(self, record: Mapping[str, Any], key: str = "t") -> float:
         t = float(record[key])
+        if not math.isfinite(t):
+            raise ValueError(f"{key} is not a finite time")
         if self.clocks:
             correction = self.clocks.get(record.get("node", ""))
             if correction is not None:
@@ -366,18 +380,16 @@ class _Collector:
         return t
 
     def _add_other(self, record: Mapping[str, Any]) -> None:
-        self.counts["other"] += 1
+        pass
 
     def _add_clock(self, record: Mapping[str, Any]) -> None:
-        self.counts["clock"] += 1
+        pass
 
     def _add_alive(self, record: Mapping[str, Any]) -> None:
-        self.counts["alive"] += 1
         procs = frozenset((int(pid), float(start)) for pid, start in record.get("procs") or ())
-        self.alive[record["node"]] = (procs, frozenset(record["pids"]))
+        self.alive[_text(record["node"])] = (procs, frozenset(int(pid) for pid in record["pids"]))
 
     def _add_fault(self, record: Mapping[str, Any]) -> None:
-        self.counts["fault"] += 1
         event = str(record["event"])
         if event in ("applied", "reverted"):
             self.faults.append((self._t(record), event, str(record["fault"]), str(record["node"])))
@@ -387,42 +399,38 @@ class _Collector:
     def _state(self, task_id: str) -> list[Any]:
         state = self.tasks.get(task_id)
         if state is None:
-            state = self.tasks[task_id] = [None, None, None, None, None]
+            state = self.tasks[_text(task_id)] = [None, None, None, None, None]
         return state
 
     def _add_received(self, record: Mapping[str, Any]) -> None:
-        self.counts["received"] += 1
         intern = self._atoms.setdefault
-        node, pid = record["node"], record["pid"]
+        node, pid, ps = _text(record["node"]), int(record["pid"]), record.get("ps")
         state = self._state(record["id"])
         count = state[4][0] + 1 if state[4] else 1
-        ps = record.get("ps")
         state[4] = (count, intern(node, node), intern(pid, pid), intern(ps, ps))
 
     def _add_start(self, record: Mapping[str, Any]) -> None:
-        self.counts["start"] += 1
         ps = record.get("ps")
         self._add_event(record, (_START, bool(record["redelivered"]), self._atoms.setdefault(ps, ps)))
 
     def _add_end(self, record: Mapping[str, Any]) -> None:
-        self.counts["end"] += 1
         intern = self._atoms.setdefault
-        outcome, error, ps = record["outcome"], record.get("error_type"), record.get("ps")
+        outcome, error, ps = _text(record["outcome"]), record.get("error_type"), record.get("ps")
         self._add_event(record, (_END, intern(outcome, outcome), intern(ps, ps), intern(error, error)))
 
     def _add_event(self, record: Mapping[str, Any], detail: tuple[Any, ...]) -> None:
         t = self._t(record)
+        intern = self._atoms.setdefault
+        node, pid, attempt = _text(record["node"]), int(record["pid"]), int(record["attempt"])
+        what, *rest = detail
+        event = (t, what, intern(node, node), intern(pid, pid), attempt, *rest)
+        self._state(record["id"]).append(event)
         if t > self.run_end:
             self.counts["after_run_end"] += 1
-        intern = self._atoms.setdefault
-        node, pid = record["node"], record["pid"]
-        what, *rest = detail
-        self._state(record["id"]).append((t, what, intern(node, node), intern(pid, pid), record["attempt"], *rest))
 
     def _add_publish(self, record: Mapping[str, Any]) -> None:
-        self.counts["publish"] += 1
         intern = self._atoms.setdefault
-        kind, outcome = record["kind"], record["outcome"]
+        kind, outcome = _text(record["kind"]), _text(record["outcome"])
         returned = self._t(record)
         scheduled = self._t(record, "scheduled") if record.get("scheduled") is not None else returned
         state = self._state(record["id"])
@@ -431,6 +439,13 @@ class _Collector:
             if not _better_publish(returned, outcome, state[3], state[2]):
                 return
         state[0], state[1], state[2], state[3] = intern(kind, kind), scheduled, intern(outcome, outcome), returned
+
+
+def _text(value: Any) -> str:
+    """A record's text field; anything else makes the record malformed."""
+    if type(value) is not str:
+        raise TypeError(f"expected text, got {type(value).__name__}")
+    return value
 
 
 def _better_publish(t: float, outcome: str, old_t: float, old_outcome: str) -> bool:
@@ -954,7 +969,8 @@ def check(
     dataclasses or mappings with the same keys. Without a *snapshot* nothing is known of the broker: a task not
     finished in the ledgers is then lost or running by the ledgers alone. *results*, when given, is called once
     with the ids that have no successful end record, and what it returns joins the snapshot's results (so the
-    ledgers are read once). Raises ValueError on a malformed record or bad phases.
+    ledgers are read once). A record it cannot read is counted (``records["malformed"]``), never fatal. Raises
+    ValueError on bad phases.
     """
     phase_list = _validated_phases(phases)
     with _gc_paused():
@@ -989,6 +1005,7 @@ def check(
         delivery=_delivery(tasks),
         recovery=_recovery_note(recovery_time(timeline, baseline, fault_list, run_end, recovery), tasks),
         records=dict(collector.counts),
+        malformed=collector.malformed,
         snapshot=snapshot.counts() if snapshot is not None else None,
         clocks={node: correction.to_dict() for node, correction in sorted((clocks or {}).items())},
         unknown_ids=unknown_ids,

@@ -72,6 +72,9 @@ _CLIPPABLE_FIELDS: Final = ("error", "error_type")
 _ENCODER: Final = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 _OPEN_FLAGS: Final = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
 _READ_CHUNK_BYTES: Final = 1 << 20
+MAX_READ_LINE_BYTES: Final = 1 << 16
+"""A line longer than this is no record a writer made (they stay within MAX_LINE_BYTES): it is skipped unread, so a
+file of one huge line costs linear time and bounded memory."""
 
 
 class PublishRecord(TypedDict):
@@ -280,6 +283,8 @@ class ReadStats:
     """Lines that began with a fragment of a record cut short by a kill and went on with a whole record of another
     writer sharing the file (the kernel may stop a write to a killed process between pages): the fragment is
     skipped, the record kept."""
+    oversized_lines: int = 0
+    """Lines longer than MAX_READ_LINE_BYTES (no writer makes them): skipped without being read whole."""
 
 
 def read_records(
@@ -289,7 +294,9 @@ def read_records(
     """Yield the records of one or more ledger files, file after file, in file order.
 
     An incomplete trailing line (no newline) is skipped, and so is any complete line that
-    is not a JSON object; both are counted in *stats* when given. Blank lines are ignored.
+    is not a JSON object, and any line longer than MAX_READ_LINE_BYTES (without reading it
+    whole); all are counted in *stats* when given. Blank lines are ignored. Reading takes
+    time linear in the files' size and memory bounded by the chunk and line limits.
     """
     counts = stats if stats is not None else ReadStats()
     for path in _path_list(paths):
@@ -305,9 +312,22 @@ def _path_list(paths: StrPath | Iterable[StrPath]) -> list[StrPath]:
 def _read_file(path: Path, stats: ReadStats) -> Iterator[dict[str, Any]]:
     with path.open("rb") as handle:
         tail = b""
+        skipping = False  # inside an oversized line: drop bytes up to its newline
         while chunk := handle.read(_READ_CHUNK_BYTES):
+            if skipping:
+                newline = chunk.find(b"\n")
+                if newline == -1:
+                    continue
+                chunk, skipping = chunk[newline + 1:], False
             lines = (tail + chunk).split(b"\n")
             tail = lines.pop()  # b"" when the chunk ended with a newline
+            if len(tail) > MAX_READ_LINE_BYTES:
+                stats.oversized_lines += 1
+                tail, skipping = b"", True
+            long = [line for line in lines if len(line) > MAX_READ_LINE_BYTES]
+            if long:
+                stats.oversized_lines += len(long)
+                lines = [line for line in lines if len(line) <= MAX_READ_LINE_BYTES]
             yield from _parse_lines(lines, stats)
     if tail:
         stats.torn_tails += 1

@@ -925,10 +925,16 @@ def _records_section(data: RunData) -> str:
         "torn_tails": data.read_stats.torn_tails,
         "corrupt_lines": data.read_stats.corrupt_lines,
         "torn_fragments": data.read_stats.torn_fragments,
+        "oversized_lines": data.read_stats.oversized_lines,
     }
     unknown = data.summary.get("unknown", {})
     counts.update({f"unknown_{key}": value for key, value in unknown.items()})
-    return _mapping_section("Ledger records", counts)
+    section = _mapping_section("Ledger records", counts)
+    examples = data.summary.get("malformed") or []
+    if examples:
+        items = "".join(f"<li><code>{esc(example)}</code></li>" for example in examples)
+        section += f"\n<p>Records the checker could not read (first {len(examples)}):</p>\n<ul>{items}</ul>"
+    return section
 
 
 def _effective_settings_section(found: Mapping[str, Any] | None) -> str:

@@ -408,9 +408,21 @@ def test_record_order_does_not_matter():
         assert run(shuffled, snapshot=snapshot).to_dict() == expected
 
 
-def test_malformed_record_is_reported():
-    with pytest.raises(ValueError, match="malformed ledger record"):
-        run([{"type": "start", "id": "a"}])
+@pytest.mark.parametrize("bad", [
+    {"type": "start", "id": "a"},  # fields missing
+    {"type": "publish", "id": ["a"], "kind": "noop", "t": 1, "outcome": "ok"},  # an id that is no text
+    {"type": "end", "id": "a", "node": "w1", "pid": "seven", "attempt": 0, "t": 2, "outcome": "success"},
+    {"type": "start", "id": "a", "node": "w1", "pid": 1, "attempt": 0, "t": "never", "redelivered": False},
+    {"type": "start", "id": "a", "node": "w1", "pid": 1, "attempt": 0, "t": float("nan"), "redelivered": False},
+    {"type": "alive", "node": "w1", "pids": None},
+    {"id": "no type"},
+    "not a mapping",
+], ids=["missing", "id-list", "pid-text", "t-text", "t-nan", "alive-pids", "no-type", "not-a-mapping"])
+def test_a_malformed_record_is_counted_and_the_check_goes_on(bad):
+    summary = run([pub("a", 1), bad, start("a", 2), end("a", 3)])
+    assert only_task(summary).cls == "completed"
+    assert summary.records["malformed"] == 1
+    assert len(summary.malformed) == 1 and summary.to_dict()["malformed"] == summary.malformed
 
 
 def test_overlapping_phases_are_refused():

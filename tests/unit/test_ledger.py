@@ -391,3 +391,22 @@ def _child_main(path: str, name: str, fsync: str) -> None:
 
 if __name__ == "__main__":
     _child_main(*sys.argv[1:4])
+
+
+def test_a_huge_record_and_a_file_without_newlines_are_skipped_and_counted(tmp_path, monkeypatch):
+    """10 MB in one record, and 30 MB with no newline at all: skipped and counted, never held whole."""
+    huge = tmp_path / "huge.jsonl"
+    record = {"type": "start", "id": "a", "t": 1.0}
+    huge.write_bytes(encode_record(record) + b'{"type": "x", "blob": "' + b"x" * 10_000_000 + b'"}\n'
+                     + encode_record({**record, "id": "b"}))
+    endless = tmp_path / "endless.jsonl"
+    endless.write_bytes(b"y" * 30_000_000)
+    parsed: list[int] = []
+    parse = ledger._parse_lines
+    monkeypatch.setattr(ledger, "_parse_lines", lambda lines, stats: parsed.append(max(map(len, lines), default=0))
+                        or parse(lines, stats))
+    stats = ReadStats()
+    records = list(read_records([huge, endless], stats))
+    assert [r["id"] for r in records] == ["a", "b"]
+    assert stats.oversized_lines == 2 and stats.torn_tails == 0
+    assert max(parsed) <= ledger.MAX_READ_LINE_BYTES  # the huge line never reached the parser
