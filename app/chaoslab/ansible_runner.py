@@ -5,11 +5,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from chaoslab.inputs import unsafe
+
+PLAYBOOK_TIMEOUT_S = 3600.0
+"""The longest any playbook may run (provisioning VMs under emulation takes minutes, never an hour)."""
 
 
 class AnsibleError(RuntimeError):
@@ -63,15 +69,31 @@ def unwrap_unsafe(obj: dict[str, Any]) -> Any:
 
 def playbook(
     path: str, extra_vars: dict[str, Any] | None = None, quiet: bool = False, tags: str | None = None,
-    check: bool = True,
+    check: bool = True, timeout: float = PLAYBOOK_TIMEOUT_S,
 ) -> subprocess.CompletedProcess:
-    """Run a playbook of the project; with ``check``, raise AnsibleError when it fails."""
+    """Run a playbook of the project; with ``check``, raise AnsibleError when it fails.
+
+    Every string of *extra_vars* is passed marked unsafe: Ansible never templates it, whatever it holds. A playbook
+    still running after *timeout* seconds is killed with its process group (AnsibleError).
+    """
     cmd = [tool("ansible-playbook"), path]
     if extra_vars:
-        cmd += ["-e", json.dumps(extra_vars)]
+        cmd += ["-e", json.dumps(unsafe(extra_vars))]
     if tags:
         cmd += ["--tags", tags]
-    proc = subprocess.run(cmd, cwd=project_root(), env=ansible_env(), capture_output=quiet, text=True, check=False)
-    if check and proc.returncode != 0:
-        raise AnsibleError(f"{path} failed (exit {proc.returncode})")
-    return proc
+    proc = subprocess.Popen(cmd, cwd=project_root(), env=ansible_env(), text=True, start_new_session=True,
+                            stdout=subprocess.PIPE if quiet else None, stderr=subprocess.PIPE if quiet else None)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise AnsibleError(f"{path} did not finish within {timeout:g}s and was stopped") from None
+    except BaseException:  # Ctrl-C: the playbook stops with the caller
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.communicate()
+        raise
+    done = subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
+    if check and done.returncode != 0:
+        raise AnsibleError(f"{path} failed (exit {done.returncode})")
+    return done

@@ -9,18 +9,27 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from chaoslab.ansible_runner import AnsibleError, adhoc_json, ansible_env, playbook, project_root, tool
-from chaoslab.fault_params import PARAMS, check, user_params
+from chaoslab.ansible_runner import AnsibleError, adhoc_json, ansible_env, playbook, project_root, tool, unwrap_unsafe
+from chaoslab.fault_params import PARAMS, request, user_params
+from chaoslab.inputs import InputError, groups_of
+from chaoslab.inputs import name as node_name
+from chaoslab.lab_lock import LabBusy, LabLock
+from chaoslab.runner import new_run_id
 from chaoslab.scenario import FAULT_SPEC, ScenarioError, load_scenario
+
+FAULT_TIMEOUT_S = 300.0
+INVENTORY_TIMEOUT_S = 60.0
 
 
 class RequestError(ValueError):
@@ -42,6 +51,7 @@ class LabOperations:
     def __init__(self, root: Path | None = None) -> None:
         self.root = root or project_root()
         self.runs: dict[str, subprocess.Popen[bytes]] = {}
+        self._starting = threading.Lock()
 
     # -- faults ---------------------------------------------------------------------------------
 
@@ -62,31 +72,37 @@ class LabOperations:
             kinds.append({"name": fault, "description": entry.get("short_description", ""), "parameters": params})
         return kinds
 
-    def targets(self, pattern: str) -> list[str]:
-        """The inventory's nodes matching ``pattern`` (Ansible's own pattern rules)."""
-        proc = subprocess.run([tool("ansible"), pattern, "--list-hosts"], cwd=self.root, env=ansible_env(),
-                              capture_output=True, text=True, timeout=60, check=False)
-        hosts = [line.strip() for line in proc.stdout.splitlines()[1:] if line.strip()]
-        return hosts if proc.returncode == 0 else []
+    def groups(self) -> dict[str, list[str]]:
+        """Every inventory group with its hosts, in order."""
+        proc = subprocess.run([tool("ansible-inventory"), "--list"], cwd=self.root, env=ansible_env(),
+                              capture_output=True, text=True, timeout=INVENTORY_TIMEOUT_S, check=False)
+        if proc.returncode != 0:
+            raise RequestError("cannot read the inventory", 503)
+        return groups_of(json.loads(proc.stdout, object_hook=unwrap_unsafe))
+
+    def _locked(self, what: str) -> LabLock:
+        """The lab's lock for one operation (409 while a run or another fault holds it)."""
+        lock = LabLock(self.root)
+        try:
+            lock.acquire(what)
+        except LabBusy as busy:
+            raise RequestError(str(busy), 409) from None
+        return lock
 
     def start_fault(self, fault: str, target: str | None, params: dict[str, Any], duration: str) -> list[dict]:
         if fault not in PARAMS or fault == "clear":
-            raise RequestError(f"unknown fault '{fault}'", 404)
-        given = {key: value for key, value in params.items()}
-        given["duration"] = duration
+            raise RequestError(f"unknown fault {fault!r}", 404)
+        given = {**params, "duration": duration}
         try:
-            values = check(fault, given, resolved=False)
+            extra = request(fault, target, given, self.groups())
         except ValueError as error:
             raise RequestError(str(error), 422) from None
-        if values["duration"] <= 0:
+        if not extra.get("duration"):
             raise RequestError(f"{fault}: duration must be above 0 (a fault started through the API heals by itself)",
                                422)
-        if target is not None and not self.targets(target):
-            raise RequestError(f"{fault}: target '{target}' matches no node of the inventory", 422)
-        extra: dict[str, Any] = {**given, **({"target": target} if target else {})}
-        with tempfile.TemporaryDirectory(prefix="chaoslab-api-") as reports:
+        with self._locked(f"API: {fault}"), tempfile.TemporaryDirectory(prefix="chaoslab-api-") as reports:
             extra["report"] = reports
-            proc = playbook(f"faults/{fault}.yml", extra, quiet=True, check=False)
+            proc = playbook(f"faults/{fault}.yml", extra, quiet=True, check=False, timeout=FAULT_TIMEOUT_S)
             if proc.returncode != 0:
                 raise RequestError(_fatal(proc), 422)
             return [json.loads(path.read_text(encoding="utf-8")) for path in sorted(Path(reports).glob("*.json"))]
@@ -114,14 +130,19 @@ class LabOperations:
         """Revert one fault on one node, or (no arguments) every fault on every node."""
         extra: dict[str, Any] = {}
         if node is not None:
-            if node not in self.targets("all"):
-                raise RequestError(f"clear: node '{node}' is not in the inventory", 404)
+            try:
+                known = node_name(node, "node") == node and node in self.groups().get("all", [])
+            except InputError:
+                known = False
+            if not known:
+                raise RequestError(f"clear: node {node!r} is not in the inventory", 404)
             extra["target"] = node
         if fault is not None:
             if fault not in PARAMS or fault == "clear":
-                raise RequestError(f"unknown fault '{fault}'", 404)
+                raise RequestError(f"unknown fault {fault!r}", 404)
             extra["only"] = fault
-        proc = playbook("faults/clear.yml", extra, quiet=True, check=False)
+        with self._locked("API: clear"):
+            proc = playbook("faults/clear.yml", extra, quiet=True, check=False, timeout=FAULT_TIMEOUT_S)
         if proc.returncode != 0:
             raise RequestError(_fatal(proc), 503)
 
@@ -132,26 +153,37 @@ class LabOperations:
         return self.root / "experiments" / "results"
 
     def start_run(self, scenario: str) -> dict[str, Any]:
-        path = (self.root / "experiments" / scenario).resolve()
-        if path.parent != (self.root / "experiments").resolve() or path.suffix != ".yml" or not path.is_file():
-            raise RequestError(f"no scenario '{scenario}' in experiments/", 404)
+        """Start ``chaoslab run experiments/<scenario>``; the run holds the lab's lock from before its process starts
+        (the API takes it and hands it over), so a second run or a fault meanwhile is refused (409)."""
+        stem = scenario.removesuffix(".yml") if isinstance(scenario, str) else scenario
+        try:
+            path = self.root / "experiments" / f"{node_name(stem, 'scenario')}.yml"
+        except InputError:
+            path = None
+        if path is None or not path.is_file():
+            raise RequestError(f"no scenario {str(scenario)[:80]!r} in experiments/", 404)
         try:
             load_scenario(path, self.root)
         except ScenarioError as error:
             raise RequestError(str(error), 422) from None
-        if any(proc.poll() is None for proc in self.runs.values()):
-            raise RequestError("a run is already in progress (one at a time: they share the lab)", 409)
-        before = set(self._run_ids())
-        proc = subprocess.Popen([tool("chaoslab"), "run", str(path), "--results", str(self.results)], cwd=self.root,
-                                env=ansible_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with self._starting:
+            lock = self._locked(f"API: run {stem}")
+            run_id = f"{new_run_id(stem)}-{secrets.token_hex(2)}"
+            fd, env = lock.hand_over()
+            command = [tool("chaoslab"), "run", str(path), "--results", str(self.results), "--run-id", run_id]
+            try:
+                proc = subprocess.Popen(command, cwd=self.root, env=ansible_env(env), pass_fds=(fd,),
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            finally:
+                lock.let_go()
+            self.runs[run_id] = proc
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and proc.poll() is None:
-            new = set(self._run_ids()) - before
-            if new:
-                run_id = sorted(new)[-1]
-                self.runs[run_id] = proc
-                return {"run_id": run_id, "scenario": scenario}
+            if (self.results / run_id / "run.json").is_file():
+                return {"run_id": run_id, "scenario": f"{stem}.yml"}
             time.sleep(0.2)
+        if (self.results / run_id / "run.json").is_file():
+            return {"run_id": run_id, "scenario": f"{stem}.yml"}
         raise RequestError(f"the run of {scenario} did not start (exit {proc.poll()})", 503)
 
     def _run_ids(self) -> list[str]:
@@ -161,9 +193,13 @@ class LabOperations:
         return [self.run(run_id) for run_id in self._run_ids()]
 
     def _run_dir(self, run_id: str) -> Path:
+        try:
+            node_name(run_id, "run")
+        except InputError:
+            raise RequestError(f"no run {run_id[:80]!r}", 404) from None
         path = self.results / run_id
-        if "/" in run_id or run_id.startswith(".") or not (path / "run.json").is_file():
-            raise RequestError(f"no run '{run_id}'", 404)
+        if not (path / "run.json").is_file():
+            raise RequestError(f"no run {run_id!r}", 404)
         return path
 
     def run(self, run_id: str) -> dict[str, Any]:

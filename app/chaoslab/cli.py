@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections import Counter
 from pathlib import Path
@@ -112,30 +113,50 @@ def cmd_load(args: argparse.Namespace) -> int:
     return 0
 
 
+def hold_lab(what: str) -> Any:
+    """The lab's lock for this process's lifetime, its children let through; None (and a message) when busy."""
+    from chaoslab.ansible_runner import project_root
+    from chaoslab.lab_lock import LabBusy, LabLock
+
+    lock = LabLock(project_root())
+    try:
+        lock.acquire(what)
+    except LabBusy as busy:
+        print(f"chaoslab: {busy}", file=sys.stderr)
+        return None
+    os.environ.update(lock.env())
+    return lock
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    """Validate a scenario completely, then run it on the lab."""
+    """Validate a scenario completely, then run it on the lab (holding the lab's lock)."""
     from chaoslab import runner
+    from chaoslab.inputs import InputError, name
     from chaoslab.lab import LabControl, lab_info
     from chaoslab.scenario import ScenarioError, load_scenario
 
     try:
         scenario = load_scenario(args.scenario)
-    except ScenarioError as err:
+        run_id = name(args.run_id, "--run-id") if args.run_id else None
+    except (ScenarioError, InputError) as err:
         print(f"chaoslab run: {err}", file=sys.stderr)
         return runner.EXIT_ERROR
     if args.check:
         cells = len(scenario.cells())
         print(f"{args.scenario}: valid ({cells} run{'s' if cells > 1 else ''})")
         return 0
-    control = LabControl(lab_info(), quiet=not args.verbose)
-    results = Path(args.results) if args.results else None
-    return runner.run(scenario, control, results)
+    lock = hold_lab(f"chaoslab run {scenario.name}")
+    if lock is None:
+        return runner.EXIT_ERROR
+    with lock:
+        control = LabControl(lab_info(), quiet=not args.verbose)
+        results = Path(args.results) if args.results else None
+        return runner.run(scenario, control, results, run_id=run_id)
 
 
 def cmd_study(args: argparse.Namespace) -> int:
     """Run every scenario of a study directory, each cell repeated, and write one comparison report."""
     from chaoslab import runner, study
-    from chaoslab.lab import LabControl, lab_info
     from chaoslab.scenario import ScenarioError
 
     source = Path(args.source)
@@ -148,6 +169,17 @@ def cmd_study(args: argparse.Namespace) -> int:
     if args.check:
         print(f"{source}: valid ({len(scenarios)} scenarios, {len(runs)} runs)")
         return 0
+    lock = hold_lab(f"chaoslab study {source}")
+    if lock is None:
+        return runner.EXIT_ERROR
+    with lock:
+        return _study(args, source)
+
+
+def _study(args: argparse.Namespace, source: Path) -> int:
+    from chaoslab import study
+    from chaoslab.lab import LabControl, lab_info
+
     control = LabControl(lab_info(), quiet=not args.verbose)
     return study.run_study(source, args.repeat, control, Path(args.results) if args.results else None,
                            Path(args.publish) if args.publish else None, args.only)
@@ -249,6 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--check", action="store_true", help="only validate the scenario")
     run.add_argument("--results", help="results directory (default experiments/results)")
     run.add_argument("--verbose", action="store_true", help="show the Ansible output")
+    run.add_argument("--run-id", help="the run's id (default: UTC time and the scenario's name)")
     run.set_defaults(func=cmd_run)
     stud = sub.add_parser("study", help="run every scenario of a directory, each cell repeated, into one report")
     stud.add_argument("source", nargs="?", default="experiments/study", help="directory of scenario files")

@@ -72,17 +72,29 @@ REVERTS: dict[str, Callable[[Detail], object]] = {
 }
 
 
+def our_agent(pid: object, started: object) -> psutil.Process | None:
+    """The fault agent a state file names, if that process still is it: same pid, same start time, a fault agent's
+    command line (pids are reused, and the local lab's nodes share the host's process table)."""
+    if not isinstance(pid, int) or isinstance(pid, bool):
+        return None
+    try:
+        process = psutil.Process(pid)
+        same = started is None or round(process.create_time(), 2) == started
+        return process if same and "chaoslab.fault_agent" in " ".join(process.cmdline()) else None
+    except psutil.Error:
+        return None
+
+
 def clear(args: argparse.Namespace, only: str = "") -> dict[str, object]:
     """End every fault on this node (or only the fault ``only``); then, for all, remove what a lost agent left."""
     cleared: list[str] = []
     for state in sorted(Path(args.state_dir).glob(f"{only or '*'}.json")):
         record = FaultRecord(state.stem, args.node, args.state_dir, args.textfile_dir, args.events)
         data = record.read() or {}
-        pid = data.get("pid")
+        agent = our_agent(data.get("pid"), data.get("pid_start"))
         ended = False
-        if isinstance(pid, int) and psutil.pid_exists(pid):
+        if agent is not None:
             try:
-                agent = psutil.Process(pid)
                 agent.terminate()  # the agent reverts its fault and removes its record
                 agent.wait(15)
                 ended = True

@@ -13,7 +13,8 @@ import ipaddress
 from collections.abc import Callable
 from typing import Any
 
-from chaoslab.units import parse_bytes, parse_duration, parse_percent, parse_rate
+from chaoslab.inputs import InputError, pattern, resolve, text
+from chaoslab.units import format_duration, parse_bytes, parse_duration, parse_percent, parse_rate
 
 MAX_DURATION = 3600.0
 MAX_DELAY = 60.0
@@ -51,10 +52,10 @@ def _choice(*choices: str) -> Parser:
 
 def _int(low: int, high: int) -> Parser:
     def parse(value: Any) -> int:
-        try:
-            number = int(str(value))
-        except ValueError:
-            raise ValueError(f"'{value}' is not a whole number") from None
+        digits = str(value)
+        if isinstance(value, bool) or not (digits.isascii() and digits.lstrip("-").isdigit()):
+            raise ValueError(f"'{value}' is not a whole number")
+        number = int(digits)
         if not low <= number <= high:
             raise ValueError(f"{number} is not within {low}-{high}")
         return number
@@ -112,7 +113,7 @@ def _known_fault(value: Any) -> str:
 def _text(value: Any) -> str:
     if not isinstance(value, str) or not value:
         raise ValueError("must be a non-empty string")
-    return value
+    return text(value, "value", 63)
 
 
 NETWORK = {"peers": (_peers, None), "nic": (_text, None), "duration": (_duration(), "")}
@@ -145,6 +146,67 @@ NODE_PARAMS = frozenset({"peers", "nic"})
 CONTROL_PARAMS = frozenset({"target", "report"})
 
 
+# How each parameter is written back once parsed: a canonical value with its unit, made of characters no template
+# can be built from (what the lab passes to Ansible and to the node's agent, never the user's own text).
+_DURATIONS = frozenset({"every", "duration", "down_for", "delay", "jitter", "latency"})
+_PERCENTS = frozenset({"loss", "correlation", "duplicate", "corrupt", "reorder"})
+
+
+def _render(name: str, value: Any) -> Any:
+    if name in _DURATIONS:
+        return format_duration(value) if value else ""
+    if name in _PERCENTS:
+        return f"{value:g}%"
+    if name in ("limit", "burst"):
+        return f"{value}B" if value else ""
+    if name == "rate":
+        return f"{value}bit"
+    if name == "bytes":
+        return f"{parse_percent(value):g}%" if str(value).endswith("%") else f"{parse_bytes(value)}B"
+    if name == "peers" and isinstance(value, list):
+        return ",".join(value)
+    return value
+
+
+def canonical(fault: str, values: dict[str, Any]) -> dict[str, Any]:
+    """Checked values (those of :func:`check`) written back as parameters the fault takes again."""
+    return {name: _render(name, value) for name, value in values.items()}
+
+
+def control_errors(params: dict[str, Any]) -> str:
+    """What is wrong with the control parameters a fault playbook takes besides the fault's own (target, report)."""
+    try:
+        if params.get("target") not in (None, ""):
+            pattern(params["target"], "target")
+        if params.get("report") not in (None, ""):
+            report = params["report"]
+            if not isinstance(report, str) or not report.isprintable() or len(report) > 1024:
+                raise InputError("report: must be a path of printable characters")
+            if not report.startswith("/") or ".." in report.split("/"):
+                raise InputError(f"report: {report!r} is not an absolute path without '..'")
+    except InputError as error:
+        return str(error)
+    return ""
+
+
+def request(fault: str, target: str | None, params: dict[str, Any], groups: dict[str, list[str]],
+            report: str = "") -> dict[str, Any]:
+    """The extra variables of a fault playbook for a request (API, runner): every value parsed and written back in
+    canonical form, target and peers resolved to the inventory's own host names. ValueError names what is wrong."""
+    given = dict(params)
+    values = check(fault, given, resolved=False)
+    extra = canonical(fault, values)
+    if target:
+        extra["target"] = ",".join(resolve(target, groups, f"{fault}: target"))
+    if given.get("peers") not in (None, ""):
+        extra["peers"] = ",".join(resolve(given["peers"], groups, f"{fault}: peers"))
+    if report:
+        extra["report"] = report
+    if problem := control_errors(extra):
+        raise ValueError(problem)
+    return extra
+
+
 def user_params(fault: str) -> list[str]:
     """What a user may give the fault (-e name=value), besides target."""
     return [name for name in PARAMS[fault] if name not in NODE_PARAMS] + (["peers"] if "peers" in PARAMS[fault] else [])
@@ -161,6 +223,13 @@ def check(fault: str, params: dict[str, Any], resolved: bool = True) -> dict[str
         raise ValueError(f"{fault}: unknown parameter {unknown[0]} (allowed: {allowed})")
     values: dict[str, Any] = {}
     for name, (parse, default) in spec.items():
+        if not resolved and name == "peers":
+            if name in params:  # an inventory pattern until the role resolves it to addresses
+                try:
+                    pattern(params[name], f"{fault}: peers")
+                except InputError as error:
+                    raise ValueError(str(error)) from None
+            continue
         if not resolved and name in NODE_PARAMS:
             continue
         given = params.get(name, default)

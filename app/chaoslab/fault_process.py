@@ -48,10 +48,22 @@ def thaw_workers(_detail: Detail | None = None) -> list[int]:
     return signal_workers(signal.SIGCONT)
 
 
+# Every stress-ng a fault starts carries this in its environment (its workers inherit it): clear stops those and
+# leaves any other stress-ng on the node alone.
+MARKER = "CHAOSLAB_FAULT"
+
+
+def _marked(proc: psutil.Process) -> bool:
+    try:
+        return MARKER in proc.environ()
+    except psutil.Error:
+        return False
+
+
 def stress_processes() -> list[psutil.Process]:
-    """stress-ng processes of this node (same network namespace)."""
+    """stress-ng processes a fault started on this node (same network namespace, the lab's marker)."""
     return [proc for proc in psutil.process_iter(["name"]) if (proc.info["name"] or "").startswith("stress-ng")
-            and same_netns(proc.pid)]
+            and same_netns(proc.pid) and _marked(proc)]
 
 
 def stop_stress(_detail: Detail | None = None) -> int:
@@ -105,7 +117,8 @@ def _stress(name: str, params: dict[str, object], options: list[str], duration: 
         command += ["--timeout", f"{math.ceil(duration)}s"]
 
     def apply() -> Detail:
-        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, start_new_session=True,
+                                env={**os.environ, MARKER: name})
         return {"pid": proc.pid, "command": command}
 
     return Fault(name, params, apply, stop_stress)

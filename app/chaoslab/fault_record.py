@@ -85,6 +85,18 @@ IN_FORCE_AT = "in_force_at"
 HEALED_AT = "healed_at"
 
 
+def process_start(pid: int | None) -> float | None:
+    """When a process started (psutil's create time, to 10 ms), None when it is gone or not given."""
+    if pid is None:
+        return None
+    import psutil
+
+    try:
+        return round(psutil.Process(pid).create_time(), 2)
+    except psutil.Error:
+        return None
+
+
 class FaultRecord:
     """The fault's state file and its textfile-collector series on this node."""
 
@@ -111,18 +123,25 @@ class FaultRecord:
             return None
         return data if isinstance(data, dict) else None
 
-    def refuse_if_active(self) -> None:
-        if self.state.exists():
+    def claim(self) -> None:
+        """Create the fault's state file, exclusively: of two requests for the same fault on this node one wins,
+        the other is refused and leaves the winner's record alone."""
+        self.state.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(self.state, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
             data = self.read() or {}
             until = data.get("deadline")
             when = f"until {time.strftime('%H:%M:%S', time.localtime(until))}" if until else "until cleared"
             raise ValueError(f"{self.fault} is already active on {self.node} ({when}); "
-                             "run faults/clear.yml first")
+                             "run faults/clear.yml first") from None
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps({"fault": self.fault, "node": self.node, "pid": None, "claimed": time.time()}))
 
     def start(self, deadline: float | None, params: dict[str, Any], pid: int | None, detail: Detail) -> float:
         started = time.time()
-        data = {"fault": self.fault, "node": self.node, "pid": pid, "start": started, "deadline": deadline,
-                "params": params, "detail": detail}
+        data = {"fault": self.fault, "node": self.node, "pid": pid, "pid_start": process_start(pid),
+                "start": started, "deadline": deadline, "params": params, "detail": detail}
         self._write(self.state, json.dumps(data))
         if self.textfile:
             self._write(self.textfile, "# HELP chaoslab_fault_active A lab fault is active on this node.\n"
@@ -166,18 +185,23 @@ class FaultRecord:
 
 def run_fault(record: FaultRecord, fault: Fault, duration: float) -> Detail:
     """Apply the fault; with a duration (or a process engine) detach and keep it on the node until it ends."""
-    record.refuse_if_active()
+    record.claim()
     fault.note = record.noted
     if duration <= 0 and not fault.needs_process:
-        detail = fault.apply()
+        try:
+            detail = fault.apply()
+        except BaseException:
+            record.end()
+            raise
         started = float(detail.pop(IN_FORCE_AT, None) or time.time())
         record.applied(started, fault.params)
         ended = None
         if fault.revert is not None:  # stays until clear, which reverts it from the state file
             record.start(None, fault.params, None, detail)
-        else:  # done at once (a single kill)
+        else:  # done at once (a single kill): nothing stays, no record either
             ended = float(detail.pop(HEALED_AT, None) or time.time())
             record.reverted(ended, "done")
+            record.end()
         return {"fault": fault.name, "start": started, "end": ended, "deadline": None, "detail": detail}
     return detach(lambda report: _keep(record, fault, duration, report), record.log)
 

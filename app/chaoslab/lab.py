@@ -6,7 +6,7 @@ import json
 import subprocess
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,8 @@ import yaml
 from chaoslab import clock, redis_snapshot, series
 from chaoslab.ansible_runner import AnsibleError, ansible_env, playbook, project_root, tool, unwrap_unsafe
 from chaoslab.broker_state import BrokerState, TaskMeta
+from chaoslab.fault_params import request
+from chaoslab.inputs import groups_of
 from chaoslab.labs import wrong_lab
 
 # The snapshot reads every message in one server-side step: a long backlog takes seconds.
@@ -33,6 +35,8 @@ class LabInfo:
     password: str
     prometheus_port: int = 9090
     secrets_file: str = ""
+    groups: dict[str, list[str]] = field(default_factory=dict)
+    """Every inventory group with its hosts, in order (targets and peers resolve against it)."""
 
     @property
     def prometheus_url(self) -> str:
@@ -79,6 +83,7 @@ def lab_info() -> LabInfo:
         password=secrets["lab_redis_password"],
         prometheus_port=int(monitor.get("lab_prometheus_port", 9090)),
         secrets_file=str(secrets_file),
+        groups=groups_of(data),
     )
 
 
@@ -138,14 +143,15 @@ class LabControl:
 
     def fault(self, playbook_name: str, target: str | None, params: dict[str, Any], duration: float,
               report_dir: Path | None = None) -> list[dict[str, Any]]:
-        """Apply the fault; each target node's report (start, deadline, engine, ...) when report_dir is given."""
-        extra = {key.removeprefix("fault_"): value for key, value in params.items()}
-        extra["duration"] = extra.get("duration") or f"{duration:g}s"
-        if target:
-            extra["target"] = target
+        """Apply the fault; each target node's report (start, deadline, engine, ...) when report_dir is given.
+
+        The parameters are parsed and passed on in canonical form, target and peers as the inventory's host names.
+        """
+        given = {key.removeprefix("fault_"): value for key, value in params.items()}
+        given["duration"] = given.get("duration") or f"{duration:g}s"
         if report_dir is not None:
             report_dir.mkdir(parents=True, exist_ok=True)
-            extra["report"] = str(report_dir)
+        extra = request(playbook_name, target, given, self.info.groups, str(report_dir or ""))
         self._play(f"faults/{playbook_name}.yml", extra)
         if report_dir is None:
             return []

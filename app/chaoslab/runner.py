@@ -90,6 +90,20 @@ def new_run_id(name: str) -> str:
     return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{name}"
 
 
+def claim_run_dir(results: Path, run_id: str) -> tuple[str, Path]:
+    """A run directory of its own: created here, never an existing one. Two runs of one scenario in the same
+    second get ``<id>``, ``<id>-2``, ..."""
+    results.mkdir(parents=True, exist_ok=True)
+    for number in range(1, 1000):
+        candidate = run_id if number == 1 else f"{run_id}-{number}"
+        try:
+            (results / candidate).mkdir()
+        except FileExistsError:
+            continue
+        return candidate, results / candidate
+    raise RuntimeError(f"no free run directory for {run_id} in {results}")
+
+
 def versions(info: LabInfo) -> dict[str, str]:
     import celery
     import kombu
@@ -416,16 +430,15 @@ def pending_reason(summary: checker.Summary, state: RunState) -> str:
     return "; ".join(reasons) or "unknown"
 
 
-def run(scenario: Scenario, control: LabControl, results: Path | None = None, console: Console | None = None) -> int:
+def run(scenario: Scenario, control: LabControl, results: Path | None = None, console: Console | None = None,
+        run_id: str | None = None) -> int:
     """Run a scenario (every matrix cell) into experiments/results/<run-id>/; returns the exit code."""
     results = results or project_root() / "experiments" / "results"
-    run_id = new_run_id(scenario.name)
+    run_id, parent = claim_run_dir(results, run_id or new_run_id(scenario.name))
     runner = Runner(control, console)
     cells = scenario.cells()
     if len(cells) == 1 and not cells[0][0]:
-        return runner.run_cell(scenario, results / run_id, run_id)
-    parent = results / run_id
-    parent.mkdir(parents=True, exist_ok=True)
+        return runner.run_cell(scenario, parent, run_id)
     codes = []
     status = "completed"
     for label, cell in cells:

@@ -24,7 +24,8 @@ RATE_UNITS: dict[str, int] = {
     "bps": 8, "kbps": 8000, "mbps": 8 * 1000**2, "gbps": 8 * 1000**3,
 }
 PERCENT_UNITS: dict[str, int] = {"%": 1}
-_QUANTITY = re.compile(r"\s*(?P<sign>[-+]?)(?P<number>\d+(?:\.\d*)?|\.\d+)\s*(?P<unit>[A-Za-z%]*)\s*")
+_QUANTITY = re.compile(r"\s*(?P<sign>[-+]?)(?P<number>\d+(?:\.\d*)?|\.\d+)\s*(?P<unit>[A-Za-z%]*)\s*", re.ASCII)
+"""ASCII only: a digit or space of another script (a look-alike) is no quantity."""
 
 
 def _choices(names: list[str]) -> str:

@@ -35,9 +35,12 @@ def duration_seconds(value: Any, name: str = "duration") -> float:
 
 
 def fault_errors(params: dict[str, Any], fault: str, resolved: bool = True) -> str:
-    """The first thing wrong with a fault's parameters (one line), or "" when they are fine."""
-    from chaoslab.fault_params import CONTROL_PARAMS, check
+    """The first thing wrong with a fault's parameters (one line), or "" when they are fine. Unresolved (as a user
+    gave them), the control parameters (target, report) are checked against their grammar too."""
+    from chaoslab.fault_params import CONTROL_PARAMS, check, control_errors
 
+    if not resolved and (problem := control_errors(params)):
+        return problem
     try:
         check(fault, {key: value for key, value in params.items() if key not in CONTROL_PARAMS}, resolved)
     except ValueError as err:

@@ -65,9 +65,11 @@ def test_fault_kinds_come_from_the_argument_specs(client):
     ("/faults/network-loss", {"duration": "10s", "params": {"loss": "120%"}}, 422, "loss: '120%' is above 100%"),
     ("/faults/worker-pause", {"duration": "0s"}, 422, "worker-pause: duration must be above 0"),
     ("/faults/network-delay", {"duration": "10s", "params": {"delay": "{{ lookup('pipe', 'id') }}"}}, 422,
-     "looks like a template"),
+     "network-delay: delay: '{{ lookup('pipe', 'id') }}' is not a duration"),
     ("/faults/network-delay", {"duration": "10s", "target": "redis; id", "params": {"delay": "5ms"}}, 422,
-     "target 'redis; id' is not an inventory pattern"),
+     "target: 'redis; id' is not an inventory pattern"),
+    ("/faults/network-delay", {"duration": "10s", "target": "localhost", "params": {"delay": "5ms"}}, 422,
+     "network-delay: target: 'localhost' matches no node of the inventory"),
 ])
 def test_bad_requests_are_refused_with_the_playbooks_message(client, path, body, status, message):
     response = client.post(path, headers=AUTH, json=body)

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import random
 import re
 import statistics
 import time
 
+import psutil
 import pytest
 import yaml
 
@@ -512,12 +514,14 @@ def test_fault_record_lifecycle(tmp_path):
     state = tmp_path / "state" / "network-delay.json"
     prom = tmp_path / "textfile" / "chaoslab_fault_network_delay.prom"
     assert record.read() is None
-    record.refuse_if_active()  # nothing active: no error
+    record.claim()  # nothing active: the state file is created, exclusively
+    assert record.read()["pid"] is None
 
     before = time.time()
-    started = record.start(before + 30, {"delay": 0.02}, 1234, {})
+    started = record.start(before + 30, {"delay": 0.02}, os.getpid(), {})
     assert before <= started <= time.time()
-    assert json.loads(state.read_text()) == {"fault": "network-delay", "node": "redis", "pid": 1234,
+    assert json.loads(state.read_text()) == {"fault": "network-delay", "node": "redis", "pid": os.getpid(),
+                                             "pid_start": round(psutil.Process().create_time(), 2),
                                              "start": started, "deadline": before + 30,
                                              "params": {"delay": 0.02}, "detail": {}}
     text = prom.read_text()
@@ -526,7 +530,7 @@ def test_fault_record_lifecycle(tmp_path):
 
     record.update({"engine": "netem"})
     assert record.read()["detail"] == {"engine": "netem"}
-    assert record.read()["pid"] == 1234  # the rest is kept
+    assert record.read()["pid"] == os.getpid()  # the rest is kept
     assert sorted(path.name for path in tmp_path.rglob("*")) == [
         "chaoslab_fault_network_delay.prom", "network-delay.json", "state", "textfile"]  # no .tmp left
 
@@ -553,21 +557,37 @@ def test_fault_record_unreadable_state_reads_as_none(tmp_path):
     assert record.read() is None
 
 
-def test_refuse_if_active_names_clear_in_one_line(tmp_path):
+def test_a_second_claim_is_refused_naming_clear_in_one_line_and_leaves_the_first(tmp_path):
     record = FaultRecord("x", "n", str(tmp_path), str(tmp_path))
+    record.claim()
     record.start(None, {}, None, {})
     with pytest.raises(ValueError, match=exact("x is already active on n (until cleared); run faults/clear.yml first")):
-        record.refuse_if_active()
+        FaultRecord("x", "n", str(tmp_path), str(tmp_path)).claim()
 
     deadline = time.time() + 60
     record.start(deadline, {}, 1, {})
     until = time.strftime("%H:%M:%S", time.localtime(deadline))
     with pytest.raises(ValueError, match=exact(f"x is already active on n (until {until}); run faults/clear.yml first")
                        ) as err:
-        record.refuse_if_active()
+        FaultRecord("x", "n", str(tmp_path), str(tmp_path)).claim()
     assert "\n" not in str(err.value)
-    record.end()
-    record.refuse_if_active()
+    assert record.read()["deadline"] == deadline  # the refused claim did not touch the winner's record
+
+
+def test_of_many_simultaneous_claims_exactly_one_wins(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def claim(_: int) -> bool:
+        try:
+            FaultRecord("x", "n", str(tmp_path), str(tmp_path)).claim()
+        except ValueError:
+            return False
+        return True
+
+    with ThreadPoolExecutor(10) as pool:
+        assert sorted(pool.map(claim, range(10))) == [False] * 9 + [True]
+    FaultRecord("x", "n", str(tmp_path), str(tmp_path)).end()
+    FaultRecord("x", "n", str(tmp_path), str(tmp_path)).claim()  # free again once the winner ended
 
 
 def test_users_cannot_set_what_the_role_fills_in():
