@@ -16,6 +16,8 @@ SERVICE = {
     "lab_service_user": "chaoslab",
     "lab_service_directory": "/var/lib/chaoslab",
     "lab_service_environment": {"CHAOSLAB_CONFIG": "/etc/chaoslab/chaoslab.yml", "B": "2"},
+    "lab_service_secret_environment": {},
+    "lab_etc_dir": "/etc/chaoslab",
     "lab_service_stop_signal": "TERM",
     "lab_service_stop_timeout": 20,
     "lab_service_memory_max": "",
@@ -57,3 +59,19 @@ def test_systemd_unit(memory_max):
     assert text.count("Environment=") == 2 and 'Environment="CHAOSLAB_CONFIG=/etc/chaoslab/chaoslab.yml"' in text
     assert ("MemoryMax" in service) == bool(memory_max)
     assert parse(text)["Install"]["WantedBy"] == "multi-user.target"
+    assert "EnvironmentFile" not in service
+
+
+SECRET = {"REDIS_PASSWORD": "s3cret-value"}
+
+
+def test_a_secret_goes_to_a_0600_environment_file_never_into_the_systemd_unit():
+    """systemctl show prints a unit's Environment= to any user; an EnvironmentFile only by its path."""
+    unit = render("unit.service.j2", lab_service_secret_environment=SECRET)
+    assert "s3cret-value" not in unit
+    assert parse(unit)["Service"]["EnvironmentFile"] == "/etc/chaoslab/celery-worker.env"
+    environment = render("environment.j2", lab_service_secret_environment=SECRET)
+    assert "REDIS_PASSWORD=s3cret-value\n" in environment
+    # the supervisor program (mode 0600, root's) carries it as the service's environment
+    program = parse(render("program.conf.j2", lab_service_secret_environment=SECRET))["program:celery-worker"]
+    assert 'REDIS_PASSWORD="s3cret-value"' in program["environment"]
