@@ -21,6 +21,11 @@ description:
   - With state=present, nodes of the lab that are not listed are removed (a smaller lab after a larger one).
   - With state=absent, every process of every lab node is stopped and all of it is removed,
     whatever the inventory says now.
+  - The host stays untouched. The bridge and the host-side veths the lab makes carry the interface alias
+    C(celery-chaos-lab); an interface of the inventory's names that exists without it (eth0, lo, docker0, a bridge
+    the lab did not make) is refused before anything changes, and state=absent removes only marked interfaces.
+  - The kernel modules loaded when the lab came up are noted; state=absent returns those loaded since
+    (modules_loaded), which stay loaded.
 options:
   state:
     description: present or absent
@@ -60,6 +65,9 @@ author: celery-chaos-lab
 """
 
 CGROUP_ROOT = "/sys/fs/cgroup"
+MARK = "celery-chaos-lab"
+"""The interface alias of every host interface the lab makes: what it may remove, and may reuse."""
+MODULES_BEFORE = "/run/chaoslab/modules-before-lab"
 V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "freezer")
 V2_CONTROLLERS = ("memory", "cpu", "pids")
 
@@ -84,9 +92,9 @@ class Lab:
             self.run(*args)
 
     def links(self, netns: str | None = None) -> dict[str, dict]:
-        cmd = ["ip", "-json", "address", "show"]
+        cmd = ["ip", "-json", "-details", "address", "show"]
         if netns:
-            cmd = ["ip", "-netns", netns, "-json", "address", "show"]
+            cmd = ["ip", "-netns", netns, "-json", "-details", "address", "show"]
         return {link["ifname"]: link for link in json.loads(self.run(*cmd) or "[]")}
 
     def namespaces(self) -> list[str]:
@@ -107,12 +115,56 @@ class Lab:
     def has_address(link: dict, address: str) -> bool:
         return any(info.get("local") == address for info in link.get("addr_info", []))
 
+    @staticmethod
+    def ours(link: dict) -> bool:
+        return link.get("ifalias") == MARK
+
+    def check_ownership(self) -> None:
+        """Refuse, before any change, host interfaces of the lab's names that the lab did not make."""
+        links = self.links()
+        names = [self.params["bridge"], *(node["host_veth"] for node in self.params["nodes"])]
+        foreign = [name for name in names if name in links and not self.ours(links[name])]
+        if foreign:
+            self.module.fail_json(msg=f"refusing to use the host's interface {foreign[0]}: it exists and the lab did "
+                                      f"not make it (no alias {MARK}); name another bridge in the inventory")
+
+    def mark(self, name: str) -> None:
+        self.change(f"{name}: alias {MARK}", "ip", "link", "set", name, "alias", MARK)
+
+    @staticmethod
+    def module_names() -> set[str]:
+        """Loaded kernel modules (none where the kernel has no loadable modules: no /proc/modules)."""
+        try:
+            with open("/proc/modules", encoding="ascii") as handle:
+                return {line.split()[0] for line in handle if line.strip()}
+        except FileNotFoundError:
+            return set()
+
+    def note_modules(self) -> None:
+        """The modules loaded before the lab first came up (kept until the lab is removed)."""
+        if os.path.exists(MODULES_BEFORE) or self.module.check_mode:
+            return
+        os.makedirs(os.path.dirname(MODULES_BEFORE), exist_ok=True)
+        with open(MODULES_BEFORE, "w", encoding="ascii") as handle:
+            handle.write("\n".join(sorted(self.module_names())) + "\n")
+
+    def modules_loaded(self) -> list[str]:
+        """Kernel modules loaded since the lab came up (the lab's ip, tc and iptables calls load them)."""
+        if not os.path.exists(MODULES_BEFORE):
+            return []
+        with open(MODULES_BEFORE, encoding="ascii") as handle:
+            before = set(handle.read().split())
+        if not self.module.check_mode:
+            os.unlink(MODULES_BEFORE)
+        return sorted(self.module_names() - before)
+
     # -- present -----------------------------------------------------------
     def ensure_bridge(self) -> None:
         bridge, address = self.params["bridge"], self.params["controller_address"]
         links = self.links()
         if bridge not in links:
             self.change(f"bridge {bridge}", "ip", "link", "add", "name", bridge, "type", "bridge")
+            self.mark(bridge)
             links = {} if self.module.check_mode else self.links()
         link = links.get(bridge, {})
         if not self.has_address(link, address):
@@ -154,6 +206,7 @@ class Lab:
         if host_veth not in host_links:
             self.change(f"veth {host_veth} <-> {netns}:{nic}", "ip", "link", "add", host_veth,
                         "type", "veth", "peer", "name", nic, "netns", netns)
+            self.mark(host_veth)
             host_links = {} if self.module.check_mode else self.links()
         host_link = host_links.get(host_veth, {})
         if host_link.get("master") != self.params["bridge"]:
@@ -256,7 +309,8 @@ class Lab:
         node_cgroup = f"{self.params['cgroup_parent']}/{name}"
         self.stop_processes(netns, node_cgroup)
         host_veth = self.params["veth_prefix"] + name
-        if host_veth in self.links():
+        links = self.links()
+        if host_veth in links and self.ours(links[host_veth]):
             self.change(f"remove veth {host_veth}", "ip", "link", "delete", host_veth)
         if netns in self.namespaces():
             self.change(f"remove namespace {netns}", "ip", "netns", "delete", netns)
@@ -272,8 +326,8 @@ class Lab:
     def lab_node_names(self) -> set[str]:
         prefix = self.params["netns_prefix"]
         names = {netns[len(prefix):] for netns in self.namespaces()}
-        names.update(link[len(self.params["veth_prefix"]):] for link in self.links()
-                     if link.startswith(self.params["veth_prefix"]))
+        names.update(name[len(self.params["veth_prefix"]):] for name, link in self.links().items()
+                     if name.startswith(self.params["veth_prefix"]) and self.ours(link))
         if os.path.isdir("/etc/netns"):
             names.update(entry[len(prefix):] for entry in os.listdir("/etc/netns") if entry.startswith(prefix))
         for directory in self.cgroup_dirs(self.params["cgroup_parent"]):
@@ -286,10 +340,13 @@ class Lab:
         for name in sorted(self.lab_node_names()):
             self.remove_node(self.params["netns_prefix"] + name)
         self.remove_cgroup(self.params["cgroup_parent"])
-        if self.params["bridge"] in self.links():
+        links = self.links()
+        if self.params["bridge"] in links and self.ours(links[self.params["bridge"]]):
             self.change(f"remove bridge {self.params['bridge']}", "ip", "link", "delete", self.params["bridge"])
 
     def up(self) -> None:
+        self.check_ownership()
+        self.note_modules()
         self.ensure_bridge()
         wanted = {node["name"] for node in self.params["nodes"]}
         for name in sorted(self.lab_node_names() - wanted):
@@ -313,11 +370,14 @@ def main() -> None:
         supports_check_mode=True,
     )
     lab = Lab(module)
+    loaded: list[str] = []
     if module.params["state"] == "present":
         lab.up()
     else:
         lab.down()
-    module.exit_json(changed=bool(lab.changes), changes=lab.changes, cgroup_version=2 if lab.v2 else 1)
+        loaded = lab.modules_loaded()
+    module.exit_json(changed=bool(lab.changes), changes=lab.changes, cgroup_version=2 if lab.v2 else 1,
+                     modules_loaded=loaded)
 
 
 if __name__ == "__main__":

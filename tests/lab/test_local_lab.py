@@ -140,12 +140,16 @@ def test_changing_a_celery_setting_restarts_the_worker(lab):
     assert written["worker_prefetch_multiplier"] == 4
 
 
-def bad_inventory(tmp_path: Path, address: str) -> str:
+def bad_inventory(tmp_path: Path, address: str = "198.18.0.10", bridge: str = "chaoslab0") -> str:
     text = (ROOT / "inventory" / "local.yml").read_text()
     path = tmp_path / "local.yml"
-    path.write_text(re.sub(r"address: 198\.18\.0\.10\b", f"address: {address}", text))
+    text = re.sub(r"address: 198\.18\.0\.10\b", f"address: {address}", text)
+    path.write_text(text.replace("bridge: chaoslab0", f"bridge: {bridge}"))
     shutil.copytree(ROOT / "inventory" / "group_vars", tmp_path / "group_vars")  # an inventory comes with these
     return str(path)
+
+
+FOREIGN_BRIDGE = "clforeign0"
 
 
 BAD_LAB_INPUT = {
@@ -154,6 +158,14 @@ BAD_LAB_INPUT = {
     "address-outside-subnet": (
         ["playbooks/lab-up.yml", "-i", "{bad_inventory}"], {},
         "node redis: address 192.0.2.10 is outside the lab subnet 198.18.0.0/24",
+    ),
+    "bridge-is-lo": (
+        ["playbooks/lab-up.yml", "-i", "{bridge:lo}"], {},
+        "refusing to use the host's interface lo: it exists and the lab did not make it",
+    ),
+    "bridge-not-the-labs": (
+        ["playbooks/lab-up.yml", "-i", "{bridge:" + FOREIGN_BRIDGE + "}"], {},
+        f"refusing to use the host's interface {FOREIGN_BRIDGE}: it exists and the lab did not make it",
     ),
     "unknown-pool": (
         ["playbooks/site.yml", "-e", '{"celery_worker_settings": {"worker_pool": "gevent"}}'], {},
@@ -175,9 +187,18 @@ def test_bad_input_gets_one_line_error_and_changes_nothing(lab, tmp_path, case):
     args, env, message = BAD_LAB_INPUT[case]
     if "{bad_inventory}" in args:
         args = [bad_inventory(tmp_path, "192.0.2.10") if arg == "{bad_inventory}" else arg for arg in args]
+    args = [bad_inventory(tmp_path, bridge=arg[8:-1]) if arg.startswith("{bridge:") else arg for arg in args]
     nodes = ["redis", "monitor", "worker-1", "worker-2"]
-    before = snapshot(nodes)
-    proc = run_playbook(*args, env=env, check=False)
+    if case == "bridge-not-the-labs":  # a bridge of the host's own, with the name the inventory gives
+        subprocess.run(["ip", "link", "add", FOREIGN_BRIDGE, "type", "bridge"], check=True)
+    try:
+        before = snapshot(nodes)
+        proc = run_playbook(*args, env=env, check=False)
+    finally:
+        if case == "bridge-not-the-labs":
+            still_there = subprocess.run(["ip", "link", "show", FOREIGN_BRIDGE], capture_output=True, check=False)
+            subprocess.run(["ip", "link", "delete", FOREIGN_BRIDGE], check=False)
+            assert still_there.returncode == 0, "the lab removed a bridge it did not make"
     assert proc.returncode != 0
     fatal = [line for line in proc.stdout.splitlines() if line.startswith("fatal:")]
     assert fatal, proc.stdout[-3000:]
