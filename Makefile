@@ -12,9 +12,10 @@ PYTEST_ARGS ?=
 REPEAT ?= 2
 
 # Debian packages the local lab's host needs (the nodes share the host's filesystem); vagrant and ruby for the
-# test that renders the Vagrantfile with the libvirt provider (no VM is made by `make test`).
+# test that renders the Vagrantfile with the libvirt provider (no VM is made by `make test`); openssh-server for
+# the test of the hosts path (sshd inside the namespace nodes).
 APT_PACKAGES := python3 python3-venv python3-dev gcc iproute2 iptables libnetfilter-queue-dev procps psmisc \
-	redis-server redis-tools supervisor stress-ng chromium \
+	redis-server redis-tools supervisor stress-ng chromium openssh-server openssh-client \
 	prometheus prometheus-node-exporter prometheus-redis-exporter \
 	vagrant vagrant-libvirt ruby
 

@@ -69,7 +69,7 @@ def unwrap_unsafe(obj: dict[str, Any]) -> Any:
 
 def playbook(
     path: str, extra_vars: dict[str, Any] | None = None, quiet: bool = False, tags: str | None = None,
-    check: bool = True, timeout: float = PLAYBOOK_TIMEOUT_S,
+    check: bool = True, timeout: float = PLAYBOOK_TIMEOUT_S, env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess:
     """Run a playbook of the project; with ``check``, raise AnsibleError when it fails.
 
@@ -81,7 +81,7 @@ def playbook(
         cmd += ["-e", json.dumps(unsafe(extra_vars))]
     if tags:
         cmd += ["--tags", tags]
-    proc = subprocess.Popen(cmd, cwd=project_root(), env=ansible_env(), text=True, start_new_session=True,
+    proc = subprocess.Popen(cmd, cwd=project_root(), env=ansible_env(env), text=True, start_new_session=True,
                             stdout=subprocess.PIPE if quiet else None, stderr=subprocess.PIPE if quiet else None)
     try:
         stdout, stderr = proc.communicate(timeout=timeout)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -44,6 +45,12 @@ class FaultRequest(BaseModel):
 
 class RunRequest(BaseModel):
     scenario: str = Field(..., description="A scenario file in experiments/", examples=["network-delay.yml"])
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """A message as one printable line of at most *limit* characters (it may quote what the request carried)."""
+    flat = "".join(character if character.isprintable() else repr(character)[1:-1] for character in text)
+    return flat if len(flat) <= limit else flat[:limit - 3] + "..."
 
 
 def token_matches(header: str, token: str) -> bool:
@@ -134,7 +141,15 @@ def create_app(operations: LabOperations, token: str, log_path: Path) -> FastAPI
 
     @app.exception_handler(RequestError)
     async def refused(_request: Request, error: RequestError) -> JSONResponse:
-        return JSONResponse({"detail": str(error)}, status_code=error.status)
+        return JSONResponse({"detail": one_line(str(error))}, status_code=error.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, error: RequestValidationError) -> JSONResponse:
+        problems = error.errors()
+        first = problems[0] if problems else {}
+        where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
+        return JSONResponse({"detail": one_line(f"{where}: {first.get('msg', 'not a valid request')}")},
+                            status_code=422)
 
     @app.get("/docs", include_in_schema=False)
     async def docs() -> HTMLResponse:

@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from chaoslab.ansible_runner import AnsibleError, adhoc_json, ansible_env, playbook, project_root, tool, unwrap_unsafe
-from chaoslab.fault_params import PARAMS, request, user_params
+from chaoslab.fault_params import PARAMS, check, request, user_params
 from chaoslab.inputs import InputError, groups_of
 from chaoslab.inputs import name as node_name
 from chaoslab.lab_lock import LabBusy, LabLock
@@ -30,6 +30,7 @@ from chaoslab.scenario import FAULT_SPEC, ScenarioError, load_scenario
 
 FAULT_TIMEOUT_S = 300.0
 INVENTORY_TIMEOUT_S = 60.0
+INVENTORY_CACHE_S = 30.0
 
 
 class RequestError(ValueError):
@@ -52,6 +53,7 @@ class LabOperations:
         self.root = root or project_root()
         self.runs: dict[str, subprocess.Popen[bytes]] = {}
         self._starting = threading.Lock()
+        self._groups: tuple[float, dict[str, list[str]]] | None = None
 
     # -- faults ---------------------------------------------------------------------------------
 
@@ -73,12 +75,15 @@ class LabOperations:
         return kinds
 
     def groups(self) -> dict[str, list[str]]:
-        """Every inventory group with its hosts, in order."""
-        proc = subprocess.run([tool("ansible-inventory"), "--list"], cwd=self.root, env=ansible_env(),
-                              capture_output=True, text=True, timeout=INVENTORY_TIMEOUT_S, check=False)
-        if proc.returncode != 0:
-            raise RequestError("cannot read the inventory", 503)
-        return groups_of(json.loads(proc.stdout, object_hook=unwrap_unsafe))
+        """Every inventory group with its hosts, in order (read again at most every INVENTORY_CACHE_S)."""
+        now = time.monotonic()
+        if self._groups is None or now - self._groups[0] > INVENTORY_CACHE_S:
+            proc = subprocess.run([tool("ansible-inventory"), "--list"], cwd=self.root, env=ansible_env(),
+                                  capture_output=True, text=True, timeout=INVENTORY_TIMEOUT_S, check=False)
+            if proc.returncode != 0:
+                raise RequestError("cannot read the inventory", 503)
+            self._groups = (now, groups_of(json.loads(proc.stdout, object_hook=unwrap_unsafe)))
+        return self._groups[1]
 
     def _locked(self, what: str) -> LabLock:
         """The lab's lock for one operation (409 while a run or another fault holds it)."""
@@ -94,15 +99,17 @@ class LabOperations:
             raise RequestError(f"unknown fault {fault!r}", 404)
         given = {**params, "duration": duration}
         try:
+            check(fault, given, resolved=False)  # the parameters alone, before the inventory is read
             extra = request(fault, target, given, self.groups())
         except ValueError as error:
             raise RequestError(str(error), 422) from None
         if not extra.get("duration"):
             raise RequestError(f"{fault}: duration must be above 0 (a fault started through the API heals by itself)",
                                422)
-        with self._locked(f"API: {fault}"), tempfile.TemporaryDirectory(prefix="chaoslab-api-") as reports:
+        with self._locked(f"API: {fault}") as lock, tempfile.TemporaryDirectory(prefix="chaoslab-api-") as reports:
             extra["report"] = reports
-            proc = playbook(f"faults/{fault}.yml", extra, quiet=True, check=False, timeout=FAULT_TIMEOUT_S)
+            proc = playbook(f"faults/{fault}.yml", extra, quiet=True, check=False, timeout=FAULT_TIMEOUT_S,
+                            env=lock.env())
             if proc.returncode != 0:
                 raise RequestError(_fatal(proc), 422)
             return [json.loads(path.read_text(encoding="utf-8")) for path in sorted(Path(reports).glob("*.json"))]
@@ -141,8 +148,9 @@ class LabOperations:
             if fault not in PARAMS or fault == "clear":
                 raise RequestError(f"unknown fault {fault!r}", 404)
             extra["only"] = fault
-        with self._locked("API: clear"):
-            proc = playbook("faults/clear.yml", extra, quiet=True, check=False, timeout=FAULT_TIMEOUT_S)
+        with self._locked("API: clear") as lock:
+            proc = playbook("faults/clear.yml", extra, quiet=True, check=False, timeout=FAULT_TIMEOUT_S,
+                            env=lock.env())
         if proc.returncode != 0:
             raise RequestError(_fatal(proc), 503)
 

@@ -133,7 +133,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from chaoslab import runner
     from chaoslab.inputs import InputError, name
     from chaoslab.lab import LabControl, lab_info
-    from chaoslab.scenario import ScenarioError, load_scenario
+    from chaoslab.scenario import ScenarioError, check_targets, load_scenario
 
     try:
         scenario = load_scenario(args.scenario)
@@ -149,7 +149,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     if lock is None:
         return runner.EXIT_ERROR
     with lock:
-        control = LabControl(lab_info(), quiet=not args.verbose)
+        info = lab_info()
+        try:
+            check_targets(scenario, info.groups)
+        except ScenarioError as err:
+            print(f"chaoslab run: {err}", file=sys.stderr)
+            return runner.EXIT_ERROR
+        control = LabControl(info, quiet=not args.verbose)
         results = Path(args.results) if args.results else None
         return runner.run(scenario, control, results, run_id=run_id)
 

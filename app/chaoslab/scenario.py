@@ -26,6 +26,7 @@ from ansible.module_utils.errors import ArgumentTypeError
 from chaoslab.checker import CLASSES
 from chaoslab.fault_params import PARAMS as FAULT_PARAMS
 from chaoslab.fault_params import check as fault_check
+from chaoslab.inputs import pattern, resolve
 from chaoslab.loadgen import MixEntry
 from chaoslab.tasks import KINDS
 from chaoslab.units import format_duration, parse_duration
@@ -152,6 +153,21 @@ class Scenario:
             cells.append((label, replace(self, celery={**self.celery, **combination}, matrix={}, cell_hypotheses=[],
                                          hypothesis=hypothesis)))
         return cells
+
+
+def check_targets(scenario: Scenario, groups: dict[str, list[str]]) -> None:
+    """Every cell's fault target and peers name nodes of the lab's inventory (ScenarioError otherwise): checked when
+    a run starts, before anything changes."""
+    for index, phase in enumerate(scenario.phases):
+        if phase.fault is None:
+            continue
+        key = f"phases[{index}].fault"
+        for name, value in (("target", phase.fault.target), ("params.peers", phase.fault.params.get("fault_peers"))):
+            if value not in (None, ""):
+                try:
+                    resolve(value, groups, name.removeprefix("params."))
+                except ValueError as error:
+                    raise ScenarioError(key, str(error), str(scenario.path)) from None
 
 
 def _label(value: Any) -> str:
@@ -468,6 +484,8 @@ def _fault(root: Path, value: Any, key: str, seconds: float) -> FaultSpec:
     _at(f"{key}.playbook", fault_options, root, playbook)
     if target is not None and not isinstance(target, str):
         raise ScenarioError(f"{key}.target", f"must be an Ansible host pattern string, got {target!r}")
+    if target is not None:
+        _at(f"{key}.target", pattern, target, "target")
     params = fault.get("params") or {}
     if not isinstance(params, dict):
         raise ScenarioError(f"{key}.params", f"must be a mapping of parameter -> value, got {params!r}")

@@ -28,6 +28,12 @@ _QUANTITY = re.compile(r"\s*(?P<sign>[-+]?)(?P<number>\d+(?:\.\d*)?|\.\d+)\s*(?P
 """ASCII only: a digit or space of another script (a look-alike) is no quantity."""
 
 
+def _shown(text: object) -> str:
+    """A value for an error message: non-printable characters escaped, at most 60 characters."""
+    flat = "".join(character if character.isprintable() else repr(character)[1:-1] for character in str(text))
+    return flat if len(flat) <= 60 else flat[:57] + "..."
+
+
 def _choices(names: list[str]) -> str:
     if len(names) == 1:
         return names[0]
@@ -38,17 +44,17 @@ def _quantity(text: object, units: dict[str, Decimal] | dict[str, int], what: st
     """The number of base units ``text`` stands for; ``allow_bare`` accepts a number without unit."""
     use = f"use {_choices(list(units))}"
     if isinstance(text, bool) or not isinstance(text, str | int | float):
-        raise ValueError(f"{text!r} is not {what} (a number with a unit: {use})")
+        raise ValueError(f"{_shown(repr(text))} is not {what} (a number with a unit: {use})")
     if isinstance(text, float) and not math.isfinite(text):
         raise ValueError(f"'{text}' is not {what} (a finite number with a unit: {use})")
     match = _QUANTITY.fullmatch(str(text))
     if match is None:
-        raise ValueError(f"'{text}' is not {what} (a number with a unit: {use})")
+        raise ValueError(f"'{_shown(text)}' is not {what} (a number with a unit: {use})")
     if match["sign"] == "-" and Decimal(match["number"]) != 0:
         raise ValueError(f"'{text}' is negative ({what} must be >= 0)")
     unit = match["unit"]
     if not unit and not allow_bare:
-        raise ValueError(f"'{text}' has no unit ({use})")
+        raise ValueError(f"'{_shown(text)}' has no unit ({use})")
     if unit and unit not in units:
         raise ValueError(f"'{text}' has an unknown unit '{unit}' ({use})")
     return Decimal(match["number"]) * Decimal(units[unit] if unit else 1)

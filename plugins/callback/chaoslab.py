@@ -130,7 +130,7 @@ class CallbackModule(DefaultCallback):
             self._lock(playbook._file_name, fault)
 
     def _refuse(self, message: str) -> None:
-        self._display.display(f"fatal: [controller]: {one_line(message)}", color=C.COLOR_ERROR)
+        self._display.display(f"fatal: [localhost]: {one_line(message)}", color=C.COLOR_ERROR)
         sys.exit(EXIT_REFUSED)
 
     def _lock(self, playbook_file: str, fault: str) -> None:
