@@ -74,7 +74,7 @@ down: install
 	$(BIN)/ansible-playbook playbooks/lab-down.yml
 
 test: install
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest --durations=15 $(PYTEST_ARGS)
 
 test-unit: install
 	$(BIN)/pytest -m "not lab" $(PYTEST_ARGS)

@@ -13,7 +13,7 @@ import ipaddress
 from collections.abc import Callable
 from typing import Any
 
-from chaoslab.inputs import InputError, pattern, resolve, text
+from chaoslab.inputs import InputError, pattern, plain, resolve, text
 from chaoslab.units import format_duration, parse_bytes, parse_duration, parse_percent, parse_rate
 
 MAX_DURATION = 3600.0
@@ -196,7 +196,7 @@ def request(fault: str, target: str | None, params: dict[str, Any], groups: dict
     given = dict(params)
     values = check(fault, given, resolved=False)
     extra = canonical(fault, values)
-    if target:
+    if target is not None:  # None: the fault's default target; an empty pattern names no node and is refused
         extra["target"] = ",".join(resolve(target, groups, f"{fault}: target"))
     if given.get("peers") not in (None, ""):
         extra["peers"] = ",".join(resolve(given["peers"], groups, f"{fault}: peers"))
@@ -236,7 +236,7 @@ def check(fault: str, params: dict[str, Any], resolved: bool = True) -> dict[str
         if given is None or (default is None and given == ""):
             raise ValueError(f"{fault}: {name} is required")
         try:
-            values[name] = parse(given)
+            values[name] = parse(plain(given, ""))
         except ValueError as error:
             raise ValueError(f"{fault}: {name}: {error}") from None
     return _combined(fault, values)

@@ -18,6 +18,9 @@ import time
 
 from chaoslab.fault_record import HEALED_AT, IN_FORCE_AT, Detail, Fault, Stop, hold_until
 
+CTL_TIMEOUT_S = 60.0
+"""The longest a call of the service manager may take (supervisorctl, systemctl)."""
+
 
 class ServiceControl:
     """One service of the node under supervisor (the local lab) or systemd."""
@@ -35,13 +38,14 @@ class ServiceControl:
     def state(self) -> tuple[str, int | None]:
         """("running" | "stopping" | "stopped" | "starting" | ..., main pid or None)."""
         if self.manager == "supervisor":
-            out = subprocess.run(self._ctl("status"), capture_output=True, text=True, check=False).stdout
+            out = subprocess.run(self._ctl("status"), capture_output=True, text=True, check=False,
+                                 timeout=CTL_TIMEOUT_S).stdout
             match = re.search(r"\s(RUNNING|STOPPING|STOPPED|STARTING|BACKOFF|EXITED|FATAL)\s+(?:pid (\d+))?", out)
             if match is None:
                 raise ValueError(f"redis-restart: supervisor knows no service {self.name}: {out.strip()}")
             return match[1].lower(), int(match[2]) if match[2] else None
         out = subprocess.run(self._ctl("show", "-p", "ActiveState", "-p", "MainPID"), capture_output=True,
-                             text=True, check=False).stdout
+                             text=True, check=False, timeout=CTL_TIMEOUT_S).stdout
         values = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
         states = {"active": "running", "deactivating": "stopping", "inactive": "stopped", "failed": "stopped",
                   "activating": "starting"}
@@ -58,11 +62,11 @@ class ServiceControl:
 
     def start(self) -> None:
         if self.state()[0] != "running":
-            subprocess.run(self._ctl("start"), capture_output=True, text=True, check=False)
+            subprocess.run(self._ctl("start"), capture_output=True, text=True, check=False, timeout=CTL_TIMEOUT_S)
             self.wait_for({"running"}, 30)
 
     def stop(self) -> None:
-        subprocess.run(self._ctl("stop"), capture_output=True, text=True, check=True)
+        subprocess.run(self._ctl("stop"), capture_output=True, text=True, check=True, timeout=CTL_TIMEOUT_S)
 
     def kill_and_keep_down(self) -> int:
         """SIGKILL the main process so that the manager does not restart it; returns the killed pid."""

@@ -38,6 +38,17 @@ class InputError(ValueError):
     """A value outside the grammar; the message is one line naming what and why."""
 
 
+def plain(value: Any, what: str, max_length: int = MAX_TEXT) -> Any:
+    """*value* unchanged when it is no text, or text of printable ASCII of at most *max_length* characters."""
+    prefix = f"{what}: " if what else ""
+    if isinstance(value, str):
+        if len(value) > max_length:
+            raise InputError(f"{prefix}longer than {max_length} characters")
+        if not value.isascii() or not value.isprintable():
+            raise InputError(f"{prefix}{_shown(value)} holds characters other than printable ASCII")
+    return value
+
+
 def text(value: Any, what: str, max_length: int = MAX_TEXT) -> str:
     """*value* as plain text: a str, ASCII, printable, at most *max_length* characters, not an option."""
     if not isinstance(value, str):

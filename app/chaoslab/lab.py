@@ -58,7 +58,7 @@ class LabInfo:
 def lab_info() -> LabInfo:
     """Read the inventory and the lab's secrets; a one-line error when the lab is not provisioned."""
     proc = subprocess.run([tool("ansible-inventory"), "--list"], cwd=project_root(), env=ansible_env(),
-                          capture_output=True, text=True, check=False)
+                          capture_output=True, text=True, check=False, timeout=120)
     if proc.returncode != 0:
         raise AnsibleError(f"cannot read the inventory: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
     data = json.loads(proc.stdout, object_hook=unwrap_unsafe)
@@ -104,13 +104,6 @@ class LabControl:
             fatal = [line for line in (proc.stdout or "").splitlines() if line.startswith("fatal:")]
             raise AnsibleError(f"{path}: {fatal[0] if fatal else f'failed (exit {proc.returncode})'}")
 
-    def apply_settings(self, celery: dict[str, Any]) -> None:
-        if celery == self.celery:
-            return
-        self.celery = None
-        self._play("playbooks/site.yml", {"celery_worker_settings": celery}, tags="celery_worker")
-        self.celery = dict(celery)
-
     def apply_redis(self, settings: dict[str, Any]) -> None:
         """Redis as the redis role makes it with these variables (e.g. redis_aof); {} for the inventory's own."""
         self._play("playbooks/site.yml", settings, tags="redis")
@@ -130,15 +123,22 @@ class LabControl:
         self._play("playbooks/load.yml", None, tags="loadgen")
         self.load_on = True
 
-    def reset(self) -> None:
-        """Empty the task queue, the unacknowledged messages, the results and the ledgers.
+    def prepare(self, celery: dict[str, Any]) -> None:
+        """The start of a run in one playbook: the load stopped, the Celery settings applied (when they differ from
+        what this handle last set), the ledgers emptied and every node's clock measured."""
+        extra: dict[str, Any] = {}
+        if celery != self.celery:
+            extra["celery_worker_settings"] = celery
+        self.celery = self.load_on = None
+        self._play("playbooks/prepare.yml", extra)
+        self.celery, self.load_on = dict(celery), False
+        self._flush_broker()
 
-        Kombu's bindings in the broker database stay: workers declared them and need them for control
-        and events.
-        """
-        # Ledgers first: a task that ends in between then has its end record but no result, never the reverse.
-        self._play("playbooks/ledgers.yml", {"ledgers_action": "reset"})
-        self.info.redis(0).delete("celery", "unacked", "unacked_index", "unacked_mutex")
+    def _flush_broker(self) -> None:
+        """Empty the task queues, the unacknowledged messages and the results (kombu's bindings stay)."""
+        client = self.info.redis(0)
+        client.delete(*redis_snapshot.queue_keys(redis_snapshot.queue_names(client)), "unacked", "unacked_index",
+                      "unacked_mutex")
         self.info.redis(1).flushdb()
 
     def fault(self, playbook_name: str, target: str | None, params: dict[str, Any], duration: float,
@@ -161,9 +161,15 @@ class LabControl:
     def clear(self) -> None:
         self._play("faults/clear.yml")
 
-    def collect(self, dest: Path) -> list[Path]:
+    def collect(self, dest: Path, background_load: bool = False) -> list[Path]:
+        """Every node's ledgers into *dest*; then, with *background_load*, the background load starts."""
         dest.mkdir(parents=True, exist_ok=True)
-        self._play("playbooks/ledgers.yml", {"ledgers_action": "collect", "ledgers_dest": str(dest)})
+        extra = {"ledgers_action": "collect", "ledgers_dest": str(dest), "ledgers_background_load": background_load}
+        if background_load:
+            self.load_on = None
+        self._play("playbooks/ledgers.yml", extra)
+        if background_load:
+            self.load_on = True
         return sorted(dest.glob("*.jsonl"))
 
     def store_metrics(self, start: float, end: float, directory: Path) -> Path:

@@ -115,7 +115,7 @@ def versions(info: LabInfo) -> dict[str, str]:
     except Exception as err:
         found["redis"] = f"unknown ({type(err).__name__})"
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=project_root(), capture_output=True,
-                            text=True, check=False)
+                            text=True, check=False, timeout=30)
     found["project_commit"] = commit.stdout.strip() or "unknown"
     return found
 
@@ -255,11 +255,10 @@ class Runner:
         events = TaskEvents(self.info)
         try:
             self.console.print(f"[bold]{scenario.name}[/bold] {cell} -> {directory}")
-            self.control.set_load(False)
-            if scenario.redis:
+            if scenario.redis:  # Redis provisioned for the run, with the load stopped
+                self.control.set_load(False)
                 self.control.apply_redis(scenario.redis)
-            self.control.apply_settings(scenario.celery)
-            self.control.reset()
+            self.control.prepare(scenario.celery)
             state.broker_before = self.control.broker_info()
             state.controller_clock.append(self.control.controller_clock())
             state.versions = versions(self.info)
@@ -303,13 +302,15 @@ class Runner:
             ("stop load", lambda: self.control.set_load(False)),
             ("snapshot the broker", lambda: self._snapshot(state)),
             ("controller clock", lambda: state.controller_clock.append(self.control.controller_clock())),
-            ("collect ledgers", lambda: self.control.collect(state.directory / run_history.LEDGERS_DIR)),
+            # the background load starts with the collection, unless Redis must be restored first
+            ("collect ledgers", lambda: self.control.collect(state.directory / run_history.LEDGERS_DIR,
+                                                             self.background_load and not state.scenario.redis)),
             ("read the nodes' records", lambda: self._node_records(state)),
             ("store metrics", lambda: self.control.store_metrics(state.started, time.time(), state.directory)),
         ]
         if state.scenario.redis:
             steps.append(("restore Redis", lambda: self.control.apply_redis({})))
-        if self.background_load:
+        if self.background_load and state.scenario.redis:
             steps.append(("background load", self.control.background_load))
         for name, step in steps:
             if name == "clear faults" and not state.fault_active and state.status == "completed":
@@ -318,6 +319,11 @@ class Runner:
                 step()
             except (Exception, KeyboardInterrupt) as err:
                 state.error = state.error or f"{name}: {type(err).__name__}: {err}"
+        if self.background_load and self.control.load_on is not True:  # the collection did not get to start it
+            try:
+                self.control.background_load()
+            except (Exception, KeyboardInterrupt) as err:
+                state.error = state.error or f"background load: {type(err).__name__}: {err}"
         for fault in state.faults:
             fault["end"] = fault["end"] or time.time()
         for phase in state.phases:

@@ -61,11 +61,12 @@ def api_requests(value: object) -> list[tuple[str, str, object]]:
     requests: list[tuple[str, str, object]] = [
         ("POST", "/faults/network-delay", {"duration": "10s", "params": {"delay": value}}),
         ("POST", "/faults/network-delay", {"duration": value, "params": {"delay": "5ms"}}),
-        ("POST", "/faults/network-delay", {"duration": "10s", "target": value, "params": {"delay": "5ms"}}),
+        ("POST", "/faults/network-delay", {"duration": "10s", "target": value, "params": {"delay": "5ms"}}
+         if value is not None else {"duration": "10s", "target": [], "params": {"delay": "5ms"}}),  # null: default
         ("POST", "/faults/network-delay", {"duration": "10s", "params": {"delay": "5ms", "peers": value}}),
         ("POST", "/faults/worker-kill", {"duration": "10s", "params": {"mode": value}}),
         ("POST", "/faults/network-delay", {"duration": "10s", "params": {"delay": "5ms", value: "1"}}
-         if isinstance(value, str) else {"duration": "10s", "params": value}),
+         if isinstance(value, str) else {"duration": "10s", "params": {"delay": "5ms", "jitter": value}}),
         ("POST", "/runs", {"scenario": value}),
     ]
     if isinstance(value, str) and value and "\x00" not in value and len(value) < 4096:  # a URL has a length limit

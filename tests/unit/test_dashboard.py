@@ -238,17 +238,21 @@ def test_templates_need_their_variables(name):
 
 
 def test_grafana_unit_override_template():
-    """Grafana's settings for the lab: the lab address, the secrets file's admin password, no anonymous access."""
+    """Grafana's settings for the lab: the lab address, no anonymous access; the admin password from an
+    EnvironmentFile of mode 0600, never in the unit (systemctl show prints a unit's Environment= to anyone)."""
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(ROOT / "roles" / "grafana" / "templates"),
                              undefined=jinja2.StrictUndefined)
     text = env.get_template("override.conf.j2").render(ansible_managed="managed", lab_address="198.18.0.20",
-                                                        grafana_port=3000, lab_grafana_admin_password="s3cret")
+                                                        grafana_port=3000, lab_grafana_admin_password="s3cret",
+                                                        grafana_secrets_file="/etc/grafana/celery-chaos-lab.env")
     settings = dict(line.removeprefix("Environment=").strip('"').split("=", 1) for line in text.splitlines()
                     if line.startswith("Environment="))
     assert "[Service]" in text.splitlines()
     assert settings == {"GF_SERVER_HTTP_ADDR": "198.18.0.20", "GF_SERVER_HTTP_PORT": "3000",
-                        "GF_SECURITY_ADMIN_USER": "admin", "GF_SECURITY_ADMIN_PASSWORD": "s3cret",
+                        "GF_SECURITY_ADMIN_USER": "admin",
                         "GF_AUTH_ANONYMOUS_ENABLED": "false", "GF_AUTH_DISABLE_LOGIN_FORM": "false",
                         "GF_USERS_ALLOW_SIGN_UP": "false"}
+    assert "EnvironmentFile=/etc/grafana/celery-chaos-lab.env" in text.splitlines()
+    assert "s3cret" not in text
     with pytest.raises(jinja2.UndefinedError):
         env.get_template("override.conf.j2").render(ansible_managed="m", lab_address="x", grafana_port=1)

@@ -17,7 +17,7 @@ import yaml
 
 from chaoslab import fault_agent
 from chaoslab.fault_agent import parse_params
-from chaoslab.fault_params import NODE_PARAMS, PARAMS, check, user_params
+from chaoslab.fault_params import NODE_PARAMS, PARAMS, check, request, user_params
 from chaoslab.fault_record import FaultRecord
 from chaoslab.nfqueue_delay import DelayEngine, DelaySampler
 from chaoslab.units import parse_percent, parse_rate
@@ -102,6 +102,21 @@ def test_user_params_puts_peers_last_and_leaves_nic_out():
     assert user_params("worker-kill") == ["mode", "every", "duration"]
     assert user_params("clear") == ["only"]
     assert all("nic" not in user_params(fault) for fault in PARAMS)
+
+
+GROUPS = {"all": ["redis", "worker-1", "worker-2"], "workers": ["worker-1", "worker-2"]}
+
+
+def test_request_resolves_the_target_and_leaves_a_missing_one_to_the_playbook():
+    given = {"delay": "5ms", "duration": "10s"}
+    assert "target" not in request("network-delay", None, given, GROUPS)
+    assert request("network-delay", "workers:!worker-2", given, GROUPS)["target"] == "worker-1"
+
+
+@pytest.mark.parametrize("target", ["", " ", "nosuchnode"])
+def test_request_refuses_a_target_that_names_no_node(target):
+    with pytest.raises(ValueError, match="network-delay: target"):
+        request("network-delay", target, {"delay": "5ms", "duration": "10s"}, GROUPS)
 
 
 # --- fault_params.check: bad values, one line each -----------------------------------------------------------------
