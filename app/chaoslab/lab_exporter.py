@@ -50,8 +50,11 @@ class NodeResources:
 
     def cpu_seconds(self) -> float:
         if not self.cgroup:
+            # Only the busy counters: idle and iowait can step backwards on
+            # tickless kernels, and guest time is already inside user time.
             times = psutil.cpu_times()
-            return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
+            busy = ("user", "nice", "system", "irq", "softirq", "steal")
+            return float(sum(getattr(times, name, 0.0) for name in busy))
         if self._v2_mode():
             return read_keyed(self._v2("cpu.stat"))["usage_usec"] / 1e6
         return int(self._v1("cpuacct", "cpuacct.usage").read_text(encoding="ascii")) / 1e9
