@@ -36,11 +36,12 @@ from pathlib import Path
 
 import redis
 
-from chaoslab import broker_state, redis_snapshot
+from chaoslab import broker_state
+from chaoslab.analysis.checker import check, write_summary
 from chaoslab.broker_state import BrokerState
-from chaoslab.checker import check, write_summary
+from chaoslab.experiment import redis_snapshot
 from chaoslab.ledger import ReadStats, encode_record, read_records
-from chaoslab.publisher import MessageTemplate
+from chaoslab.node.publisher import MessageTemplate
 from local_redis import LocalRedis, local_redis
 
 TARGET_RECORDS_PER_S = 100_000

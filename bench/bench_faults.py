@@ -45,7 +45,7 @@ def in_node(node: str, command: list[str]) -> subprocess.CompletedProcess[str]:
 
 
 def agent(node: str, *args: str) -> dict:
-    command = [PYTHON, "-m", "chaoslab.fault_agent", "--node", node, "--state-dir", str(RUN / node / "faults"),
+    command = [PYTHON, "-m", "chaoslab.node.fault_agent", "--node", node, "--state-dir", str(RUN / node / "faults"),
                "--textfile-dir", f"/var/lib/chaoslab/nodes/{node}/textfile", "--supervisor-conf",
                f"/etc/chaoslab/nodes/{node}/supervisord.conf", "--nic", "lab0", *args]
     proc = in_node(node, command)
@@ -100,7 +100,7 @@ def stress_running() -> bool:
 
 def worker_stopped() -> bool:
     out = subprocess.run(["ps", "-eo", "stat,args"], capture_output=True, text=True, check=True).stdout
-    return any(line.startswith("T") and "chaoslab.celery_app" in line for line in out.splitlines())
+    return any(line.startswith("T") and "chaoslab.node.celery_app" in line for line in out.splitlines())
 
 
 def memory_capped() -> bool:

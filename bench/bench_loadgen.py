@@ -22,7 +22,7 @@ from local_redis import LocalRedis, lab_env, local_redis
 
 APPLY_LOOP = """
 import sys, time
-from chaoslab.tasks import noop
+from chaoslab.node.tasks import noop
 n = int(sys.argv[1])
 noop.apply_async()
 start = time.perf_counter()
@@ -33,10 +33,10 @@ print(n / (time.perf_counter() - start))
 
 LOADGEN = """
 import json, sys, time
-from chaoslab import config
+from chaoslab.node import config
 from chaoslab.ledger import LedgerWriter
-from chaoslab.loadgen import LoadGenerator, LoadProfile, MixEntry
-from chaoslab.publisher import Publisher
+from chaoslab.node.loadgen import LoadGenerator, LoadProfile, MixEntry
+from chaoslab.node.publisher import Publisher
 rate, duration, ledger = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
 profile = LoadProfile(rate=rate, mix=(MixEntry("noop"),), seed=1, publish_timeout=2.0, duration=duration)
 gen = LoadGenerator(profile, Publisher(config.load().broker_url, 2.0), LedgerWriter(ledger, "batch"))

@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from chaoslab.publisher import Publisher
+from chaoslab.node.publisher import Publisher
 from local_redis import LocalRedis, lab_env, local_redis
 
 
@@ -35,7 +35,7 @@ def one_round(server: LocalRedis, count: int, instrumented: bool, workdir: Path)
     server.client(1).flushdb()
     preload(server, count)
     extra = {}
-    cmd = [sys.executable, "-m", "celery", "-A", "chaoslab.celery_app", "worker", "--pool", "prefork",
+    cmd = [sys.executable, "-m", "celery", "-A", "chaoslab.node.celery_app", "worker", "--pool", "prefork",
            "--concurrency", "2", "--loglevel", "WARNING", "--hostname", f"bench-{uuid.uuid4().hex[:6]}@bench",
            "--without-mingle", "--without-gossip"]
     if instrumented:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from chaoslab.ansible_runner import unwrap_unsafe
+from chaoslab.experiment.ansible_runner import unwrap_unsafe
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

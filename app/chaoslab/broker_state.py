@@ -1,8 +1,8 @@
 """What the broker and Celery's result backend held when a run's history was collected: plain data.
 
-The runner takes this snapshot right after the drain (see :mod:`chaoslab.redis_snapshot`) and keeps it in the run
-directory as ``snapshot.json``; the checker reads it beside the ledgers, so that a task still queued, reserved or
-reported by Celery is never called lost. Nothing here talks to a broker.
+The runner takes this snapshot right after the drain (see :mod:`chaoslab.experiment.redis_snapshot`) and keeps
+it in the run directory as ``snapshot.json``; the checker reads it beside the ledgers, so that a task still
+queued, reserved or reported by Celery is never called lost. Nothing here talks to a broker.
 
 ``snapshot.json``::
 

@@ -10,7 +10,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from chaoslab.ansible_runner import AnsibleError, adhoc_json
+from chaoslab.experiment.ansible_runner import AnsibleError, adhoc_json
 
 
 def _print_tally(table: dict[str, Counter[str]]) -> None:
@@ -30,7 +30,7 @@ def _print_tally(table: dict[str, Counter[str]]) -> None:
 
 
 def cmd_burst(args: argparse.Namespace) -> int:
-    from chaoslab import burst
+    from chaoslab.node import burst
 
     outcomes = burst.collect(burst.publish(args.per_kind), args.timeout)
     table = burst.tally(outcomes)
@@ -82,9 +82,10 @@ def cmd_load(args: argparse.Namespace) -> int:
     import yaml
     from prometheus_client import start_http_server
 
-    from chaoslab import config, loadgen, units
+    from chaoslab import units
     from chaoslab.ledger import LedgerWriter
-    from chaoslab.publisher import Publisher
+    from chaoslab.node import config, loadgen
+    from chaoslab.node.publisher import Publisher
 
     data: dict[str, Any] = yaml.safe_load(Path(args.profile).read_text(encoding="utf-8")) if args.profile else {}
     if args.rate is not None:
@@ -115,8 +116,8 @@ def cmd_load(args: argparse.Namespace) -> int:
 
 def hold_lab(what: str) -> Any:
     """The lab's lock for this process's lifetime, its children let through; None (and a message) when busy."""
-    from chaoslab.ansible_runner import project_root
-    from chaoslab.lab_lock import LabBusy, LabLock
+    from chaoslab.experiment.ansible_runner import project_root
+    from chaoslab.experiment.lab_lock import LabBusy, LabLock
 
     lock = LabLock(project_root())
     try:
@@ -130,10 +131,10 @@ def hold_lab(what: str) -> Any:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Validate a scenario completely, then run it on the lab (holding the lab's lock)."""
-    from chaoslab import runner
+    from chaoslab.experiment import runner
+    from chaoslab.experiment.lab import LabControl, lab_info
+    from chaoslab.experiment.scenario import ScenarioError, check_targets, load_scenario
     from chaoslab.inputs import InputError, name
-    from chaoslab.lab import LabControl, lab_info
-    from chaoslab.scenario import ScenarioError, check_targets, load_scenario
 
     try:
         scenario = load_scenario(args.scenario)
@@ -162,8 +163,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_study(args: argparse.Namespace) -> int:
     """Run every scenario of a study directory, each cell repeated, and write one comparison report."""
-    from chaoslab import runner, study
-    from chaoslab.scenario import ScenarioError
+    from chaoslab.experiment import runner, study
+    from chaoslab.experiment.scenario import ScenarioError
 
     source = Path(args.source)
     try:
@@ -183,8 +184,8 @@ def cmd_study(args: argparse.Namespace) -> int:
 
 
 def _study(args: argparse.Namespace, source: Path) -> int:
-    from chaoslab import study
-    from chaoslab.lab import LabControl, lab_info
+    from chaoslab.experiment import study
+    from chaoslab.experiment.lab import LabControl, lab_info
 
     control = LabControl(lab_info(), quiet=not args.verbose)
     return study.run_study(source, args.repeat, control, Path(args.results) if args.results else None,
@@ -192,7 +193,7 @@ def _study(args: argparse.Namespace, source: Path) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from chaoslab.report import write_report
+    from chaoslab.report.report import write_report
 
     for directory in args.run_dirs:
         print(write_report(Path(directory)))
@@ -200,7 +201,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from chaoslab import compare
+    from chaoslab.report import compare
 
     rows = compare.compare([Path(directory) for directory in args.run_dirs])
     print(compare.to_markdown(rows))
@@ -222,7 +223,7 @@ def _listening(address: str, port: int) -> bool:
 
 def cmd_where(_args: argparse.Namespace) -> int:
     """Where the lab's monitoring can be reached, and with which credentials."""
-    from chaoslab.lab import lab_info
+    from chaoslab.experiment.lab import lab_info
 
     info = lab_info()
     flower = f"http://{info.monitor_address}:5555"
@@ -242,9 +243,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
     import yaml
 
-    from chaoslab.api import create_app
-    from chaoslab.api_ops import LabOperations
-    from chaoslab.lab import lab_info
+    from chaoslab.api.operations import LabOperations
+    from chaoslab.api.server import create_app
+    from chaoslab.experiment.lab import lab_info
 
     info = lab_info()
     secrets = Path(info.secrets_file)

@@ -5,15 +5,14 @@ round trip: offset = the middle of the round trip on the local clock - the broke
 round trip. A node's offset to the controller is its offset to the broker minus the controller's. The runner measures
 at the start and at the end of a run; the checker corrects each node's records by the offset, interpolated in time.
 
-On a node, ``python -m chaoslab.clock --events FILE`` appends a ``clock`` record to the node's event ledger::
+On a node, ``python -m chaoslab.node.clock_record --events FILE`` appends a ``clock`` record to its event
+ledger::
 
     {"type": "clock", "node": "worker-1", "t": ..., "offset": 0.0021, "uncertainty": 0.0004}
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -115,27 +114,3 @@ def warnings(found: Mapping[str, Correction], limit: float = WARN_OFFSET_S) -> l
     """One line per node whose clock was more than *limit* off the controller's."""
     return [f"the clock of {node} was {correction.largest * 1000:.0f} ms off the controller's (records corrected)"
             for node, correction in sorted(found.items()) if correction.largest > limit]
-
-
-def main(argv: list[str] | None = None) -> int:
-    from chaoslab import config
-    from chaoslab.ledger import LedgerWriter
-
-    parser = argparse.ArgumentParser(prog="python -m chaoslab.clock", description=__doc__.splitlines()[0])
-    parser.add_argument("--events", required=True, help="the node's event ledger")
-    args = parser.parse_args(argv)
-    import redis
-
-    lab = config.load()
-    client = redis.Redis.from_url(lab.broker_url, socket_timeout=5, socket_connect_timeout=5)
-    found = measure(client)
-    record = {"type": "clock", "node": lab.node, "t": found.t, "offset": found.offset,
-              "uncertainty": found.uncertainty}
-    with LedgerWriter(args.events, "always") as ledger:
-        ledger.write(record)
-    print(record)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -9,7 +9,7 @@ variables: Ansible trusts them as templates, so a value holding template syntax 
 ``#jinja2:`` header that changes the delimiters) would run as code when first used. Such a value is refused in one
 line (exit 2); values the lab's own tools pass are marked unsafe and never templated. A fault playbook's values must
 moreover be the fault's parameters in their grammar (chaoslab.fault_params), and a fault playbook or clear.yml takes
-the lab's lock (chaoslab.lab_lock) for as long as it runs: a fault during a run is refused, naming the run.
+the lab's lock (chaoslab.experiment.lab_lock) for as long as it runs: a fault during a run is refused, naming the run.
 """
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ class CallbackModule(DefaultCallback):
 
     def _lock(self, playbook_file: str, fault: str) -> None:
         """Hold the lab's lock until ansible-playbook exits (a fault or clear never overlaps another)."""
-        from chaoslab.lab_lock import LabBusy, LabLock
+        from chaoslab.experiment.lab_lock import LabBusy, LabLock
 
         root = Path(C.CONFIG_FILE).parent if C.CONFIG_FILE else Path(playbook_file).resolve().parent.parent
         self._lab_lock = LabLock(root)

@@ -41,12 +41,12 @@ class InventoryModule(BaseInventoryPlugin):
     NAME = "chaoslab_auto"
 
     def verify_file(self, path: str) -> bool:
-        from chaoslab.labs import names_plugin
+        from chaoslab.experiment.labs import names_plugin
 
         return bool(super().verify_file(path)) and names_plugin(path, self.NAME)
 
     def parse(self, inventory, loader, path: str, cache: bool = True) -> None:  # noqa: ANN001
-        from chaoslab.labs import default_backend
+        from chaoslab.experiment.labs import default_backend
 
         super().parse(inventory, loader, path, cache)
         self._read_config_data(path)

@@ -73,7 +73,7 @@ class InventoryModule(BaseInventoryPlugin):
     NAME = "chaoslab_local"
 
     def verify_file(self, path: str) -> bool:
-        from chaoslab.labs import names_plugin
+        from chaoslab.experiment.labs import names_plugin
 
         return bool(super().verify_file(path)) and names_plugin(path, self.NAME)
 

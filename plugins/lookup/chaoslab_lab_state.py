@@ -25,7 +25,7 @@ class LookupModule(LookupBase):
     def run(self, terms: list[Any], variables: dict[str, Any] | None = None, **kwargs: Any) -> list[Any]:
         from pathlib import Path
 
-        from chaoslab.labs import wrong_lab
+        from chaoslab.experiment.labs import wrong_lab
 
         if len(terms) != 2:
             raise AnsibleError("chaoslab_lab_state: needs the lab backend and the project directory")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import psutil
 
-from chaoslab.cgroupfs import read_keyed
+from chaoslab.node.cgroupfs import read_keyed
 from lab_state import CGROUP_ROOT, lab_namespaces, lab_processes
 
 PROBE = Path(__file__).parent / "probe.py"

@@ -11,8 +11,8 @@ import yaml
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 
-from chaoslab.api import create_app
-from chaoslab.api_ops import LabOperations
+from chaoslab.api.operations import LabOperations
+from chaoslab.api.server import create_app
 from fault_state import is_baseline, node_state, probe
 from tests.conftest import ROOT
 

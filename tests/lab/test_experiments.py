@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from chaoslab.experiment.scenario import load_scenario
 from chaoslab.ledger import read_records
-from chaoslab.scenario import load_scenario
 from lab_state import service_pid, snapshot
 from tests.conftest import BIN, ROOT, ansible_env
 from verdict_checks import assert_verdicts_hold_up
@@ -134,7 +134,7 @@ def test_reject_on_worker_lost_turns_those_failures_into_redeliveries(lab, tmp_p
 
 
 def fault_agents() -> list[str]:
-    out = subprocess.run(["pgrep", "-af", "chaoslab.fault_agent"], capture_output=True, text=True, check=False)
+    out = subprocess.run(["pgrep", "-af", "chaoslab.node.fault_agent"], capture_output=True, text=True, check=False)
     return [line for line in out.stdout.splitlines() if "pgrep" not in line]
 
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from chaoslab.lab import lab_info
-from chaoslab.loadgen import LoadGenerator, LoadProfile, MixEntry
-from chaoslab.publisher import Publisher
+from chaoslab.experiment.lab import lab_info
+from chaoslab.node.loadgen import LoadGenerator, LoadProfile, MixEntry
+from chaoslab.node.publisher import Publisher
 from fault_state import node_resident, stress_ng
 from lab_state import CGROUP_ROOT, netns_inode, process_cgroups, process_netns_inode, service_processes
 from tests.conftest import BIN, ROOT, ansible_env, run_playbook

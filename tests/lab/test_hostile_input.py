@@ -13,9 +13,9 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
-from chaoslab.api import create_app
-from chaoslab.api_ops import LabOperations
-from chaoslab.scenario import ScenarioError, load_scenario
+from chaoslab.api.operations import LabOperations
+from chaoslab.api.server import create_app
+from chaoslab.experiment.scenario import ScenarioError, load_scenario
 from hostile import CASES, MARKER_DIR, markers, payload
 from lab_state import snapshot
 from tests.conftest import BIN, ROOT, ansible_env

@@ -18,8 +18,8 @@ import pytest
 import uvicorn
 import yaml
 
-from chaoslab.api import create_app
-from chaoslab.api_ops import LabOperations
+from chaoslab.api.operations import LabOperations
+from chaoslab.api.server import create_app
 from fault_state import is_baseline, node_state, wait_until
 from tests.conftest import BIN, ROOT, ansible_env, run_playbook
 

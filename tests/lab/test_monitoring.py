@@ -16,8 +16,8 @@ import psutil
 import pytest
 import yaml
 
-from chaoslab.dashboard import annotation_query, build, panel_queries
-from chaoslab.fault_service import ServiceControl
+from chaoslab.node.fault_service import ServiceControl
+from chaoslab.report.dashboard import annotation_query, build, panel_queries
 from fault_state import wait_until
 from lab_state import netns_inode, process_netns_inode, service_pid
 from test_experiments import run_scenario

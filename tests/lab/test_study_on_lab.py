@@ -7,7 +7,7 @@ import subprocess
 
 import yaml
 
-from chaoslab import study_report
+from chaoslab.report import study_report
 from lab_state import service_pid
 from tests.conftest import BIN, ROOT, ansible_env
 

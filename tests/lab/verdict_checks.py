@@ -9,7 +9,7 @@ from pathlib import Path
 import redis
 import yaml
 
-from chaoslab.redis_snapshot import RESULT_PREFIX, broker_messages, queue_names
+from chaoslab.experiment.redis_snapshot import RESULT_PREFIX, broker_messages, queue_names
 from tests.conftest import ROOT
 
 OUTCOMES = ("SUCCESS", "FAILURE", "RETRY", "REVOKED")

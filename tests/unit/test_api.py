@@ -13,8 +13,8 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 
-from chaoslab.api import create_app
-from chaoslab.api_ops import LabOperations
+from chaoslab.api.operations import LabOperations
+from chaoslab.api.server import create_app
 from tests import report_browser
 from tests.conftest import ROOT
 from tests.unit.test_report import png_pixels

@@ -10,8 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chaoslab.broker_state import BrokerState, TaskMeta
-from chaoslab.checker import (
+from chaoslab.analysis.checker import (
     CLASSES,
     CSV_HEADER,
     FaultWindow,
@@ -24,6 +23,7 @@ from chaoslab.checker import (
     nearest_rank,
     write_summary,
 )
+from chaoslab.broker_state import BrokerState, TaskMeta
 from chaoslab.clock import Correction
 
 PHASES = [Phase("baseline", 0, 30), Phase("fault", 30, 60), Phase("recovery", 60, 100)]

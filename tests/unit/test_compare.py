@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from chaoslab import verdict
-from chaoslab.checker import CLASSES
-from chaoslab.compare import (
+from chaoslab.analysis import verdict
+from chaoslab.analysis.checker import CLASSES
+from chaoslab.report.compare import (
     COLUMNS,
     MISSING,
     Row,

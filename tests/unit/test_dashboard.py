@@ -16,7 +16,7 @@ from grafana_foundation_sdk.cog.plugins import register_default_plugins
 from grafana_foundation_sdk.models import prometheus
 from grafana_foundation_sdk.models.dashboard import Dashboard, RowPanel
 
-from chaoslab import dashboard as generator
+from chaoslab.report import dashboard as generator
 from tests.conftest import ROOT
 
 PROTOTYPE_PANELS = ["Workers online", "Tasks executing", "Average run time", "Prefetch time", "Prefetched tasks",
@@ -45,13 +45,13 @@ def panels(data: dict) -> list[dict]:
 
 def test_committed_json_is_generated(built):
     path = ROOT / generator.DASHBOARD_FILE
-    assert path.read_text(encoding="utf-8") == generator.render(built), "run: python -m chaoslab.dashboard"
+    assert path.read_text(encoding="utf-8") == generator.render(built), "run: python -m chaoslab.report.dashboard"
     assert json.loads(path.read_text(encoding="utf-8")) == built
     assert generator.render(built).endswith("}\n")
 
 
 def test_check_command_passes():
-    proc = subprocess.run([sys.executable, "-m", "chaoslab.dashboard", "--check"], cwd=ROOT,
+    proc = subprocess.run([sys.executable, "-m", "chaoslab.report.dashboard", "--check"], cwd=ROOT,
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from chaoslab.scenario import fault_playbooks, load_scenario
+from chaoslab.experiment.scenario import fault_playbooks, load_scenario
 from tests.conftest import ROOT
 
 EXPERIMENTS = sorted((ROOT / "experiments").glob("*.yml"))

@@ -15,11 +15,11 @@ import psutil
 import pytest
 import yaml
 
-from chaoslab import fault_agent
-from chaoslab.fault_agent import parse_params
 from chaoslab.fault_params import NODE_PARAMS, PARAMS, check, request, user_params
-from chaoslab.fault_record import FaultRecord
-from chaoslab.nfqueue_delay import DelayEngine, DelaySampler
+from chaoslab.node import fault_agent
+from chaoslab.node.fault_agent import parse_params
+from chaoslab.node.fault_record import FaultRecord
+from chaoslab.node.nfqueue_delay import DelayEngine, DelaySampler
 from chaoslab.units import parse_percent, parse_rate
 from tests.conftest import ROOT, load_plugin
 

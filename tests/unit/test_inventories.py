@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from chaoslab.ansible_runner import unwrap_unsafe
-from chaoslab.labs import default_backend, vagrant_key, vagrant_machines, wrong_lab
+from chaoslab.experiment.ansible_runner import unwrap_unsafe
+from chaoslab.experiment.labs import default_backend, vagrant_key, vagrant_machines, wrong_lab
 from tests.conftest import BIN, ROOT, ansible_env
 
 

@@ -9,11 +9,11 @@ import sys
 
 import pytest
 
-from chaoslab.lab_lock import FD_ENV, TOKEN_ENV, LabBusy, LabLock
+from chaoslab.experiment.lab_lock import FD_ENV, TOKEN_ENV, LabBusy, LabLock
 
 HOLD = """
 import sys, time
-from chaoslab.lab_lock import LabLock
+from chaoslab.experiment.lab_lock import LabLock
 lock = LabLock(sys.argv[1])
 lock.acquire(sys.argv[2])
 print("held", flush=True)
@@ -60,7 +60,7 @@ def test_the_lock_is_free_once_its_holder_is_gone(tmp_path, holder, monkeypatch)
 
 ADOPT = """
 import sys, time
-from chaoslab.lab_lock import LabLock
+from chaoslab.experiment.lab_lock import LabLock
 lock = LabLock(sys.argv[1])
 print(lock.acquire("chaoslab run adopted"), flush=True)
 time.sleep(60)

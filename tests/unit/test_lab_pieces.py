@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from chaoslab.burst import Outcome, problems, tally
-from chaoslab.celery_app import celery_conf
+from chaoslab.node.burst import Outcome, problems, tally
+from chaoslab.node.celery_app import celery_conf
 from tests.conftest import ROOT, inventory, load_plugin
 
 filters = load_plugin("plugins/filter/chaoslab.py")
@@ -127,7 +127,7 @@ def test_inventory_rejects_a_worker_count_that_is_not_a_number():
 def test_hold_until_repeats_the_action_until_the_deadline():
     import time
 
-    from chaoslab.fault_record import Stop, hold_until
+    from chaoslab.node.fault_record import Stop, hold_until
 
     calls = []
     start = time.time()

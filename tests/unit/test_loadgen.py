@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from chaoslab.ledger import LedgerWriter, read_records
-from chaoslab.loadgen import LoadGenerator, LoadProfile, MixEntry, profile_from_mapping
-from chaoslab.publisher import Publisher
+from chaoslab.node.loadgen import LoadGenerator, LoadProfile, MixEntry, profile_from_mapping
+from chaoslab.node.publisher import Publisher
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 from local_redis import local_redis

@@ -19,12 +19,13 @@ import psutil
 import pytest
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
-from chaoslab import lab_exporter, series
-from chaoslab import report as report_module
-from chaoslab.lab_exporter import E2E_BUCKETS, LabCollector, LedgerLatency, NodeResources, WorkerWatch
-from chaoslab.publisher import SENT_HEADER, MessageTemplate
-from chaoslab.report import FIGURES_DIR, NODE_FIGURES, colours, load_run, write_report
-from chaoslab.worker_ledger import SENT_KEY, WorkerLedger
+from chaoslab.experiment import series
+from chaoslab.node import lab_exporter
+from chaoslab.node.lab_exporter import E2E_BUCKETS, LabCollector, LedgerLatency, NodeResources, WorkerWatch
+from chaoslab.node.publisher import SENT_HEADER, MessageTemplate
+from chaoslab.node.worker_ledger import SENT_KEY, WorkerLedger
+from chaoslab.report import report as report_module
+from chaoslab.report.report import FIGURES_DIR, NODE_FIGURES, colours, load_run, write_report
 from tests.unit.test_report import PNG_SIGNATURE, T0, colour_pixels, make_run, png_pixels
 
 HISTOGRAM = "chaoslab_task_e2e_seconds"
@@ -411,7 +412,7 @@ def test_a_scrape_serves_the_latency_it_just_read(tmp_path):
     """register() puts the collector before the histogram: one scrape reads the ledger and serves what it read."""
     from prometheus_client import CollectorRegistry
 
-    from chaoslab.lab_exporter import register
+    from chaoslab.node.lab_exporter import register
 
     registry = CollectorRegistry()
     path = tmp_path / "worker-1.jsonl"
@@ -661,7 +662,7 @@ def test_rendered_message_carries_the_send_time():
 
 def fake_task(**request) -> SimpleNamespace:
     base = {"id": "task-1", "retries": 0, "delivery_info": {"redelivered": False}}
-    return SimpleNamespace(name="chaoslab.tasks.noop", request=SimpleNamespace(**{**base, **request}))
+    return SimpleNamespace(name="chaoslab.node.tasks.noop", request=SimpleNamespace(**{**base, **request}))
 
 
 def ledger_records(ledger: WorkerLedger, path: Path) -> list[dict]:

@@ -13,9 +13,9 @@ from tests.conftest import ROOT
 # Controller-only packages (import names) of the `controller` extra.
 CONTROLLER = ["ansible", "jinja2", "rich", "matplotlib", "numpy", "fastapi", "uvicorn", "fastapi_offline",
               "grafana_foundation_sdk", "netfilterqueue"]
-# What the roles run on a node (roles/*/tasks, roles/fault/vars): modules and CLI commands.
-NODE_MODULES = ["chaoslab.celery_app", "chaoslab.tasks", "chaoslab.fault_agent", "chaoslab.flower_app",
-                "chaoslab.http_target", "chaoslab.lab_exporter", "chaoslab.node_procs", "chaoslab.loadgen"]
+# Everything in chaoslab.node runs on a node: the roles start some of these modules, which import the rest.
+NODE_MODULES = sorted(f"chaoslab.node.{path.stem}" for path in (ROOT / "app/chaoslab/node").glob("*.py")
+                      if path.stem != "__init__")
 
 
 def run_without_controller(code: str) -> subprocess.CompletedProcess:

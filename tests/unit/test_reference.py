@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from chaoslab import study_report
+from chaoslab.report import study_report
 from tests.conftest import ROOT
 
 REFERENCE = ROOT / "experiments" / "reference"

@@ -19,9 +19,9 @@ import pytest
 from matplotlib import image as mpimg
 from matplotlib.colors import to_rgb
 
-from chaoslab.checker import CLASSES, check, write_summary
+from chaoslab.analysis.checker import CLASSES, check, write_summary
 from chaoslab.ledger import LedgerWriter, read_records
-from chaoslab.report import (
+from chaoslab.report.report import (
     FAULT_COLOUR,
     FIGURES,
     FIGURES_DIR,

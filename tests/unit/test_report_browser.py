@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from chaoslab.report import FAULT_COLOUR, FIGURES, NODE_FIGURES, write_report
+from chaoslab.report.report import FAULT_COLOUR, FIGURES, NODE_FIGURES, write_report
 from tests import report_browser
 from tests.unit.test_report import colour_pixels, make_run, png_pixels
 

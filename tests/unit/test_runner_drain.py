@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from types import SimpleNamespace
 
-from chaoslab.runner import Runner
+from chaoslab.experiment.runner import Runner
 
 
 class SlowStopControl:

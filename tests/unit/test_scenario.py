@@ -6,7 +6,7 @@ import shutil
 import pytest
 import yaml
 
-from chaoslab.scenario import (
+from chaoslab.experiment.scenario import (
     Condition,
     ScenarioError,
     fault_playbooks,
@@ -45,6 +45,7 @@ def root(tmp_path):
         (tmp_path / spec).parent.mkdir(parents=True)
         shutil.copy(ROOT / spec, tmp_path / spec)
     (tmp_path / "ansible.cfg").write_text("[defaults]\n")
+    (tmp_path / "playbooks").mkdir()
     (tmp_path / "faults").mkdir()
     for playbook in ("worker-kill", "clear", "preflight", "no-spec"):
         (tmp_path / "faults" / f"{playbook}.yml").write_text(f"- name: {playbook}\n  hosts: workers\n")

@@ -12,7 +12,8 @@ from tests.conftest import ROOT
 SERVICE = {
     "ansible_managed": "Ansible managed",
     "lab_service_name": "celery-worker",
-    "lab_service_command": "/opt/chaoslab/venv/bin/celery -A chaoslab.celery_app worker --hostname celery@worker-1",
+    "lab_service_command": ("/opt/chaoslab/venv/bin/celery -A chaoslab.node.celery_app worker"
+                            " --hostname celery@worker-1"),
     "lab_service_user": "chaoslab",
     "lab_service_directory": "/var/lib/chaoslab",
     "lab_service_environment": {"CHAOSLAB_CONFIG": "/etc/chaoslab/chaoslab.yml", "B": "2"},

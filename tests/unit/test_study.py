@@ -7,8 +7,8 @@ import shutil
 
 import pytest
 
-from chaoslab import study
-from chaoslab.scenario import load_scenario
+from chaoslab.experiment import study
+from chaoslab.experiment.scenario import load_scenario
 from tests.conftest import BIN, ROOT
 
 STUDY = ROOT / "experiments" / "study"

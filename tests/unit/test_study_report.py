@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from chaoslab import study_report
-from chaoslab.checker import CLASSES
-from chaoslab.compare import MISSING, fmt_count, fmt_rate, fmt_ratio
-from chaoslab.study_report import (
+from chaoslab.analysis.checker import CLASSES
+from chaoslab.report import study_report
+from chaoslab.report.compare import MISSING, fmt_count, fmt_rate, fmt_ratio
+from chaoslab.report.study_report import (
     Agreement,
     agreement,
     agreement_text,

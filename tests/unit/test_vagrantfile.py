@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from chaoslab.ansible_runner import unwrap_unsafe
+from chaoslab.experiment.ansible_runner import unwrap_unsafe
 from tests.conftest import BIN, ROOT, ansible_env
 
 # The variables the Vagrantfile reads; the tests set their own.

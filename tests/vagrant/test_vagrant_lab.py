@@ -17,8 +17,8 @@ import pytest
 import redis
 import yaml
 
-from chaoslab.ansible_runner import adhoc_json, unwrap_unsafe
-from chaoslab.labs import local_up
+from chaoslab.experiment.ansible_runner import adhoc_json, unwrap_unsafe
+from chaoslab.experiment.labs import local_up
 from tests.conftest import BIN, ROOT, ansible_env, changed_tasks, recap
 from tests.vagrant.conftest import must, vagrant
 

@@ -1,0 +1,224 @@
+"""The runner's handle on a lab: everything it does to nodes goes through the project's playbooks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis
+import yaml
+
+from chaoslab import clock
+from chaoslab.broker_state import BrokerState, TaskMeta
+from chaoslab.experiment import redis_snapshot, series
+from chaoslab.experiment.ansible_runner import AnsibleError, ansible_env, playbook, project_root, tool, unwrap_unsafe
+from chaoslab.experiment.labs import wrong_lab
+from chaoslab.fault_params import request
+from chaoslab.inputs import groups_of
+
+# The snapshot reads every message in one server-side step: a long backlog takes seconds.
+SNAPSHOT_TIMEOUT_S = 120.0
+
+
+@dataclass(frozen=True)
+class LabInfo:
+    name: str
+    redis_address: str
+    redis_port: int
+    monitor_address: str
+    loadgen_metrics_port: int
+    workers: list[str]
+    password: str
+    prometheus_port: int = 9090
+    secrets_file: str = ""
+    groups: dict[str, list[str]] = field(default_factory=dict)
+    """Every inventory group with its hosts, in order (targets and peers resolve against it)."""
+
+    @property
+    def prometheus_url(self) -> str:
+        return f"http://{self.monitor_address}:{self.prometheus_port}"
+
+    @property
+    def worker_hostnames(self) -> list[str]:
+        """The Celery hostnames of the lab's workers (``celery@<node>``)."""
+        return [f"celery@{worker}" for worker in self.workers]
+
+    def broker_url(self, db: int = 0) -> str:
+        return f"redis://:{self.password}@{self.redis_address}:{self.redis_port}/{db}"
+
+    def redis(self, db: int = 0, timeout: float = 5.0) -> redis.Redis:
+        return redis.Redis(host=self.redis_address, port=self.redis_port, db=db, password=self.password,
+                           socket_timeout=timeout, socket_connect_timeout=timeout)
+
+
+def lab_info() -> LabInfo:
+    """Read the inventory and the lab's secrets; a one-line error when the lab is not provisioned."""
+    proc = subprocess.run([tool("ansible-inventory"), "--list"], cwd=project_root(), env=ansible_env(),
+                          capture_output=True, text=True, check=False, timeout=120)
+    if proc.returncode != 0:
+        raise AnsibleError(f"cannot read the inventory: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
+    data = json.loads(proc.stdout, object_hook=unwrap_unsafe)
+    hostvars = data["_meta"]["hostvars"]
+    redis_host = hostvars[data["redis"]["hosts"][0]]
+    problem = wrong_lab(str(redis_host.get("lab_backend", "")), project_root())
+    if problem:
+        raise AnsibleError(problem)
+    monitor = hostvars[data["monitor"]["hosts"][0]]
+    # Relative to the project directory where an inventory gives it so (inventory/hosts.example.yml).
+    secrets_file = project_root() / (redis_host.get("lab_secrets_file") or ".lab/local/secrets.yml")
+    if not secrets_file.exists():
+        raise AnsibleError(f"no secrets at {secrets_file}: provision the lab first (make lab)")
+    secrets = yaml.safe_load(secrets_file.read_text(encoding="utf-8"))
+    return LabInfo(
+        name=str(redis_host.get("lab_name", "local")),
+        redis_address=redis_host["lab_address"],
+        redis_port=int(redis_host.get("lab_redis_port", 6379)),
+        monitor_address=monitor["lab_address"],
+        loadgen_metrics_port=int(monitor.get("lab_loadgen_metrics_port", 9808)),
+        workers=list(data["workers"]["hosts"]),
+        password=secrets["lab_redis_password"],
+        prometheus_port=int(monitor.get("lab_prometheus_port", 9090)),
+        secrets_file=str(secrets_file),
+        groups=groups_of(data),
+    )
+
+
+class LabControl:
+    """Settings, load, faults and ledgers of a lab, through the same playbooks a user runs."""
+
+    def __init__(self, info: LabInfo, quiet: bool = True) -> None:
+        self.info = info
+        self.quiet = quiet
+        # What this handle last set (None: not known), so that a study does not set it again for every run.
+        self.celery: dict[str, Any] | None = None
+        self.load_on: bool | None = None
+        self._control_app: Any = None
+
+    def _play(self, path: str, extra: dict[str, Any] | None = None, tags: str | None = None) -> None:
+        proc = playbook(path, extra, quiet=self.quiet, tags=tags, check=False)
+        if proc.returncode != 0:
+            fatal = [line for line in (proc.stdout or "").splitlines() if line.startswith("fatal:")]
+            raise AnsibleError(f"{path}: {fatal[0] if fatal else f'failed (exit {proc.returncode})'}")
+
+    def apply_redis(self, settings: dict[str, Any]) -> None:
+        """Redis as the redis role makes it with these variables (e.g. redis_aof); {} for the inventory's own."""
+        self._play("playbooks/site.yml", settings, tags="redis")
+
+    def set_load(self, enabled: bool, profile: dict[str, Any] | None = None) -> None:
+        if not enabled and self.load_on is False:
+            return
+        extra: dict[str, Any] = {"loadgen_enabled": enabled}
+        for key, value in (profile or {}).items():
+            extra[f"loadgen_{key}"] = value
+        self.load_on = None
+        self._play("playbooks/load.yml", extra, tags="loadgen")
+        self.load_on = enabled
+
+    def background_load(self) -> None:
+        self.load_on = None
+        self._play("playbooks/load.yml", None, tags="loadgen")
+        self.load_on = True
+
+    def prepare(self, celery: dict[str, Any]) -> None:
+        """The start of a run in one playbook: the load stopped, the Celery settings applied (when they differ from
+        what this handle last set), the ledgers emptied and every node's clock measured."""
+        extra: dict[str, Any] = {}
+        if celery != self.celery:
+            extra["celery_worker_settings"] = celery
+        self.celery = self.load_on = None
+        self._play("playbooks/prepare.yml", extra)
+        self.celery, self.load_on = dict(celery), False
+        self._flush_broker()
+
+    def _flush_broker(self) -> None:
+        """Empty the task queues, the unacknowledged messages and the results (kombu's bindings stay)."""
+        client = self.info.redis(0)
+        client.delete(*redis_snapshot.queue_keys(redis_snapshot.queue_names(client)), "unacked", "unacked_index",
+                      "unacked_mutex")
+        self.info.redis(1).flushdb()
+
+    def fault(self, playbook_name: str, target: str | None, params: dict[str, Any], duration: float,
+              report_dir: Path | None = None) -> list[dict[str, Any]]:
+        """Apply the fault; each target node's report (start, deadline, engine, ...) when report_dir is given.
+
+        The parameters are parsed and passed on in canonical form, target and peers as the inventory's host names.
+        """
+        given = {key.removeprefix("fault_"): value for key, value in params.items()}
+        given["duration"] = given.get("duration") or f"{duration:g}s"
+        if report_dir is not None:
+            report_dir.mkdir(parents=True, exist_ok=True)
+        extra = request(playbook_name, target, given, self.info.groups, str(report_dir or ""))
+        self._play(f"faults/{playbook_name}.yml", extra)
+        if report_dir is None:
+            return []
+        return [json.loads(path.read_text(encoding="utf-8"))
+                for path in sorted(report_dir.glob(f"*-{playbook_name}.json"))]
+
+    def clear(self) -> None:
+        self._play("faults/clear.yml")
+
+    def collect(self, dest: Path, background_load: bool = False) -> list[Path]:
+        """Every node's ledgers into *dest*; then, with *background_load*, the background load starts."""
+        dest.mkdir(parents=True, exist_ok=True)
+        extra = {"ledgers_action": "collect", "ledgers_dest": str(dest), "ledgers_background_load": background_load}
+        if background_load:
+            self.load_on = None
+        self._play("playbooks/ledgers.yml", extra)
+        if background_load:
+            self.load_on = True
+        return sorted(dest.glob("*.jsonl"))
+
+    def store_metrics(self, start: float, end: float, directory: Path) -> Path:
+        """The run's Prometheus series into the run directory (metrics.json)."""
+        return series.store(self.info.prometheus_url, start, end, directory)
+
+    def queues(self) -> list[str]:
+        """The task queues kombu has declared in the broker."""
+        return redis_snapshot.queue_names(self.info.redis(0, timeout=5))
+
+    def backlog(self) -> tuple[int, int]:
+        """(messages waiting in the task queues, messages delivered to a worker and not acknowledged)."""
+        client = self.info.redis(0, timeout=2)
+        return redis_snapshot.backlog(client, redis_snapshot.queue_names(client))
+
+    def active(self) -> dict[str, int] | None:
+        """Tasks each worker is running now (Celery's ``inspect active``); None unless every worker answered."""
+        if self._control_app is None:
+            from celery import Celery
+
+            self._control_app = Celery("chaoslab-control", broker=self.info.broker_url())
+            self._control_app.conf.broker_transport_options = {"socket_timeout": 3, "socket_connect_timeout": 3}
+        workers = self.info.worker_hostnames
+        replies = self._control_app.control.inspect(timeout=1.0, limit=len(workers)).active() or {}
+        if set(workers) - set(replies):
+            return None
+        return {name: len(tasks or []) for name, tasks in replies.items()}
+
+    def idle(self) -> bool:
+        """Whether the broker holds no task message (queued or unacknowledged) and no worker runs a task."""
+        queued, unacked = self.backlog()
+        if queued or unacked:
+            return False
+        active = self.active()
+        return active is not None and not any(active.values())
+
+    def broker_info(self) -> redis_snapshot.BrokerInfo:
+        return redis_snapshot.BrokerInfo.read(self.info.redis(0))
+
+    def snapshot_broker(self, before: redis_snapshot.BrokerInfo | None) -> BrokerState:
+        """Every task message the broker holds now (queued or unacknowledged), in one atomic read."""
+        client = self.info.redis(0, timeout=SNAPSHOT_TIMEOUT_S)
+        return redis_snapshot.take(client, redis_snapshot.queue_names(client), time.time(), before)
+
+    def task_results(self, ids: Iterable[str]) -> dict[str, TaskMeta]:
+        """The result backend's record of each of *ids* that has one."""
+        return redis_snapshot.task_results(self.info.redis(1, timeout=SNAPSHOT_TIMEOUT_S), ids)[0]
+
+    def controller_clock(self) -> clock.Offset:
+        """The controller's clock offset to the broker's."""
+        return clock.measure(self.info.redis(0))

@@ -1,0 +1,462 @@
+"""The experiment runner: settings, clean state, load, phases with the fault, drain, collect, check, judge, report.
+
+Every run leaves a directory ``experiments/results/<run-id>/`` with ``run.json`` saying how it ended
+(completed, failed or aborted). On Ctrl-C or an error at any point the fault is reverted, the load is
+stopped, whatever can be collected is collected, and the run is marked ``aborted``.
+
+Collection, in this order once the drain has ended: a snapshot of every message the broker still holds (before
+anything else can move), the controller's clock against the broker's, the nodes' ledgers (task records, fault
+records, worker processes alive, clock offsets, effective settings). The check then looks up the result backend's
+record of every task the ledgers do not show completed (in the same pass over the ledgers). The snapshot, with those
+records, goes to ``snapshot.json``; a later check of the run directory reads it beside the ledgers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from chaoslab import broker_state, clock
+from chaoslab.analysis import checker, run_history, verdict
+from chaoslab.experiment.ansible_runner import project_root
+from chaoslab.experiment.lab import LabControl, LabInfo
+from chaoslab.experiment.progress import TaskEvents, published
+from chaoslab.experiment.redis_snapshot import BrokerInfo
+from chaoslab.experiment.scenario import PhaseSpec, Scenario, to_yaml
+from chaoslab.ledger import read_records
+
+EXIT_PASS, EXIT_FAIL, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+DRAIN_QUIET_S = 2.0
+
+
+@dataclass
+class RunState:
+    run_id: str
+    directory: Path
+    scenario: Scenario
+    cell: str = ""
+    status: str = "running"
+    started: float = field(default_factory=time.time)
+    ended: float | None = None
+    phases: list[dict[str, Any]] = field(default_factory=list)
+    faults: list[dict[str, Any]] = field(default_factory=list)
+    versions: dict[str, str] = field(default_factory=dict)
+    error: str = ""
+    fault_active: bool = False
+    run_end: float | None = None
+    drain: dict[str, Any] | None = None
+    broker_before: BrokerInfo | None = None
+    controller_clock: list[clock.Offset] = field(default_factory=list)
+    clocks: dict[str, clock.Correction] = field(default_factory=dict)
+    effective_settings: dict[str, Any] = field(default_factory=dict)
+    snapshot: broker_state.BrokerState | None = None
+    result_error: str = ""
+
+    def write(self) -> None:
+        """run.json, replaced whole (a reader never sees half of it)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        data = {
+            "run_id": self.run_id, "scenario": self.scenario.name, "cell": self.cell, "status": self.status,
+            "started": self.started, "ended": self.ended, "run_end": self.run_end, "phases": self.phases,
+            "faults": self.faults, "drain": self.drain, "versions": self.versions,
+            "settings": self.scenario.celery, "effective_settings": self.effective_settings,
+            "broker": self.broker_before.to_dict() if self.broker_before else None,
+            "clocks": {node: correction.to_dict() for node, correction in sorted(self.clocks.items())},
+            "error": self.error,
+        }
+        write_atomically(self.directory / "run.json", json.dumps(data, indent=2) + "\n")
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write *path* through a temporary file renamed over it."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    partial.write_text(text, encoding="utf-8")
+    partial.replace(path)
+
+
+def new_run_id(name: str) -> str:
+    return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{name}"
+
+
+def claim_run_dir(results: Path, run_id: str) -> tuple[str, Path]:
+    """A run directory of its own: created here, never an existing one. Two runs of one scenario in the same
+    second get ``<id>``, ``<id>-2``, ..."""
+    results.mkdir(parents=True, exist_ok=True)
+    for number in range(1, 1000):
+        candidate = run_id if number == 1 else f"{run_id}-{number}"
+        try:
+            (results / candidate).mkdir()
+        except FileExistsError:
+            continue
+        return candidate, results / candidate
+    raise RuntimeError(f"no free run directory for {run_id} in {results}")
+
+
+def versions(info: LabInfo) -> dict[str, str]:
+    import celery
+    import kombu
+
+    found = {"celery": celery.__version__, "kombu": kombu.__version__, "kernel": platform.release(),
+             "python": platform.python_version(), "lab": info.name, "workers": str(len(info.workers))}
+    try:
+        found["redis"] = str(info.redis().info("server").get("redis_version"))
+    except Exception as err:
+        found["redis"] = f"unknown ({type(err).__name__})"
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=project_root(), capture_output=True,
+                            text=True, check=False, timeout=30)
+    found["project_commit"] = commit.stdout.strip() or "unknown"
+    return found
+
+
+def load_profile(scenario: Scenario) -> dict[str, Any]:
+    load = scenario.load
+    return {
+        "rate": load.rate, "seed": load.seed, "publish_timeout": load.publish_timeout,
+        "mix": [{"kind": entry.kind, "weight": entry.weight, "args": dict(entry.args)} for entry in load.mix],
+    }
+
+
+class Display:
+    """The live progress table: phase, time, and the task counts so far."""
+
+    def __init__(self, info: LabInfo, events: TaskEvents, console: Console) -> None:
+        self.info = info
+        self.events = events
+        self.console = console
+        self.phase = ""
+        self.phase_start = time.monotonic()
+        self.phase_length = 0.0
+
+    def start_phase(self, name: str, length: float) -> None:
+        self.phase, self.phase_start, self.phase_length = name, time.monotonic(), length
+
+    def render(self) -> Table:
+        elapsed = time.monotonic() - self.phase_start
+        sent = published(self.info)
+        table = Table(show_header=True, header_style="bold")
+        for column in ("phase", "elapsed", "remaining", "published", "publish errors", "completed", "failed"):
+            table.add_column(column, justify="right")
+        table.add_row(self.phase, f"{elapsed:.0f}s", f"{max(self.phase_length - elapsed, 0):.0f}s",
+                      str(sent["ok"]), str(sent["error"] + sent["timeout"]),
+                      str(self.events.counts["succeeded"]), str(self.events.counts["failed"]))
+        return table
+
+
+class Background:
+    """A call on a thread of its own; ``join`` waits for it and raises what it raised."""
+
+    def __init__(self, call: Callable[[], object]) -> None:
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(call,), daemon=True)
+        self.thread.start()
+
+    def _run(self, call: Callable[[], object]) -> None:
+        try:
+            call()
+        except BaseException as err:  # handed to join's caller
+            self.error = err
+
+    def join(self) -> None:
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+
+class Runner:
+    def __init__(self, control: LabControl, console: Console | None = None,
+                 sleep: Callable[[float], None] = time.sleep, background_load: bool = True) -> None:
+        self.control = control
+        self.info = control.info
+        self.console = console or Console()
+        self.sleep = sleep
+        # whether a run ends by starting the lab's background load again (a study does that once, at its end)
+        self.background_load = background_load
+        self.clearing: Background | None = None
+
+    def _wait(self, seconds: float, live: Live, display: Display, until: Callable[[], bool] | None = None) -> None:
+        deadline = time.monotonic() + seconds
+        while (remaining := deadline - time.monotonic()) > 0:
+            live.update(display.render())
+            if until is not None and until():
+                return
+            self.sleep(min(1.0, remaining))
+
+    def _drained(self, state: RunState) -> Callable[[], bool]:
+        """True once the broker has held no task message (queued or unacknowledged) and no worker has run a task
+        for DRAIN_QUIET_S, as the broker and the workers themselves say (a killed execution's ledger never ends, so
+        the ledgers cannot tell)."""
+        quiet_since: list[float | None] = [None]
+
+        def check() -> bool:
+            try:
+                idle = self.control.idle()
+            except Exception:  # a broker that does not answer is not drained
+                idle = False
+            now = time.monotonic()
+            quiet_since[0] = (quiet_since[0] or now) if idle else None
+            drained = quiet_since[0] is not None and now - quiet_since[0] >= DRAIN_QUIET_S
+            if drained:
+                state.drain = {"drained": True, "at": time.time()}
+            return drained
+
+        return check
+
+    def _phase(self, state: RunState, spec: PhaseSpec, live: Live, display: Display, events: TaskEvents) -> None:
+        display.start_phase(spec.name, spec.duration)
+        record = {"name": spec.name, "start": time.time(), "end": None}
+        state.phases.append(record)
+        state.write()
+        if spec.name == "drain":
+            self._cleared(state)
+            self.control.set_load(False)
+            # the drain's time counts from when the load has stopped (stopping it takes minutes on emulated VMs)
+            state.drain = {"drained": False, "at": None}
+            self._wait(spec.duration, live, display, self._drained(state))
+        elif spec.fault is not None:
+            fault = {"fault": spec.fault.playbook, "target": spec.fault.target, "params": spec.fault.params,
+                     "start": None, "end": None}
+            state.faults.append(fault)
+            state.fault_active = True
+            remaining = spec.duration
+            reports = self.control.fault(spec.fault.playbook, spec.fault.target, spec.fault.params, remaining,
+                                         state.directory / "faults")
+            # when the fault was in force on its nodes, as their agents report it (the checker takes the windows
+            # from the nodes' own fault records; these are the fallback when those cannot be collected)
+            fault["start"] = min((report["start"] for report in reports), default=time.time())
+            fault["nodes"] = reports
+            state.write()
+            self._wait(spec.duration - (time.time() - record["start"]), live, display)
+            # The nodes' agents revert the fault at its deadline by themselves; clear.yml makes sure of it while
+            # the next phase runs (the run waits for it before the drain and fails if it failed).
+            fault["end"] = time.time()
+            self.clearing = Background(self.control.clear)
+        else:
+            self._wait(spec.duration, live, display)
+        record["end"] = time.time()
+        state.write()
+
+    def run_cell(self, scenario: Scenario, directory: Path, run_id: str, cell: str = "") -> int:
+        state = RunState(run_id=run_id, directory=directory, scenario=scenario, cell=cell)
+        state.write()
+        header = f"run {run_id}{f', cell {cell}' if cell else ''}, from {scenario.path}: run again with chaoslab run"
+        write_atomically(directory / "scenario.yml", to_yaml(scenario, header))
+        events = TaskEvents(self.info)
+        try:
+            self.console.print(f"[bold]{scenario.name}[/bold] {cell} -> {directory}")
+            if scenario.redis:  # Redis provisioned for the run, with the load stopped
+                self.control.set_load(False)
+                self.control.apply_redis(scenario.redis)
+            self.control.prepare(scenario.celery)
+            state.broker_before = self.control.broker_info()
+            state.controller_clock.append(self.control.controller_clock())
+            state.versions = versions(self.info)
+            events.start()
+            display = Display(self.info, events, self.console)
+            with Live(display.render(), console=self.console, refresh_per_second=2, transient=False) as live:
+                self.control.set_load(True, load_profile(scenario))
+                for spec in scenario.phases:
+                    self._phase(state, spec, live, display, events)
+                self._cleared(state)
+            state.status = "completed"
+        except KeyboardInterrupt:
+            state.status = "aborted"
+            state.error = "interrupted (SIGINT)"
+        except Exception as err:
+            state.status = "aborted"
+            state.error = f"{type(err).__name__}: {err}"
+        finally:
+            events.stop()
+            self._wind_down(state)
+        if state.status != "completed":
+            self.console.print(f"[red]run {state.status}[/red]: {state.error} ({directory})")
+            return EXIT_INTERRUPTED if state.error.startswith("interrupted") else EXIT_ERROR
+        return self._judge(state)
+
+    def _cleared(self, state: RunState) -> None:
+        """Wait for clear.yml started after the fault phase; the fault is over once it succeeded."""
+        clearing, self.clearing = self.clearing, None
+        if clearing is not None:
+            clearing.join()
+            state.fault_active = False
+
+    def _wind_down(self, state: RunState) -> None:
+        """Revert the fault, stop the load, collect the ledgers; each step is tried even if another fails."""
+        if self.clearing is not None:  # the run stopped while clear.yml ran: let it end (the next step clears)
+            self.clearing.thread.join()
+            self.clearing = None
+        state.run_end = max((phase["end"] for phase in state.phases if phase["end"]), default=None) or time.time()
+        steps: list[tuple[str, Callable[[], object]]] = [
+            ("clear faults", self.control.clear),
+            ("stop load", lambda: self.control.set_load(False)),
+            ("snapshot the broker", lambda: self._snapshot(state)),
+            ("controller clock", lambda: state.controller_clock.append(self.control.controller_clock())),
+            # the background load starts with the collection, unless Redis must be restored first
+            ("collect ledgers", lambda: self.control.collect(state.directory / run_history.LEDGERS_DIR,
+                                                             self.background_load and not state.scenario.redis)),
+            ("read the nodes' records", lambda: self._node_records(state)),
+            ("store metrics", lambda: self.control.store_metrics(state.started, time.time(), state.directory)),
+        ]
+        if state.scenario.redis:
+            steps.append(("restore Redis", lambda: self.control.apply_redis({})))
+        if self.background_load and state.scenario.redis:
+            steps.append(("background load", self.control.background_load))
+        for name, step in steps:
+            if name == "clear faults" and not state.fault_active and state.status == "completed":
+                continue
+            try:
+                step()
+            except (Exception, KeyboardInterrupt) as err:
+                state.error = state.error or f"{name}: {type(err).__name__}: {err}"
+        if self.background_load and self.control.load_on is not True:  # the collection did not get to start it
+            try:
+                self.control.background_load()
+            except (Exception, KeyboardInterrupt) as err:
+                state.error = state.error or f"background load: {type(err).__name__}: {err}"
+        for fault in state.faults:
+            fault["end"] = fault["end"] or time.time()
+        for phase in state.phases:
+            phase["end"] = phase["end"] or time.time()
+        state.ended = time.time()
+        state.write()
+
+    def _snapshot(self, state: RunState) -> None:
+        """Every task message the broker holds now, before the ledgers are read (so none can slip between)."""
+        state.snapshot = self.control.snapshot_broker(state.broker_before)
+        broker_state.write(state.snapshot, state.directory)
+
+    def _node_records(self, state: RunState) -> None:
+        """Clock corrections from the nodes' clock records, and what the workers ran with."""
+        events = read_records(run_history.event_paths(state.directory))
+        state.clocks = clock.corrections(events, state.controller_clock)
+        state.effective_settings = run_history.worker_settings(state.directory)
+
+    def _judge(self, state: RunState) -> int:
+        run = json.loads((state.directory / "run.json").read_text(encoding="utf-8"))
+        found: dict[str, Any] = {}
+
+        def results(ids: list[str]) -> dict[str, Any]:
+            try:
+                found.update(self.control.task_results(ids))
+            except Exception as err:  # judged without them, and the verdict says so
+                state.result_error = f"{type(err).__name__}: {err}"
+            return found
+
+        summary = run_history.check_run(state.directory, run, results=results if state.snapshot else None)
+        if state.snapshot is not None:
+            state.snapshot = replace(state.snapshot, results=found, result_lookups=summary.snapshot["result_lookups"]
+                                     if summary.snapshot else 0)
+            broker_state.write(state.snapshot, state.directory)
+        checker.write_summary(summary, state.directory, {"run_id": state.run_id, "cell": state.cell})
+        measured = verdict.figures(summary)
+        passed, judgements = verdict.judge(state.scenario.hypothesis, measured)
+        warnings = run_warnings(summary, state)
+        write_atomically(state.directory / "verdict.json",
+                         json.dumps(verdict.to_dict(passed, judgements, measured, warnings), indent=2) + "\n")
+        self._print_verdict(summary, passed, judgements, state.drain, warnings)
+        self._report(state.directory)
+        return EXIT_PASS if passed else EXIT_FAIL
+
+    def _report(self, directory: Path) -> None:
+        from chaoslab.report.report import write_report
+
+        path = write_report(directory)
+        self.console.print(f"report: {path}")
+
+    def _print_verdict(self, summary: checker.Summary, passed: bool, judgements: list[verdict.Judgement],
+                       drain: dict[str, Any] | None, warnings: list[str]) -> None:
+        classes = Table(title="tasks")
+        for name in checker.CLASSES:
+            classes.add_column(name.replace("_", " "), justify="right")
+        classes.add_row(*(str(summary.classes.get(name, 0)) for name in checker.CLASSES))
+        self.console.print(classes)
+        for line in verdict.outcome_lines(summary.to_dict(), drain):
+            self.console.print(line, highlight=False)
+        colour = "green" if passed else "red"
+        headline = f"[{colour}]{verdict.headline(passed)}[/{colour}]"
+        table = Table(title=f"{headline} (delivery observed: {summary.delivery.guarantee})")
+        for column in ("figure", "condition", "actual", ""):
+            table.add_column(column)
+        for j in judgements:
+            actual = "n/a" if j.actual is None else f"{j.actual:.4g}"
+            held = "[green]held[/green]" if j.holds else "[red]did not hold[/red]"
+            table.add_row(j.figure, j.condition, actual, held)
+        self.console.print(table)
+        for warning in warnings:
+            self.console.print(f"[yellow]note[/yellow]: {warning}", highlight=False)
+        lost = summary.ids("lost")
+        if lost:
+            self.console.print(f"lost task ids ({len(lost)}): {', '.join(lost[:20])}{' ...' if len(lost) > 20 else ''}")
+
+
+def run_warnings(summary: checker.Summary, state: RunState) -> list[str]:
+    """What a reader must know before trusting the run's figures."""
+    found = clock.warnings(state.clocks)
+    if state.error:
+        found.append(f"collecting the run's records failed ({state.error}): the figures may be incomplete")
+    if state.faults and summary.fault_source != "agents":
+        found.append("the fault windows are the runner's phase bounds: the nodes' own fault records were not collected")
+    if state.snapshot is None:
+        found.append("no snapshot of the broker: a task not finished in the ledgers could be neither queued nor lost")
+    if state.result_error:
+        found.append(f"the result backend could not be read ({state.result_error}): failures Celery recorded "
+                     "may be counted as losses")
+    pending = summary.classes.get("pending", 0)
+    if pending:
+        found.append(f"{pending} tasks were pending at the end ({pending_reason(summary, state)})")
+    return found
+
+
+def pending_reason(summary: checker.Summary, state: RunState) -> str:
+    """Why tasks were left when the run ended, as far as the run shows it, one reason per kind of pending task."""
+    causes = summary.causes.get("pending", {})
+    reasons = []
+    if causes.get("queued"):
+        baseline = next((phase for phase in summary.phases if phase.name == "baseline"), None)
+        overloaded = baseline is not None and baseline.throughput is not None and baseline.end > baseline.start \
+            and baseline.published_ok / (baseline.end - baseline.start) > 1.1 * baseline.throughput
+        reasons.append("queued: the arrival rate was above what the workers completed even before the fault"
+                       if overloaded else "queued: the drain ended before the backlog was worked off")
+    if causes.get("reserved"):
+        reasons.append("reserved: delivered to a worker and not acknowledged; a killed worker's messages are handed "
+                       "out again only after the visibility timeout")
+    if causes.get("running") or causes.get("running_unverified"):
+        reasons.append("running: still running when the run ended")
+    return "; ".join(reasons) or "unknown"
+
+
+def run(scenario: Scenario, control: LabControl, results: Path | None = None, console: Console | None = None,
+        run_id: str | None = None) -> int:
+    """Run a scenario (every matrix cell) into experiments/results/<run-id>/; returns the exit code."""
+    results = results or project_root() / "experiments" / "results"
+    run_id, parent = claim_run_dir(results, run_id or new_run_id(scenario.name))
+    runner = Runner(control, console)
+    cells = scenario.cells()
+    if len(cells) == 1 and not cells[0][0]:
+        return runner.run_cell(scenario, parent, run_id)
+    codes = []
+    status = "completed"
+    for label, cell in cells:
+        code = runner.run_cell(cell, parent / "cells" / label, run_id, label)
+        codes.append(code)
+        if code in (EXIT_ERROR, EXIT_INTERRUPTED):
+            status = "aborted"
+            break
+    write_atomically(parent / "run.json", json.dumps({"run_id": run_id, "scenario": scenario.name, "status": status,
+                                                      "cells": [label for label, _ in cells]}, indent=2) + "\n")
+    from chaoslab.report.report import write_matrix_report
+
+    runner.console.print(f"comparison of {len(codes)} cells: {write_matrix_report(parent)}")
+    return max(codes) if EXIT_INTERRUPTED not in codes else EXIT_INTERRUPTED

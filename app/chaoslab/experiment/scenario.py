@@ -1,0 +1,517 @@
+"""Scenario files: Celery settings, load, phases, a fault, the hypothesis and a settings matrix.
+
+``load_scenario`` checks the whole file before anything runs. Every problem is a
+``ScenarioError`` whose text is one line naming the file, the key and what is allowed::
+
+    experiments/x.yml: phases[1].duration: '20' has no unit (use ms, s, m or h)
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import json
+import operator
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible.module_utils.errors import ArgumentTypeError
+
+from chaoslab.analysis.checker import CLASSES
+from chaoslab.fault_params import PARAMS as FAULT_PARAMS
+from chaoslab.fault_params import check as fault_check
+from chaoslab.inputs import pattern, resolve
+from chaoslab.node.loadgen import MixEntry
+from chaoslab.node.tasks import KINDS
+from chaoslab.project import find_project
+from chaoslab.units import format_duration, parse_duration
+
+TOP_KEYS = ("name", "description", "celery", "redis", "load", "phases", "hypothesis", "matrix")
+LOAD_KEYS = ("rate", "seed", "publish_timeout", "mix")
+MIX_KEYS = ("kind", "weight", "args")
+PHASE_KEYS = ("name", "duration", "fault")
+FAULT_KEYS = ("playbook", "target", "params")
+PHASES = ("baseline", "fault", "recovery", "drain")
+REQUIRED_PHASES = ("baseline", "drain")
+NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
+OPS: dict[str, Callable[[Any, Any], bool]] = {
+    "<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt, "==": operator.eq, "!=": operator.ne,
+}
+CONDITION = re.compile(r"\s*(<=|>=|==|!=|<|>)\s*(\S.*?)\s*")
+# Counts a hypothesis may name: every class of the checker, all duplicates, tasks that never succeeded, unknown ids.
+COUNTS = (*CLASSES, "duplicated", "never_completed", "unknown")
+# Figures of earlier versions, and what replaced them.
+RETIRED_FIGURES = {"stuck": "use pending (still queued, reserved or running at the end) or lost (gone)"}
+LATENCIES = tuple(f"{p}_{figure}" for figure in ("queue_wait", "run_time", "end_to_end") for p in ("p50", "p95", "p99"))
+FIGURES: dict[str, str] = {
+    **dict.fromkeys(COUNTS, "count"), "success_ratio": "ratio", "throughput": "rate", "throughput_drop": "ratio",
+    "recovery_time": "duration", **dict.fromkeys(LATENCIES, "duration"),
+}
+# Fault parameters holding a duration (checked with parse_duration besides their argument spec).
+DURATION_PARAMS = frozenset({"duration", "every", "down_for", "delay", "jitter", "interval", "timeout"})
+# Celery settings with a lower bound: name -> (operator, bound).
+SETTING_BOUNDS: dict[str, tuple[str, float]] = {
+    "worker_prefetch_multiplier": (">=", 0), "worker_concurrency": (">=", 1), "visibility_timeout": (">=", 1),
+    "unacked_restore_interval": (">=", 1), "unacked_restore_throttle": (">=", 1),
+    "task_soft_time_limit": (">", 0), "task_time_limit": (">", 0), "socket_timeout": (">", 0),
+    "socket_connect_timeout": (">", 0), "broker_connection_timeout": (">", 0),
+}
+# Entry points of the fault role that are not fault kinds (shared settings, reverting every fault).
+NOT_FAULTS = frozenset({"main", "clear"})
+CELERY_SPEC = "roles/celery_worker/meta/argument_specs.yml"
+REDIS_SPEC = "roles/redis/meta/argument_specs.yml"
+# Redis settings a scenario may give (the redis role's variables without their prefix).
+REDIS_SETTINGS = ("aof", "appendfsync", "rdb")
+FAULT_SPEC = "roles/fault/meta/argument_specs.yml"
+
+
+class ScenarioError(ValueError):
+    """One problem in a scenario: ``<file>: <key path>: <what is wrong and what is allowed>``."""
+
+    def __init__(self, key: str, message: str, path: str = "") -> None:
+        self.key, self.message, self.path = key, message, path
+        super().__init__(": ".join(part for part in (path, key, message) if part))
+
+    def within(self, prefix: str = "", path: str = "") -> ScenarioError:
+        key = f"{prefix}.{self.key}" if prefix and self.key else prefix or self.key
+        return ScenarioError(key, self.message, path or self.path)
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    rate: float
+    seed: int
+    publish_timeout: float
+    mix: list[MixEntry]
+
+
+@dataclass(frozen=True)
+class FaultSpec:
+    playbook: str
+    target: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)  # fault_<p> -> validated value
+
+
+@dataclass(frozen=True)
+class PhaseSpec:
+    name: str
+    duration: float
+    fault: FaultSpec | None = None
+
+
+@dataclass(frozen=True)
+class Condition:
+    figure: str
+    op: str
+    value: float
+    text: str
+
+    def holds(self, actual: float | None) -> bool:
+        """Whether a measured figure meets the condition; a figure that could not be measured never does."""
+        return actual is not None and OPS[self.op](actual, self.value)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    path: Path
+    name: str
+    description: str
+    celery: dict[str, Any]
+    load: LoadSpec
+    phases: list[PhaseSpec]
+    hypothesis: list[Condition]
+    matrix: dict[str, list[Any]] | list[dict[str, Any]]
+    redis: dict[str, Any] = field(default_factory=dict)  # redis role variables (redis_aof, ...) for this run
+    # conditions a list matrix's entries add to (or change in) the hypothesis, one list per entry
+    cell_hypotheses: list[list[Condition]] = field(default_factory=list)
+
+    @property
+    def fault_phase(self) -> PhaseSpec | None:
+        return next((phase for phase in self.phases if phase.fault is not None), None)
+
+    def combinations(self) -> list[dict[str, Any]]:
+        """The matrix's settings combinations: every combination of a mapping's values (in key order), or a
+        list's entries as given; ``[]`` without a matrix."""
+        if isinstance(self.matrix, list):
+            return [dict(entry) for entry in self.matrix]
+        return [dict(zip(self.matrix, values, strict=True)) for values in itertools.product(*self.matrix.values())]
+
+    def cells(self) -> list[tuple[str, Scenario]]:
+        """One (label, scenario) per matrix combination; ``[("", self)]`` without a matrix."""
+        if not self.matrix:
+            return [("", self)]
+        cells = []
+        for i, combination in enumerate(self.combinations()):
+            label = ",".join(f"{name}={_label(value)}" for name, value in combination.items())
+            extra = self.cell_hypotheses[i] if i < len(self.cell_hypotheses) else []
+            hypothesis = [*(c for c in self.hypothesis if c.figure not in {e.figure for e in extra}), *extra]
+            cells.append((label, replace(self, celery={**self.celery, **combination}, matrix={}, cell_hypotheses=[],
+                                         hypothesis=hypothesis)))
+        return cells
+
+
+def check_targets(scenario: Scenario, groups: dict[str, list[str]]) -> None:
+    """Every cell's fault target and peers name nodes of the lab's inventory (ScenarioError otherwise): checked when
+    a run starts, before anything changes."""
+    for index, phase in enumerate(scenario.phases):
+        if phase.fault is None:
+            continue
+        key = f"phases[{index}].fault"
+        for name, value in (("target", phase.fault.target), ("params.peers", phase.fault.params.get("fault_peers"))):
+            if value not in (None, ""):
+                try:
+                    resolve(value, groups, name.removeprefix("params."))
+                except ValueError as error:
+                    raise ScenarioError(key, str(error), str(scenario.path)) from None
+
+
+def _label(value: Any) -> str:
+    return json.dumps(value) if value is None or isinstance(value, bool) else str(value)
+
+
+def to_yaml(scenario: Scenario, header: str = "") -> str:
+    """The scenario (one cell: no matrix) as a scenario file that loads back to the same scenario; *header* becomes
+    comment lines at the top."""
+    load = scenario.load
+    data: dict[str, Any] = {"name": scenario.name}
+    if scenario.description:
+        data["description"] = scenario.description
+    if scenario.celery:
+        data["celery"] = dict(scenario.celery)
+    if scenario.redis:
+        data["redis"] = {key.removeprefix("redis_"): value for key, value in scenario.redis.items()}
+    data["load"] = {"rate": load.rate, "seed": load.seed, "publish_timeout": format_duration(load.publish_timeout),
+                    "mix": [{"kind": entry.kind, "weight": entry.weight, **({"args": dict(entry.args)} if entry.args
+                                                                             else {})} for entry in load.mix]}
+    data["phases"] = [_phase_data(phase) for phase in scenario.phases]
+    if scenario.hypothesis:
+        data["hypothesis"] = {condition.figure: condition.text for condition in scenario.hypothesis}
+    comments = "".join(f"# {line}\n" for line in header.splitlines())
+    return comments + yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
+
+
+def _phase_data(phase: PhaseSpec) -> dict[str, Any]:
+    data: dict[str, Any] = {"name": phase.name, "duration": format_duration(phase.duration)}
+    if phase.fault is not None:
+        fault: dict[str, Any] = {"playbook": phase.fault.playbook}
+        if phase.fault.target is not None:
+            fault["target"] = phase.fault.target
+        if phase.fault.params:
+            fault["params"] = {name.removeprefix("fault_"): value for name, value in phase.fault.params.items()}
+        data["fault"] = fault
+    return data
+
+
+def find_root(start: Path | None = None) -> Path:
+    """The project above ``start`` (see :func:`chaoslab.project.find_project`)."""
+    root = find_project(start)
+    if root is None:
+        raise ScenarioError("", f"no project root (a directory holding ansible.cfg and playbooks/) above {start}")
+    return root
+
+
+@cache
+def _specs(path: Path) -> dict[str, Any]:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))["argument_specs"]
+    except OSError as error:
+        raise ScenarioError("", f"cannot read {path}: {error.strerror}") from None
+
+
+def celery_settings_spec(root: Path) -> dict[str, dict[str, Any]]:
+    """Allowed Celery settings: the options of celery_worker_settings in the celery_worker role."""
+    return _specs(root / CELERY_SPEC)["main"]["options"]["celery_worker_settings"]["options"]
+
+
+def nullable_settings(root: Path) -> set[str]:
+    """Celery settings that may be null: those whose role default is null (e.g. task_time_limit)."""
+    defaults = _specs(root / CELERY_SPEC)["main"]["options"]["celery_worker_defaults"]["default"]
+    return {name for name, value in defaults.items() if value is None}
+
+
+def fault_playbooks(root: Path) -> dict[str, str]:
+    """The fault kinds: playbook name (faults/<name>.yml) -> its entry point in the fault role's argument specs."""
+    specs = _specs(root / FAULT_SPEC)
+    playbooks = {path.stem: path.stem.replace("-", "_") for path in sorted((root / "faults").glob("*.yml"))}
+    return {name: entry for name, entry in playbooks.items() if entry in specs and entry not in NOT_FAULTS}
+
+
+def fault_options(root: Path, playbook: str) -> dict[str, dict[str, Any]]:
+    """The argument spec options (fault_<p> -> spec) of a fault playbook faults/<playbook>.yml."""
+    playbooks = fault_playbooks(root)
+    if not isinstance(playbook, str) or playbook not in playbooks:
+        raise ScenarioError("", f"unknown fault playbook {playbook!r} (available: {', '.join(playbooks) or 'none'})")
+    return _specs(root / FAULT_SPEC)[playbooks[playbook]].get("options") or {}
+
+
+def _check_option(name: str, spec: dict[str, Any], value: Any, nullable: bool = False) -> Any:
+    """``value`` checked against and converted by its argument spec (type, choices), as Ansible would."""
+    kind = spec.get("type", "str")
+    if value is None and nullable:
+        return None
+    wrong_shape = isinstance(value, dict | list) and kind not in ("dict", "list")
+    result = ArgumentSpecValidator({name: spec}).validate({name: value})
+    if value is None or wrong_shape or any(isinstance(error, ArgumentTypeError) for error in result.errors):
+        raise ScenarioError("", f"must be {kind}, got {value!r}")
+    if result.error_messages:
+        choices = ", ".join(map(str, spec.get("choices") or ()))
+        raise ScenarioError("", f"must be one of {choices}, got {value!r}" if choices else result.error_messages[0])
+    return result.validated_parameters[name]
+
+
+def validate_fault_params(root: Path, playbook: str, params: dict[str, Any],
+                          phase_seconds: float | None = None) -> dict[str, Any]:
+    """A fault's parameters (p -> value) as validated role variables (fault_p -> value); errors name p.
+
+    The runner gives the fault the fault phase's length as its duration unless the scenario gives one.
+    """
+    options = fault_options(root, playbook)
+    allowed = ", ".join(name.removeprefix("fault_") for name in options)
+    validated = {}
+    for param, value in params.items():
+        name = f"fault_{param}"
+        if name not in options:
+            raise ScenarioError(str(param), f"unknown parameter of {playbook} (allowed: {allowed or 'none'})")
+        validated[name] = _at(str(param), _check_option, name, options[name], value)
+        if param in DURATION_PARAMS and validated[name] != options[name].get("default"):
+            _at(str(param), parse_duration, validated[name])
+    if playbook in FAULT_PARAMS:
+        implied = {"duration": format_duration(phase_seconds)} if phase_seconds and not params.get("duration") else {}
+        _at("", fault_check, playbook, {**params, **implied}, False)
+    return validated
+
+
+def load_scenario(path: str | Path, root: Path | None = None) -> Scenario:
+    """Read and check a scenario file; ``root`` defaults to the project root above the file."""
+    try:
+        root = root or find_root(Path(path))
+        data = _read(Path(path))
+        return _scenario(Path(path), root, data)
+    except ScenarioError as error:
+        raise error.within(path=str(path)) from None
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ScenarioError("", f"cannot read: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ScenarioError("", f"invalid YAML{where}: {getattr(error, 'problem', None) or error}") from None
+    return _mapping(data, "", TOP_KEYS, required=("name", "load", "phases"))
+
+
+def _at(key: str, check: Callable[..., Any], *args: Any) -> Any:
+    """``check(*args)``, its ValueError or ScenarioError reported at ``key``."""
+    try:
+        return check(*args)
+    except ScenarioError as error:
+        raise error.within(key) from None
+    except ValueError as error:
+        raise ScenarioError(key, str(error)) from None
+
+
+def _join(key: str, name: object) -> str:
+    return f"{key}.{name}" if key else str(name)
+
+
+def _mapping(
+    value: Any, key: str, allowed: tuple[str, ...], required: tuple[str, ...] = (), what: str = "key"
+) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ScenarioError(key, f"must be a mapping with keys from {', '.join(allowed) or 'none'}, got {value!r}")
+    for name in value:
+        if name not in allowed:
+            raise ScenarioError(_join(key, name), f"unknown {what} (allowed: {', '.join(allowed) or 'none'})")
+    for name in required:
+        if name not in value:
+            raise ScenarioError(_join(key, name), "missing (required)")
+    return value
+
+
+def _list(value: Any, key: str, what: str) -> list[Any]:
+    if not isinstance(value, list) or not value:
+        raise ScenarioError(key, f"must be a non-empty list of {what}, got {value!r}")
+    return value
+
+
+def _number(value: Any, key: str, op: str = ">", bound: float = 0, whole: bool = False) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int if whole else int | float):
+        raise ScenarioError(key, f"must be {'a whole number' if whole else 'a number'}, got {value!r}")
+    if not OPS[op](value, bound):
+        raise ScenarioError(key, f"must be {op} {bound}, got {value}")
+    return value
+
+
+def _duration(value: Any, key: str) -> float:
+    seconds = _at(key, parse_duration, value)
+    if seconds <= 0:
+        raise ScenarioError(key, f"must be > 0, got {value!r}")
+    return seconds
+
+
+def _scenario(path: Path, root: Path, data: dict[str, Any]) -> Scenario:
+    name = data["name"]
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        raise ScenarioError("name", f"must match {NAME.pattern}, got {name!r}")
+    description = data.get("description") or ""
+    if not isinstance(description, str):
+        raise ScenarioError("description", f"must be text, got {description!r}")
+    settings = tuple(celery_settings_spec(root))
+    celery = {
+        setting: _setting(root, setting, value, f"celery.{setting}")
+        for setting, value in _mapping(data.get("celery") or {}, "celery", settings, what="Celery setting").items()
+    }
+    matrix, cell_hypotheses = _matrix(root, data.get("matrix") or {})
+    return Scenario(path=path, name=name, description=description, celery=celery, load=_load(data["load"]),
+                    phases=_phases(root, data["phases"]), hypothesis=_hypothesis(data.get("hypothesis"), "hypothesis"),
+                    matrix=matrix, redis=_redis(root, data.get("redis") or {}), cell_hypotheses=cell_hypotheses)
+
+
+def _hypothesis(value: Any, key: str) -> list[Condition]:
+    for figure in value or {} if isinstance(value, dict) else ():
+        if figure in RETIRED_FIGURES:
+            raise ScenarioError(_join(key, figure), f"is no longer a figure: {RETIRED_FIGURES[figure]}")
+    figures = _mapping(value or {}, key, tuple(FIGURES), what="figure")
+    return [_condition(figure, given, key) for figure, given in figures.items()]
+
+
+def _matrix(root: Path, value: Any) -> tuple[dict[str, list[Any]] | list[dict[str, Any]], list[list[Condition]]]:
+    """A mapping setting -> values (every combination runs), or a list of mappings setting -> value (each entry
+    runs, and its optional ``hypothesis`` adds to or changes the scenario's for that run)."""
+    settings = tuple(celery_settings_spec(root))
+    if isinstance(value, list):
+        cells, hypotheses = [], []
+        for i, entry in enumerate(_list(value, "matrix", "mappings of Celery settings")):
+            given = dict(_mapping(entry, f"matrix[{i}]", (*settings, "hypothesis"), what="Celery setting"))
+            hypotheses.append(_hypothesis(given.pop("hypothesis", None), f"matrix[{i}].hypothesis"))
+            cell = {setting: _setting(root, setting, item, f"matrix[{i}].{setting}") for setting, item in given.items()}
+            if cell in cells:
+                raise ScenarioError(f"matrix[{i}]", "repeats an earlier entry (each combination once)")
+            cells.append(cell)
+        return cells, hypotheses
+    return {
+        setting: [_setting(root, setting, given, f"matrix.{setting}[{i}]")
+                  for i, given in enumerate(_list(values, f"matrix.{setting}", "values"))]
+        for setting, values in _mapping(value, "matrix", settings, what="Celery setting").items()
+    }, []
+
+
+def _redis(root: Path, value: Any) -> dict[str, Any]:
+    """Redis persistence for the run, as the redis role's variables (aof -> redis_aof, ...)."""
+    if not value:
+        return {}
+    options = _specs(root / REDIS_SPEC)["main"]["options"]
+    return {f"redis_{name}": _at(f"redis.{name}", _check_option, f"redis_{name}", options[f"redis_{name}"], given)
+            for name, given in _mapping(value, "redis", REDIS_SETTINGS, what="Redis setting").items()}
+
+
+def _setting(root: Path, setting: str, value: Any, key: str) -> Any:
+    spec, nullable = celery_settings_spec(root)[setting], setting in nullable_settings(root)
+    converted = _at(key, _check_option, setting, spec, value, nullable)
+    if setting in SETTING_BOUNDS and converted is not None:
+        _number(converted, key, *SETTING_BOUNDS[setting])
+    return converted
+
+
+def _load(value: Any) -> LoadSpec:
+    load = _mapping(value, "load", LOAD_KEYS, required=("rate", "mix"))
+    mix = [_mix_entry(entry, f"load.mix[{i}]") for i, entry in enumerate(_list(load["mix"], "load.mix", "tasks"))]
+    return LoadSpec(rate=float(_number(load["rate"], "load.rate")), mix=mix,
+                    seed=_number(load.get("seed", 0), "load.seed", ">=", 0, whole=True),
+                    publish_timeout=_duration(load.get("publish_timeout", "2s"), "load.publish_timeout"))
+
+
+def _mix_entry(value: Any, key: str) -> MixEntry:
+    entry = _mapping(value, key, MIX_KEYS, required=("kind",))
+    kind = entry["kind"]
+    if not isinstance(kind, str) or kind not in KINDS:
+        raise ScenarioError(f"{key}.kind", f"unknown task kind {kind!r} (allowed: {', '.join(KINDS)})")
+    parameters = inspect.signature(KINDS[kind].run).parameters
+    args = _mapping(entry.get("args") or {}, f"{key}.args", tuple(parameters), what=f"argument of {kind}")
+    for arg, given in args.items():
+        default = parameters[arg].default
+        expected = type(default)
+        if default not in (None, inspect.Parameter.empty) and not _is_type(given, expected):
+            raise ScenarioError(f"{key}.args.{arg}", f"must be {expected.__name__} like the default {default!r}, "
+                                                     f"got {given!r}")
+    return MixEntry(kind=kind, weight=float(_number(entry.get("weight", 1), f"{key}.weight")), args=dict(args))
+
+
+def _is_type(value: Any, expected: type) -> bool:
+    """Like isinstance, but a bool is no number and an int will do for a float."""
+    if isinstance(value, bool):
+        return expected is bool
+    return isinstance(value, int | float) if expected is float else isinstance(value, expected)
+
+
+def _phases(root: Path, value: Any) -> list[PhaseSpec]:
+    phases = []
+    for i, item in enumerate(_list(value, "phases", f"phases ({', '.join(PHASES)})")):
+        key = f"phases[{i}]"
+        phase = _mapping(item, key, PHASE_KEYS, required=("name", "duration"))
+        name = phase["name"]
+        if name not in PHASES:
+            raise ScenarioError(f"{key}.name", f"unknown phase {name!r} (allowed, in order: {', '.join(PHASES)})")
+        if any(earlier.name == name for earlier in phases):
+            raise ScenarioError(f"{key}.name", f"phase {name!r} appears twice (each phase at most once)")
+        if phases and PHASES.index(name) < PHASES.index(phases[-1].name):
+            raise ScenarioError(f"{key}.name", f"{name!r} must come before {phases[-1].name!r} "
+                                               f"(order: {', '.join(PHASES)})")
+        if (name == "fault") != ("fault" in phase):
+            message = "required in the fault phase" if name == "fault" else "only the fault phase takes a fault"
+            raise ScenarioError(f"{key}.fault", message)
+        seconds = _duration(phase["duration"], f"{key}.duration")
+        fault = _fault(root, phase["fault"], f"{key}.fault", seconds) if name == "fault" else None
+        phases.append(PhaseSpec(name=name, duration=seconds, fault=fault))
+    for name in REQUIRED_PHASES:
+        if all(phase.name != name for phase in phases):
+            raise ScenarioError("phases", f"the {name} phase is missing (required: {', '.join(REQUIRED_PHASES)})")
+    return phases
+
+
+def _fault(root: Path, value: Any, key: str, seconds: float) -> FaultSpec:
+    fault = _mapping(value, key, FAULT_KEYS, required=("playbook",))
+    playbook, target = fault["playbook"], fault.get("target")
+    _at(f"{key}.playbook", fault_options, root, playbook)
+    if target is not None and not isinstance(target, str):
+        raise ScenarioError(f"{key}.target", f"must be an Ansible host pattern string, got {target!r}")
+    if target is not None:
+        _at(f"{key}.target", pattern, target, "target")
+    params = fault.get("params") or {}
+    if not isinstance(params, dict):
+        raise ScenarioError(f"{key}.params", f"must be a mapping of parameter -> value, got {params!r}")
+    return FaultSpec(playbook=playbook, target=target, params=_at(f"{key}.params", validate_fault_params, root,
+                                                                  playbook, params, seconds))
+
+
+def _condition(figure: str, value: Any, prefix: str = "hypothesis") -> Condition:
+    key, kind = f"{prefix}.{figure}", FIGURES[figure]
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        op, text = "==", str(value)
+    else:
+        match = CONDITION.fullmatch(value) if isinstance(value, str) else None
+        if match is None:
+            raise ScenarioError(key, f"must be a number or '<op> value' with op in {', '.join(OPS)}, got {value!r}")
+        op, text = match[1], match[2]
+    return Condition(figure=figure, op=op, value=_figure_value(text, kind, key), text=f"{op} {text}")
+
+
+def _figure_value(text: str, kind: str, key: str) -> float:
+    if kind == "duration":
+        return _at(key, parse_duration, text)
+    try:
+        number = int(text) if kind == "count" else float(text)
+    except ValueError:
+        what = "a whole number" if kind == "count" else "a number"
+        raise ScenarioError(key, f"must be {what} for {kind} figures, got {text!r}") from None
+    _number(number, key, ">=", 0)
+    return _number(number, key, "<=", 1) if kind == "ratio" else number

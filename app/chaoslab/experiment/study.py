@@ -1,0 +1,218 @@
+"""A study: every scenario file of a directory, each matrix cell repeated k times, run one after another on the
+lab into one directory, with one comparison report over all of it (:mod:`chaoslab.report.study_report`).
+
+    experiments/results/<study-id>/study.json                       what ran, where, on which machine
+    experiments/results/<study-id>/runs/<scenario>/<cell>/r<k>/     an ordinary run directory per repeat
+    experiments/results/<study-id>/study.md, study.html, figures/   the comparison
+
+Every scenario is checked before anything runs. The repeats of a cell run back to back, so the lab's settings
+change once per cell; the lab's background load comes back once, at the end. A run that fails its hypothesis or
+errors does not stop the study (its exit code is kept); Ctrl-C stops it, and what ran so far is reported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from chaoslab.experiment import runner
+from chaoslab.experiment.ansible_runner import project_root
+from chaoslab.experiment.lab import LabControl
+from chaoslab.experiment.scenario import Scenario, load_scenario
+from chaoslab.report import study_report
+from chaoslab.report.compare import read_json
+
+RUNS_DIR = "runs"
+DEFAULT_CELL = "default"
+# Seconds a run takes beyond its phases (settings, load on and off, collection, check, report), for the first
+# estimate of the time left; later estimates use the runs measured so far.
+RUN_OVERHEAD_S = 25.0
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    scenario: Scenario  # the cell's scenario (its settings applied)
+    cell: str
+    repeat: int
+
+    @property
+    def path(self) -> str:
+        return f"{RUNS_DIR}/{self.scenario.name}/{self.cell or DEFAULT_CELL}/r{self.repeat}"
+
+    @property
+    def planned_seconds(self) -> float:
+        return sum(phase.duration for phase in self.scenario.phases) + RUN_OVERHEAD_S
+
+
+def scenario_files(source: Path, only: list[str] | None = None) -> list[Path]:
+    """The scenario files of a study directory (sorted), or those named in ``only`` (file stems)."""
+    files = sorted(source.glob("*.yml"))
+    if not files:
+        raise ValueError(f"{source}: no scenario files (*.yml)")
+    if only:
+        unknown = sorted(set(only) - {path.stem for path in files})
+        if unknown:
+            raise ValueError(f"{source}: no scenario {unknown[0]!r} (available: {', '.join(p.stem for p in files)})")
+        files = [path for path in files if path.stem in only]
+    return files
+
+
+def plan(scenarios: list[Scenario], repeat: int) -> list[PlannedRun]:
+    """Every run of the study in order: scenario by scenario, cell by cell, the repeats of a cell together."""
+    if repeat < 1:
+        raise ValueError(f"repeat must be 1 or more, got {repeat}")
+    return [PlannedRun(cell_scenario, label, k) for scenario in scenarios
+            for label, cell_scenario in scenario.cells() for k in range(1, repeat + 1)]
+
+
+def machine() -> dict[str, Any]:
+    """The controller host the study ran on."""
+    os_name = "unknown"
+    try:
+        for line in Path("/etc/os-release").read_text(encoding="utf-8").splitlines():
+            if line.startswith("PRETTY_NAME="):
+                os_name = line.split("=", 1)[1].strip('"')
+    except OSError:
+        pass
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return {"hostname": socket.gethostname(), "cpus": os.cpu_count(), "memory_gib": round(memory / 2**30, 1),
+            "kernel": platform.release(), "os": os_name, "machine": platform.machine()}
+
+
+def relative(path: Path, root: Path) -> str:
+    """*path* relative to the project root when it lies below it, else absolute."""
+    path = path.resolve()
+    return str(path.relative_to(root) if path.is_relative_to(root) else path)
+
+
+def scenario_entry(scenario: Scenario, root: Path) -> dict[str, Any]:
+    fault = next((phase.fault for phase in scenario.phases if phase.fault is not None), None)
+    return {
+        "name": scenario.name,
+        "file": relative(scenario.path, root),
+        "description": scenario.description,
+        "fault": fault.playbook if fault else None,
+        "target": fault.target if fault else None,
+        "params": {key.removeprefix("fault_"): value for key, value in fault.params.items()} if fault else {},
+        "settings": scenario.celery,
+        "redis": {key.removeprefix("redis_"): value for key, value in scenario.redis.items()},
+        "phases": {phase.name: phase.duration for phase in scenario.phases},
+        "hypothesis": hypothesis_map(scenario),
+        "cell_hypotheses": {label: hypothesis_map(cell) for label, cell in scenario.cells()
+                            if cell.hypothesis != scenario.hypothesis},
+    }
+
+
+def hypothesis_map(scenario: Scenario) -> dict[str, str]:
+    return {condition.figure: condition.text for condition in scenario.hypothesis}
+
+
+class Study:
+    """Runs a plan on the lab and keeps study.json up to date after every run."""
+
+    def __init__(self, source: Path, scenarios: list[Scenario], repeat: int, control: LabControl,
+                 directory: Path, console: Console | None = None) -> None:
+        self.repeat = repeat
+        self.control = control
+        self.directory = directory
+        self.console = console or Console()
+        self.runs: list[dict[str, Any]] = []
+        self.started = time.time()
+        self.status = "running"
+        self.versions: dict[str, str] = {}
+        root = project_root()
+        # what study.json says of the study that does not change while it runs
+        self.fixed = {"study_id": directory.name, "source": relative(source, root), "repeat": repeat,
+                      "started": self.started, "machine": machine(),
+                      "scenarios": [scenario_entry(scenario, root) for scenario in scenarios]}
+
+    def write(self) -> None:
+        data = {**self.fixed, "ended": None if self.status == "running" else time.time(), "status": self.status,
+                "versions": self.versions, "runs": self.runs}
+        self.directory.mkdir(parents=True, exist_ok=True)
+        (self.directory / study_report.STUDY_FILE).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+    def _progress(self, index: int, runs: list[PlannedRun]) -> None:
+        done = [entry["seconds"] for entry in self.runs]
+        left = runs[index:]
+        estimate = (sum(done) / len(done) * len(left)) if done else sum(run.planned_seconds for run in left)
+        current = runs[index]
+        self.console.print(
+            f"[bold]study {index + 1}/{len(runs)}[/bold] {current.scenario.name} "
+            f"{study_report.config_label(current.cell)} r{current.repeat}/{self.repeat}, "
+            f"{study_report.fmt_duration(round(time.time() - self.started))} so far, "
+            f"about {study_report.fmt_duration(round(estimate))} left",
+            soft_wrap=True)
+
+    def run(self, runs: list[PlannedRun]) -> int:
+        worker = runner.Runner(self.control, self.console, background_load=False)
+        self.write()
+        try:
+            for index, planned in enumerate(runs):
+                self._progress(index, runs)
+                start = time.time()
+                code = worker.run_cell(planned.scenario, self.directory / planned.path,
+                                       f"{self.directory.name}/{planned.path}", planned.cell)
+                self.runs.append({"scenario": planned.scenario.name, "cell": planned.cell,
+                                  "settings": planned.scenario.celery, "repeat": planned.repeat,
+                                  "path": planned.path, "exit": code, "seconds": round(time.time() - start, 1)})
+                if not self.versions:
+                    run_file = read_json(self.directory / planned.path / "run.json") or {}
+                    self.versions = dict(run_file.get("versions") or {})
+                self.write()
+                if code == runner.EXIT_INTERRUPTED:
+                    raise KeyboardInterrupt
+            self.status = "completed"
+        except KeyboardInterrupt:
+            self.status = "aborted"
+        finally:
+            self.write()
+            try:
+                self.control.background_load()
+            except Exception as err:  # the study's results stand without it
+                self.console.print(f"[yellow]background load not restarted: {err}[/yellow]")
+        return runner.EXIT_INTERRUPTED if self.status == "aborted" else runner.EXIT_PASS
+
+
+def load_all(files: list[Path]) -> list[Scenario]:
+    """Every scenario checked before anything runs (the first problem raises ScenarioError)."""
+    scenarios = [load_scenario(path) for path in files]
+    names = [scenario.name for scenario in scenarios]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise ValueError(f"scenario name {twice[0]!r} is used by more than one file")
+    return scenarios
+
+
+def new_study_id(source: Path) -> str:
+    return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{source.name}"
+
+
+def run_study(source: Path, repeat: int, control: LabControl, results: Path | None = None,
+              publish: Path | None = None, only: list[str] | None = None, console: Console | None = None) -> int:
+    """Run the study; 0 when every run held its hypothesis and every cell's repeats agree, 1 otherwise."""
+    console = console or Console()
+    scenarios = load_all(scenario_files(source, only))
+    runs = plan(scenarios, repeat)
+    directory = (results or project_root() / "experiments" / "results") / new_study_id(source)
+    console.print(f"study of {len(scenarios)} scenarios, {len(runs)} runs ({repeat} per cell) -> {directory}")
+    code = Study(source, scenarios, repeat, control, directory, console).run(runs)
+    markdown, page = study_report.write_study_report(directory)
+    console.print(f"study report: {page} ({markdown})")
+    if publish is not None and code != runner.EXIT_INTERRUPTED:
+        console.print(f"published: {study_report.publish(directory, publish)}")
+    if code == runner.EXIT_INTERRUPTED:
+        return code
+    study = study_report.load_study(directory)
+    passed = study_report.study_passed(study)
+    console.print(f"study {'PASS' if passed else 'FAIL'}: {directory}")
+    return runner.EXIT_PASS if passed else runner.EXIT_FAIL

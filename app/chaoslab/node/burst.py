@@ -1,0 +1,73 @@
+"""A burst of every task kind: publish, wait for every result, tell where each ran.
+
+The quickest proof that a lab works end to end (publisher -> Redis -> workers -> results).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from celery.result import AsyncResult
+
+from chaoslab.node.tasks import KINDS
+
+# Arguments per kind that keep a burst short and light on a small node.
+BURST_ARGS: dict[str, dict[str, Any]] = {
+    "noop": {},
+    "sleep": {"ms": 200},
+    "http_request": {"latency_ms": 20},
+    "cpu": {"limit": 20000},
+    "memory": {"mb": 32, "hold_ms": 200},
+}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    kind: str
+    node: str
+    ok: bool
+    error: str = ""
+
+
+def publish(per_kind: int) -> list[tuple[str, AsyncResult]]:
+    """Publish ``per_kind`` tasks of every kind, interleaved so no kind goes to one worker first."""
+    sent = []
+    for _round in range(per_kind):
+        for kind, task in KINDS.items():
+            sent.append((kind, task.apply_async(kwargs=BURST_ARGS[kind])))
+    return sent
+
+
+def collect(sent: list[tuple[str, AsyncResult]], timeout: float) -> list[Outcome]:
+    deadline = time.monotonic() + timeout
+    outcomes = []
+    for kind, result in sent:
+        try:
+            value = result.get(timeout=max(deadline - time.monotonic(), 0.1), propagate=True)
+            outcomes.append(Outcome(kind, value["node"], True))
+        except Exception as err:
+            outcomes.append(Outcome(kind, "?", False, f"{type(err).__name__}: {err}"))
+    return outcomes
+
+
+def tally(outcomes: list[Outcome]) -> dict[str, Counter[str]]:
+    """Per kind: successes per node, and failures under the key 'failed'."""
+    table: dict[str, Counter[str]] = {kind: Counter() for kind in KINDS}
+    for outcome in outcomes:
+        table[outcome.kind][outcome.node if outcome.ok else "failed"] += 1
+    return table
+
+
+def problems(table: dict[str, Counter[str]], min_nodes: int) -> list[str]:
+    """What keeps a burst from proving the lab: failures, or a kind that ran on too few nodes."""
+    found = []
+    for kind, counts in table.items():
+        if counts["failed"]:
+            found.append(f"{kind}: {counts['failed']} failed")
+        nodes = [node for node in counts if node != "failed" and counts[node]]
+        if len(nodes) < min_nodes:
+            found.append(f"{kind}: ran on {len(nodes)} worker node(s), expected at least {min_nodes}")
+    return found

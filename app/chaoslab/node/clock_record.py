@@ -1,0 +1,31 @@
+"""Measure this node's clock against the broker's and append a ``clock`` record to the node's event ledger."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from chaoslab.clock import measure
+from chaoslab.ledger import LedgerWriter
+from chaoslab.node import config
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m chaoslab.node.clock_record", description=__doc__.splitlines()[0])
+    parser.add_argument("--events", required=True, help="the node's event ledger")
+    args = parser.parse_args(argv)
+    import redis
+
+    lab = config.load()
+    client = redis.Redis.from_url(lab.broker_url, socket_timeout=5, socket_connect_timeout=5)
+    found = measure(client)
+    record = {"type": "clock", "node": lab.node, "t": found.t, "offset": found.offset,
+              "uncertainty": found.uncertainty}
+    with LedgerWriter(args.events, "always") as ledger:
+        ledger.write(record)
+    print(record)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

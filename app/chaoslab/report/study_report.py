@@ -1,0 +1,993 @@
+"""The report of a study: every scenario's configurations, each repeated, in one page.
+
+    study = load_study("experiments/results/<study-id>")
+    write_study_report(study.path)                          # study.md, study.html, figures/<scenario>.png
+    publish(study.path, "experiments/reference/<name>")     # the small files, and the report over them
+
+    python -m chaoslab.report.study_report STUDY_DIR [--out DIR] [--publish REFERENCE_DIR]
+
+A study directory holds the study runner's ``study.json`` and one ordinary run directory
+per repeat, at ``runs/<scenario>/<cell-dir>/r<k>/`` (the path each entry of
+``study.json`` ``runs`` gives, relative to the study directory). Every (scenario, cell)
+pair is one :class:`Group`, in the order of its first run in ``study.json``.
+
+Figures of a repeat come from ``verdict.json`` ``figures`` (every hypothesis figure, see
+:func:`chaoslab.analysis.verdict.figures`); without them (older runs) from ``summary.json``:
+the class counts, the overall throughput, the recovery time, the overall p95 end to end
+latency and the throughput drop of the phases named ``baseline`` and ``fault`` (the
+success ratio stays unknown). A missing file leaves its figures unknown (``—``), so an
+aborted or incomplete study still renders with what exists.
+
+Per group, each figure is shown as the mean with the range over the repeats,
+``mean (min\u2013max)``, or the single value when the repeats agree exactly. The repeats of a
+group *agree* (the study's repeatability check) when their throughput and success ratio
+are each within :data:`AGREEMENT_TOLERANCE` of one another (``max - min <= 0.10 * min``)
+and they all agree on whether tasks were lost.
+
+The task classes are the checker's (:data:`COUNT_FIGURES`). A study made before the checker
+reconciled each task with the broker and the result backend holds the first edition's
+classes (:data:`FIRST_EDITION_COUNTS`: its ``lost`` also counted tasks still queued, run
+after the run or reported failed by Celery); it is shown in those, with a note saying so.
+
+Besides ``study.md`` and ``study.html``, ``comparison.csv`` and ``comparison.json`` hold the same
+comparison for a notebook: one row per configuration, each figure's mean, min and max,
+whether every repeat's hypothesis held and whether the repeats agree.
+
+The output is deterministic: the same study directory gives byte-identical ``study.md``,
+``study.html`` and PNG files (no generation time, no software version in the PNGs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import re
+import shutil
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from chaoslab.report.compare import (
+    BASELINE_PHASE,
+    FAULT_PHASE,
+    MISSING,
+    RUN_FILE,
+    SUMMARY_FILE,
+    VERDICT_FILE,
+    StrPath,
+    esc,
+    fmt_count,
+    fmt_rate,
+    fmt_ratio,
+    fmt_seconds,
+    html_page,
+    html_table,
+    read_json,
+    throughput_drop,
+)
+from chaoslab.report.report import FIGURES_DIR
+from chaoslab.report.report import REPORT_FILE as RUN_REPORT_FILE
+
+STUDY_FILE: Final = "study.json"
+MARKDOWN_FILE: Final = "study.md"
+HTML_FILE: Final = "study.html"
+CSV_FILE: Final = "comparison.csv"
+JSON_FILE: Final = "comparison.json"
+"""The comparison as data (``study.json`` is the study runner's own record), named as a matrix run's are."""
+SCENARIO_FILE: Final = "scenario.yml"
+PUBLISHED_RUN_FILES: Final = (RUN_FILE, SCENARIO_FILE, SUMMARY_FILE, VERDICT_FILE)
+"""The files of each run that :func:`publish` copies (the small ones: no ledgers, tasks.csv, metrics, report)."""
+AGREEMENT_TOLERANCE: Final = 0.10
+COUNT_FIGURES: Final = ("lost", "pending", "duplicated", "failed", "failed_by_worker", "publish_failed")
+FIRST_EDITION_COUNTS: Final = ("lost", "duplicated", "failed", "stuck", "publish_failed")
+FIRST_EDITION_NOTE: Final = (
+    "These runs were judged by the first edition of the checker, before it reconciled each task with the broker "
+    "and Celery's result backend: its 'lost' counted every task not finished by the run's end, including tasks "
+    "still queued, tasks that ran after the run ended, and tasks Celery itself recorded as failed (WorkerLostError); "
+    "'stuck' counted tasks killed while running. The second edition of the study replaces it.")
+AGREEMENT_FIGURES: Final = ("throughput", "success_ratio")
+SHORT_SETTING_NAMES: Final = {
+    "task_acks_late": "acks_late",
+    "task_reject_on_worker_lost": "reject_on_worker_lost",
+    "worker_prefetch_multiplier": "prefetch",
+}
+DEFAULT_CELL_LABEL: Final = "default"
+RANGE_DASH: Final = "\u2013"
+"""Between min and max in ``mean (min\u2013max)``: an en dash."""
+EXIT_PASSED: Final = 0
+FIGURE_SIZE: Final = (12.0, 4.2)
+FIGURE_DPI: Final = 100
+PNG_METADATA: Final = {"Software": None}
+"""No matplotlib version in the PNGs, so that they depend on the data alone."""
+
+_BAR_COLOUR: Final = "#9ecae1"
+_DOT_COLOUR: Final = "#08306b"
+_CLASS_COLOURS: Final = {"lost": "#d62728", "pending": "#7f7f7f", "duplicated": "#ff7f0e", "failed": "#9467bd",
+                          "failed_by_worker": "#e377c2"}
+_FILE_NAME_UNSAFE: Final = re.compile(r"[^A-Za-z0-9._-]")
+_STUDY_CSS: Final = ".meta { color: #555; } ul.runs { font-size: 0.9em; } ul.runs li { margin: 0.1em 0; }"
+
+
+# ---------------------------------------------------------------------------------------
+# Model
+
+
+@dataclass(frozen=True, slots=True)
+class RepeatFigures:
+    """One repeat of a configuration: one run directory."""
+
+    repeat: int
+    path: str
+    """The run directory, relative to the study directory (POSIX separators)."""
+    exit: int | None
+    """The run's exit code: 0 pass, 1 hypothesis failed, 2 error or aborted, 130 interrupted."""
+    passed: bool | None
+    """verdict.json's ``passed``; None without a verdict."""
+    status: str
+    """run.json's status; ``missing`` without run.json."""
+    delivery: str | None
+    figures: dict[str, float | None]
+
+    @property
+    def name(self) -> str:
+        return f"r{self.repeat}"
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """One configuration (cell) of one scenario and its repeats."""
+
+    scenario: str
+    cell: str
+    settings: dict[str, Any]
+    repeats: tuple[RepeatFigures, ...]
+
+    @property
+    def label(self) -> str:
+        return config_label(self.cell)
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioInfo:
+    name: str
+    file: str
+    description: str
+    fault: str | None
+    target: str | None
+    params: dict[str, Any]
+    hypothesis: Any
+    cell_hypotheses: dict[str, Any]
+    """The whole hypothesis of each cell whose hypothesis differs from the scenario's (cell label -> figures)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Study:
+    path: Path
+    study_id: str
+    source: str
+    repeat: int | None
+    started: float | None
+    ended: float | None
+    status: str
+    machine: dict[str, Any]
+    versions: dict[str, Any]
+    scenarios: tuple[ScenarioInfo, ...]
+    """Those study.json lists, then any other scenario its runs name."""
+    groups: tuple[Group, ...]
+
+    def groups_of(self, scenario: str) -> list[Group]:
+        return [group for group in self.groups if group.scenario == scenario]
+
+    @property
+    def first_edition(self) -> bool:
+        """Whether the runs were judged by the first edition's classes (they know ``stuck``, not ``pending``)."""
+        figures = [repeat.figures for group in self.groups for repeat in group.repeats]
+        return any("stuck" in found for found in figures) and not any("pending" in found for found in figures)
+
+    @property
+    def counts(self) -> tuple[str, ...]:
+        """The class counts the report shows."""
+        return FIRST_EDITION_COUNTS if self.first_edition else COUNT_FIGURES
+
+
+@dataclass(frozen=True, slots=True)
+class Spread:
+    """Mean, min and max of a figure over the repeats that know it."""
+
+    mean: float | None
+    low: float | None
+    high: float | None
+    unknown: int
+    """Repeats where the figure is unknown."""
+
+
+@dataclass(frozen=True, slots=True)
+class Agreement:
+    ok: bool
+    problems: list[str]
+    repeats: int
+
+
+# ---------------------------------------------------------------------------------------
+# Loading
+
+
+def config_label(cell: str) -> str:
+    """``task_acks_late=true,worker_prefetch_multiplier=1`` -> ``acks_late=true, prefetch=1``; ``""`` -> ``default``."""
+    if not cell:
+        return DEFAULT_CELL_LABEL
+    parts = []
+    for part in cell.split(","):
+        name, sep, value = part.partition("=")
+        parts.append(f"{SHORT_SETTING_NAMES.get(name.strip(), name.strip())}{sep}{value}")
+    return ", ".join(parts)
+
+
+def _named_phase_throughput(summary: Mapping[str, Any], name: str) -> float | None:
+    phase = next((p for p in summary.get("phases") or [] if p.get("name") == name), None)
+    return None if phase is None else phase.get("throughput")
+
+
+def figures_from_summary(summary: Mapping[str, Any]) -> dict[str, float | None]:
+    """The figures summary.json holds, for runs whose verdict.json has no ``figures``."""
+    classes = summary.get("classes") or {}
+    overall = summary.get("overall") or {}
+    values: dict[str, float | None] = {name: float(count) for name, count in classes.items() if count is not None}
+    if "duplicated" not in values and classes:  # the checker's two duplicated classes, as the figure sums them
+        values["duplicated"] = float(summary.get("duplicated") or sum(
+            classes.get(name) or 0 for name in ("duplicated_completed", "duplicated_not_completed")))
+    values["success_ratio"] = None
+    values["throughput"] = overall.get("throughput")
+    values["throughput_drop"] = throughput_drop(
+        _named_phase_throughput(summary, BASELINE_PHASE), _named_phase_throughput(summary, FAULT_PHASE)
+    )
+    values["recovery_time"] = (summary.get("recovery") or {}).get("time_s")
+    values["p95_end_to_end"] = ((overall.get("latency") or {}).get("end_to_end") or {}).get("p95")
+    return values
+
+
+def _passed(verdict: Mapping[str, Any] | None) -> bool | None:
+    if verdict is None or "passed" not in verdict:
+        return None
+    return bool(verdict["passed"])
+
+
+def _int_or_none(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def load_repeat(study_dir: Path, entry: Mapping[str, Any]) -> RepeatFigures:
+    """The figures of the run one ``study.json`` ``runs`` entry names (unknown where its files are missing)."""
+    path = str(entry.get("path") or "")
+    run_dir = study_dir / path if path else None
+    run = read_json(run_dir / RUN_FILE) if run_dir else None
+    summary = read_json(run_dir / SUMMARY_FILE) if run_dir else None
+    verdict = read_json(run_dir / VERDICT_FILE) if run_dir else None
+    if verdict is not None and isinstance(verdict.get("figures"), dict):
+        figures = dict(verdict["figures"])
+    else:
+        figures = figures_from_summary(summary or {})
+    return RepeatFigures(
+        repeat=int(entry.get("repeat") or 0),
+        path=path,
+        exit=_int_or_none(entry.get("exit")),
+        passed=_passed(verdict),
+        status=str(run.get("status") or "unknown") if run is not None else "missing",
+        delivery=(summary or {}).get("delivery", {}).get("guarantee"),
+        figures=figures,
+    )
+
+
+def _scenario_info(data: Mapping[str, Any]) -> ScenarioInfo:
+    return ScenarioInfo(
+        name=str(data.get("name") or ""),
+        file=str(data.get("file") or ""),
+        description=str(data.get("description") or ""),
+        fault=data.get("fault"),
+        target=data.get("target"),
+        params=dict(data.get("params") or {}),
+        hypothesis=data.get("hypothesis"),
+        cell_hypotheses=dict(data.get("cell_hypotheses") or {}),
+    )
+
+
+def _groups(study_dir: Path, runs: Sequence[Mapping[str, Any]]) -> tuple[Group, ...]:
+    order: list[tuple[str, str]] = []
+    repeats: dict[tuple[str, str], list[RepeatFigures]] = {}
+    settings: dict[tuple[str, str], dict[str, Any]] = {}
+    for entry in runs:
+        key = (str(entry.get("scenario") or ""), str(entry.get("cell") or ""))
+        if key not in repeats:
+            order.append(key)
+            repeats[key] = []
+            settings[key] = dict(entry.get("settings") or {})
+        repeats[key].append(load_repeat(study_dir, entry))
+    return tuple(Group(scenario, cell, settings[(scenario, cell)], tuple(repeats[(scenario, cell)]))
+                 for scenario, cell in order)
+
+
+def _float_or_none(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def load_study(study_dir: StrPath) -> Study:
+    """The study in *study_dir* (FileNotFoundError without study.json)."""
+    path = Path(study_dir)
+    data = read_json(path / STUDY_FILE)
+    if data is None:
+        raise FileNotFoundError(f"{path / STUDY_FILE} does not exist: not a study directory")
+    groups = _groups(path, data.get("runs") or [])
+    scenarios = [_scenario_info(item) for item in data.get("scenarios") or []]
+    listed = {scenario.name for scenario in scenarios}
+    for group in groups:
+        if group.scenario not in listed:
+            listed.add(group.scenario)
+            scenarios.append(ScenarioInfo(group.scenario, "", "", None, None, {}, None, {}))
+    return Study(
+        path=path,
+        study_id=str(data.get("study_id") or path.name),
+        source=str(data.get("source") or ""),
+        repeat=_int_or_none(data.get("repeat")),
+        started=_float_or_none(data.get("started")),
+        ended=_float_or_none(data.get("ended")),
+        status=str(data.get("status") or "unknown"),
+        machine=dict(data.get("machine") or {}),
+        versions=dict(data.get("versions") or {}),
+        scenarios=tuple(scenarios),
+        groups=groups,
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Spread, agreement, verdict
+
+
+def values_of(group: Group, figure: str) -> list[float | None]:
+    """The figure in each repeat of *group*, in repeat order (None where unknown)."""
+    return [_float_or_none(repeat.figures.get(figure)) for repeat in group.repeats]
+
+
+def spread(values: Iterable[float | None]) -> Spread:
+    given = list(values)
+    known = [value for value in given if value is not None]
+    if not known:
+        return Spread(None, None, None, len(given))
+    return Spread(sum(known) / len(known), min(known), max(known), len(given) - len(known))
+
+
+def fmt_number(value: float | None) -> str:
+    """A count (a mean of counts keeps one decimal: ``1.5``)."""
+    if value is None:
+        return MISSING
+    return fmt_count(int(value)) if float(value).is_integer() else f"{value:,.1f}"
+
+
+def fmt_spread(value: Spread, fmt: Callable[[float | None], str]) -> str:
+    """``mean (min\u2013max)`` (an en dash), or the single value when every repeat that knows it agrees exactly."""
+    if value.mean is None:
+        return MISSING
+    text = fmt(value.mean)
+    if value.low != value.high:
+        text += f" ({fmt(value.low)}{RANGE_DASH}{fmt(value.high)})"
+    return f"{text} (+{value.unknown} unknown)" if value.unknown else text
+
+
+FIGURE_FORMATS: Final[dict[str, Callable[[float | None], str]]] = {
+    **dict.fromkeys((*COUNT_FIGURES, *FIRST_EDITION_COUNTS), fmt_number),
+    "success_ratio": fmt_ratio,
+    "p95_end_to_end": fmt_seconds,
+    "throughput": fmt_rate,
+    "throughput_drop": fmt_ratio,
+    "recovery_time": fmt_seconds,
+}
+"""The key figures of a group and how each is formatted."""
+
+
+def figure_text(group: Group, figure: str) -> str:
+    return fmt_spread(spread(values_of(group, figure)), FIGURE_FORMATS[figure])
+
+
+def delivery_text(group: Group) -> str:
+    """The delivery guarantee, or every distinct one (in repeat order) joined by `` / ``."""
+    seen = list(dict.fromkeys(repeat.delivery or MISSING for repeat in group.repeats))
+    return " / ".join(seen) if seen else MISSING
+
+
+HELD: Final = "held"
+NOT_HELD: Final = "did not hold"
+
+
+def group_held(group: Group) -> bool | None:
+    """True when every repeat's hypothesis held, False when one did not, None otherwise (no verdict)."""
+    passed = [repeat.passed for repeat in group.repeats]
+    if any(value is False for value in passed):
+        return False
+    return True if passed and all(passed) else None
+
+
+def group_verdict(group: Group) -> str:
+    """``held`` when every repeat's hypothesis held, ``did not hold`` when one did not, ``—`` otherwise."""
+    held = group_held(group)
+    return MISSING if held is None else (HELD if held else NOT_HELD)
+
+
+def _names(repeats: Iterable[RepeatFigures]) -> str:
+    return ", ".join(repeat.name for repeat in repeats)
+
+
+def _close_problem(group: Group, figure: str) -> str | None:
+    """Why the repeats' *figure* values are not within the tolerance of one another (None if they are)."""
+    title = figure.replace("_", " ")
+    pairs = list(zip(group.repeats, values_of(group, figure), strict=True))
+    unknown = [repeat for repeat, value in pairs if value is None]
+    if unknown:
+        return f"{title} unknown in {_names(unknown)}"
+    values = [value for _, value in pairs if value is not None]
+    low, high = min(values), max(values)
+    if high - low <= AGREEMENT_TOLERANCE * low:
+        return None
+    fmt = FIGURE_FORMATS[figure]
+    if low <= 0:
+        return f"{title} differs ({fmt(low)} vs {fmt(high)})"
+    return f"{title} {(high - low) / low * 100:.1f} % apart ({fmt(low)} vs {fmt(high)})"
+
+
+def _lost_problem(group: Group) -> str | None:
+    """Why the repeats do not agree on whether tasks were lost (None if they do)."""
+    pairs = list(zip(group.repeats, values_of(group, "lost"), strict=True))
+    unknown = [repeat for repeat, value in pairs if value is None]
+    if unknown:
+        return f"lost unknown in {_names(unknown)}"
+    lossy = [(repeat, value) for repeat, value in pairs if value]
+    if not lossy or len(lossy) == len(pairs):
+        return None
+    clean = [repeat for repeat, value in pairs if not value]
+    where = ", ".join(f"{repeat.name} ({fmt_number(value)})" for repeat, value in lossy)
+    return f"lost in {where} but not in {_names(clean)}"
+
+
+def agreement(group: Group) -> Agreement:
+    """Whether the repeats of *group* agree; a group with one repeat always does."""
+    if len(group.repeats) < 2:
+        return Agreement(True, [], len(group.repeats))
+    found = [*(_close_problem(group, figure) for figure in AGREEMENT_FIGURES), _lost_problem(group)]
+    problems = [problem for problem in found if problem]
+    return Agreement(not problems, problems, len(group.repeats))
+
+
+def agreement_text(value: Agreement) -> str:
+    if value.repeats < 2:
+        return "one repeat"
+    return f"yes ({value.repeats} repeats)" if value.ok else "no: " + "; ".join(value.problems)
+
+
+def study_passed(study: Study) -> bool:
+    """Completed, with at least one run, every run passed (exit 0), and every group's repeats agree."""
+    runs = [repeat for group in study.groups for repeat in group.repeats]
+    return (
+        study.status == "completed"
+        and bool(runs)
+        and all(repeat.exit == EXIT_PASSED for repeat in runs)
+        and all(agreement(group).ok for group in study.groups)
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Tables (shared by Markdown and HTML)
+
+
+def fmt_utc(timestamp: float | None) -> str:
+    if timestamp is None:
+        return MISSING
+    return datetime.fromtimestamp(timestamp, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def fmt_duration(seconds: float | None) -> str:
+    """``1 h 02 min 05 s``, ``3 min 20 s``, ``42 s``."""
+    if seconds is None or seconds < 0:
+        return MISSING
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min {secs:02d} s"
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
+
+
+def _value_text(value: Any) -> str:
+    if value is None:
+        return MISSING
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def header_facts(study: Study) -> list[tuple[str, str]]:
+    duration = None if study.started is None or study.ended is None else study.ended - study.started
+    runs = sum(len(group.repeats) for group in study.groups)
+    return [
+        ("source", study.source or MISSING),
+        ("repeats", _value_text(study.repeat)),
+        ("status", study.status),
+        ("result", "passed" if study_passed(study) else "not passed"),
+        ("started", fmt_utc(study.started)),
+        ("ended", fmt_utc(study.ended)),
+        ("duration", fmt_duration(duration)),
+        ("runs", str(runs)),
+    ]
+
+
+def _mapping_rows(values: Mapping[str, Any]) -> list[list[str]]:
+    return [[str(name), _value_text(value)] for name, value in values.items()]
+
+
+CONTINUOUS_FIGURES: Final = ("success_ratio", "p95_end_to_end", "throughput", "throughput_drop", "recovery_time")
+OVERVIEW_CONTINUOUS: Final = ("success_ratio", "p95_end_to_end", "throughput_drop", "recovery_time")
+
+
+def _header(figure: str) -> str:
+    return figure.replace("_", " ")
+
+
+def overview_figures(study: Study) -> tuple[str, ...]:
+    return (*(name for name in study.counts if name != "publish_failed"), *OVERVIEW_CONTINUOUS)
+
+
+def overview_headers(study: Study) -> tuple[str, ...]:
+    return ("scenario", "configuration", *map(_header, overview_figures(study)), "delivery", "verdict",
+            "repeats agree")
+
+
+def group_figures(study: Study) -> tuple[str, ...]:
+    return (*study.counts, *CONTINUOUS_FIGURES)
+
+
+def group_headers(study: Study) -> tuple[str, ...]:
+    return ("configuration", "repeats", *map(_header, group_figures(study)), "delivery", "verdict", "repeats agree")
+
+
+def overview_rows(study: Study) -> list[list[str]]:
+    return [
+        [
+            group.scenario,
+            group.label,
+            *(figure_text(group, figure) for figure in overview_figures(study)),
+            delivery_text(group),
+            group_verdict(group),
+            agreement_text(agreement(group)),
+        ]
+        for group in study.groups
+    ]
+
+
+def group_rows(study: Study, groups: Iterable[Group]) -> list[list[str]]:
+    return [
+        [
+            group.label,
+            str(len(group.repeats)),
+            *(figure_text(group, figure) for figure in group_figures(study)),
+            delivery_text(group),
+            group_verdict(group),
+            agreement_text(agreement(group)),
+        ]
+        for group in groups
+    ]
+
+
+def fault_text(scenario: ScenarioInfo) -> str:
+    if not scenario.fault:
+        return "none (baseline)"
+    target = f" on {scenario.target}" if scenario.target else ""
+    params = ", ".join(f"{name}={_value_text(value)}" for name, value in scenario.params.items())
+    return f"{scenario.fault}{target}" + (f" ({params})" if params else "")
+
+
+def hypothesis_lines(hypothesis: Any) -> list[str]:
+    """``figure condition`` per condition of the scenario's hypothesis (a mapping or a list)."""
+    if not hypothesis:
+        return []
+    if isinstance(hypothesis, Mapping):
+        return [f"{figure} {_value_text(condition)}" for figure, condition in hypothesis.items()]
+    if isinstance(hypothesis, list):
+        return [
+            f"{item.get('figure', '')} {item.get('condition', '')}".strip() if isinstance(item, Mapping) else str(item)
+            for item in hypothesis
+        ]
+    return [str(hypothesis)]
+
+
+def hypothesis_facts(scenario: ScenarioInfo) -> list[tuple[str, str]]:
+    """(name, text) of the scenario's hypothesis, then of each cell's own where a cell has one."""
+    def text(hypothesis: Any, quote: str) -> str:
+        lines = hypothesis_lines(hypothesis)
+        return "; ".join(f"{quote}{line}{quote}" for line in lines) if lines else "none"
+
+    facts = [("hypothesis", text(scenario.hypothesis, "`"))]
+    facts += [(f"hypothesis with {config_label(cell)}", text(hypothesis, "`"))
+              for cell, hypothesis in scenario.cell_hypotheses.items()]
+    return facts
+
+
+def repeat_text(repeat: RepeatFigures) -> str:
+    """``exit 0, completed, pass`` for one repeat."""
+    verdict = MISSING if repeat.passed is None else (HELD if repeat.passed else NOT_HELD)
+    return f"exit {_value_text(repeat.exit)}, {repeat.status}, hypothesis {verdict}"
+
+
+def figure_file(scenario: str) -> str:
+    """The figure of *scenario*, relative to the report: ``figures/<scenario>.png``."""
+    return f"{FIGURES_DIR}/{_FILE_NAME_UNSAFE.sub('_', scenario) or '_'}.png"
+
+
+# ---------------------------------------------------------------------------------------
+# Markdown
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def md_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    def line(cells: Iterable[str]) -> str:
+        return "| " + " | ".join(_md_cell(cell) for cell in cells) + " |"
+
+    return "\n".join([line(headers), line("---" for _ in headers), *(line(row) for row in rows)])
+
+
+def _md_scenario(study: Study, scenario: ScenarioInfo) -> str:
+    parts = [f"## {scenario.name}"]
+    if scenario.description:
+        parts.append(scenario.description.strip())
+    facts = [f"- scenario file: `{scenario.file or MISSING}`", f"- fault: {fault_text(scenario)}"]
+    facts += [f"- {name}: {text}" for name, text in hypothesis_facts(scenario)]
+    parts.append("\n".join(facts))
+    groups = study.groups_of(scenario.name)
+    if not groups:
+        parts.append("No runs of this scenario (the study stopped before it).")
+        return "\n\n".join(parts)
+    parts.append(md_table(group_headers(study), group_rows(study, groups)))
+    runs = [
+        f"- {group.label} {repeat.name}: `{repeat.path or MISSING}` ({repeat_text(repeat)})"
+        for group in groups
+        for repeat in group.repeats
+    ]
+    parts.append("Runs:\n\n" + "\n".join(runs))
+    parts.append(f"![{scenario.name}: {FIGURE_TITLE}]({figure_file(scenario.name)})")
+    return "\n\n".join(parts)
+
+
+def to_markdown(study: Study) -> str:
+    """The study report as GitHub-flavoured Markdown."""
+    parts = [
+        f"# Study {study.study_id}",
+        "\n".join(f"- {name}: {text}" for name, text in header_facts(study)),
+        *([f"> {FIRST_EDITION_NOTE}"] if study.first_edition else []),
+        "## Machine",
+        md_table(("name", "value"), _mapping_rows(study.machine)) if study.machine else "None recorded.",
+        "## Versions",
+        md_table(("name", "value"), _mapping_rows(study.versions)) if study.versions else "None recorded.",
+        "## Overview",
+        md_table(overview_headers(study), overview_rows(study)) if study.groups else "No runs.",
+        *(_md_scenario(study, scenario) for scenario in study.scenarios),
+    ]
+    return "\n\n".join(parts) + "\n"
+
+
+# ---------------------------------------------------------------------------------------
+# HTML
+
+_VERDICT_CLASS: Final = {HELD: "pass", NOT_HELD: "fail"}
+
+
+def _section(title: str, body: str, anchor: str | None = None) -> str:
+    attr = f' id="{esc(anchor)}"' if anchor else ""
+    return f"<section{attr}>\n<h2>{esc(title)}</h2>\n{body}\n</section>"
+
+
+def _figure_cell_class(first_figure: int, figure_count: int) -> Callable[[int, str], str | None]:
+    """Cell classes of a table whose figure columns start at *first_figure*; verdict and agreement coloured."""
+
+    def cell_class(column: int, text: str) -> str | None:
+        if text in _VERDICT_CLASS:
+            return _VERDICT_CLASS[text]
+        if text.startswith("no: "):
+            return "fail"
+        return "num" if first_figure <= column < first_figure + figure_count else None
+
+    return cell_class
+
+
+def _name_value_table(values: Mapping[str, Any]) -> str:
+    return html_table(["name", "value"], _mapping_rows(values)) if values else "<p>None recorded.</p>"
+
+
+def run_link(study: Study, repeat: RepeatFigures, out_dir: Path | None = None) -> str:
+    """The run's path, linked to its report.html when that file exists (relative to *out_dir*)."""
+    text = f"<code>{esc(repeat.path or MISSING)}</code>"
+    if not repeat.path:
+        return text
+    report = study.path / repeat.path / RUN_REPORT_FILE
+    if not report.is_file():
+        return text
+    base = study.path if out_dir is None else out_dir
+    href = Path(os.path.relpath(report, base)).as_posix()
+    return f'<a href="{esc(href)}">{text}</a>'
+
+
+def _html_scenario(study: Study, scenario: ScenarioInfo, out_dir: Path | None) -> str:
+    parts = []
+    if scenario.description:
+        parts.append(f"<p>{esc(scenario.description.strip())}</p>")
+    facts = {
+        "scenario file": scenario.file or MISSING,
+        "fault": fault_text(scenario),
+        **{name: text.replace("`", "") for name, text in hypothesis_facts(scenario)},
+    }
+    parts.append(html_table(list(facts), [list(facts.values())]))
+    groups = study.groups_of(scenario.name)
+    if not groups:
+        parts.append("<p>No runs of this scenario (the study stopped before it).</p>")
+        return _section(f"Scenario {scenario.name}", "\n".join(parts), f"scenario-{scenario.name}")
+    table = html_table(group_headers(study), group_rows(study, groups),
+                       cell_class=_figure_cell_class(2, len(group_figures(study))), table_class="comparison")
+    parts.append(f'<div class="scroll">\n{table}\n</div>')
+    runs = [
+        f"<li>{esc(group.label)} {esc(repeat.name)}: {run_link(study, repeat, out_dir)}"
+        f" ({esc(repeat_text(repeat))})</li>"
+        for group in groups
+        for repeat in group.repeats
+    ]
+    parts.append('<ul class="runs">\n' + "\n".join(runs) + "\n</ul>")
+    title = f"{scenario.name}: {FIGURE_TITLE}"
+    parts.append(
+        f'<figure>\n<img alt="{esc(title)}" src="{esc(figure_file(scenario.name))}">\n'
+        f"<figcaption>{esc(title)}; bars: mean over the repeats, dots: each repeat.</figcaption>\n</figure>"
+    )
+    return _section(f"Scenario {scenario.name}", "\n".join(parts), f"scenario-{scenario.name}")
+
+
+def to_html(study: Study, out_dir: StrPath | None = None) -> str:
+    """The study report as a complete HTML page; run links are relative to *out_dir* (default the study directory)."""
+    base = None if out_dir is None else Path(out_dir)
+    title = f"Study {study.study_id}"
+    header = html_table([fact for fact, _ in header_facts(study)], [[text for _, text in header_facts(study)]])
+    cell_class = _figure_cell_class(2, len(overview_figures(study)))
+    overview = html_table(overview_headers(study), overview_rows(study), cell_class=cell_class,
+                          table_class="comparison")
+    note = f'<p class="banner">{esc(FIRST_EDITION_NOTE)}</p>' if study.first_edition else ""
+    body = "\n".join(
+        (
+            f"<h1>{esc(title)}</h1>",
+            header,
+            note,
+            _section("Machine", _name_value_table(study.machine)),
+            _section("Versions", _name_value_table(study.versions)),
+            _section("Overview", f'<div class="scroll">\n{overview}\n</div>' if study.groups else "<p>No runs.</p>"),
+            *(_html_scenario(study, scenario, base) for scenario in study.scenarios),
+        )
+    )
+    return html_page(title, body, _STUDY_CSS)
+
+
+# ---------------------------------------------------------------------------------------
+# Figures
+
+
+def _repeat_offsets(count: int, width: float) -> list[float]:
+    """Fixed horizontal offsets of *count* dots within a bar of *width* (no random jitter)."""
+    return [(index - (count - 1) / 2) * width / (count + 1) for index in range(count)]
+
+
+def _wrapped(label: str) -> str:
+    return label.replace(", ", "\n")
+
+
+def _no_data(ax: Axes, what: str) -> None:
+    ax.text(0.5, 0.5, f"no {what} known", transform=ax.transAxes, ha="center", va="center", color="#888")
+
+
+def _bars_with_dots(ax: Axes, x: float, values: Sequence[float | None], width: float, colour: str,
+                    label: str | None) -> bool:
+    """One bar (the mean of the known values) and one dot per known value; False when none is known."""
+    known = [value for value in values if value is not None]
+    if not known:
+        return False
+    ax.bar(x, sum(known) / len(known), width=width, color=colour, edgecolor="#555", lw=0.6, label=label, zorder=2)
+    offsets = _repeat_offsets(len(values), width)
+    points = [(x + offset, value) for offset, value in zip(offsets, values, strict=True) if value is not None]
+    ax.scatter([p[0] for p in points], [p[1] for p in points], s=14, color=_DOT_COLOUR, zorder=3)
+    return True
+
+
+def _draw_success(ax: Axes, groups: Sequence[Group]) -> None:
+    drawn = [_bars_with_dots(ax, index, values_of(group, "success_ratio"), 0.6, _BAR_COLOUR, None)
+             for index, group in enumerate(groups)]
+    if not any(drawn):
+        _no_data(ax, "success ratio")
+    ax.set_ylim(0, 1.05)
+    ax.yaxis.set_major_formatter(lambda value, _pos: f"{value * 100:.0f} %")
+    ax.set_title("Success ratio", fontsize=10)
+
+
+FIGURE_TITLE: Final = "success ratio and the tasks not completed, by class, per configuration"
+
+
+def _draw_classes(ax: Axes, groups: Sequence[Group], counts: Sequence[str]) -> None:
+    colours = {figure: colour for figure, colour in _CLASS_COLOURS.items() if figure in counts}
+    width = 0.8 / len(colours)
+    drawn = False
+    for offset, (figure, colour) in enumerate(colours.items()):
+        for index, group in enumerate(groups):
+            x = index + (offset - (len(colours) - 1) / 2) * width
+            label = figure.replace("_", " ") if index == 0 else None
+            drawn = _bars_with_dots(ax, x, values_of(group, figure), width, colour, label) or drawn
+    if not drawn:
+        _no_data(ax, "task counts")
+    ax.set_ylim(0, max(ax.get_ylim()[1], 1.0) * 1.2)  # headroom for the legend
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_title(" / ".join(figure.replace("_", " ") for figure in colours).capitalize() + " tasks", fontsize=10)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, frameon=False, loc="upper left", ncols=len(colours))
+
+
+def render_scenario_figure(scenario: str, groups: Sequence[Group], path: Path,
+                           counts: Sequence[str] = COUNT_FIGURES) -> Path:
+    """Two panels: success ratio and the tasks of each class but completed, per configuration (Agg, no pyplot)."""
+    figure = Figure(figsize=FIGURE_SIZE, dpi=FIGURE_DPI)
+    FigureCanvasAgg(figure)
+    left, right = figure.subplots(1, 2)
+    _draw_success(left, groups)
+    _draw_classes(right, groups, counts)
+    for ax in (left, right):
+        ax.set_xticks(range(len(groups)), labels=[_wrapped(group.label) for group in groups], fontsize=7)
+        ax.set_xlim(-0.6, len(groups) - 0.4)
+        ax.grid(True, axis="y", color="#e5e5e5", lw=0.6)
+        ax.set_axisbelow(True)
+    figure.suptitle(f"{scenario}: per configuration (bar: mean, dots: repeats)", fontsize=11)
+    figure.subplots_adjust(left=0.06, right=0.98, bottom=0.2, top=0.85, wspace=0.18)
+    figure.savefig(path, format="png", metadata=PNG_METADATA)
+    return path
+
+
+def write_figures(study: Study, out_dir: StrPath) -> dict[str, Path]:
+    """One PNG per scenario that has runs, ``<out_dir>/figures/<scenario>.png``; by scenario name."""
+    out = Path(out_dir)
+    pngs: dict[str, Path] = {}
+    for scenario in study.scenarios:
+        groups = study.groups_of(scenario.name)
+        if groups:
+            path = out / figure_file(scenario.name)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pngs[scenario.name] = render_scenario_figure(scenario.name, groups, path, study.counts)
+    return pngs
+
+
+# ---------------------------------------------------------------------------------------
+# Entry points
+
+
+def table_rows(study: Study) -> list[dict[str, Any]]:
+    """One row per configuration: each figure's mean, min and max over the repeats, the verdict and agreement."""
+    rows = []
+    for group in study.groups:
+        row: dict[str, Any] = {"scenario": group.scenario, "cell": group.cell, "configuration": group.label,
+                               "repeats": len(group.repeats)}
+        for figure in group_figures(study):
+            found = spread(values_of(group, figure))
+            row.update({f"{figure}_mean": found.mean, f"{figure}_min": found.low, f"{figure}_max": found.high})
+        agreed = agreement(group)
+        row.update({"delivery": delivery_text(group), "held": group_held(group), "agree": agreed.ok,
+                    "agreement_problems": "; ".join(agreed.problems)})
+        rows.append(row)
+    return rows
+
+
+def to_csv(study: Study) -> str:
+    rows = table_rows(study)
+    out = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows({key: "" if value is None else value for key, value in row.items()} for row in rows)
+    return out.getvalue()
+
+
+def write_study_report(study_dir: StrPath, out_dir: StrPath | None = None) -> tuple[Path, Path]:
+    """Write the figures, ``study.md``, ``study.html``, ``comparison.csv`` and ``comparison.json`` into *out_dir*
+    (default the study directory); return the first two's paths."""
+    study = load_study(study_dir)
+    out = Path(out_dir) if out_dir is not None else study.path
+    out.mkdir(parents=True, exist_ok=True)
+    write_figures(study, out)
+    markdown, page = out / MARKDOWN_FILE, out / HTML_FILE
+    markdown.write_text(to_markdown(study), encoding="utf-8")
+    page.write_text(to_html(study, None if out_dir is None else out), encoding="utf-8")
+    (out / CSV_FILE).write_text(to_csv(study), encoding="utf-8")
+    (out / JSON_FILE).write_text(json.dumps(table_rows(study), indent=2) + "\n", encoding="utf-8")
+    return markdown, page
+
+
+def _check_reference(study_dir: Path, reference: Path) -> None:
+    """Refuse a reference directory whose contents are not a previous study (or that would hold the study)."""
+    if reference.exists() and not reference.is_dir():
+        raise ValueError(f"{reference} is not a directory")
+    source, target = study_dir.resolve(), reference.resolve()
+    if source == target or target in source.parents:
+        raise ValueError(f"{reference} holds the study {study_dir}: publishing would delete it")
+    if reference.is_dir() and any(reference.iterdir()) and not (reference / STUDY_FILE).is_file():
+        raise ValueError(f"{reference} is not empty and holds no {STUDY_FILE}: refusing to replace its contents")
+
+
+def _clear(directory: Path) -> None:
+    for child in sorted(directory.iterdir()):
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+
+
+def _run_target(reference: Path, path: str) -> Path:
+    target = reference / path
+    if Path(path).is_absolute() or not target.resolve().is_relative_to(reference.resolve()):
+        raise ValueError(f"run path {path!r} leaves the reference directory")
+    return target
+
+
+def publish(study_dir: StrPath, reference_dir: StrPath) -> Path:
+    """Copy study.json and each run's small files into *reference_dir* (replacing what it held), report there.
+
+    Returns *reference_dir*. Refuses (ValueError) a directory that is neither absent, empty, nor a previous
+    reference (holds a study.json).
+    """
+    source, reference = Path(study_dir), Path(reference_dir)
+    study = load_study(source)
+    _check_reference(source, reference)
+    paths = [_run_target(reference, repeat.path) for group in study.groups for repeat in group.repeats if repeat.path]
+    if reference.is_dir():
+        _clear(reference)
+    reference.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source / STUDY_FILE, reference / STUDY_FILE)
+    for target in paths:
+        run_dir = source / target.relative_to(reference)
+        for name in PUBLISHED_RUN_FILES:
+            if (run_dir / name).is_file():
+                target.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(run_dir / name, target / name)
+    write_study_report(reference)
+    return reference
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write the study report (and publish it); exit 0 when the study passed, 1 when not, 2 on an error."""
+    parser = argparse.ArgumentParser(prog="python -m chaoslab.report.study_report", description=__doc__.splitlines()[0])
+    parser.add_argument("study_dir", metavar="STUDY_DIR", help="the study directory (holds study.json)")
+    parser.add_argument("--out", metavar="DIR", help="write the report here (default: the study directory)")
+    parser.add_argument("--publish", metavar="REFERENCE_DIR", help="also copy the study's small files and report here")
+    args = parser.parse_args(argv)
+    try:
+        written = list(write_study_report(args.study_dir, args.out))
+        if args.publish:
+            reference = publish(args.study_dir, args.publish)
+            written += [reference / MARKDOWN_FILE, reference / HTML_FILE]
+        passed = study_passed(load_study(args.study_dir))
+    except (FileNotFoundError, ValueError) as err:
+        print(f"study report: {err}", file=sys.stderr)
+        return 2
+    for path in written:
+        print(path)
+    print("study passed" if passed else "study did not pass", file=sys.stderr)
+    return 0 if passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
