@@ -11,15 +11,28 @@ export ANSIBLE_INVENTORY := $(CURDIR)/inventory/local.yml
 PYTEST_ARGS ?=
 REPEAT ?= 2
 
-# Debian packages the local lab's host needs (the nodes share the host's filesystem); vagrant and ruby for the
-# test that renders the Vagrantfile with the libvirt provider (no VM is made by `make test`); openssh-server for
-# the test of the hosts path (sshd inside the namespace nodes).
-APT_PACKAGES := python3 python3-venv python3-dev gcc iproute2 iptables libnetfilter-queue-dev procps psmisc \
-	redis-server redis-tools supervisor stress-ng chromium openssh-server openssh-client \
-	prometheus prometheus-node-exporter prometheus-redis-exporter \
-	vagrant vagrant-libvirt ruby
+# Debian packages the local lab needs (`make install`, which every target using the local lab runs). The nodes share
+# the host's filesystem: the local inventory turns the roles' own package installs off (supervisor, redis-server,
+# prometheus and the exporters on a VM or host) and these provide them; gcc, python3-dev and libnetfilter-queue-dev
+# build netfilterqueue for the NFQUEUE delay engine.
+LAB_APT_PACKAGES := python3 python3-venv python3-dev gcc iproute2 iptables libnetfilter-queue-dev procps psmisc \
+	redis-server redis-tools supervisor stress-ng \
+	prometheus prometheus-node-exporter prometheus-redis-exporter
+# What the tests need besides (`make test`): chromium renders the report (tests/unit/test_report_browser.py); vagrant,
+# vagrant-libvirt and ruby render the Vagrantfile with the libvirt provider (tests/unit/test_vagrantfile.py, no VM is
+# made); openssh for the hosts path (tests/lab/test_hosts_over_ssh.py: sshd inside the namespace nodes).
+TEST_APT_PACKAGES := chromium openssh-server openssh-client vagrant vagrant-libvirt ruby
 
-.PHONY: help install packages lab lab-up provision demo experiment study down test test-unit lint bench clean \
+# Install the Debian packages $(1) that are missing (apt-get only when one is).
+define apt_install
+@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+if [ -n "$$missing" ]; then \
+	echo "installing Debian packages:" $$missing; \
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+fi
+endef
+
+.PHONY: help install packages test-packages lab lab-up provision demo experiment study down test test-unit lint bench clean \
 	vagrant-packages vagrant-box vagrant-test
 
 help:
@@ -36,11 +49,10 @@ help:
 install: packages $(VENV)/.installed
 
 packages:
-	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-		echo "installing Debian packages:" $$missing; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
-	fi
+	$(call apt_install,$(LAB_APT_PACKAGES))
+
+test-packages:
+	$(call apt_install,$(TEST_APT_PACKAGES))
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -73,10 +85,10 @@ study: lab
 down: install
 	$(BIN)/ansible-playbook playbooks/lab-down.yml
 
-test: install
+test: install test-packages
 	$(BIN)/pytest --durations=15 $(PYTEST_ARGS)
 
-test-unit: install
+test-unit: install test-packages
 	$(BIN)/pytest -m "not lab" $(PYTEST_ARGS)
 
 lint: install
@@ -106,7 +118,7 @@ VAGRANT_APT_PACKAGES := vagrant vagrant-libvirt libvirt-daemon-system libvirt-cl
 	debootstrap extlinux dnsmasq-base
 
 vagrant-packages:
-	@$(MAKE) --no-print-directory packages APT_PACKAGES="$(VAGRANT_APT_PACKAGES)"
+	$(call apt_install,$(VAGRANT_APT_PACKAGES))
 	@pgrep -x virtlogd >/dev/null || virtlogd -d
 	@pgrep -x libvirtd >/dev/null || libvirtd -d
 
