@@ -11,8 +11,8 @@ messages go into a private redis-server (queued in the list, reserved in the una
 and the result backend gets the records Celery would have stored. The runner's collection then runs against it:
 one atomic snapshot of the broker (``snapshot.json``), then a child process that does only the check reads the
 ledgers and the snapshot, looks up the result backend for the tasks the ledgers do not show completed (as the
-runner does, during the check), checks and writes the summary; it reports its own peak RSS (getrusage ru_maxrss),
-so generating the history does not count.
+runner does, during the check), checks and writes its output (summary, tasks and executions); it reports its own
+peak RSS (getrusage ru_maxrss), so generating the history does not count.
 
 ``--snapshot-ids N`` also times the snapshot alone at scale: N task messages in the broker (nine in ten queued,
 one in ten reserved) and N ids looked up in the result backend, one in twenty with a record.
@@ -36,8 +36,8 @@ from pathlib import Path
 
 import redis
 
-from chaoslab import broker_state
-from chaoslab.analysis.checker import check, write_summary
+from chaoslab.analysis import run_dir
+from chaoslab.analysis.checker import check
 from chaoslab.broker_state import BrokerState
 from chaoslab.experiment import redis_snapshot
 from chaoslab.ledger import ReadStats, encode_record, read_records
@@ -232,7 +232,7 @@ def snapshot_broker(server: LocalRedis, directory: Path) -> dict:
     broker = big_client(server, 0)
     began = time.perf_counter()
     state = redis_snapshot.take(broker, redis_snapshot.queue_names(broker), time.time())
-    broker_state.write(state, directory)
+    run_dir.write_snapshot(state, directory)
     return {"messages": len(state.queued) + len(state.reserved), "broker_s": time.perf_counter() - began}
 
 
@@ -278,13 +278,13 @@ def check_only(directory: Path, port: int, password: str) -> dict:
         return found
 
     started = time.perf_counter()
-    snapshot = broker_state.read(directory)
+    snapshot = run_dir.read_snapshot(directory)
     summary = check(read_records(paths, stats), meta["phases"], meta["faults"], meta["run_end"], snapshot=snapshot,
                     results=results)
     check_s = time.perf_counter() - started
     rss_after_check = _peak_rss_bytes()
     started = time.perf_counter()
-    write_summary(summary, directory / "out")
+    run_dir.write_check(summary, directory / "out")
     return {
         "records": stats.records,
         "check_s": check_s,

@@ -1,7 +1,8 @@
 """What the broker and Celery's result backend held when a run's history was collected: plain data.
 
 The runner takes this snapshot right after the drain (see :mod:`chaoslab.experiment.redis_snapshot`) and keeps
-it in the run directory as ``snapshot.json``; the checker reads it beside the ledgers, so that a task still
+it in the run directory as ``snapshot.json`` (:func:`chaoslab.analysis.run_dir.write_snapshot`); the checker reads it
+beside the ledgers, so that a task still
 queued, reserved or reported by Celery is never called lost. Nothing here talks to a broker.
 
 ``snapshot.json``::
@@ -20,14 +21,10 @@ Columns rather than one object per message keep a snapshot of a million messages
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Final, NamedTuple
 
-SNAPSHOT_FILE: Final = "snapshot.json"
 VERSION: Final = 1
 # Failures Celery's worker records for a task itself, in its main process, when the task could not report: the pool
 # process died (WorkerLostError), the hard time limit killed it (TimeLimitExceeded), a revoke terminated it.
@@ -121,19 +118,3 @@ def from_dict(data: Mapping[str, Any]) -> BrokerState:
         evicted_keys=int(data.get("evicted_keys") or 0),
     )
 
-
-def write(state: BrokerState, directory: str | os.PathLike[str]) -> Path:
-    """``snapshot.json`` in *directory*, written whole or not at all."""
-    path = Path(directory) / SNAPSHOT_FILE
-    partial = path.with_suffix(".json.tmp")
-    partial.write_text(json.dumps(state.to_dict(), separators=(",", ":")) + "\n", encoding="utf-8")
-    partial.replace(path)
-    return path
-
-
-def read(directory: str | os.PathLike[str]) -> BrokerState | None:
-    """The snapshot of a run directory, None when it has none (a run made before snapshots, or aborted early)."""
-    path = Path(directory) / SNAPSHOT_FILE
-    if not path.exists():
-        return None
-    return from_dict(json.loads(path.read_text(encoding="utf-8")))

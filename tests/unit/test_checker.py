@@ -1,7 +1,5 @@
 """The checker on synthetic histories and broker snapshots with known answers, and on generated ground truth."""
 
-import csv
-import json
 import random
 from collections import Counter
 from dataclasses import dataclass, field
@@ -12,7 +10,6 @@ from hypothesis import strategies as st
 
 from chaoslab.analysis.checker import (
     CLASSES,
-    CSV_HEADER,
     FaultWindow,
     Phase,
     RecoveryParams,
@@ -21,7 +18,6 @@ from chaoslab.analysis.checker import (
     fault_windows,
     latency_stats,
     nearest_rank,
-    write_summary,
 )
 from chaoslab.broker_state import BrokerState, TaskMeta
 from chaoslab.clock import Correction
@@ -644,36 +640,29 @@ def test_recovery_needs_a_baseline_and_a_fault():
     assert run(records, phases=no_baseline, faults=[FAULT], run_end=80.0).recovery.note == "no 'baseline' phase"
 
 
-# --- writing the summary ---------------------------------------------------------------------
+# --- executions -------------------------------------------------------------------------------
 
 
-def test_write_summary_writes_json_and_one_csv_row_per_task(tmp_path):
-    records = COMPLETED + LOST + KILLED + REDELIVERED + FAILED + PENDING
-    records += [pub("pf", 1, "error"), start("ghost", 2)]
-    summary = run(records, snapshot=snap(queued=["wait"]))
-    summary_path, tasks_path = write_summary(summary, tmp_path / "out", {"run_id": "r1", "cell": "x=1"})
-    data = json.loads(summary_path.read_text())
-    assert data["tasks"] == 7
-    assert data["classes"] == {"completed": 1, "duplicated_completed": 1, "duplicated_not_completed": 0, "failed": 1,
-                               "failed_by_worker": 0, "pending": 1, "lost": 2, "publish_failed": 1}
-    assert data["causes"] == {"failed": {"RuntimeError": 1}, "lost": {"killed_running": 1, "never_delivered": 1},
-                              "pending": {"queued": 1}, "publish_failed": {"error": 1}}
-    assert data["ids"]["lost"] == ["killed", "lost"]
-    assert data["ids"]["pending"] == ["wait"]
-    assert data["ids"]["unknown"] == ["ghost"]
-    assert (data["duplicated"], data["never_completed"]) == (1, 4)
-    assert data["delivery"] == {"guarantee": "none", "unfinished": 2, "redelivered": 1, "pending": 1}
-    assert data["snapshot"]["queued"] == 1
-    with tasks_path.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    assert tuple(rows[0]) == ("run_id", "cell", *CSV_HEADER)
-    assert {row["run_id"] for row in rows} == {"r1"}
-    assert {row["id"]: row["class"] for row in rows} == {
-        "ok": "completed", "lost": "lost", "killed": "lost", "dup": "duplicated_completed", "bad": "failed",
-        "wait": "pending", "pf": "publish_failed"}
-    dup = next(row for row in rows if row["id"] == "dup")
-    assert (dup["executions"], dup["nodes"], dup["queue_wait"], dup["phase"]) == ("2", "w1;w2", "1.0", "baseline")
-    assert next(row for row in rows if row["id"] == "lost")["first_start"] == ""
+def test_executions_are_listed_in_time_order_with_their_task_and_kind():
+    records = [pub("a", 1.0, kind="sleep"), start("a", 5.0, kind="sleep", node="w2", pid=7),
+               end("a", 6.0, kind="sleep", node="w2", pid=7),
+               pub("b", 1.0), start("b", 2.0), end("b", 3.0, "failure"), start("b", 4.0, attempt=1),
+               end("ghost", 2.5), start("c", 1.5)]  # an end without a start; ids never published
+    summary = run(records)
+    got = [(e.id, e.kind, e.node, e.pid, e.attempt, e.start, e.end, e.outcome, e.error_type)
+           for e in summary.executions]
+    assert got == [("c", "", "w1", 1, 0, 1.5, None, None, None),
+                   ("b", "noop", "w1", 1, 0, 2.0, 3.0, "failure", "RuntimeError"),
+                   ("ghost", "", "w1", 1, 0, None, 2.5, "success", None),
+                   ("b", "noop", "w1", 1, 1, 4.0, None, None, None),
+                   ("a", "sleep", "w2", 7, 0, 5.0, 6.0, "success", None)]
+    assert sum(task.executions for task in summary.tasks) + summary.unknown_executions == len(summary.executions)
+
+
+def test_executions_are_on_the_controllers_clock():
+    records = [pub("a", 1.0), start("a", 12.0, node="w2"), end("a", 13.0, node="w2")]
+    (execution,) = run(records, clocks={"w2": Correction(0.0, 10.0, 100.0, 10.0, 0.001)}).executions
+    assert (execution.start, execution.end) == (2.0, 3.0)
 
 
 # --- property: generated ground truth, ledgers and broker snapshot -----------------------------

@@ -7,16 +7,14 @@ import json
 
 import pytest
 
-from chaoslab.analysis import verdict
 from chaoslab.analysis.checker import CLASSES
+from chaoslab.analysis.figures import fault_phase, success_ratio
 from chaoslab.report.compare import (
     COLUMNS,
     MISSING,
     Row,
     compare,
-    fault_phase,
     fmt_seconds,
-    throughput_drop,
     to_html,
     to_html_page,
     to_markdown,
@@ -50,7 +48,7 @@ def assert_row_matches(row: Row, run_dir, summary):
     assert row.throughput_drop == pytest.approx(1 - fault / baseline)
     assert row.recovery_time == data["recovery"]["time_s"] == summary.recovery.time_s
     assert row.delivery == data["delivery"]["guarantee"]
-    assert row.success_ratio == pytest.approx(verdict.figures(summary)["success_ratio"])
+    assert row.success_ratio == pytest.approx(success_ratio(summary.tasks))
 
 
 def test_single_run_row_equals_its_summary(single):
@@ -89,7 +87,7 @@ def test_a_summary_without_fault_throughput_falls_back_to_the_phase_overlapping_
     phases = (("warmup", 0.0, 20.0), ("under-kill", 20.0, 40.0), ("after", 40.0, 75.0))
     run_dir, _ = make_run(tmp_path / "renamed", phases=phases)
     data = summary_json(run_dir)
-    del data["fault_throughput"]  # as a summary of an earlier checker
+    del data["fault_throughput"], data["figures"]  # as a summary of an earlier checker
     (run_dir / "summary.json").write_text(json.dumps(data))
     assert fault_phase(data)["name"] == "under-kill"
     (row,) = compare([run_dir])
@@ -115,12 +113,6 @@ def test_missing_cell_directory_is_a_row_marked_missing(tmp_path):
     rows = compare([parent])
     assert [row.status for row in rows] == ["completed", "missing"]
     assert rows[1].label == "gone"
-
-
-def test_throughput_drop():
-    assert throughput_drop(10.0, 4.0) == pytest.approx(0.6)
-    assert throughput_drop(None, 4.0) is None
-    assert throughput_drop(0.0, 4.0) is None
 
 
 def test_markdown_table(single):

@@ -19,6 +19,7 @@ import psutil
 import pytest
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
+from chaoslab.analysis import run_dir as run_files
 from chaoslab.experiment import series
 from chaoslab.node import lab_exporter
 from chaoslab.node.lab_exporter import E2E_BUCKETS, LabCollector, LedgerLatency, NodeResources, WorkerWatch
@@ -458,12 +459,12 @@ def test_per_node_of_a_failed_or_missing_query_is_empty():
 @pytest.mark.parametrize("content", [None, "", "{not json", "[1, 2, 3]", '"text"', '{"prometheus": "x"}'])
 def test_load_of_a_missing_or_corrupt_file_is_empty(tmp_path, content):
     if content is not None:
-        (tmp_path / series.METRICS_FILE).write_text(content)
-    assert series.load(tmp_path) == {}
+        (tmp_path / run_files.METRICS_FILE).write_text(content)
+    assert run_files.read_metrics(tmp_path) == {}
 
 
 def test_load_of_a_missing_directory_is_empty(tmp_path):
-    assert series.load(tmp_path / "nowhere") == {}
+    assert run_files.read_metrics(tmp_path / "nowhere") == {}
 
 
 FAILING = {"queue_depth": 400, "unacked": 200}
@@ -551,10 +552,10 @@ def test_fetch_against_a_closed_port_records_errors(monkeypatch):
 def test_store_writes_what_load_reads(prometheus, tmp_path):
     url, _ = prometheus
     path = series.store(url, 1000.0, 1060.0, tmp_path)
-    assert path == tmp_path / series.METRICS_FILE
+    assert path == tmp_path / run_files.METRICS_FILE
     stored = json.loads(path.read_text())
     assert stored["start"] == 1000.0 and stored["end"] == 1060.0
-    loaded = series.load(tmp_path)
+    loaded = run_files.read_metrics(tmp_path)
     assert loaded == stored["series"]
     assert set(loaded) == set(series.RUN_QUERIES)
     assert series.per_node(loaded, "node_cpu", 1000.0)["worker-2"] == ([0.0, 5.0, 10.0], [1.0, 2.0, 3.0])
@@ -579,7 +580,7 @@ def write_metrics(run_dir: Path) -> None:
                "series": {"node_cpu": node_series(0.4), "node_memory": node_series(300 * 2**20),
                           "node_network_transmit": node_series(20e3), "node_network_receive": node_series(15e3),
                           "queue_depth": {"error": "HTTP Error 400: Bad Request"}}}
-    (run_dir / series.METRICS_FILE).write_text(json.dumps(metrics))
+    (run_dir / run_files.METRICS_FILE).write_text(json.dumps(metrics))
 
 
 @pytest.fixture
@@ -637,7 +638,7 @@ def test_node_figures_without_metrics_say_so(tmp_path, no_data_calls):
 def test_node_figures_with_only_failed_queries_say_so(tmp_path, no_data_calls):
     run_dir, _ = make_run(tmp_path / "run-1")
     failed = {name: {"error": "connection refused"} for name in series.RUN_QUERIES}
-    (run_dir / series.METRICS_FILE).write_text(json.dumps({"series": failed}))
+    (run_dir / run_files.METRICS_FILE).write_text(json.dumps({"series": failed}))
     write_report(run_dir)
     assert all(path.stat().st_size > 0 for path in node_figure_paths(run_dir).values())
     assert no_data_calls.count("Prometheus series") == len(NODE_FIGURES)

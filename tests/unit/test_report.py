@@ -19,7 +19,8 @@ import pytest
 from matplotlib import image as mpimg
 from matplotlib.colors import to_rgb
 
-from chaoslab.analysis.checker import CLASSES, check, write_summary
+from chaoslab.analysis.checker import CLASSES, check
+from chaoslab.analysis.run_dir import write_check
 from chaoslab.ledger import LedgerWriter, read_records
 from chaoslab.report.report import (
     FAULT_COLOUR,
@@ -156,14 +157,15 @@ def make_run(
     phases=PHASES,
     run_end=RUN_END,
 ):
-    """A run directory as the runner leaves it: run.json, ledgers, summary.json, tasks.csv, verdict.json."""
+    """A run directory as the runner leaves it: run.json, ledgers, summary.json, tasks.csv, executions.csv,
+    verdict.json."""
     history = synthetic_history() if history is None else history
     run_dir.mkdir(parents=True, exist_ok=True)
     paths = write_ledgers(run_dir, history)
     phase_list = [{"name": name, "start": T0 + start, "end": T0 + end} for name, start, end in phases]
     fault_list = [{**fault, "start": T0 + fault["start"], "end": T0 + fault["end"]} for fault in faults]
     summary = check(read_records(paths), phase_list, fault_list, T0 + run_end)
-    write_summary(summary, run_dir)
+    write_check(summary, run_dir)
     run = {
         "run_id": run_id or run_dir.name,
         "scenario": scenario,
@@ -432,6 +434,38 @@ def test_loaded_arrays_match_the_checker(reported):
     unended = summary.classes["duplicated_completed"] + summary.classes["pending"]
     assert int(np.isnan(data.executions.end).sum()) == unended
     assert [(w.label, w.start, w.end) for w in data.faults] == [("worker-kill on workers[0]", 22.0, 32.0)]
+
+
+def test_executions_are_the_ones_the_checker_wrote(tmp_path):
+    """The report pairs nothing itself: it draws executions.csv, and checks the ledgers only for a run made before
+    the checker wrote that file."""
+    run_dir, summary = make_run(tmp_path / "run")
+    from_file = load_run(run_dir).executions
+    executions = run_dir / "executions.csv"
+    lines = executions.read_text().splitlines()
+    header = lines[0].split(",")
+    node = header.index("node")
+    kept = [line for line in lines[1:] if line.split(",")[node] == "worker-2"]
+    executions.write_text("\n".join([lines[0], *kept]) + "\n")
+    assert load_run(run_dir).executions.nodes == ["worker-2"]
+    assert len(load_run(run_dir).executions.start) == len(kept)
+    executions.unlink()  # a run made before executions.csv: the checker's own pairing, in memory
+    again = load_run(run_dir).executions
+    assert again.nodes == from_file.nodes and np.array_equal(again.start, from_file.start, equal_nan=True)
+    assert np.array_equal(again.end, from_file.end, equal_nan=True)
+    assert len(again.start) == len(summary.executions)
+
+
+def test_an_execution_ending_after_the_run_end_is_drawn_as_never_ended(tmp_path):
+    history = synthetic_history(until=10.0, fault=False)
+    history.executed("late", "noop", "worker-1", RUN_END - 1.0, RUN_END + 5.0)
+    history.published("late", "noop", RUN_END - 1.5)
+    run_dir, summary = make_run(tmp_path / "late", history)
+    late = next(e for e in summary.executions if e.id == "late")
+    assert late.end == T0 + RUN_END + 5.0  # the checker keeps it
+    data = load_run(run_dir)
+    index = int(np.nanargmax(data.executions.start))
+    assert data.executions.start[index] == pytest.approx(RUN_END - 1.0) and np.isnan(data.executions.end[index])
 
 
 # --- the binned statistics ------------------------------------------------------------------

@@ -5,7 +5,9 @@ Celery's result backend held when the history was collected (a :class:`~chaoslab
 needs no lab::
 
     summary = check(read_records(paths), phases, planned_faults, run_end, snapshot=state, clocks=corrections)
-    write_summary(summary, results_dir)
+
+It writes nothing: :mod:`chaoslab.analysis.run_dir` keeps its output in the run directory (``summary.json``,
+``tasks.csv``, ``executions.csv``), where every other module reads it.
 
 History
     ``publish`` records (the load generator: when each task was due, ``scheduled``, and when its publish returned,
@@ -18,7 +20,8 @@ Executions
     A start record opens an execution; an end record closes the most recent open execution of the same process
     (node, pid and process start) and attempt. An end without a matching start counts as an execution of its own.
     Records written after the run end still count (a task that ran during collection did run); the figures per
-    phase count only what happened inside the phases.
+    phase count only what happened inside the phases. ``executions`` lists every one (:class:`Execution`), those of
+    ids never published too, in time order.
 
 Classes (every published task id gets exactly one, decided in this order)
     ``publish_failed``
@@ -98,9 +101,7 @@ Cost
 
 from __future__ import annotations
 
-import csv
 import gc
-import json
 import math
 from bisect import bisect_left, bisect_right
 from collections import Counter
@@ -109,7 +110,6 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
 from itertools import chain, pairwise
 from operator import itemgetter
-from pathlib import Path
 from typing import Any, Final, NamedTuple, TypeVar
 
 from chaoslab.broker_state import WORKER_MADE_FAILURES, BrokerState, TaskMeta
@@ -204,6 +204,26 @@ class TaskResult(NamedTuple):
     """The result backend's state at the end (None: no record, or not looked up)."""
 
 
+class Execution(NamedTuple):
+    """One execution of a task: a start record and the end record that closes it; one row of executions.csv."""
+
+    id: str
+    kind: str
+    """The task's kind as published; "" for an id never published."""
+    node: str
+    pid: int
+    attempt: int
+    redelivered: bool
+    start: float | None
+    """None for an end record without a start."""
+    end: float | None
+    """None while it never ended (killed, or still running at collection)."""
+    outcome: str | None
+    """The end record's: success, failure or retry."""
+    error_type: str | None
+
+
+EXECUTION_HEADER: Final = Execution._fields
 _FIELD_GETTERS: Final = {name: itemgetter(index) for index, name in enumerate(TaskResult._fields)}
 _PUBLISH_ORDER: Final = itemgetter(TaskResult._fields.index("publish_t"), 0)
 CSV_HEADER: Final = tuple("class" if name == "cls" else name for name in TaskResult._fields)
@@ -271,6 +291,7 @@ class Summary:
     unknown_ids: list[str]
     unknown_executions: int
     tasks: list[TaskResult] = field(repr=False)
+    executions: list[Execution] = field(default_factory=list, repr=False)
 
     def ids(self, cls: str) -> list[str]:
         """Ids of the tasks of one class, in the order they were due."""
@@ -290,7 +311,7 @@ class Summary:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able view: all figures and the ids of every class but completed (not the task rows)."""
-        skipped = {"tasks", "unknown_ids", "unknown_executions"}
+        skipped = {"tasks", "executions", "unknown_ids", "unknown_executions"}
         data = {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name not in skipped}
         data["tasks"] = len(self.tasks)
         data["duplicated"] = self.duplicated
@@ -622,9 +643,21 @@ def _difference(later: float | None, earlier: float | None) -> float | None:
     return None if later is None or earlier is None else later - earlier
 
 
-def _judge(task_id: str, state: list[Any], ctx: _Context) -> TaskResult:
+def _keep_executions(task_id: str, kind: str, executions: list[list[Any]], out: list[Execution]) -> None:
+    """The paired *executions* of one task as Execution rows, appended to *out*."""
+    out.extend(Execution(task_id, kind, e[3], e[6], e[4], e[5], e[0], e[1], e[2], e[8]) for e in executions)
+
+
+def _execution_order(execution: Execution) -> tuple[float, str, str, int]:
+    t = execution.start if execution.start is not None else execution.end
+    return (t if t is not None else math.inf), execution.id, execution.node, execution.pid
+
+
+def _judge(task_id: str, state: list[Any], ctx: _Context, out: list[Execution]) -> TaskResult:
+    """The verdict on one published task; its executions are appended to *out*."""
     scheduled, published_at = state[1], state[3]
     executions = _pair_executions(state[_HEAD:])
+    _keep_executions(task_id, state[0], executions, out)
     ended = sorted((execution for execution in executions if execution[1] is not None), key=_END_T)
     successes = [execution for execution in ended if execution[2] == "success"]
     meta = ctx.snapshot.results.get(task_id) if ctx.snapshot is not None else None
@@ -922,9 +955,10 @@ def _timeline(tasks: Sequence[TaskResult]) -> _Timeline:
     )
 
 
-def _judge_all(collector: _Collector, ctx: _Context) -> tuple[list[TaskResult], list[str], int]:
-    """Judge every published id; return the results, unknown ids and their executions."""
+def _judge_all(collector: _Collector, ctx: _Context) -> tuple[list[TaskResult], list[Execution], list[str], int]:
+    """Judge every published id; return the results, every execution, the unknown ids and their executions."""
     tasks: list[TaskResult] = []
+    executions: list[Execution] = []
     unknown_ids: list[str] = []
     unknown_executions = 0
     states = collector.tasks
@@ -932,10 +966,12 @@ def _judge_all(collector: _Collector, ctx: _Context) -> tuple[list[TaskResult], 
         states[task_id] = None  # frees the events as we go
         if state[2] is None:
             unknown_ids.append(task_id)
-            unknown_executions += len(_pair_executions(state[_HEAD:]))
+            paired = _pair_executions(state[_HEAD:])
+            unknown_executions += len(paired)
+            _keep_executions(task_id, "", paired, executions)
         else:
-            tasks.append(_judge(task_id, state, ctx))
-    return tasks, unknown_ids, unknown_executions
+            tasks.append(_judge(task_id, state, ctx, executions))
+    return tasks, executions, unknown_ids, unknown_executions
 
 
 @contextmanager
@@ -979,9 +1015,10 @@ def check(
         snapshot = _with_results(snapshot, collector.tasks, results)
         ctx = _Context(collector.alive, sorted(collector.main_kills), snapshot, collector.clocks,
                        [p.start for p in phase_list], phase_list)
-        tasks, unknown_ids, unknown_executions = _judge_all(collector, ctx)
+        tasks, executions, unknown_ids, unknown_executions = _judge_all(collector, ctx)
         collector.tasks.clear()
         tasks.sort(key=_PUBLISH_ORDER)  # the same order whatever order the records came in
+        executions.sort(key=_execution_order)
         unknown_ids.sort()
     if collector.faults:
         fault_list, fault_source = fault_windows(collector.faults, run_end), "agents"
@@ -1011,27 +1048,10 @@ def check(
         unknown_ids=unknown_ids,
         unknown_executions=unknown_executions,
         tasks=tasks,
+        executions=executions,
     )
 
 
 def _first_publish(tasks: Sequence[TaskResult], default: float) -> float:
     return min((task.publish_t for task in tasks), default=default)
 
-
-def write_summary(summary: Summary, directory: str | Path, labels: Mapping[str, str] | None = None
-                  ) -> tuple[Path, Path]:
-    """Write ``summary.json`` and ``tasks.csv`` into *directory*; return their paths.
-
-    *labels* (e.g. ``{"run_id": ..., "cell": ...}``) become leading columns of every row of tasks.csv, so that the
-    tasks of many runs can be read as one table.
-    """
-    out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
-    summary_path, tasks_path = out / "summary.json", out / "tasks.csv"
-    summary_path.write_text(json.dumps(summary.to_dict(), indent=2) + "\n", encoding="utf-8")
-    prefix = tuple((labels or {}).values())
-    with tasks_path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow((*(labels or {}), *CSV_HEADER))
-        writer.writerows((*prefix, *task) for task in summary.tasks)
-    return summary_path, tasks_path

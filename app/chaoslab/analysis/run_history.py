@@ -1,38 +1,29 @@
-"""One reading of a run's history: everything the checker needs, read from a run directory.
+"""One reading of a run's history: the checker over a run directory, and its output read back.
 
-    summary = check_run("experiments/results/<run-id>")
+    summary = check_run("experiments/results/<run-id>", run)
+    checked = load_check("experiments/results/<run-id>", run)
 
-A run directory holds ``run.json`` (the runner's: phases, planned fault windows, run end, clock corrections),
+The checker reads ``run.json`` (the runner's: phases, planned fault windows, run end, clock corrections),
 ``ledgers/*.jsonl`` (the task ledgers and each node's event ledger) and ``snapshot.json`` (the broker and result
-backend at collection, see :mod:`chaoslab.broker_state`). The runner and the report both check a run through here,
-so they cannot read it differently.
+backend at collection, see :mod:`chaoslab.broker_state`), named by :mod:`chaoslab.analysis.run_dir`. The runner checks
+a run through here; the report reads what the checker wrote, and checks the run here only for what it did not write,
+so the two cannot read a run differently.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, Final
 
-from chaoslab import broker_state, clock
+from chaoslab import clock
+from chaoslab.analysis import run_dir
 from chaoslab.analysis.checker import ResultLookup, Summary, check
+from chaoslab.analysis.run_dir import StrPath
 from chaoslab.ledger import ReadStats, read_records
 
-LEDGERS_DIR: Final = "ledgers"
-EVENTS_SUFFIX: Final = ".events.jsonl"
-SETTINGS_SUFFIX: Final = ".settings.json"
-
-StrPath = str | os.PathLike[str]
-
-
-def ledger_paths(run_dir: StrPath) -> list[Path]:
-    """Every ledger of the run: the task ledgers and the nodes' event ledgers."""
-    return sorted((Path(run_dir) / LEDGERS_DIR).glob("*.jsonl"))
-
-
-def event_paths(run_dir: StrPath) -> list[Path]:
-    return sorted((Path(run_dir) / LEDGERS_DIR).glob(f"*{EVENTS_SUFFIX}"))
+IN_MEMORY: Final = "the ledgers (summary.json missing; checked in memory)"
+SKIPPED_LINES: Final = ("torn_tails", "corrupt_lines", "torn_fragments", "oversized_lines")
+"""Counts of :class:`chaoslab.ledger.ReadStats`: ledger lines the reader skipped."""
 
 
 def run_end(run: Mapping[str, Any]) -> float:
@@ -51,23 +42,25 @@ def planned_faults(run: Mapping[str, Any]) -> list[dict[str, Any]]:
             for fault in run.get("faults") or [] if fault.get("start") is not None]
 
 
-def check_run(run_dir: StrPath, run: Mapping[str, Any], stats: ReadStats | None = None,
+def check_run(directory: StrPath, run: Mapping[str, Any], stats: ReadStats | None = None,
               results: ResultLookup | None = None) -> Summary:
     """The checker over a run directory (its ledgers, snapshot and clock corrections); *results* looks up the result
-    backend for the tasks the ledgers do not show completed (the runner's, before snapshot.json holds them)."""
-    return check(read_records(ledger_paths(run_dir), stats), run.get("phases") or [], planned_faults(run),
-                 run_end(run), snapshot=broker_state.read(run_dir), clocks=clock.from_dict(run.get("clocks") or {}),
-                 results=results)
+    backend for the tasks the ledgers do not show completed (the runner's, before snapshot.json holds them). The
+    ledger lines the reader skipped join the summary's record counts (:data:`SKIPPED_LINES`)."""
+    stats = stats if stats is not None else ReadStats()
+    summary = check(read_records(run_dir.ledger_paths(directory), stats), run.get("phases") or [],
+                    planned_faults(run), run_end(run), snapshot=run_dir.read_snapshot(directory),
+                    clocks=clock.from_dict(run.get("clocks") or {}), results=results)
+    summary.records.update({name: getattr(stats, name) for name in SKIPPED_LINES})
+    return summary
 
 
-def worker_settings(run_dir: StrPath) -> dict[str, Any]:
-    """Each worker's effective settings as it reported them (``<node>.settings.json``)."""
-    import json
-
-    found = {}
-    for path in sorted((Path(run_dir) / LEDGERS_DIR).glob(f"*{SETTINGS_SUFFIX}")):
-        try:
-            found[path.name.removesuffix(SETTINGS_SUFFIX)] = json.loads(path.read_text(encoding="utf-8"))
-        except ValueError:
-            continue
-    return found
+def load_check(directory: StrPath, run: Mapping[str, Any], stats: ReadStats | None = None) -> run_dir.Check:
+    """What the checker wrote into the run directory. A run without summary.json or tasks.csv (aborted before the
+    check) is checked here in memory, and nothing is written; a run made before the checker wrote executions.csv
+    gets its executions from the same check."""
+    parts = run_dir.read_parts(directory)
+    if parts.summary is None or parts.tasks is None:
+        return run_dir.check_of(check_run(directory, run, stats), IN_MEMORY)
+    executions = parts.executions if parts.executions is not None else check_run(directory, run, stats).executions
+    return run_dir.checked(parts.summary, parts.tasks, executions)

@@ -6,36 +6,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from chaoslab.analysis.checker import CLASSES, DUPLICATED, Summary
+from chaoslab.analysis.checker import DUPLICATED
+from chaoslab.analysis.figures import Values
 from chaoslab.experiment.scenario import Condition
-
-LATENCIES = ("queue_wait", "run_time", "end_to_end")
-
-
-def _phase(summary: Summary, name: str) -> Any:
-    return next((phase for phase in summary.phases if phase.name == name), None)
-
-
-def figures(summary: Summary) -> dict[str, float | None]:
-    """Every figure a hypothesis may name, from the checker's summary (None where it cannot be measured)."""
-    values: dict[str, float | None] = {name: float(summary.classes.get(name, 0)) for name in CLASSES}
-    values["duplicated"] = float(summary.duplicated)
-    values["never_completed"] = float(summary.never_completed)
-    values["unknown"] = float(len(summary.unknown_ids))
-    sent = [task for task in summary.tasks if task.cls != "publish_failed"]
-    values["success_ratio"] = (sum(task.final == "success" for task in sent) / len(sent)) if sent else None
-    values["throughput"] = summary.overall.throughput
-    baseline = _phase(summary, "baseline")
-    if baseline and baseline.throughput and summary.fault_throughput is not None:
-        values["throughput_drop"] = 1.0 - summary.fault_throughput / baseline.throughput
-    else:
-        values["throughput_drop"] = None
-    values["recovery_time"] = summary.recovery.time_s
-    for latency in LATENCIES:
-        stats = summary.overall.latency.get(latency)
-        for pct in ("p50", "p95", "p99"):
-            values[f"{pct}_{latency}"] = getattr(stats, pct) if stats else None
-    return values
 
 
 @dataclass(frozen=True)
@@ -46,8 +19,8 @@ class Judgement:
     holds: bool
 
 
-def judge(conditions: list[Condition], measured: dict[str, float | None]) -> tuple[bool, list[Judgement]]:
-    """Each condition against the measured figures (those of :func:`figures`)."""
+def judge(conditions: list[Condition], measured: Values) -> tuple[bool, list[Judgement]]:
+    """Each condition against the run's figures (the checker's output, :func:`chaoslab.analysis.figures.measure`)."""
     judgements = [Judgement(c.figure, c.text, measured.get(c.figure), c.holds(measured.get(c.figure)))
                   for c in conditions]
     return all(j.holds for j in judgements), judgements
@@ -95,7 +68,7 @@ def outcome_lines(summary: Mapping[str, Any], drain: Mapping[str, Any] | None = 
     return lines
 
 
-def to_dict(passed: bool, judgements: list[Judgement], measured: dict[str, float | None] | None = None,
+def to_dict(passed: bool, judgements: list[Judgement], measured: Values | None = None,
             warnings: Sequence[str] = ()) -> dict[str, Any]:
     """verdict.json: whether the hypothesis held, each condition, every figure measured (when given), and what the
     reader must know to trust the figures (e.g. a node's clock far off the controller's)."""

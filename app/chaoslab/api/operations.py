@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from chaoslab.analysis import run_dir
 from chaoslab.experiment.ansible_runner import (
     AnsibleError,
     adhoc_json,
@@ -195,15 +196,17 @@ class LabOperations:
             self.runs[run_id] = proc
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and proc.poll() is None:
-            if (self.results / run_id / "run.json").is_file():
+            if run_dir.has_run(self.results / run_id):
                 return {"run_id": run_id, "scenario": f"{stem}.yml"}
             time.sleep(0.2)
-        if (self.results / run_id / "run.json").is_file():
+        if run_dir.has_run(self.results / run_id):
             return {"run_id": run_id, "scenario": f"{stem}.yml"}
         raise RequestError(f"the run of {scenario} did not start (exit {proc.poll()})", 503)
 
     def _run_ids(self) -> list[str]:
-        return sorted(path.parent.name for path in self.results.glob("*/run.json")) if self.results.is_dir() else []
+        if not self.results.is_dir():
+            return []
+        return sorted(path.parent.name for path in self.results.glob(f"*/{run_dir.RUN_FILE}"))
 
     def list_runs(self) -> list[dict[str, Any]]:
         return [self.run(run_id) for run_id in self._run_ids()]
@@ -214,26 +217,25 @@ class LabOperations:
         except InputError:
             raise RequestError(f"no run {run_id[:80]!r}", 404) from None
         path = self.results / run_id
-        if not (path / "run.json").is_file():
+        if not run_dir.has_run(path):
             raise RequestError(f"no run {run_id!r}", 404)
         return path
 
     def run(self, run_id: str) -> dict[str, Any]:
         path = self._run_dir(run_id)
-        run = json.loads((path / "run.json").read_text(encoding="utf-8"))
+        run = run_dir.read_run(path) or {}
         keep = ("run_id", "scenario", "status", "started", "ended", "faults")
-        summary = path / "summary.json"
+        summary = run_dir.read_summary(path)
         data: dict[str, Any] = {key: run.get(key) for key in keep}
-        if summary.is_file():
-            figures = json.loads(summary.read_text(encoding="utf-8"))
-            data["summary"] = {"classes": figures.get("classes"), "causes": figures.get("causes"),
-                               "delivery": figures.get("delivery")}
+        if summary is not None:
+            data["summary"] = {"classes": summary.get("classes"), "causes": summary.get("causes"),
+                               "delivery": summary.get("delivery")}
         data["running"] = run_id in self.runs and self.runs[run_id].poll() is None
-        data["report"] = (path / "report.html").is_file()
+        data["report"] = run_dir.report_path(path).is_file()
         return data
 
     def report(self, run_id: str) -> Path:
-        path = self._run_dir(run_id) / "report.html"
+        path = run_dir.report_path(self._run_dir(run_id))
         if not path.is_file():
             raise RequestError(f"run '{run_id}' has no report yet", 404)
         return path

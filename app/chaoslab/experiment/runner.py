@@ -13,8 +13,6 @@ records, goes to ``snapshot.json``; a later check of the run directory reads it 
 
 from __future__ import annotations
 
-import json
-import os
 import platform
 import subprocess
 import threading
@@ -30,7 +28,7 @@ from rich.live import Live
 from rich.table import Table
 
 from chaoslab import broker_state, clock
-from chaoslab.analysis import checker, run_history, verdict
+from chaoslab.analysis import checker, run_dir, run_history, verdict
 from chaoslab.experiment.ansible_runner import project_root
 from chaoslab.experiment.lab import LabControl, LabInfo
 from chaoslab.experiment.progress import TaskEvents, published
@@ -77,14 +75,7 @@ class RunState:
             "clocks": {node: correction.to_dict() for node, correction in sorted(self.clocks.items())},
             "error": self.error,
         }
-        write_atomically(self.directory / "run.json", json.dumps(data, indent=2) + "\n")
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write *path* through a temporary file renamed over it."""
-    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    partial.write_text(text, encoding="utf-8")
-    partial.replace(path)
+        run_dir.write_run(self.directory, data)
 
 
 def new_run_id(name: str) -> str:
@@ -232,7 +223,7 @@ class Runner:
             state.fault_active = True
             remaining = spec.duration
             reports = self.control.fault(spec.fault.playbook, spec.fault.target, spec.fault.params, remaining,
-                                         state.directory / "faults")
+                                         state.directory / run_dir.FAULTS_DIR)
             # when the fault was in force on its nodes, as their agents report it (the checker takes the windows
             # from the nodes' own fault records; these are the fallback when those cannot be collected)
             fault["start"] = min((report["start"] for report in reports), default=time.time())
@@ -252,7 +243,7 @@ class Runner:
         state = RunState(run_id=run_id, directory=directory, scenario=scenario, cell=cell)
         state.write()
         header = f"run {run_id}{f', cell {cell}' if cell else ''}, from {scenario.path}: run again with chaoslab run"
-        write_atomically(directory / "scenario.yml", to_yaml(scenario, header))
+        run_dir.write_scenario(directory, to_yaml(scenario, header))
         events = TaskEvents(self.info)
         try:
             self.console.print(f"[bold]{scenario.name}[/bold] {cell} -> {directory}")
@@ -304,7 +295,7 @@ class Runner:
             ("snapshot the broker", lambda: self._snapshot(state)),
             ("controller clock", lambda: state.controller_clock.append(self.control.controller_clock())),
             # the background load starts with the collection, unless Redis must be restored first
-            ("collect ledgers", lambda: self.control.collect(state.directory / run_history.LEDGERS_DIR,
+            ("collect ledgers", lambda: self.control.collect(state.directory / run_dir.LEDGERS_DIR,
                                                              self.background_load and not state.scenario.redis)),
             ("read the nodes' records", lambda: self._node_records(state)),
             ("store metrics", lambda: self.control.store_metrics(state.started, time.time(), state.directory)),
@@ -335,16 +326,16 @@ class Runner:
     def _snapshot(self, state: RunState) -> None:
         """Every task message the broker holds now, before the ledgers are read (so none can slip between)."""
         state.snapshot = self.control.snapshot_broker(state.broker_before)
-        broker_state.write(state.snapshot, state.directory)
+        run_dir.write_snapshot(state.snapshot, state.directory)
 
     def _node_records(self, state: RunState) -> None:
         """Clock corrections from the nodes' clock records, and what the workers ran with."""
-        events = read_records(run_history.event_paths(state.directory))
+        events = read_records(run_dir.event_paths(state.directory))
         state.clocks = clock.corrections(events, state.controller_clock)
-        state.effective_settings = run_history.worker_settings(state.directory)
+        state.effective_settings = run_dir.worker_settings(state.directory)
 
     def _judge(self, state: RunState) -> int:
-        run = json.loads((state.directory / "run.json").read_text(encoding="utf-8"))
+        run = run_dir.read_run(state.directory) or {}
         found: dict[str, Any] = {}
 
         def results(ids: list[str]) -> dict[str, Any]:
@@ -358,13 +349,11 @@ class Runner:
         if state.snapshot is not None:
             state.snapshot = replace(state.snapshot, results=found, result_lookups=summary.snapshot["result_lookups"]
                                      if summary.snapshot else 0)
-            broker_state.write(state.snapshot, state.directory)
-        checker.write_summary(summary, state.directory, {"run_id": state.run_id, "cell": state.cell})
-        measured = verdict.figures(summary)
+            run_dir.write_snapshot(state.snapshot, state.directory)
+        measured = run_dir.write_check(summary, state.directory, {"run_id": state.run_id, "cell": state.cell}).figures
         passed, judgements = verdict.judge(state.scenario.hypothesis, measured)
         warnings = run_warnings(summary, state)
-        write_atomically(state.directory / "verdict.json",
-                         json.dumps(verdict.to_dict(passed, judgements, measured, warnings), indent=2) + "\n")
+        run_dir.write_verdict(state.directory, verdict.to_dict(passed, judgements, measured, warnings))
         self._print_verdict(summary, passed, judgements, state.drain, warnings)
         self._report(state.directory)
         return EXIT_PASS if passed else EXIT_FAIL
@@ -449,13 +438,13 @@ def run(scenario: Scenario, control: LabControl, results: Path | None = None, co
     codes = []
     status = "completed"
     for label, cell in cells:
-        code = runner.run_cell(cell, parent / "cells" / label, run_id, label)
+        code = runner.run_cell(cell, parent / run_dir.CELLS_DIR / label, run_id, label)
         codes.append(code)
         if code in (EXIT_ERROR, EXIT_INTERRUPTED):
             status = "aborted"
             break
-    write_atomically(parent / "run.json", json.dumps({"run_id": run_id, "scenario": scenario.name, "status": status,
-                                                      "cells": [label for label, _ in cells]}, indent=2) + "\n")
+    run_dir.write_run(parent, {"run_id": run_id, "scenario": scenario.name, "status": status,
+                               "cells": [label for label, _ in cells]})
     from chaoslab.report.report import write_matrix_report
 
     runner.console.print(f"comparison of {len(codes)} cells: {write_matrix_report(parent)}")

@@ -23,7 +23,8 @@ import yaml
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.errors import ArgumentTypeError
 
-from chaoslab.analysis.checker import CLASSES
+from chaoslab.analysis.figures import RETIRED as RETIRED_FIGURES
+from chaoslab.analysis.figures import UNIT_OF as FIGURES
 from chaoslab.fault_params import PARAMS as FAULT_PARAMS
 from chaoslab.fault_params import check as fault_check
 from chaoslab.inputs import pattern, resolve
@@ -44,15 +45,6 @@ OPS: dict[str, Callable[[Any, Any], bool]] = {
     "<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt, "==": operator.eq, "!=": operator.ne,
 }
 CONDITION = re.compile(r"\s*(<=|>=|==|!=|<|>)\s*(\S.*?)\s*")
-# Counts a hypothesis may name: every class of the checker, all duplicates, tasks that never succeeded, unknown ids.
-COUNTS = (*CLASSES, "duplicated", "never_completed", "unknown")
-# Figures of earlier versions, and what replaced them.
-RETIRED_FIGURES = {"stuck": "use pending (still queued, reserved or running at the end) or lost (gone)"}
-LATENCIES = tuple(f"{p}_{figure}" for figure in ("queue_wait", "run_time", "end_to_end") for p in ("p50", "p95", "p99"))
-FIGURES: dict[str, str] = {
-    **dict.fromkeys(COUNTS, "count"), "success_ratio": "ratio", "throughput": "rate", "throughput_drop": "ratio",
-    "recovery_time": "duration", **dict.fromkeys(LATENCIES, "duration"),
-}
 # Fault parameters holding a duration (checked with parse_duration besides their argument spec).
 DURATION_PARAMS = frozenset({"duration", "every", "down_for", "delay", "jitter", "interval", "timeout"})
 # Celery settings with a lower bound: name -> (operator, bound).

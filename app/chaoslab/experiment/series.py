@@ -1,8 +1,9 @@
 """The Prometheus series of a run: range queries over the run's window, kept in the run directory.
 
-``metrics.json`` holds, per name of :data:`RUN_QUERIES`, Prometheus' range-query result (a list of
-``{"metric": {labels}, "values": [[t, "value"], ...]}``), or ``{"error": "..."}`` for a query that failed,
-with the window and step. The report plots the nodes' CPU, memory and network from it.
+``metrics.json`` (:data:`chaoslab.analysis.run_dir.METRICS_FILE`) holds, per name of :data:`RUN_QUERIES`,
+Prometheus' range-query result (a list of ``{"metric": {labels}, "values": [[t, "value"], ...]}``), or
+``{"error": "..."}`` for a query that failed, with the window and step. The report plots the nodes' CPU, memory
+and network from it (:func:`chaoslab.analysis.run_dir.read_metrics`, :func:`per_node`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-METRICS_FILE = "metrics.json"
+from chaoslab.analysis import run_dir
+
 STEP_S = 5.0
 RUN_QUERIES: dict[str, str] = {
     "node_cpu": "sum by (node) (rate(chaoslab_node_cpu_seconds_total[15s]))",
@@ -51,18 +53,8 @@ def fetch(url: str, start: float, end: float, step: float = STEP_S) -> dict[str,
 
 
 def store(url: str, start: float, end: float, directory: Path) -> Path:
-    path = directory / METRICS_FILE
-    path.write_text(json.dumps(fetch(url, start, end)), encoding="utf-8")
-    return path
-
-
-def load(directory: Path) -> dict[str, Any]:
-    """The series kept in a run directory (empty when there are none)."""
-    try:
-        data = json.loads((directory / METRICS_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data.get("series", {}) if isinstance(data, dict) else {}
+    """Every query's series over [start, end] into the run directory's ``metrics.json``."""
+    return run_dir.write_metrics(fetch(url, start, end), directory)
 
 
 def per_node(series: dict[str, Any], name: str, t0: float) -> dict[str, tuple[list[float], list[float]]]:

@@ -24,12 +24,12 @@ from typing import Any
 
 from rich.console import Console
 
+from chaoslab.analysis import run_dir
 from chaoslab.experiment import runner
 from chaoslab.experiment.ansible_runner import project_root
 from chaoslab.experiment.lab import LabControl
 from chaoslab.experiment.scenario import Scenario, load_scenario
 from chaoslab.report import study_report
-from chaoslab.report.compare import read_json
 
 RUNS_DIR = "runs"
 DEFAULT_CELL = "default"
@@ -166,7 +166,7 @@ class Study:
                                   "settings": planned.scenario.celery, "repeat": planned.repeat,
                                   "path": planned.path, "exit": code, "seconds": round(time.time() - start, 1)})
                 if not self.versions:
-                    run_file = read_json(self.directory / planned.path / "run.json") or {}
+                    run_file = run_dir.read_run(self.directory / planned.path) or {}
                     self.versions = dict(run_file.get("versions") or {})
                 self.write()
                 if code == runner.EXIT_INTERRUPTED:

@@ -4,28 +4,16 @@
     write_comparison(rows, "experiments/results")  # comparison.md and comparison.html
 
 A run directory holds ``run.json`` (written by the runner) and the checker's
-``summary.json`` and ``tasks.csv``, and ``verdict.json`` when the scenario had a
-hypothesis. A matrix run is a parent directory whose ``run.json`` lists ``cells``; each
-cell is a run directory under ``cells/<label>/`` and becomes one row.
+``summary.json``, ``tasks.csv`` and ``executions.csv``, and ``verdict.json`` when the scenario
+had a hypothesis (see :mod:`chaoslab.analysis.run_dir`). A matrix run is a parent directory
+whose ``run.json`` lists ``cells``; each cell is a run directory under ``cells/<label>/`` and
+becomes one row.
 
-Figures of a row, all read from the checker's output (see :mod:`chaoslab.analysis.checker`):
-
-``success_ratio``
-    Tasks that succeeded / tasks sent (publish ok), over all kinds: the hypothesis figure
-    ``success_ratio`` of :mod:`chaoslab.analysis.verdict`, counted from ``tasks.csv`` (summary.json
-    holds only per-kind ratios, over all tasks published).
-``p95_end_to_end``
-    The whole run's nearest-rank p95 of end-to-end latency (``overall`` in summary.json).
-``throughput_baseline``, ``throughput_fault``
-    Completions per second of the phase named ``baseline`` (else the first phase), and
-    inside the fault windows the nodes recorded (the checker's ``fault_throughput``; for
-    a summary without it, of the phase named ``fault``, else the phase overlapping the
-    fault windows most).
-``throughput_drop``
-    ``1 - throughput_fault / throughput_baseline``; negative when the fault phase
-    completed more (e.g. a backlog draining), where the verdict's figure is clamped at 0.
-``recovery_time``
-    The checker's recovery time in seconds (``None``: not recovered, or no fault/baseline).
+A row holds the task classes of ``summary.json`` and the run's figures as the checker wrote them
+(:func:`chaoslab.analysis.run_dir.figures`; what each means: :mod:`chaoslab.analysis.figures`):
+``success_ratio``, ``p95_end_to_end``, ``throughput_baseline``, ``throughput_fault``,
+``throughput_drop`` (negative when the fault phase completed more, e.g. a backlog draining) and
+``recovery_time`` (``None``: not recovered, or no fault or baseline).
 
 A directory that lacks a file gives a row with what it has (``None`` elsewhere), so an
 aborted or failed run still shows up. The comparison is written as Markdown and HTML for
@@ -46,55 +34,12 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Final
 
+from chaoslab.analysis import run_dir as run_files
 from chaoslab.analysis.checker import CLASSES
 
-RUN_FILE: Final = "run.json"
-SUMMARY_FILE: Final = "summary.json"
-TASKS_FILE: Final = "tasks.csv"
-VERDICT_FILE: Final = "verdict.json"
-CELLS_DIR: Final = "cells"
-BASELINE_PHASE: Final = "baseline"
-FAULT_PHASE: Final = "fault"
 MISSING: Final = "—"
 
 StrPath = str | os.PathLike[str]
-
-
-# ---------------------------------------------------------------------------------------
-# Reading run directories
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    """The JSON object in *path*, or None when the file does not exist."""
-    try:
-        with path.open(encoding="utf-8") as handle:
-            data = json.load(handle)
-    except FileNotFoundError:
-        return None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path} does not hold a JSON object")
-    return data
-
-
-def is_matrix(run_dir: StrPath) -> bool:
-    """True when *run_dir* is the parent directory of a matrix run."""
-    run = read_json(Path(run_dir) / RUN_FILE)
-    return run is not None and "cells" in run
-
-
-def cell_dirs(parent_dir: StrPath) -> list[Path]:
-    """The cell directories of a matrix run, in the order its run.json lists them."""
-    parent = Path(parent_dir)
-    run = read_json(parent / RUN_FILE) or {}
-    return [parent / CELLS_DIR / str(label) for label in run.get("cells", [])]
-
-
-def expand_runs(run_dirs: Iterable[StrPath]) -> list[Path]:
-    """Single runs as given; a matrix parent replaced by its cells."""
-    expanded: list[Path] = []
-    for run_dir in run_dirs:
-        expanded.extend(cell_dirs(run_dir) if is_matrix(run_dir) else [Path(run_dir)])
-    return expanded
 
 
 def run_label(run: Mapping[str, Any], default: str) -> str:
@@ -102,66 +47,6 @@ def run_label(run: Mapping[str, Any], default: str) -> str:
     scenario = str(run.get("scenario") or default)
     cell = run.get("cell")
     return f"{scenario} / {cell}" if cell else scenario
-
-
-def pooled_success_ratio(tasks_csv: Path) -> float | None:
-    """Tasks that succeeded / tasks sent (publish ok), from the checker's tasks.csv."""
-    try:
-        with tasks_csv.open(newline="", encoding="utf-8") as handle:
-            reader = csv.reader(handle)
-            header = next(reader)
-            cls, final = header.index("class"), header.index("final")
-            succeeded = [row[final] == "success" for row in reader if row[cls] != "publish_failed"]
-    except (FileNotFoundError, StopIteration):
-        return None
-    return sum(succeeded) / len(succeeded) if succeeded else None
-
-
-# ---------------------------------------------------------------------------------------
-# Figures from summary.json
-
-
-def _overlap(phase: Mapping[str, Any], faults: Sequence[Mapping[str, Any]]) -> float:
-    return sum(max(0.0, min(phase["end"], f["end"]) - max(phase["start"], f["start"])) for f in faults)
-
-
-def baseline_phase(summary: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    """The phase named ``baseline``, else the first phase."""
-    phases = summary.get("phases") or []
-    return next((p for p in phases if p["name"] == BASELINE_PHASE), phases[0] if phases else None)
-
-
-def fault_phase(summary: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    """The phase named ``fault``, else the phase that overlaps the fault windows most."""
-    phases = summary.get("phases") or []
-    named = next((p for p in phases if p["name"] == FAULT_PHASE), None)
-    if named is not None:
-        return named
-    faults = summary.get("faults") or []
-    best = max(phases, key=lambda phase: _overlap(phase, faults), default=None)
-    return best if best is not None and _overlap(best, faults) > 0 else None
-
-
-def _throughput(phase: Mapping[str, Any] | None) -> float | None:
-    return None if phase is None else phase.get("throughput")
-
-
-def fault_throughput(summary: Mapping[str, Any]) -> float | None:
-    """Completions per second inside the fault windows (the checker's), else in the fault phase (older runs)."""
-    if "fault_throughput" in summary:
-        return summary["fault_throughput"]
-    return _throughput(fault_phase(summary))
-
-
-def throughput_drop(baseline: float | None, fault: float | None) -> float | None:
-    """``1 - fault / baseline``; None when either is unknown or the baseline is zero."""
-    if baseline is None or fault is None or baseline <= 0:
-        return None
-    return 1 - fault / baseline
-
-
-def _p95_end_to_end(summary: Mapping[str, Any]) -> float | None:
-    return summary.get("overall", {}).get("latency", {}).get("end_to_end", {}).get("p95")
 
 
 HELD: Final = "held"
@@ -218,31 +103,31 @@ class Row:
 def load_row(run_dir: StrPath) -> Row:
     """The row of one single run directory."""
     path = Path(run_dir)
-    run = read_json(path / RUN_FILE) or {"status": "missing"}
-    summary = read_json(path / SUMMARY_FILE) or {}
+    run = run_files.read_run(path) or {"status": "missing"}
+    found = run_files.read_summary(path)
+    figures = run_files.figures(path, found)
+    summary = found or {}
     classes = summary.get("classes", {})
-    baseline = _throughput(baseline_phase(summary))
-    fault = fault_throughput(summary)
     return Row(
         label=run_label(run, path.name),
         run_id=str(run.get("run_id") or path.name),
         path=path,
         status=str(run.get("status") or "unknown"),
         **{cls: classes.get(cls) for cls in CLASSES},
-        success_ratio=pooled_success_ratio(path / TASKS_FILE),
-        p95_end_to_end=_p95_end_to_end(summary),
-        throughput_baseline=baseline,
-        throughput_fault=fault,
-        throughput_drop=throughput_drop(baseline, fault),
-        recovery_time=summary.get("recovery", {}).get("time_s"),
+        success_ratio=figures.get("success_ratio"),
+        p95_end_to_end=figures.get("p95_end_to_end"),
+        throughput_baseline=figures.get("throughput_baseline"),
+        throughput_fault=figures.get("throughput_fault"),
+        throughput_drop=figures.get("throughput_drop"),
+        recovery_time=figures.get("recovery_time"),
         delivery=summary.get("delivery", {}).get("guarantee"),
-        verdict=_verdict_word(read_json(path / VERDICT_FILE)),
+        verdict=_verdict_word(run_files.read_verdict(path)),
     )
 
 
 def compare(run_dirs: Iterable[StrPath]) -> list[Row]:
     """One row per run; a matrix parent gives one row per cell."""
-    return [load_row(run_dir) for run_dir in expand_runs(run_dirs)]
+    return [load_row(run_dir) for run_dir in run_files.expand_runs(run_dirs)]
 
 
 # ---------------------------------------------------------------------------------------
@@ -416,9 +301,9 @@ def write_comparison(rows: Sequence[Row], out_dir: StrPath) -> tuple[Path, Path]
     return the first two's paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    markdown, page = out / "comparison.md", out / "comparison.html"
-    markdown.write_text(to_markdown(rows), encoding="utf-8")
-    page.write_text(to_html_page(rows), encoding="utf-8")
-    (out / "comparison.csv").write_text(to_csv(rows), encoding="utf-8")
-    (out / "comparison.json").write_text(to_json(rows), encoding="utf-8")
+    markdown, page = out / run_files.COMPARISON_MARKDOWN, out / run_files.COMPARISON_HTML
+    run_files.write_atomically(markdown, to_markdown(rows))
+    run_files.write_atomically(page, to_html_page(rows))
+    run_files.write_atomically(out / run_files.COMPARISON_CSV, to_csv(rows))
+    run_files.write_atomically(out / run_files.COMPARISON_JSON, to_json(rows))
     return markdown, page

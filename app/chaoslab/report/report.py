@@ -3,13 +3,12 @@
     write_report("experiments/results/<run-id>")         # -> .../report.html
     write_matrix_report("experiments/results/<matrix>")  # every cell's report, and a page over them
 
-Inputs, all in the run directory: ``run.json`` (the runner's: scenario, status, phases,
-planned fault windows, drain, versions, settings), ``ledgers/*.jsonl`` (task and event
-records, see :mod:`chaoslab.ledger`), ``snapshot.json`` (the broker at collection), the
-checker's ``summary.json`` (with the fault windows the nodes recorded) and ``tasks.csv``
-and, when the scenario had a hypothesis, ``verdict.json``. When ``summary.json`` or
-``tasks.csv`` is missing (e.g. a run aborted before the check), the checker runs in memory
-on the run directory (:mod:`chaoslab.analysis.run_history`); nothing is written but the report.
+Inputs, all in the run directory (named by :mod:`chaoslab.analysis.run_dir`): ``run.json`` (the runner's:
+scenario, status, phases, planned fault windows, drain, versions, settings), the checker's output (``summary.json``
+with the fault windows the nodes recorded, ``tasks.csv`` and ``executions.csv``), ``verdict.json`` when the scenario
+had a hypothesis, and ``metrics.json``. The report reads what the checker wrote and derives nothing of its own: when
+``summary.json`` or ``tasks.csv`` is missing (e.g. a run aborted before the check), the checker runs in memory on the
+run directory (:func:`chaoslab.analysis.run_history.load_check`); nothing is written but the report.
 
 Outputs: ``figures/<name>.png`` (see :data:`FIGURES`) and ``report.html``, which embeds
 the figures as ``data:`` URIs, so the page can be copied or mailed alone; it has inline
@@ -45,21 +44,19 @@ smallest of :data:`NICE_BIN_WIDTHS` that keeps at most :data:`MAX_BINS` bins.
     Each node's CPU, resident memory and lab NIC traffic, from the Prometheus series the
     runner kept in ``metrics.json`` (chaoslab.experiment.series); "no Prometheus series" without them.
 
-Execution pairing follows the checker: a start opens an execution, an end closes the
-most recent open execution with the same (id, node, pid, attempt); records after the run
-end are ignored. Everything per record or per task is vectorised with numpy.
+Executions are the checker's (a start record paired with its end record): those that started by the run end,
+an end after the run end counting as unknown, like one still running. Everything per task or per execution is
+vectorised with numpy.
 """
 
 from __future__ import annotations
 
 import base64
-import csv
 import json
 import math
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from operator import itemgetter
 from pathlib import Path
 from typing import Any, Final
 
@@ -69,17 +66,12 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from chaoslab.analysis import run_dir as run_files
 from chaoslab.analysis import run_history, verdict
-from chaoslab.analysis.checker import BAD_CLASSES, CLASSES, CSV_HEADER
+from chaoslab.analysis.checker import BAD_CLASSES, CLASSES, Execution, TaskResult
 from chaoslab.experiment import series
-from chaoslab.ledger import ReadStats, read_records
 from chaoslab.report.compare import (
     MISSING,
-    RUN_FILE,
-    SUMMARY_FILE,
-    TASKS_FILE,
-    VERDICT_FILE,
-    cell_dirs,
     compare,
     esc,
     fmt_count,
@@ -89,8 +81,6 @@ from chaoslab.report.compare import (
     fmt_text,
     html_page,
     html_table,
-    is_matrix,
-    read_json,
     run_label,
     to_html,
     write_comparison,
@@ -100,9 +90,10 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
 StrPath = str | os.PathLike[str]
 
-REPORT_FILE: Final = "report.html"
-FIGURES_DIR: Final = "figures"
-LEDGERS_DIR: Final = "ledgers"
+REPORT_FILE: Final = run_files.REPORT_FILE
+FIGURES_DIR: Final = run_files.FIGURES_DIR
+NEVER_PUBLISHED: Final = "never published"
+"""The kind shown for executions of ids the load generator never published."""
 FAULT_COLOUR: Final = "#fdd49e"
 """Opaque fill of fault windows in every figure over time (light orange)."""
 PHASE_COLOUR: Final = "#555555"
@@ -123,8 +114,6 @@ LOG_SCALE_SPAN: Final = 100.0
 _PALETTE: Final = ("#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f")
 _FINAL_CODES: Final = {"success": 0, "failure": 1, "retry": 1}
 _UNFINISHED: Final = 2
-_EXECUTION_TYPES: Final = frozenset(("start", "end"))
-_EVENT_FIELDS: Final = itemgetter("t", "type", "id", "node", "pid", "attempt", "kind")
 _STATUS_BANNERS: Final = {
     "aborted": "This run was ABORTED: it stopped before its plan ended; figures and counts cover only what ran.",
     "failed": "This run FAILED: the runner hit an error; figures and counts may be incomplete.",
@@ -170,7 +159,7 @@ class Tasks:
 
 @dataclass(frozen=True, slots=True)
 class Executions:
-    """One entry per execution that has a start record."""
+    """One entry per execution of the checker's that started by the run end."""
 
     kinds: list[str]
     kind: IntArray
@@ -178,7 +167,7 @@ class Executions:
     node: IntArray
     start: FloatArray
     end: FloatArray
-    """NaN while the execution never ended."""
+    """NaN while the execution never ended, or ended after the run end."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,7 +183,6 @@ class RunData:
     faults: list[Window]
     tasks: Tasks
     executions: Executions
-    read_stats: ReadStats
     metrics: dict[str, Any] = field(default_factory=dict)
     """The run's Prometheus series (metrics.json; see chaoslab.experiment.series), empty without them."""
 
@@ -217,54 +205,26 @@ def _floats(values: Iterable[Any], offset: float = 0.0) -> FloatArray:
     return np.array([math.nan if value in ("", None) else float(value) for value in values], dtype=np.float64) - offset
 
 
-def tasks_from_rows(rows: Iterable[Sequence[Any]], t0: float, header: Sequence[str] = CSV_HEADER) -> Tasks:
-    """Tasks from tasks.csv rows (strings, under *header*) or the checker's TaskResult tuples."""
-    wanted = ("kind", "publish_t", "completed_at", "queue_wait", "final")
-    column = {name: index for index, name in enumerate(header)}
-    picked = list(zip(*map(itemgetter(*(column[name] for name in wanted)), rows), strict=True))
-    kind_column, publish, completed, queue_wait, final = picked or [() for _ in wanted]
-    kinds, kind = _codes(kind_column)
+def tasks_from_results(tasks: Sequence[TaskResult], t0: float) -> Tasks:
+    """Tasks from the checker's rows (tasks.csv)."""
+    kinds, kind = _codes([task.kind for task in tasks])
     return Tasks(
         kinds=kinds,
         kind=kind,
-        publish=_floats(publish, t0),
-        completed=_floats(completed, t0),
-        queue_wait=_floats(queue_wait),
-        final=np.array([_FINAL_CODES.get(value, _UNFINISHED) for value in final], dtype=np.intp),
+        publish=_floats((task.publish_t for task in tasks), t0),
+        completed=_floats((task.completed_at for task in tasks), t0),
+        queue_wait=_floats(task.queue_wait for task in tasks),
+        final=np.array([_FINAL_CODES.get(task.final, _UNFINISHED) for task in tasks], dtype=np.intp),
     )
 
 
-def _event_order(event: tuple[Any, ...]) -> tuple[float, bool]:
-    return event[0], event[1] == "end"
-
-
-def execution_events(records: Iterable[Mapping[str, Any]], run_end: float) -> list[tuple[Any, ...]]:
-    """``(t, type, id, node, pid, attempt, kind)`` of the start and end records up to *run_end*,
-    in time order, starts before ends at the same time (compact tuples, not the records)."""
-    events = (_EVENT_FIELDS(r) for r in records if r.get("type") in _EXECUTION_TYPES and r["t"] <= run_end)
-    return sorted(events, key=_event_order)
-
-
-def executions_from_events(events: Iterable[tuple[Any, ...]], t0: float) -> Executions:
-    """Pair start and end events into executions, as the checker does."""
-    open_by_key: dict[tuple[Any, ...], list[int]] = {}
-    kinds: list[str] = []
-    nodes: list[str] = []
-    start: list[float] = []
-    end: list[float] = []
-    for t, what, task_id, node, pid, attempt, kind in events:
-        key = (task_id, node, pid, attempt)
-        if what == "start":
-            open_by_key.setdefault(key, []).append(len(start))
-            kinds.append(kind)
-            nodes.append(node)
-            start.append(t)
-            end.append(math.nan)
-        elif stack := open_by_key.get(key):
-            end[stack.pop()] = t
-    kind_names, kind_codes = _codes(kinds)
-    node_names, node_codes = _codes(nodes)
-    return Executions(kind_names, kind_codes, node_names, node_codes, _floats(start, t0), _floats(end, t0))
+def executions_from(executions: Iterable[Execution], t0: float, run_end: float) -> Executions:
+    """The checker's executions (executions.csv) that started by *run_end*; an end after it is unknown (NaN)."""
+    kept = [e for e in executions if e.start is not None and e.start <= run_end]
+    kind_names, kind_codes = _codes([e.kind or NEVER_PUBLISHED for e in kept])
+    node_names, node_codes = _codes([e.node for e in kept])
+    return Executions(kind_names, kind_codes, node_names, node_codes, _floats((e.start for e in kept), t0),
+                      _floats((e.end if e.end is not None and e.end <= run_end else None for e in kept), t0))
 
 
 def _windows(
@@ -290,47 +250,30 @@ def _planned_span(run: Mapping[str, Any]) -> tuple[float | None, float | None]:
     return start, end
 
 
-def _summary_and_rows(
-    path: Path, run: Mapping[str, Any]
-) -> tuple[dict[str, Any], Iterable[Sequence[Any]], Sequence[str], str]:
-    """summary.json, tasks.csv rows and their header when both exist, else the checker's result in memory."""
-    summary = read_json(path / SUMMARY_FILE)
-    tasks_csv = path / TASKS_FILE
-    if summary is not None and tasks_csv.exists():
-        with tasks_csv.open(newline="", encoding="utf-8") as handle:
-            header, *rows = list(csv.reader(handle)) or [list(CSV_HEADER)]
-        return summary, rows, header, SUMMARY_FILE
-    computed = run_history.check_run(path, run)
-    return computed.to_dict(), computed.tasks, CSV_HEADER, "the ledgers (summary.json missing; checked in memory)"
-
-
 def load_run(run_dir: StrPath) -> RunData:
     """Everything the report shows, read from one run directory."""
     path = Path(run_dir)
-    run = read_json(path / RUN_FILE)
+    run = run_files.read_run(path)
     if run is None:
-        raise FileNotFoundError(f"{path / RUN_FILE} does not exist: not a run directory")
-    ledgers = run_history.ledger_paths(path)
-    summary, rows, header, source = _summary_and_rows(path, run)
+        raise FileNotFoundError(f"{path / run_files.RUN_FILE} does not exist: not a run directory")
+    checked = run_history.load_check(path, run)
+    summary = checked.summary
     planned_start, planned_end = _planned_span(run)
     t0 = float(planned_start or summary.get("overall", {}).get("start") or 0.0)
     run_end = float(summary.get("run_end") or planned_end or t0)
-    stats = ReadStats()
-    events = execution_events(read_records(ledgers, stats), run_end)
     return RunData(
         path=path,
         run=run,
         summary=summary,
-        summary_source=source,
-        verdict=read_json(path / VERDICT_FILE),
+        summary_source=checked.source,
+        verdict=run_files.read_verdict(path),
         t0=t0,
         duration=max(run_end - t0, 1.0),
         phases=_windows(run.get("phases") or [], t0, run_end, lambda phase: str(phase["name"])),
         faults=_windows(summary.get("faults") or run.get("faults") or [], t0, run_end, fault_label),
-        tasks=tasks_from_rows(rows, t0, header),
-        executions=executions_from_events(events, t0),
-        read_stats=stats,
-        metrics=series.load(path),
+        tasks=tasks_from_results(checked.tasks, t0),
+        executions=executions_from(checked.executions, t0, run_end),
+        metrics=run_files.read_metrics(path),
     )
 
 
@@ -921,13 +864,7 @@ def _mapping_section(title: str, values: Mapping[str, Any] | None) -> str:
 
 
 def _records_section(data: RunData) -> str:
-    counts = {
-        **data.summary.get("records", {}),
-        "torn_tails": data.read_stats.torn_tails,
-        "corrupt_lines": data.read_stats.corrupt_lines,
-        "torn_fragments": data.read_stats.torn_fragments,
-        "oversized_lines": data.read_stats.oversized_lines,
-    }
+    counts = dict(data.summary.get("records", {}))
     unknown = data.summary.get("unknown", {})
     counts.update({f"unknown_{key}": value for key, value in unknown.items()})
     section = _mapping_section("Ledger records", counts)
@@ -978,21 +915,21 @@ def write_report(run_dir: StrPath) -> Path:
 
     A matrix parent directory gets :func:`write_matrix_report` instead.
     """
-    if is_matrix(run_dir):
+    if run_files.is_matrix(run_dir):
         return write_matrix_report(run_dir)
     data = load_run(run_dir)
     pngs = write_figures(data, data.path / FIGURES_DIR)
-    page = data.path / REPORT_FILE
-    page.write_text(render_html(data, pngs), encoding="utf-8")
+    page = run_files.report_path(data.path)
+    run_files.write_atomically(page, render_html(data, pngs))
     return page
 
 
 def _cell_section(parent: Path, cell: Path) -> str:
     title = f"Cell {cell.name}"
-    if not (cell / RUN_FILE).exists():
+    run = run_files.read_run(cell)
+    if run is None:
         return _section(title, "<p>No run directory for this cell (the matrix run stopped before it).</p>")
     page = write_report(cell)
-    run = read_json(cell / RUN_FILE) or {}
     href = esc(page.relative_to(parent).as_posix())
     status = esc(run.get("status", "unknown"))
     link = f'<p><a href="{href}">full report of this cell</a> (status {status})</p>'
@@ -1005,8 +942,8 @@ def write_matrix_report(parent_dir: StrPath) -> Path:
     """Report every cell, write comparison.md/.html, and a page with the comparison table and
     each cell's key figures (embedded) linking to the cell's report; return that page's path."""
     parent = Path(parent_dir)
-    run = read_json(parent / RUN_FILE) or {}
-    cells = cell_dirs(parent)
+    run = run_files.read_run(parent) or {}
+    cells = run_files.cell_dirs(parent)
     sections = [_cell_section(parent, cell) for cell in cells]
     rows = compare([parent])
     write_comparison(rows, parent)
@@ -1020,6 +957,6 @@ def write_matrix_report(parent_dir: StrPath) -> Path:
             *sections,
         )
     )
-    page = parent / REPORT_FILE
-    page.write_text(html_page(title, body, _REPORT_CSS), encoding="utf-8")
+    page = run_files.report_path(parent)
+    run_files.write_atomically(page, html_page(title, body, _REPORT_CSS))
     return page

@@ -11,12 +11,13 @@ per repeat, at ``runs/<scenario>/<cell-dir>/r<k>/`` (the path each entry of
 ``study.json`` ``runs`` gives, relative to the study directory). Every (scenario, cell)
 pair is one :class:`Group`, in the order of its first run in ``study.json``.
 
-Figures of a repeat come from ``verdict.json`` ``figures`` (every hypothesis figure, see
-:func:`chaoslab.analysis.verdict.figures`); without them (older runs) from ``summary.json``:
-the class counts, the overall throughput, the recovery time, the overall p95 end to end
-latency and the throughput drop of the phases named ``baseline`` and ``fault`` (the
-success ratio stays unknown). A missing file leaves its figures unknown (``—``), so an
-aborted or incomplete study still renders with what exists.
+Figures of a repeat are the run's figures as the checker wrote them (``summary.json``
+``figures``, read by :func:`chaoslab.analysis.run_dir.figures`; what each means:
+:mod:`chaoslab.analysis.figures`); a run made before summary.json held them has them in
+``verdict.json``, or, without those, measured the same way from its ``summary.json`` (the
+success ratio then needs ``tasks.csv``, which a published study does not keep). A missing
+file leaves its figures unknown (``—``), so an aborted or incomplete study still renders
+with what exists.
 
 Per group, each figure is shown as the mean with the range over the repeats,
 ``mean (min\u2013max)``, or the single value when the repeats agree exactly. The repeats of a
@@ -58,13 +59,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from chaoslab.analysis import run_dir as run_files
 from chaoslab.report.compare import (
-    BASELINE_PHASE,
-    FAULT_PHASE,
     MISSING,
-    RUN_FILE,
-    SUMMARY_FILE,
-    VERDICT_FILE,
     StrPath,
     esc,
     fmt_count,
@@ -73,21 +70,18 @@ from chaoslab.report.compare import (
     fmt_seconds,
     html_page,
     html_table,
-    read_json,
-    throughput_drop,
 )
-from chaoslab.report.report import FIGURES_DIR
-from chaoslab.report.report import REPORT_FILE as RUN_REPORT_FILE
 
 STUDY_FILE: Final = "study.json"
 MARKDOWN_FILE: Final = "study.md"
 HTML_FILE: Final = "study.html"
-CSV_FILE: Final = "comparison.csv"
-JSON_FILE: Final = "comparison.json"
+CSV_FILE: Final = run_files.COMPARISON_CSV
+JSON_FILE: Final = run_files.COMPARISON_JSON
 """The comparison as data (``study.json`` is the study runner's own record), named as a matrix run's are."""
-SCENARIO_FILE: Final = "scenario.yml"
-PUBLISHED_RUN_FILES: Final = (RUN_FILE, SCENARIO_FILE, SUMMARY_FILE, VERDICT_FILE)
-"""The files of each run that :func:`publish` copies (the small ones: no ledgers, tasks.csv, metrics, report)."""
+PUBLISHED_RUN_FILES: Final = (run_files.RUN_FILE, run_files.SCENARIO_FILE, run_files.SUMMARY_FILE,
+                              run_files.VERDICT_FILE)
+"""The files of each run that :func:`publish` copies (the small ones: no ledgers, tasks.csv, executions.csv,
+metrics, report)."""
 AGREEMENT_TOLERANCE: Final = 0.10
 COUNT_FIGURES: Final = ("lost", "pending", "duplicated", "failed", "failed_by_worker", "publish_failed")
 FIRST_EDITION_COUNTS: Final = ("lost", "duplicated", "failed", "stuck", "publish_failed")
@@ -234,29 +228,6 @@ def config_label(cell: str) -> str:
     return ", ".join(parts)
 
 
-def _named_phase_throughput(summary: Mapping[str, Any], name: str) -> float | None:
-    phase = next((p for p in summary.get("phases") or [] if p.get("name") == name), None)
-    return None if phase is None else phase.get("throughput")
-
-
-def figures_from_summary(summary: Mapping[str, Any]) -> dict[str, float | None]:
-    """The figures summary.json holds, for runs whose verdict.json has no ``figures``."""
-    classes = summary.get("classes") or {}
-    overall = summary.get("overall") or {}
-    values: dict[str, float | None] = {name: float(count) for name, count in classes.items() if count is not None}
-    if "duplicated" not in values and classes:  # the checker's two duplicated classes, as the figure sums them
-        values["duplicated"] = float(summary.get("duplicated") or sum(
-            classes.get(name) or 0 for name in ("duplicated_completed", "duplicated_not_completed")))
-    values["success_ratio"] = None
-    values["throughput"] = overall.get("throughput")
-    values["throughput_drop"] = throughput_drop(
-        _named_phase_throughput(summary, BASELINE_PHASE), _named_phase_throughput(summary, FAULT_PHASE)
-    )
-    values["recovery_time"] = (summary.get("recovery") or {}).get("time_s")
-    values["p95_end_to_end"] = ((overall.get("latency") or {}).get("end_to_end") or {}).get("p95")
-    return values
-
-
 def _passed(verdict: Mapping[str, Any] | None) -> bool | None:
     if verdict is None or "passed" not in verdict:
         return None
@@ -271,13 +242,10 @@ def load_repeat(study_dir: Path, entry: Mapping[str, Any]) -> RepeatFigures:
     """The figures of the run one ``study.json`` ``runs`` entry names (unknown where its files are missing)."""
     path = str(entry.get("path") or "")
     run_dir = study_dir / path if path else None
-    run = read_json(run_dir / RUN_FILE) if run_dir else None
-    summary = read_json(run_dir / SUMMARY_FILE) if run_dir else None
-    verdict = read_json(run_dir / VERDICT_FILE) if run_dir else None
-    if verdict is not None and isinstance(verdict.get("figures"), dict):
-        figures = dict(verdict["figures"])
-    else:
-        figures = figures_from_summary(summary or {})
+    run = run_files.read_run(run_dir) if run_dir else None
+    summary = run_files.read_summary(run_dir) if run_dir else None
+    verdict = run_files.read_verdict(run_dir) if run_dir else None
+    figures = run_files.figures(run_dir, summary) if run_dir else {}
     return RepeatFigures(
         repeat=int(entry.get("repeat") or 0),
         path=path,
@@ -324,7 +292,7 @@ def _float_or_none(value: Any) -> float | None:
 def load_study(study_dir: StrPath) -> Study:
     """The study in *study_dir* (FileNotFoundError without study.json)."""
     path = Path(study_dir)
-    data = read_json(path / STUDY_FILE)
+    data = run_files.read_json(path / STUDY_FILE)
     if data is None:
         raise FileNotFoundError(f"{path / STUDY_FILE} does not exist: not a study directory")
     groups = _groups(path, data.get("runs") or [])
@@ -626,7 +594,7 @@ def repeat_text(repeat: RepeatFigures) -> str:
 
 def figure_file(scenario: str) -> str:
     """The figure of *scenario*, relative to the report: ``figures/<scenario>.png``."""
-    return f"{FIGURES_DIR}/{_FILE_NAME_UNSAFE.sub('_', scenario) or '_'}.png"
+    return f"{run_files.FIGURES_DIR}/{_FILE_NAME_UNSAFE.sub('_', scenario) or '_'}.png"
 
 
 # ---------------------------------------------------------------------------------------
@@ -716,7 +684,7 @@ def run_link(study: Study, repeat: RepeatFigures, out_dir: Path | None = None) -
     text = f"<code>{esc(repeat.path or MISSING)}</code>"
     if not repeat.path:
         return text
-    report = study.path / repeat.path / RUN_REPORT_FILE
+    report = run_files.report_path(study.path / repeat.path)
     if not report.is_file():
         return text
     base = study.path if out_dir is None else out_dir

@@ -1,0 +1,142 @@
+"""The figures of a run: every number a hypothesis may name and a comparison shows, defined here once.
+
+    values = measure(summary.to_dict(), success_ratio(summary.tasks))
+
+A figure is computed from the checker's summary (``summary.json``'s data) and, for ``success_ratio``, the checker's
+task rows. The runner writes the result into ``summary.json`` (``figures``) and ``verdict.json``; the comparison,
+the study report and the hypothesis read it from there (:func:`chaoslab.analysis.run_dir.figures`). A run directory
+made before summary.json held its figures gets them from the same :func:`measure` over its older summary.
+
+Which phase is which
+    The baseline phase is the phase named ``baseline``, else the first phase. The fault's throughput is the
+    checker's ``fault_throughput`` (completions per second inside the fault windows the nodes recorded); a summary
+    written before the checker measured it falls back to the phase named ``fault``, else the phase that overlaps
+    the fault windows most (:func:`fault_phase`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from chaoslab.analysis.checker import CLASSES, DUPLICATED, LATENCIES, TaskResult
+
+BASELINE_PHASE: Final = "baseline"
+FAULT_PHASE: Final = "fault"
+PERCENTILES: Final = ("p50", "p95", "p99")
+UNITS: Final = ("count", "ratio", "rate", "duration")
+"""What a figure's number is: a count of tasks, a ratio (0-1), per second, seconds."""
+
+
+@dataclass(frozen=True, slots=True)
+class Figure:
+    name: str
+    unit: str
+    """One of :data:`UNITS`."""
+    meaning: str
+
+
+_LATENCY_MEANINGS: Final = {
+    "queue_wait": "first start - publish returned",
+    "run_time": "end - start of the last successful execution",
+    "end_to_end": "last successful end - when the task was due",
+}
+
+VOCABULARY: Final[tuple[Figure, ...]] = (
+    *(Figure(cls, "count", f"tasks of the checker's class {cls}") for cls in CLASSES),
+    Figure("duplicated", "count", "tasks of both duplicated classes"),
+    Figure("never_completed", "count", "tasks published successfully that never succeeded, whatever their class"),
+    Figure("unknown", "count", "ids that ran but were never published"),
+    Figure("success_ratio", "ratio", "tasks that succeeded over tasks published successfully"),
+    Figure("throughput", "rate", "completions per second over the run"),
+    Figure("throughput_baseline", "rate", "completions per second in the baseline phase"),
+    Figure("throughput_fault", "rate", "completions per second inside the fault windows"),
+    Figure("throughput_drop", "ratio", "1 - throughput_fault / throughput_baseline (negative: the fault phase "
+                                       "completed more, e.g. a backlog draining)"),
+    Figure("recovery_time", "duration", "seconds from the end of the last fault window until the completion rate "
+                                        "and the backlog are back at the baseline's"),
+    *(Figure(f"{pct}_{latency}", "duration", f"nearest-rank {pct} over the run of {meaning}")
+      for latency, meaning in _LATENCY_MEANINGS.items() for pct in PERCENTILES),
+)
+NAMES: Final = tuple(figure.name for figure in VOCABULARY)
+UNIT_OF: Final[dict[str, str]] = {figure.name: figure.unit for figure in VOCABULARY}
+RETIRED: Final = {"stuck": "use pending (still queued, reserved or running at the end) or lost (gone)"}
+"""Figures of earlier versions, and what replaced them."""
+
+Values = dict[str, float | None]
+
+
+def _overlap(phase: Mapping[str, Any], faults: Sequence[Mapping[str, Any]]) -> float:
+    return sum(max(0.0, min(phase["end"], f["end"]) - max(phase["start"], f["start"])) for f in faults)
+
+
+def baseline_phase(summary: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The phase named ``baseline``, else the first phase (of summary.json's ``phases``)."""
+    phases = summary.get("phases") or []
+    return next((p for p in phases if p["name"] == BASELINE_PHASE), phases[0] if phases else None)
+
+
+def fault_phase(summary: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The phase named ``fault``, else the phase that overlaps the fault windows most."""
+    phases = summary.get("phases") or []
+    named = next((p for p in phases if p["name"] == FAULT_PHASE), None)
+    if named is not None:
+        return named
+    faults = summary.get("faults") or []
+    best = max(phases, key=lambda phase: _overlap(phase, faults), default=None)
+    return best if best is not None and _overlap(best, faults) > 0 else None
+
+
+def _throughput(phase: Mapping[str, Any] | None) -> float | None:
+    return None if phase is None else phase.get("throughput")
+
+
+def fault_throughput(summary: Mapping[str, Any]) -> float | None:
+    """Completions per second inside the fault windows (the checker's), else in the fault phase (older runs)."""
+    if "fault_throughput" in summary:
+        return summary["fault_throughput"]
+    return _throughput(fault_phase(summary))
+
+
+def throughput_drop(baseline: float | None, fault: float | None) -> float | None:
+    """``1 - fault / baseline``; None when either is unknown or the baseline is zero."""
+    if baseline is None or fault is None or baseline <= 0:
+        return None
+    return 1 - fault / baseline
+
+
+def success_ratio(tasks: Iterable[TaskResult]) -> float | None:
+    """Tasks that succeeded / tasks published successfully (None when none was)."""
+    sent = [task.final == "success" for task in tasks if task.cls != "publish_failed"]
+    return sum(sent) / len(sent) if sent else None
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def measure(summary: Mapping[str, Any], ratio: float | None) -> Values:
+    """Every figure of :data:`VOCABULARY` from summary.json's data and the run's :func:`success_ratio`; None where
+    the summary cannot tell (an older summary lacks ``never_completed`` and ``unknown``). The class counts are those
+    the summary holds: all of :data:`~chaoslab.analysis.checker.CLASSES`, or those of the checker's first edition."""
+    classes = summary.get("classes") or {}
+    overall = summary.get("overall") or {}
+    values: Values = {name: _float(count) for name, count in classes.items()}
+    duplicated = summary.get("duplicated")
+    values["duplicated"] = _float(duplicated if duplicated is not None or not classes
+                                  else sum(classes.get(name) or 0 for name in DUPLICATED))
+    values["never_completed"] = _float(summary.get("never_completed"))
+    values["unknown"] = _float((summary.get("unknown") or {}).get("ids"))
+    values["success_ratio"] = ratio
+    values["throughput"] = overall.get("throughput")
+    baseline, fault = _throughput(baseline_phase(summary)), fault_throughput(summary)
+    values["throughput_baseline"], values["throughput_fault"] = baseline, fault
+    values["throughput_drop"] = throughput_drop(baseline, fault)
+    values["recovery_time"] = (summary.get("recovery") or {}).get("time_s")
+    latency = overall.get("latency") or {}
+    for name in LATENCIES:
+        stats = latency.get(name) or {}
+        for pct in PERCENTILES:
+            values[f"{pct}_{name}"] = stats.get(pct)
+    return values
