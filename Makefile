@@ -92,8 +92,10 @@ test-unit: install test-packages
 	$(BIN)/pytest -m "not lab" $(PYTEST_ARGS)
 
 lint: install
-	$(BIN)/ruff check app plugins tests bench
+	$(BIN)/ruff check app plugins tests bench tools
 	$(BIN)/ansible-lint
+	$(BIN)/python tools/fault_files.py --check
+	$(BIN)/python tools/role_docs.py --check
 
 bench: install
 	$(BIN)/python bench/bench_checker.py

@@ -24,6 +24,21 @@ def _cell(value: Any) -> str:
     return text.replace("|", "\\|")
 
 
+def _rows(options: dict[str, Any], prefix: str = "") -> list[str]:
+    """One row per option, and one per suboption of a dict option (``fault_params.delay``)."""
+    rows = []
+    for name, option in options.items():
+        default = "(required)" if option.get("required") else _cell(option.get("default", ""))
+        description = option.get("description", "")
+        description = " ".join(description) if isinstance(description, list) else description
+        if option.get("choices"):
+            description += " One of: " + ", ".join(map(str, option["choices"])) + "."
+        rows.append(f"| `{prefix}{name}` | `{default}` | {description} |")
+        if option.get("type") == "dict" and option.get("options") and prefix == "":
+            rows += _rows(option["options"], f"{name}.")
+    return rows
+
+
 def variables_section(specs: dict[str, Any]) -> str:
     lines: list[str] = []
     for entry, data in specs.items():
@@ -31,13 +46,7 @@ def variables_section(specs: dict[str, Any]) -> str:
         if data.get("short_description"):
             lines += [data["short_description"], ""]
         lines += ["| variable | default | description |", "|---|---|---|"]
-        for name, option in (data.get("options") or {}).items():
-            default = "(required)" if option.get("required") else _cell(option.get("default", ""))
-            description = option.get("description", "")
-            description = " ".join(description) if isinstance(description, list) else description
-            if option.get("choices"):
-                description += " One of: " + ", ".join(map(str, option["choices"])) + "."
-            lines.append(f"| `{name}` | `{default}` | {description} |")
+        lines += _rows(data.get("options") or {})
         lines.append("")
     return "\n".join(lines)
 

@@ -102,9 +102,10 @@ def fault_of(playbook_file: str) -> str | None:
 
 def fault_problem(fault: str, extra_vars: dict[str, Any]) -> str:
     """What is wrong with a fault playbook's extra variables in the fault's own grammar, or ""."""
-    from chaoslab.fault_params import CONTROL_PARAMS, PARAMS, check, control_errors
+    from chaoslab.fault_kinds import CLEAR, KINDS
+    from chaoslab.fault_params import CONTROL_PARAMS, check, control_errors
 
-    if fault not in PARAMS:
+    if fault not in KINDS and fault != CLEAR.name:
         return ""
     given = {str(key): value for key, value in extra_vars.items()}
     try:

@@ -46,7 +46,7 @@ def test_every_operation_needs_the_token(client, log, headers, method, path, bod
     assert record["path"] == path and record["status"] == 401 and record["token"] in ("none", "invalid")
 
 
-def test_fault_kinds_come_from_the_argument_specs(client):
+def test_fault_kinds_come_from_their_declarations(client):
     kinds = {kind["name"]: kind for kind in client.get("/faults", headers=AUTH).json()}
     assert set(kinds) >= {"network-delay", "network-loss", "memory-limit", "redis-restart", "worker-kill"}
     delay = kinds["network-delay"]["parameters"]

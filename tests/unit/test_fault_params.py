@@ -14,8 +14,10 @@ import time
 import psutil
 import pytest
 import yaml
+from tools import fault_files
 
-from chaoslab.fault_params import NODE_PARAMS, PARAMS, check, request, user_params
+from chaoslab.fault_kinds import CLEAR, KINDS
+from chaoslab.fault_params import check, request, user_params
 from chaoslab.node import fault_agent
 from chaoslab.node.fault_agent import parse_params
 from chaoslab.node.fault_record import FaultRecord
@@ -29,6 +31,15 @@ PEERS = ["198.18.0.101", "198.18.0.102"]
 RATE_USE = "use bit, kbit, mbit, gbit, kibit, mibit, gibit, bps, kbps, mbps or gbps"
 SIZE_USE = "use B, kB, MB, GB, TB, KiB, MiB, GiB or TiB"
 DURATION_USE = "use ms, s, m or h"
+
+
+ALL = {**KINDS, CLEAR.name: CLEAR}
+KNOWN = ", ".join(KINDS)
+
+
+def resolved_names(fault: str) -> list[str]:
+    """Every parameter the node's agent takes: the user's, then what the role fills in (NIC, peer addresses)."""
+    return [param.name for param in ALL[fault].params] + list(ALL[fault].node_values())
 
 
 def exact(message: str) -> str:
@@ -79,18 +90,18 @@ def exact(message: str) -> str:
 def test_check_normalises_to_base_units_and_fills_defaults(fault, params, expected):
     values = check(fault, params)
     assert values == expected
-    assert list(values) == list(PARAMS[fault])  # every parameter, nothing else
+    assert list(values) == resolved_names(fault)  # every parameter, nothing else
 
 
-@pytest.mark.parametrize("fault", sorted(PARAMS))
+@pytest.mark.parametrize("fault", sorted(ALL))
 def test_check_unresolved_skips_peers_and_nic(fault):
     """Before the role resolves them, peers is an inventory pattern and nic is unknown: neither is checked."""
     needed = {"network-delay": {"delay": "20ms"}, "network-loss": {"loss": "5%"},
               "network-bandwidth": {"rate": "8mbit"}, "memory-limit": {"limit": "256MiB"}}.get(fault, {})
-    params = {**needed, "peers": "redis:workers"} if "peers" in PARAMS[fault] else needed
+    params = {**needed, "peers": "redis:workers"} if ALL[fault].peers is not None else needed
     values = check(fault, params, resolved=False)
-    assert set(values) == set(PARAMS[fault]) - NODE_PARAMS
-    if "peers" in PARAMS[fault]:
+    assert set(values) == {param.name for param in ALL[fault].params}
+    if ALL[fault].peers is not None:
         with pytest.raises(ValueError, match=exact(f"{fault}: peers: 'redis:workers' is not an IPv4 address")):
             check(fault, params)
 
@@ -101,7 +112,7 @@ def test_user_params_puts_peers_last_and_leaves_nic_out():
     assert user_params("network-partition") == ["duration", "peers"]
     assert user_params("worker-kill") == ["mode", "every", "duration"]
     assert user_params("clear") == ["only"]
-    assert all("nic" not in user_params(fault) for fault in PARAMS)
+    assert all("nic" not in user_params(fault) for fault in ALL)
 
 
 GROUPS = {"all": ["redis", "worker-1", "worker-2"], "workers": ["worker-1", "worker-2"]}
@@ -129,7 +140,7 @@ BAD = [
     ("network-delay", {"delay": "20ms", "dealy": "5ms", "correlaton": "5%"}, False,
      f"network-delay: unknown parameter correlaton (allowed: {NETWORK_DELAY_ALLOWED})"),
     ("worker-pause", {"target": "redis"}, False, "worker-pause: unknown parameter target (allowed: duration)"),
-    ("no-such-fault", {}, False, f"unknown fault 'no-such-fault' (known: {', '.join(PARAMS)})"),
+    ("no-such-fault", {}, False, f"unknown fault 'no-such-fault' (known: {KNOWN})"),
     ("worker-kill", {"mode": "sideways"}, False, "worker-kill: mode: 'sideways' is not one of main, child, all"),
     # durations
     ("worker-pause", {"duration": "-5s"}, False, "worker-pause: duration: '-5s' is negative (a duration must be >= 0)"),
@@ -220,26 +231,27 @@ def test_check_rejects_in_one_line(fault, params, resolved, message):
 def test_check_rejects_the_same_way_resolved_or_not():
     """Only peers and nic depend on resolution: every other error is found by the preflight check already."""
     for fault, params, resolved, message in BAD:
-        if resolved or fault not in PARAMS or set(PARAMS[fault]) & NODE_PARAMS == set():
+        if resolved or fault not in ALL or not ALL[fault].node_values():
             continue
         with pytest.raises(ValueError, match=exact(message)):
             check(fault, {**params, "peers": PEERS, "nic": "lab0"})
 
 
-# --- the fault role's argument specs, the fault playbooks and fault_params.PARAMS agree ----------------------------
+# --- the files made from the declarations (tools/fault_files.py) ------------------------------------------------------
 
 SPECS = yaml.safe_load((ROOT / "roles/fault/meta/argument_specs.yml").read_text())["argument_specs"]
-FAULTS = [fault for fault in PARAMS if fault != "clear"]
 PASSED = re.compile(r"\{\{ (?P<var>\w+) \| default\((?P<default>.*)\) \}\}")
 
 
-def fault_playbook(fault: str) -> tuple[dict, dict]:
-    """The preflight import's vars and the include_role task of faults/<fault>.yml."""
-    plays = yaml.safe_load((ROOT / "faults" / f"{fault}.yml").read_text())
-    imports = [play for play in plays if play.get("ansible.builtin.import_playbook") == "preflight.yml"]
-    tasks = [task for play in plays for task in play.get("tasks", []) if "ansible.builtin.include_role" in task]
-    assert len(imports) == 1 and len(tasks) == 1, f"faults/{fault}.yml: one preflight import, one include_role"
-    return imports[0]["vars"], tasks[0]
+def test_generated_fault_files_are_up_to_date():
+    """What CI checks: every playbook, entry point, spec entry and docs table as the declarations make them."""
+    assert fault_files.stale(ROOT) == {}
+
+
+def test_every_fault_has_a_playbook_and_an_entry_point():
+    assert {path.stem for path in (ROOT / "faults").glob("*.yml")} - {"preflight"} == set(ALL)
+    assert set(SPECS) - {"main"} == {kind.entry for kind in ALL.values()}
+    assert set(SPECS["clear"]["options"]) == {"fault_only"} and SPECS["clear"]["options"]["fault_only"]["default"] == ""
 
 
 def passed_default(expression: str, name: str) -> object:
@@ -250,58 +262,30 @@ def passed_default(expression: str, name: str) -> object:
     return ast.literal_eval(match["default"])
 
 
-def test_every_fault_has_a_playbook_and_an_entry_point():
-    assert {path.stem for path in (ROOT / "faults").glob("*.yml")} - {"preflight"} == set(PARAMS)
-    assert set(SPECS) - {"main"} == {fault.replace("-", "_") for fault in PARAMS}
-    assert set(SPECS["clear"]["options"]) == {"fault_only"} and SPECS["clear"]["options"]["fault_only"]["default"] == ""
-
-
-@pytest.mark.parametrize("fault", FAULTS)
-def test_specs_playbooks_and_params_agree(fault):
-    entry = fault.replace("-", "_")
-    options = SPECS[entry]["options"]
-    users = user_params(fault)
-    assert set(options) == {f"fault_{name}" for name in users}
-
-    preflight, task = fault_playbook(fault)
-    assert preflight["fault_name"] == fault
-    assert task["ansible.builtin.include_role"] == {"name": "fault", "tasks_from": entry}
-    passed = task["vars"]
-    assert set(passed) == set(options)
-
-    for name in users:
-        option, default = options[f"fault_{name}"], PARAMS[fault][name][1]
-        given = passed_default(passed[f"fault_{name}"], name)
-        if name == "peers":
-            # PARAMS wants the resolved addresses (required); users give an inventory pattern, defaulted alike
-            # in the spec, the include_role vars and the preflight check.
-            assert default is None and not option.get("required", False)
-            assert str(option["default"]) == str(given) != ""
-            assert preflight["fault_peers"] == passed["fault_peers"]
-        elif default is None:
-            assert option.get("required") is True and "default" not in option, f"fault_{name} should be required"
-            assert given == "", f"{fault}.yml: required {name} should be passed with default('')"
-        else:
-            assert not option.get("required", False)
-            assert str(option["default"]) == str(default), f"spec default of fault_{name}"
-            assert str(given) == str(default), f"faults/{fault}.yml default of {name}"
-        if "choices" in option:
-            with pytest.raises(ValueError) as err:
-                PARAMS[fault][name][0]("no-such-choice")
-            assert option["choices"] == str(err.value).split(" is not one of ", 1)[1].split(", ")
-    assert ("fault_peers" in preflight) == ("peers" in users)
-
-
-@pytest.mark.parametrize("fault", FAULTS)
-def test_role_entry_point_passes_every_parameter_to_the_agent(fault):
-    tasks = yaml.safe_load((ROOT / "roles/fault/tasks" / f"{fault.replace('-', '_')}.yml").read_text())
-    run = [task for task in tasks if task.get("ansible.builtin.include_tasks") == "run.yml"]
-    assert len(run) == 1
-    assert run[0]["vars"]["fault_name"] == fault
-    resolved = {"peers": "{{ fault_peer_addresses }}", "nic": "{{ lab_nic }}"}
-    assert run[0]["vars"]["fault_params"] == {
-        name: resolved.get(name, f"{{{{ fault_{name} }}}}") for name in PARAMS[fault]
-    }
+@pytest.mark.parametrize("fault", list(KINDS))
+def test_a_parameter_keeps_its_name_and_default_from_playbook_to_agent(fault):
+    """-e delay=... reaches the role as fault_params.delay, with the declared default, and the agent as delay=."""
+    kind = KINDS[fault]
+    plays = yaml.safe_load((ROOT / "faults" / f"{fault}.yml").read_text())
+    preflight = plays[0]["vars"]
+    task = plays[1]["tasks"][0]
+    assert preflight["fault_name"] == fault and plays[0]["ansible.builtin.import_playbook"] == "preflight.yml"
+    assert task["ansible.builtin.include_role"] == {"name": "fault", "tasks_from": kind.entry}
+    passed = task["vars"]["fault_params"]
+    assert list(passed) == [param.name for param in kind.params]
+    options = SPECS[kind.entry]["options"]["fault_params"]["options"]
+    for param in kind.params:
+        given = passed_default(passed[param.name], param.name)
+        assert given == ("" if param.required else param.default)
+        assert options[param.name].get("required", False) is param.required
+        if param.value.choices:
+            assert options[param.name]["choices"] == list(param.value.choices)
+    assert ("fault_peers" in preflight) == (kind.peers is not None) == ("fault_peers" in task["vars"])
+    entry = yaml.safe_load((ROOT / "roles/fault/tasks" / f"{kind.entry}.yml").read_text())
+    assert entry[0]["ansible.builtin.include_tasks"] == "apply.yml" and entry[0]["vars"]["fault_name"] == fault
+    # what the role fills in on the node, under the names the agent takes
+    for name in kind.node_values():
+        assert f"'{name}': {fault_files.NODE_SOURCES[name]}" in entry[0]["vars"]["fault_agent_params"]
 
 
 # --- units.parse_rate and parse_percent -----------------------------------------------------------------------------
@@ -473,7 +457,7 @@ def test_parse_params():
     (["network-delay", "delay=5"], f"network-delay: delay: '5' has no unit ({DURATION_USE})"),
     (["network-delay", "delay"], "parameter 'delay' is not name=value"),
     (["worker-kill", "every=5s"], "worker-kill: every needs a duration (kill every 5s for 60s: every=5s duration=60s)"),
-    (["no-such-fault"], f"unknown fault 'no-such-fault' (known: {', '.join(PARAMS)})"),
+    (["no-such-fault"], f"unknown fault 'no-such-fault' (known: {KNOWN})"),
 ])
 def test_agent_refuses_bad_parameters_before_touching_anything(params, message, tmp_path, capsys, monkeypatch):
     def touched(*_args, **_kwargs):
@@ -507,7 +491,7 @@ def test_fault_errors_is_empty_for_good_parameters_and_ignores_target():
     ({"delay": "20ms", "peers": "workers"}, "network-delay", False, ""),
     ({"delay": "20ms", "peers": [], "nic": "lab0"}, "network-delay", True,
      "network-delay: peers: matches no node other than the target"),
-    ({}, "no-such-fault", False, f"unknown fault 'no-such-fault' (known: {', '.join(PARAMS)})"),
+    ({}, "no-such-fault", False, f"unknown fault 'no-such-fault' (known: {KNOWN})"),
 ])
 def test_fault_errors(params, fault, resolved, message):
     assert filters.fault_errors(params, fault, resolved) == message

@@ -98,7 +98,7 @@ def test_full_scenario(root):
     fault = scenario.fault_phase.fault
     assert scenario.fault_phase is scenario.phases[1]
     assert (fault.playbook, fault.target, fault.params) == (
-        "worker-kill", "workers[0]", {"fault_mode": "main", "fault_every": "5s"})
+        "worker-kill", "workers[0]", {"mode": "main", "every": "5s"})
     assert [(c.figure, c.op, c.value, c.text) for c in scenario.hypothesis] == [
         ("lost", "==", 0, "== 0"), ("success_ratio", ">=", 0.99, ">= 0.99"),
         ("p95_end_to_end", "<=", 5.0, "<= 5s"), ("recovery_time", "<=", 30.0, "<= 30s")]
@@ -177,7 +177,7 @@ PHASES_AWRY = [{"name": "baseline", "duration": "1s"}, {"name": "recovery", "dur
                  "phases[1].fault.params.signal: unknown parameter of worker-kill (allowed: mode, every, duration)",
                  id="unknown-fault-param"),
     pytest.param([(("phases", 1, "fault", "params", "mode"), "sideways")],
-                 "phases[1].fault.params.mode: must be one of main, child, all, got 'sideways'", id="bad-fault-choice"),
+                 "phases[1].fault.params.mode: 'sideways' is not one of main, child, all", id="bad-fault-choice"),
     pytest.param([(("phases", 1, "fault", "params", "every"), 5)],
                  "phases[1].fault.params.every: '5' has no unit (use ms, s, m or h)", id="fault-duration-unit"),
     pytest.param([(("phases", 1, "fault", "target"), ["w1"])],
@@ -321,11 +321,11 @@ def test_redis_settings(root):
 
 def test_validate_fault_params(root):
     assert validate_fault_params(root, "worker-kill", {"mode": "child", "every": "5s", "duration": "30s"}) == {
-        "fault_mode": "child", "fault_every": "5s", "fault_duration": "30s"}
+        "mode": "child", "every": "5s", "duration": "30s"}
     assert validate_fault_params(root, "worker-kill", {}) == {}
     with pytest.raises(ScenarioError) as info:
         validate_fault_params(root, "worker-kill", {"mode": "sideways"})
-    assert str(info.value) == "mode: must be one of main, child, all, got 'sideways'"
+    assert str(info.value) == "mode: 'sideways' is not one of main, child, all"
     with pytest.raises(ScenarioError, match=r"^duration: '-1s' is negative"):
         validate_fault_params(root, "worker-kill", {"duration": "-1s"})
     for playbook in ("nope", "clear", "preflight", "no-spec"):  # helpers and playbooks without an entry point
@@ -338,7 +338,7 @@ def test_real_project_root(tmp_path):
     path = tmp_path / "x.yml"
     path.write_text(yaml.safe_dump(FULL))
     assert "worker-kill" in fault_playbooks(ROOT) and "clear" not in fault_playbooks(ROOT)
-    assert load_scenario(path).fault_phase.fault.params == {"fault_mode": "main", "fault_every": "5s"}
+    assert load_scenario(path).fault_phase.fault.params == {"mode": "main", "every": "5s"}
 
 
 def condition(op, value):

@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from chaoslab.fault_params import request
 from chaoslab.inputs import unsafe
 from chaoslab.project import find_project
 
@@ -21,6 +22,17 @@ PLAYBOOK_TIMEOUT_S = 3600.0
 
 class AnsibleError(RuntimeError):
     """An Ansible run failed; the message is the task's own one-line message where there is one."""
+
+
+class PlaybookFailed(AnsibleError):
+    """A playbook failed: the message names the playbook and its first failed task's line (``fatal: [node]: ...``,
+    one line from the project's callback); ``reason`` is that task's message alone, else the exit code."""
+
+    def __init__(self, path: str, proc: subprocess.CompletedProcess[str]) -> None:
+        lines = [line for line in (proc.stdout or "").splitlines() if line.startswith("fatal:")]
+        line = lines[0] if lines else f"failed (exit {proc.returncode})"
+        super().__init__(f"{path}: {line}")
+        self.reason = line.split("]: ", 1)[-1]
 
 
 def project_root() -> Path:
@@ -63,6 +75,19 @@ def adhoc_json(pattern: str, module: str, args: str, timeout: float = 600) -> di
 def unwrap_unsafe(obj: dict[str, Any]) -> Any:
     """json object_hook: ansible-inventory writes plugin-made strings as {"__ansible_unsafe": value}."""
     return obj["__ansible_unsafe"] if set(obj) == {"__ansible_unsafe"} else obj
+
+
+def run_fault(fault: str, target: str | None, params: dict[str, Any], groups: dict[str, list[str]],
+              report_dir: Path, quiet: bool = False, env: dict[str, str] | None = None,
+              timeout: float = PLAYBOOK_TIMEOUT_S) -> list[dict[str, Any]]:
+    """Start a fault through its playbook faults/<fault>.yml, as the runner and the API both do: the parameters
+    parsed and passed on in canonical form, target and peers as the inventory's host names (ValueError names what
+    is wrong, before anything runs). Each target node's report (start, deadline, engine, ...) from report_dir."""
+    extra = request(fault, target, params, groups, str(report_dir))
+    proc = playbook(f"faults/{fault}.yml", extra, quiet=quiet, check=False, timeout=timeout, env=env)
+    if proc.returncode != 0:
+        raise PlaybookFailed(f"faults/{fault}.yml", proc)
+    return [json.loads(path.read_text(encoding="utf-8")) for path in sorted(report_dir.glob(f"*-{fault}.json"))]
 
 
 def playbook(

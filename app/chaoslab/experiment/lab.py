@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -16,9 +17,17 @@ import yaml
 from chaoslab import clock
 from chaoslab.broker_state import BrokerState, TaskMeta
 from chaoslab.experiment import redis_snapshot, series
-from chaoslab.experiment.ansible_runner import AnsibleError, ansible_env, playbook, project_root, tool, unwrap_unsafe
+from chaoslab.experiment.ansible_runner import (
+    AnsibleError,
+    PlaybookFailed,
+    ansible_env,
+    playbook,
+    project_root,
+    run_fault,
+    tool,
+    unwrap_unsafe,
+)
 from chaoslab.experiment.labs import wrong_lab
-from chaoslab.fault_params import request
 from chaoslab.inputs import groups_of
 
 # The snapshot reads every message in one server-side step: a long backlog takes seconds.
@@ -102,8 +111,7 @@ class LabControl:
     def _play(self, path: str, extra: dict[str, Any] | None = None, tags: str | None = None) -> None:
         proc = playbook(path, extra, quiet=self.quiet, tags=tags, check=False)
         if proc.returncode != 0:
-            fatal = [line for line in (proc.stdout or "").splitlines() if line.startswith("fatal:")]
-            raise AnsibleError(f"{path}: {fatal[0] if fatal else f'failed (exit {proc.returncode})'}")
+            raise PlaybookFailed(path, proc)
 
     def apply_redis(self, settings: dict[str, Any]) -> None:
         """Redis as the redis role makes it with these variables (e.g. redis_aof); {} for the inventory's own."""
@@ -148,16 +156,13 @@ class LabControl:
 
         The parameters are parsed and passed on in canonical form, target and peers as the inventory's host names.
         """
-        given = {key.removeprefix("fault_"): value for key, value in params.items()}
-        given["duration"] = given.get("duration") or f"{duration:g}s"
+        given = {**params, "duration": params.get("duration") or f"{duration:g}s"}
         if report_dir is not None:
             report_dir.mkdir(parents=True, exist_ok=True)
-        extra = request(playbook_name, target, given, self.info.groups, str(report_dir or ""))
-        self._play(f"faults/{playbook_name}.yml", extra)
-        if report_dir is None:
-            return []
-        return [json.loads(path.read_text(encoding="utf-8"))
-                for path in sorted(report_dir.glob(f"*-{playbook_name}.json"))]
+            return run_fault(playbook_name, target, given, self.info.groups, report_dir, quiet=self.quiet)
+        with tempfile.TemporaryDirectory(prefix="chaoslab-fault-") as reports:
+            run_fault(playbook_name, target, given, self.info.groups, Path(reports), quiet=self.quiet)
+        return []
 
     def clear(self) -> None:
         self._play("faults/clear.yml")

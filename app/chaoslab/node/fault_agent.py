@@ -17,6 +17,7 @@ memory cap or frozen worker it finds.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 import time
@@ -26,50 +27,29 @@ from typing import Any
 
 import psutil
 
+from chaoslab.fault_kinds import KINDS
 from chaoslab.fault_params import check
-from chaoslab.node import fault_memory, fault_network, fault_process, fault_service
-from chaoslab.node.fault_record import Detail, Fault, FaultRecord, run_fault
+from chaoslab.node import fault_network, fault_process, fault_service
+from chaoslab.node.fault_record import Detail, Fault, FaultRecord, Node, run_fault
+
+
+def node_code(path: str) -> Callable[..., Any]:
+    """A fault's node code as its declaration names it: ``module:function``, the module in chaoslab.node unless
+    the name is dotted (a fault kind declared outside the project's own, e.g. in a test)."""
+    module, _, function = path.partition(":")
+    return getattr(importlib.import_module(module if "." in module else f"chaoslab.node.{module}"), function)
 
 
 def build(fault: str, values: dict[str, Any], args: argparse.Namespace) -> Fault:
-    """The fault to run, from checked parameters."""
-    if fault == "worker-kill":
-        return fault_process.worker_kill(values["mode"], values["every"])
-    if fault == "worker-pause":
-        return fault_process.worker_pause()
-    if fault == "cpu-exhaustion":
-        return fault_process.cpu_exhaustion(values["workers"], values["load"], values["duration"])
-    if fault == "memory-exhaustion":
-        return fault_process.memory_exhaustion(values["bytes"], values["workers"], values["duration"])
-    if fault == "memory-limit":
-        return fault_memory.memory_limit(values["limit"], args.node)
-    if fault == "redis-restart":
-        service = fault_service.ServiceControl(args.service_manager, "redis", args.supervisor_conf)
-        return fault_service.redis_restart(service, values["mode"], values["down_for"])
-    builders: dict[str, Callable[[dict[str, Any]], Fault]] = {
-        "network-delay": fault_network.network_delay, "network-loss": fault_network.network_loss,
-        "network-bandwidth": fault_network.network_bandwidth, "network-partition": fault_network.network_partition,
-    }
-    return builders[fault](values)
+    """The fault to run, from checked parameters, by the node code its declaration names."""
+    node = Node(args.node, args.service_manager, args.supervisor_conf)
+    return node_code(KINDS[fault].apply)(values, node)
 
 
-def fault_duration(fault: str, values: dict[str, Any]) -> float:
-    if fault == "redis-restart":  # always detached, so that Redis is started again even if the controller dies
-        return max(values["duration"], values["down_for"], 0.001)
-    return float(values.get("duration") or 0.0)
-
-
-# How clear undoes a fault from its state file when no agent holds it (no duration, or the agent died).
-REVERTS: dict[str, Callable[[Detail], object]] = {
-    "worker-pause": fault_process.thaw_workers,
-    "cpu-exhaustion": fault_process.stop_stress,
-    "memory-exhaustion": fault_process.stop_stress,
-    "memory-limit": fault_memory.revert_memory_limit,
-    "network-delay": fault_network.revert_network,
-    "network-loss": fault_network.revert_network,
-    "network-bandwidth": fault_network.revert_network,
-    "network-partition": fault_network.revert_partition,
-}
+def revert(fault: str, detail: Detail) -> None:
+    """Undo a fault from its state file when no agent holds it (no duration, or the agent died)."""
+    if fault in KINDS and KINDS[fault].revert:
+        node_code(KINDS[fault].revert)(detail)
 
 
 def our_agent(pid: object, started: object) -> psutil.Process | None:
@@ -104,8 +84,8 @@ def clear(args: argparse.Namespace, only: str = "") -> dict[str, object]:
                 pass
         if not ended and state.stem == "redis-restart":  # its agent died, perhaps while Redis was down
             fault_service.ServiceControl(args.service_manager, "redis", args.supervisor_conf).start()
-        elif not ended and state.stem in REVERTS:
-            REVERTS[state.stem](data.get("detail") or {})
+        elif not ended:
+            revert(state.stem, data.get("detail") or {})
         if not ended:  # an agent that ended wrote its own record of when it reverted
             record.reverted(time.time(), "clear")
         record.end()
@@ -153,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             values = check(args.fault, parse_params(args.params))
             fault = build(args.fault, values, args)
             record = FaultRecord(args.fault, args.node, args.state_dir, args.textfile_dir, args.events)
-            result = run_fault(record, fault, fault_duration(args.fault, values))
+            result = run_fault(record, fault, KINDS[args.fault].lasts(values))
     except ValueError as err:
         print(f"{err}", file=sys.stderr)
         return 2

@@ -11,11 +11,12 @@ from __future__ import annotations
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 
 from chaoslab.node.cgroupfs import cgroup_root, memory_files, read_keyed
-from chaoslab.node.fault_record import Detail, Fault
+from chaoslab.node.fault_record import Detail, Fault, Node
 from chaoslab.node.node_procs import worker_processes
 
 # Room kept above what the node needs without its pool children.
@@ -62,7 +63,8 @@ def _write_limit(limit_file: Path, unit: str | None, value: str) -> None:
         time.sleep(0.1)
 
 
-def memory_limit(limit: int, node: str) -> Fault:
+def memory_limit(values: dict[str, Any], on: Node) -> Fault:
+    limit, node = int(values["limit"]), on.name
     main, children = worker_processes()
     if main is None:
         raise ValueError(f"memory-limit: no Celery worker runs on {node}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from chaoslab.node import netfilter
-from chaoslab.node.fault_record import Detail, Fault, Stop
+from chaoslab.node.fault_record import Detail, Fault, Node, Stop
 from chaoslab.node.nfqueue_delay import QUEUE_NUM, DelayEngine, DelaySampler
 
 NO_NETEM = "this kernel has no sch_netem (tc netem: qdisc kind is unknown)"
@@ -57,7 +57,7 @@ def netem_delay_args(delay: float, jitter: float, distribution: str, correlation
     return args
 
 
-def network_delay(values: dict[str, Any]) -> Fault:
+def network_delay(values: dict[str, Any], _node: Node) -> Fault:
     nic, peers = values["nic"], values["peers"]
     params = {key: values[key] for key in ("delay", "jitter", "distribution", "correlation")} | {"peers": peers}
     engine = choose_engine("network-delay", values["engine"], ["correlation"] if values["correlation"] else [])
@@ -87,7 +87,7 @@ def network_delay(values: dict[str, Any]) -> Fault:
     return Fault("network-delay", params, apply, revert, hold, needs_process=True)
 
 
-def network_loss(values: dict[str, Any]) -> Fault:
+def network_loss(values: dict[str, Any], _node: Node) -> Fault:
     nic, peers = values["nic"], values["peers"]
     names = ("loss", "correlation", "duplicate", "corrupt", "reorder", "delay")
     params = {key: values[key] for key in names} | {"peers": peers}
@@ -115,7 +115,7 @@ def network_loss(values: dict[str, Any]) -> Fault:
     return Fault("network-loss", params, apply, revert_network)
 
 
-def network_bandwidth(values: dict[str, Any]) -> Fault:
+def network_bandwidth(values: dict[str, Any], _node: Node) -> Fault:
     rate = values["rate"]
     # At least one rate-second's worth of 10 ms and a few full-size frames, as tbf needs.
     burst = values["burst"] or max(rate // 8 // 100, 16 * 1514)
@@ -124,7 +124,7 @@ def network_bandwidth(values: dict[str, Any]) -> Fault:
     return _shaped("network-bandwidth", params, values["nic"], values["peers"], leaf)
 
 
-def network_partition(values: dict[str, Any]) -> Fault:
+def network_partition(values: dict[str, Any], _node: Node) -> Fault:
     peers = values["peers"]
 
     def apply() -> Detail:

@@ -7,11 +7,12 @@ import math
 import os
 import signal
 import subprocess
+from typing import Any
 
 import psutil
 
 from chaoslab.node.cgroupfs import memory_files, memory_limit
-from chaoslab.node.fault_record import Detail, Fault, Stop, hold_until
+from chaoslab.node.fault_record import Detail, Fault, Node, Stop, hold_until
 from chaoslab.node.node_procs import same_netns, worker_processes
 from chaoslab.units import parse_bytes, parse_percent
 
@@ -85,7 +86,8 @@ def stop_stress(_detail: Detail | None = None) -> int:
     return len(found)
 
 
-def worker_kill(mode: str, every: float) -> Fault:
+def worker_kill(values: dict[str, Any], _node: Node) -> Fault:
+    mode, every = str(values["mode"]), float(values["every"])
     killed: list[int] = []
 
     def kill() -> None:
@@ -106,7 +108,7 @@ def worker_kill(mode: str, every: float) -> Fault:
     return fault
 
 
-def worker_pause() -> Fault:
+def worker_pause(_values: dict[str, Any], _node: Node) -> Fault:
     return Fault("worker-pause", {}, lambda: {"frozen": signal_workers(signal.SIGSTOP)}, thaw_workers)
 
 
@@ -124,10 +126,10 @@ def _stress(name: str, params: dict[str, object], options: list[str], duration: 
     return Fault(name, params, apply, stop_stress)
 
 
-def cpu_exhaustion(workers: int, load: int, duration: float) -> Fault:
-    workers = workers or os.cpu_count() or 1
+def cpu_exhaustion(values: dict[str, Any], _node: Node) -> Fault:
+    workers, load = int(values["workers"]) or os.cpu_count() or 1, int(values["load"])
     return _stress("cpu-exhaustion", {"workers": workers, "load": load},
-                   ["--cpu", str(workers), "--cpu-load", str(load)], duration)
+                   ["--cpu", str(workers), "--cpu-load", str(load)], float(values["duration"]))
 
 
 def node_memory() -> int:
@@ -153,8 +155,9 @@ def memory_bytes(size: str, available: int) -> int:
     return wanted
 
 
-def memory_exhaustion(size: str, workers: int, duration: float) -> Fault:
-    total = memory_bytes(size, node_memory())
+def memory_exhaustion(values: dict[str, Any], _node: Node) -> Fault:
+    workers, duration = int(values["workers"]), float(values["duration"])
+    total = memory_bytes(str(values["bytes"]), node_memory())
     # stress-ng shares --vm-bytes among its VM workers; --vm-populate touches every page at once.
     return _stress("memory-exhaustion", {"bytes": total, "workers": workers},
                    ["--vm", str(workers), "--vm-bytes", f"{total}b", "--vm-keep", "--vm-populate", "--vm-hang", "0"],

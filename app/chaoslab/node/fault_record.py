@@ -37,6 +37,15 @@ from typing import Any
 Detail = dict[str, Any]
 
 
+@dataclass(frozen=True)
+class Node:
+    """The node a fault acts on, as its agent knows it: every fault's node code takes (values, node)."""
+
+    name: str
+    service_manager: str = "supervisor"
+    supervisor_conf: str = ""
+
+
 class Stop:
     """Set by SIGTERM (what ``clear`` sends): the fault ends early and reverts itself."""
 

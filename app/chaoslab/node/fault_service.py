@@ -15,8 +15,9 @@ import re
 import signal
 import subprocess
 import time
+from typing import Any
 
-from chaoslab.node.fault_record import HEALED_AT, IN_FORCE_AT, Detail, Fault, Stop, hold_until
+from chaoslab.node.fault_record import HEALED_AT, IN_FORCE_AT, Detail, Fault, Node, Stop, hold_until
 
 CTL_TIMEOUT_S = 60.0
 """The longest a call of the service manager may take (supervisorctl, systemctl)."""
@@ -86,7 +87,9 @@ class ServiceControl:
         return pid
 
 
-def redis_restart(service: ServiceControl, mode: str, down_for: float) -> Fault:
+def redis_restart(values: dict[str, Any], node: Node) -> Fault:
+    service = ServiceControl(node.service_manager, "redis", node.supervisor_conf)
+    mode, down_for = str(values["mode"]), float(values["down_for"])
     status, _ = service.state()
     if status != "running":
         raise ValueError(f"redis-restart: {service.name} is {status}, not running")

@@ -1,0 +1,281 @@
+"""Every fault kind, declared once: its parameters (value kind, default, description), where it acts by
+default, the node code that applies and reverts it, and its checks across parameters.
+
+Everything else is made from these declarations: the fault playbooks ``faults/<kind>.yml``, the fault role's
+entry points and argument specs, and the parameter table of ``docs/faults.md`` (``tools/fault_files.py``
+writes them; CI fails when one is stale), the API's schema, and the checks the playbooks, the scenario
+loader and the node's agent make (:mod:`chaoslab.fault_params`).
+
+Adding a fault kind: its declaration here, its node code (a function ``(values, node) -> Fault`` in a module
+of :mod:`chaoslab.node`, named by ``apply``), its test; then ``python tools/fault_files.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from chaoslab.fault_values import (
+    MAX_DELAY,
+    MIN_MEMORY_LIMIT,
+    Value,
+    addresses,
+    choice,
+    duration,
+    name,
+    percent,
+    rate,
+    size,
+    size_or_share,
+    whole,
+)
+
+ENGINES = ("auto", "netem", "nfqueue")
+DISTRIBUTIONS = ("uniform", "normal", "pareto", "paretonormal")
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of a fault, by the name a user gives it (``-e delay=200ms``, ``params.delay``)."""
+
+    name: str
+    value: Value
+    default: Any
+    """None: the parameter is required."""
+    description: str
+
+    @property
+    def required(self) -> bool:
+        return self.default is None
+
+
+DURATION = Param("duration", duration(), "", "How long the fault stays active; without one, until faults/clear.yml "
+                 "(in a scenario: the fault phase's length).")
+ENGINE = Param("engine", choice(*ENGINES), "auto", "auto = tc netem where the kernel has sch_netem, else the "
+               "fallback; netem or nfqueue to insist on one.")
+
+PEERS_DESCRIPTION = ("Inventory pattern of the nodes whose traffic with the target is affected; the target itself "
+                     "is left out.")
+
+# Filled in by the fault role on the node, never given by users: the node's lab NIC, and the peers' addresses
+# (a user gives peers as an inventory pattern).
+NODE_VALUES: dict[str, Value] = {"nic": name(), "peers": addresses()}
+
+
+def _no_check(_values: dict[str, Any]) -> None:
+    return None
+
+
+def _duration_of(values: dict[str, Any]) -> float:
+    return float(values.get("duration") or 0.0)
+
+
+@dataclass(frozen=True)
+class FaultKind:
+    """One kind of fault."""
+
+    name: str
+    """As a user says it, and the name of its playbook: faults/<name>.yml."""
+    summary: str
+    target: str
+    """The inventory pattern it acts on unless a user gives a target."""
+    params: tuple[Param, ...]
+    apply: str
+    """The node code that builds it: ``module:function`` (a module of chaoslab.node unless dotted), called with
+    (values, node) and returning a chaoslab.node.fault_record.Fault."""
+    revert: str = ""
+    """How clear undoes it from its state file when no agent holds it (``module:function``); "" for nothing."""
+    details: tuple[str, ...] = ()
+    peers: str | None = None
+    """Network faults: the default inventory pattern of the nodes whose traffic with the target is affected."""
+    node_params: tuple[str, ...] = ()
+    """What the role fills in on the node (of NODE_VALUES), besides peers."""
+    check: Callable[[dict[str, Any]], None] = field(default=_no_check)
+    """Checks across parameters; raises ValueError naming them."""
+    lasts: Callable[[dict[str, Any]], float] = field(default=_duration_of)
+    """How long the node's agent holds it (0: applied at once, held until clear)."""
+
+    @property
+    def entry(self) -> str:
+        """The fault role's entry point (tasks_from) for this kind."""
+        return self.name.replace("-", "_")
+
+    def param(self, wanted: str) -> Param:
+        return next(param for param in self.params if param.name == wanted)
+
+    def user_params(self) -> list[str]:
+        """What a user may give (-e name=value), besides target."""
+        return [param.name for param in self.params] + (["peers"] if self.peers is not None else [])
+
+    def schema(self) -> dict[str, Any]:
+        """The fault as the API describes it: what it does, where, and each parameter's type, default, value."""
+        parameters: dict[str, dict[str, Any]] = {}
+        for param in self.params:
+            described: dict[str, Any] = {"type": param.value.spec_type, "required": param.required,
+                                         "value": param.value.describe(), "description": param.description}
+            if not param.required:
+                described["default"] = param.default
+            if param.value.choices:
+                described["choices"] = list(param.value.choices)
+            parameters[param.name] = described
+        if self.peers is not None:
+            parameters["peers"] = {"type": "str", "required": False, "value": "inventory pattern",
+                                   "default": self.peers, "description": PEERS_DESCRIPTION}
+        return {"name": self.name, "description": self.summary, "details": list(self.details),
+                "target": self.target, "parameters": parameters}
+
+    def node_values(self) -> dict[str, Value]:
+        """The values the node's agent takes besides the user's: the NIC and the peers' addresses."""
+        wanted = [*(["peers"] if self.peers is not None else []), *self.node_params]
+        return {wanted_name: NODE_VALUES[wanted_name] for wanted_name in wanted}
+
+
+def _worker_kill(values: dict[str, Any]) -> None:
+    if values["every"] and not values["duration"]:
+        raise ValueError("worker-kill: every needs a duration (kill every 5s for 60s: every=5s duration=60s)")
+
+
+def _network_delay(values: dict[str, Any]) -> None:
+    if values["distribution"] != "uniform" and not values["jitter"]:
+        raise ValueError(f"network-delay: distribution {values['distribution']} needs a jitter, e.g. jitter=5ms")
+
+
+def _network_loss(values: dict[str, Any]) -> None:
+    if not any(values[param] for param in ("loss", "duplicate", "corrupt", "reorder")):
+        raise ValueError("network-loss: give at least one of loss, duplicate, corrupt, reorder above 0%")
+    if values["reorder"] and not values["delay"]:
+        raise ValueError("network-loss: reorder needs a delay (packets not reordered are delayed), e.g. delay=10ms")
+
+
+def _redis_restart_lasts(values: dict[str, Any]) -> float:
+    """Always detached, so that Redis is started again even when the controller dies."""
+    return max(float(values["duration"]), float(values["down_for"]), 0.001)
+
+
+def _percent(param: str, description: str) -> Param:
+    return Param(param, percent(), "0", description)
+
+
+KINDS: dict[str, FaultKind] = {kind.name: kind for kind in (
+    FaultKind(
+        "worker-kill", "SIGKILL the Celery worker's main process, one pool child, or all of its processes",
+        target="workers[0]",
+        details=("The node's service manager restarts the worker, as systemd would.",
+                 "With every and duration, the agent on the node kills again every interval until the duration "
+                 "ends."),
+        params=(Param("mode", choice("main", "child", "all"), "main",
+                      "main = the worker's main process, child = one pool child, all = every worker process."),
+                Param("every", duration(positive=True), "",
+                      "Kill again at this interval until duration ends (needs a duration); none: one kill."),
+                DURATION),
+        apply="fault_process:worker_kill", check=_worker_kill),
+    FaultKind(
+        "worker-pause", "Freeze the Celery worker's processes (SIGSTOP), thaw them (SIGCONT) at the end",
+        target="workers[0]", params=(DURATION,),
+        apply="fault_process:worker_pause", revert="fault_process:thaw_workers"),
+    FaultKind(
+        "cpu-exhaustion", "Saturate the node's CPU with stress-ng workers inside the node's cgroup",
+        target="workers[0]",
+        params=(Param("workers", whole(0, 256), 0, "stress-ng CPU workers; 0 = one per CPU."),
+                Param("load", whole(1, 100), 100, "Load of each worker, percent."),
+                DURATION),
+        apply="fault_process:cpu_exhaustion", revert="fault_process:stop_stress"),
+    FaultKind(
+        "memory-exhaustion",
+        "Put the node under memory pressure with stress-ng VM workers holding memory inside the node's cgroup",
+        target="workers[0]",
+        params=(Param("bytes", size_or_share(), "80%",
+                      "Memory to hold: a size (512MiB) or a share of the node's memory (80%: of its cgroup's limit "
+                      "where one is set, else of the machine's memory); at most the node's memory."),
+                Param("workers", whole(1, 64), 1, "stress-ng VM workers sharing it."),
+                DURATION),
+        apply="fault_process:memory_exhaustion", revert="fault_process:stop_stress"),
+    FaultKind(
+        "memory-limit", "Lower the Celery worker's memory cap at run time",
+        target="workers[0]",
+        details=("cgroup v1 memory.limit_in_bytes, cgroup v2 memory.max, or MemoryMax through systemctl "
+                 "set-property where systemd runs the worker.",
+                 "Pool children are OOM-killed when tasks need more; a cap below what the worker's main process "
+                 "and the node's services use is refused."),
+        params=(Param("limit", size(MIN_MEMORY_LIMIT), None, "The memory cap (e.g. 256MiB); not below what the "
+                      "node needs without the pool children (checked on the node)."),
+                DURATION),
+        apply="fault_memory:memory_limit", revert="fault_memory:revert_memory_limit"),
+    FaultKind(
+        "network-delay", "Delay the node's packets to its peers (with jitter and distribution)",
+        target="redis", peers="redis:workers", node_params=("nic",),
+        details=("tc netem on the node's lab NIC where the kernel has sch_netem; elsewhere an NFQUEUE engine on "
+                 "the node holds the packets for the delay.",
+                 "Only traffic to the peers is delayed: the controller's connection and metric scrapes stay "
+                 "clean."),
+        params=(Param("delay", duration(MAX_DELAY, positive=True), None, "Added delay."),
+                Param("jitter", duration(MAX_DELAY), "0ms", "Jitter around the delay."),
+                Param("distribution", choice(*DISTRIBUTIONS), "uniform",
+                      "Jitter distribution; all but uniform need a jitter."),
+                _percent("correlation", "Correlation of successive delays (netem only, and netem applies it only with "
+                         "a jitter)."),
+                ENGINE, DURATION),
+        apply="fault_network:network_delay", revert="fault_network:revert_network", check=_network_delay),
+    FaultKind(
+        "network-loss", "Lose, duplicate, corrupt or reorder the node's packets to its peers",
+        target="redis", peers="redis:workers", node_params=("nic",),
+        details=("tc netem on the node's lab NIC; where the kernel lacks sch_netem, loss alone falls back to "
+                 "iptables' statistic match and the rest is refused.",),
+        params=(_percent("loss", "Packets lost (at least one of loss, duplicate, corrupt, reorder above 0)."),
+                _percent("correlation", "Correlation of successive losses (netem only)."),
+                _percent("duplicate", "Packets duplicated (netem only)."),
+                _percent("corrupt", "Packets corrupted (netem only)."),
+                _percent("reorder", "Packets sent at once while the others wait for delay (netem only; needs "
+                         "delay)."),
+                Param("delay", duration(MAX_DELAY), "0ms", "Delay of the packets not reordered (with reorder)."),
+                ENGINE, DURATION),
+        apply="fault_network:network_loss", revert="fault_network:revert_network", check=_network_loss),
+    FaultKind(
+        "network-bandwidth", "Limit the rate of the node's packets to its peers (tc tbf)",
+        target="redis", peers="redis:workers", node_params=("nic",),
+        params=(Param("rate", rate(), None, "The rate, as tc writes it (8mbit, 512kbit, 1mbps)."),
+                Param("burst", size(optional=True), "",
+                      "Bucket size (default: 10 ms at the rate, at least 16 frames of 1514 bytes)."),
+                Param("latency", duration(MAX_DELAY, positive=True), "100ms",
+                      "Longest a packet waits in the bucket before it is dropped."),
+                DURATION),
+        apply="fault_network:network_bandwidth", revert="fault_network:revert_network"),
+    FaultKind(
+        "network-partition", "Cut the node off from its peers, both directions",
+        target="workers[0]", peers="redis",
+        details=("iptables rules in the lab's own chain CHAOSLAB-PARTITION drop the node's packets from and to "
+                 "the peers.",),
+        params=(DURATION,),
+        apply="fault_network:network_partition", revert="fault_network:revert_partition"),
+    FaultKind(
+        "redis-restart", "Restart Redis gracefully, or SIGKILL it and start it after down_for",
+        target="redis",
+        details=("graceful: the service manager stops it (Redis persists what its configuration says) and starts "
+                 "it after down_for.",
+                 "kill: SIGKILL, so that what Redis had not persisted is gone; the service manager starts it "
+                 "after down_for."),
+        params=(Param("mode", choice("graceful", "kill"), "graceful",
+                      "graceful = stop through the service manager; kill = SIGKILL."),
+                Param("down_for", duration(), "0s", "How long Redis stays down."),
+                DURATION),
+        apply="fault_service:redis_restart", lasts=_redis_restart_lasts),
+)}
+
+
+
+def _known_fault(value: Any) -> str:
+    """A fault's name, for clearing that fault alone ("" for all)."""
+    if value in ("", None):
+        return ""
+    if value not in KINDS:
+        raise ValueError(f"'{value}' is not a fault (known: {', '.join(KINDS)})")
+    return str(value)
+
+
+CLEAR = FaultKind(
+    "clear", "Revert every fault on the node, idempotently", target="all",
+    params=(Param("only", Value("fault", _known_fault), "",
+                  "Revert only this fault (e.g. network-delay); empty for every fault and the sweep."),),
+    apply="")
+"""Not a fault: what faults/clear.yml takes (hand-written, like the role's clear entry point)."""
