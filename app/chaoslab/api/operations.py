@@ -18,22 +18,23 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from chaoslab.analysis import run_dir
 from chaoslab.experiment.ansible_runner import (
     AnsibleError,
+    PlaybookFailed,
     adhoc_json,
     ansible_env,
     playbook,
     project_root,
+    run_fault,
     tool,
     unwrap_unsafe,
 )
 from chaoslab.experiment.lab_lock import LabBusy, LabLock
 from chaoslab.experiment.runner import new_run_id
-from chaoslab.experiment.scenario import FAULT_SPEC, ScenarioError, load_scenario
-from chaoslab.fault_params import PARAMS, check, request, user_params
+from chaoslab.experiment.scenario import ScenarioError, load_scenario
+from chaoslab.fault_kinds import KINDS
+from chaoslab.fault_params import check, request
 from chaoslab.inputs import InputError, groups_of
 from chaoslab.inputs import name as node_name
 
@@ -50,13 +51,6 @@ class RequestError(ValueError):
         self.status = status
 
 
-def _fatal(proc: subprocess.CompletedProcess[str]) -> str:
-    lines = [line for line in (proc.stdout or "").splitlines() if line.startswith("fatal:")]
-    if not lines:
-        return f"failed (exit {proc.returncode})"
-    return lines[0].split("]: ", 1)[-1]
-
-
 class LabOperations:
     def __init__(self, root: Path | None = None) -> None:
         self.root = root or project_root()
@@ -67,21 +61,8 @@ class LabOperations:
     # -- faults ---------------------------------------------------------------------------------
 
     def fault_kinds(self) -> list[dict[str, Any]]:
-        """Every fault with its parameters (from the role's argument specs, the playbooks' own)."""
-        specs = yaml.safe_load((self.root / FAULT_SPEC).read_text(encoding="utf-8"))["argument_specs"]
-        kinds = []
-        for fault in PARAMS:
-            if fault == "clear":
-                continue
-            entry = specs[fault.replace("-", "_")]
-            options = entry.get("options") or {}
-            params = {}
-            for name in user_params(fault):
-                spec = options.get(f"fault_{name}", {})
-                params[name] = {key: spec[key] for key in ("type", "default", "required", "choices", "description")
-                                if key in spec}
-            kinds.append({"name": fault, "description": entry.get("short_description", ""), "parameters": params})
-        return kinds
+        """Every fault with its parameters, from the fault kinds' declarations."""
+        return [kind.schema() for kind in KINDS.values()]
 
     def groups(self) -> dict[str, list[str]]:
         """Every inventory group with its hosts, in order (read again at most every INVENTORY_CACHE_S)."""
@@ -104,24 +85,23 @@ class LabOperations:
         return lock
 
     def start_fault(self, fault: str, target: str | None, params: dict[str, Any], duration: str) -> list[dict]:
-        if fault not in PARAMS or fault == "clear":
+        if fault not in KINDS:
             raise RequestError(f"unknown fault {fault!r}", 404)
         given = {**params, "duration": duration}
         try:
-            check(fault, given, resolved=False)  # the parameters alone, before the inventory is read
-            extra = request(fault, target, given, self.groups())
+            if not check(fault, given, resolved=False)["duration"]:  # the parameters alone, before the inventory
+                raise ValueError(f"{fault}: duration must be above 0 (a fault started through the API heals by "
+                                 "itself)")
+            groups = self.groups()
+            request(fault, target, given, groups)  # target and peers name nodes, before the lab's lock is taken
         except ValueError as error:
             raise RequestError(str(error), 422) from None
-        if not extra.get("duration"):
-            raise RequestError(f"{fault}: duration must be above 0 (a fault started through the API heals by itself)",
-                               422)
         with self._locked(f"API: {fault}") as lock, tempfile.TemporaryDirectory(prefix="chaoslab-api-") as reports:
-            extra["report"] = reports
-            proc = playbook(f"faults/{fault}.yml", extra, quiet=True, check=False, timeout=FAULT_TIMEOUT_S,
-                            env=lock.env())
-            if proc.returncode != 0:
-                raise RequestError(_fatal(proc), 422)
-            return [json.loads(path.read_text(encoding="utf-8")) for path in sorted(Path(reports).glob("*.json"))]
+            try:
+                return run_fault(fault, target, given, groups, Path(reports), quiet=True, env=lock.env(),
+                                 timeout=FAULT_TIMEOUT_S)
+            except PlaybookFailed as failed:
+                raise RequestError(failed.reason, 422) from None
 
     def active_faults(self) -> list[dict[str, Any]]:
         """Every fault the nodes' agents record as active (state files), with its deadline."""
@@ -154,14 +134,14 @@ class LabOperations:
                 raise RequestError(f"clear: node {node!r} is not in the inventory", 404)
             extra["target"] = node
         if fault is not None:
-            if fault not in PARAMS or fault == "clear":
+            if fault not in KINDS:
                 raise RequestError(f"unknown fault {fault!r}", 404)
             extra["only"] = fault
         with self._locked("API: clear") as lock:
             proc = playbook("faults/clear.yml", extra, quiet=True, check=False, timeout=FAULT_TIMEOUT_S,
                             env=lock.env())
         if proc.returncode != 0:
-            raise RequestError(_fatal(proc), 503)
+            raise RequestError(PlaybookFailed("faults/clear.yml", proc).reason, 503)
 
     # -- runs -----------------------------------------------------------------------------------
 

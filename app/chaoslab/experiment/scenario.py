@@ -25,8 +25,10 @@ from ansible.module_utils.errors import ArgumentTypeError
 
 from chaoslab.analysis.figures import RETIRED as RETIRED_FIGURES
 from chaoslab.analysis.figures import UNIT_OF as FIGURES
-from chaoslab.fault_params import PARAMS as FAULT_PARAMS
+from chaoslab.fault_kinds import KINDS as FAULT_KINDS
+from chaoslab.fault_kinds import FaultKind
 from chaoslab.fault_params import check as fault_check
+from chaoslab.fault_params import check_value
 from chaoslab.inputs import pattern, resolve
 from chaoslab.node.loadgen import MixEntry
 from chaoslab.node.tasks import KINDS
@@ -45,8 +47,6 @@ OPS: dict[str, Callable[[Any, Any], bool]] = {
     "<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt, "==": operator.eq, "!=": operator.ne,
 }
 CONDITION = re.compile(r"\s*(<=|>=|==|!=|<|>)\s*(\S.*?)\s*")
-# Fault parameters holding a duration (checked with parse_duration besides their argument spec).
-DURATION_PARAMS = frozenset({"duration", "every", "down_for", "delay", "jitter", "interval", "timeout"})
 # Celery settings with a lower bound: name -> (operator, bound).
 SETTING_BOUNDS: dict[str, tuple[str, float]] = {
     "worker_prefetch_multiplier": (">=", 0), "worker_concurrency": (">=", 1), "visibility_timeout": (">=", 1),
@@ -54,13 +54,10 @@ SETTING_BOUNDS: dict[str, tuple[str, float]] = {
     "task_soft_time_limit": (">", 0), "task_time_limit": (">", 0), "socket_timeout": (">", 0),
     "socket_connect_timeout": (">", 0), "broker_connection_timeout": (">", 0),
 }
-# Entry points of the fault role that are not fault kinds (shared settings, reverting every fault).
-NOT_FAULTS = frozenset({"main", "clear"})
 CELERY_SPEC = "roles/celery_worker/meta/argument_specs.yml"
 REDIS_SPEC = "roles/redis/meta/argument_specs.yml"
 # Redis settings a scenario may give (the redis role's variables without their prefix).
 REDIS_SETTINGS = ("aof", "appendfsync", "rdb")
-FAULT_SPEC = "roles/fault/meta/argument_specs.yml"
 
 
 class ScenarioError(ValueError):
@@ -87,7 +84,7 @@ class LoadSpec:
 class FaultSpec:
     playbook: str
     target: str | None = None
-    params: dict[str, Any] = field(default_factory=dict)  # fault_<p> -> validated value
+    params: dict[str, Any] = field(default_factory=dict)  # p -> value as given, checked against the declaration
 
 
 @dataclass(frozen=True)
@@ -155,7 +152,7 @@ def check_targets(scenario: Scenario, groups: dict[str, list[str]]) -> None:
         if phase.fault is None:
             continue
         key = f"phases[{index}].fault"
-        for name, value in (("target", phase.fault.target), ("params.peers", phase.fault.params.get("fault_peers"))):
+        for name, value in (("target", phase.fault.target), ("params.peers", phase.fault.params.get("peers"))):
             if value not in (None, ""):
                 try:
                     resolve(value, groups, name.removeprefix("params."))
@@ -195,7 +192,7 @@ def _phase_data(phase: PhaseSpec) -> dict[str, Any]:
         if phase.fault.target is not None:
             fault["target"] = phase.fault.target
         if phase.fault.params:
-            fault["params"] = {name.removeprefix("fault_"): value for name, value in phase.fault.params.items()}
+            fault["params"] = dict(phase.fault.params)
         data["fault"] = fault
     return data
 
@@ -227,19 +224,17 @@ def nullable_settings(root: Path) -> set[str]:
     return {name for name, value in defaults.items() if value is None}
 
 
-def fault_playbooks(root: Path) -> dict[str, str]:
-    """The fault kinds: playbook name (faults/<name>.yml) -> its entry point in the fault role's argument specs."""
-    specs = _specs(root / FAULT_SPEC)
-    playbooks = {path.stem: path.stem.replace("-", "_") for path in sorted((root / "faults").glob("*.yml"))}
-    return {name: entry for name, entry in playbooks.items() if entry in specs and entry not in NOT_FAULTS}
+def fault_playbooks(root: Path) -> list[str]:
+    """The fault kinds (app/chaoslab/fault_kinds.py) whose playbook faults/<kind>.yml the project holds."""
+    return [name for name in FAULT_KINDS if (root / "faults" / f"{name}.yml").is_file()]
 
 
-def fault_options(root: Path, playbook: str) -> dict[str, dict[str, Any]]:
-    """The argument spec options (fault_<p> -> spec) of a fault playbook faults/<playbook>.yml."""
+def fault_kind(root: Path, playbook: str) -> FaultKind:
+    """The declaration of a fault playbook faults/<playbook>.yml."""
     playbooks = fault_playbooks(root)
     if not isinstance(playbook, str) or playbook not in playbooks:
         raise ScenarioError("", f"unknown fault playbook {playbook!r} (available: {', '.join(playbooks) or 'none'})")
-    return _specs(root / FAULT_SPEC)[playbooks[playbook]].get("options") or {}
+    return FAULT_KINDS[playbook]
 
 
 def _check_option(name: str, spec: dict[str, Any], value: Any, nullable: bool = False) -> Any:
@@ -259,24 +254,20 @@ def _check_option(name: str, spec: dict[str, Any], value: Any, nullable: bool = 
 
 def validate_fault_params(root: Path, playbook: str, params: dict[str, Any],
                           phase_seconds: float | None = None) -> dict[str, Any]:
-    """A fault's parameters (p -> value) as validated role variables (fault_p -> value); errors name p.
-
-    The runner gives the fault the fault phase's length as its duration unless the scenario gives one.
+    """A fault's parameters (p -> value, the names a user gives the playbook), each checked against the fault's
+    declaration; errors name p. The runner gives the fault the fault phase's length as its duration unless the
+    scenario gives one: the checks across parameters count with it.
     """
-    options = fault_options(root, playbook)
-    allowed = ", ".join(name.removeprefix("fault_") for name in options)
-    validated = {}
+    declared = fault_kind(root, playbook)
+    allowed = declared.user_params()
     for param, value in params.items():
-        name = f"fault_{param}"
-        if name not in options:
-            raise ScenarioError(str(param), f"unknown parameter of {playbook} (allowed: {allowed or 'none'})")
-        validated[name] = _at(str(param), _check_option, name, options[name], value)
-        if param in DURATION_PARAMS and validated[name] != options[name].get("default"):
-            _at(str(param), parse_duration, validated[name])
-    if playbook in FAULT_PARAMS:
-        implied = {"duration": format_duration(phase_seconds)} if phase_seconds and not params.get("duration") else {}
-        _at("", fault_check, playbook, {**params, **implied}, False)
-    return validated
+        if param not in allowed:
+            raise ScenarioError(str(param),
+                                f"unknown parameter of {playbook} (allowed: {', '.join(allowed) or 'none'})")
+        _at(str(param), check_value, playbook, str(param), value)
+    implied = {"duration": format_duration(phase_seconds)} if phase_seconds and not params.get("duration") else {}
+    _at("", fault_check, playbook, {**params, **implied}, False)
+    return dict(params)
 
 
 def load_scenario(path: str | Path, root: Path | None = None) -> Scenario:
@@ -473,7 +464,7 @@ def _phases(root: Path, value: Any) -> list[PhaseSpec]:
 def _fault(root: Path, value: Any, key: str, seconds: float) -> FaultSpec:
     fault = _mapping(value, key, FAULT_KEYS, required=("playbook",))
     playbook, target = fault["playbook"], fault.get("target")
-    _at(f"{key}.playbook", fault_options, root, playbook)
+    _at(f"{key}.playbook", fault_kind, root, playbook)
     if target is not None and not isinstance(target, str):
         raise ScenarioError(f"{key}.target", f"must be an Ansible host pattern string, got {target!r}")
     if target is not None:

@@ -102,7 +102,7 @@ def scenario_entry(scenario: Scenario, root: Path) -> dict[str, Any]:
         "description": scenario.description,
         "fault": fault.playbook if fault else None,
         "target": fault.target if fault else None,
-        "params": {key.removeprefix("fault_"): value for key, value in fault.params.items()} if fault else {},
+        "params": dict(fault.params) if fault else {},
         "settings": scenario.celery,
         "redis": {key.removeprefix("redis_"): value for key, value in scenario.redis.items()},
         "phases": {phase.name: phase.duration for phase in scenario.phases},
