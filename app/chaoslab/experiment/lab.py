@@ -6,10 +6,11 @@ import json
 import subprocess
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import redis
 import yaml
@@ -95,6 +96,40 @@ def lab_info() -> LabInfo:
         secrets_file=str(secrets_file),
         groups=groups_of(data),
     )
+
+
+class TaskCounter(Protocol):
+    """Counts the workers' task events (``started``, ``succeeded``, ``failed``, ...) between start and stop."""
+
+    counts: Counter[str]
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class Lab(Protocol):
+    """What the experiment runner does to a lab: :class:`LabControl`'s methods (the tests give it a fake)."""
+
+    info: LabInfo
+    load_on: bool | None
+
+    def apply_redis(self, settings: dict[str, Any]) -> None: ...
+    def set_load(self, enabled: bool, profile: dict[str, Any] | None = None) -> None: ...
+    def background_load(self) -> None: ...
+    def prepare(self, celery: dict[str, Any]) -> None: ...
+    def fault(self, playbook_name: str, target: str | None, params: dict[str, Any], duration: float,
+              report_dir: Path | None = None) -> list[dict[str, Any]]: ...
+    def clear(self) -> None: ...
+    def collect(self, dest: Path, background_load: bool = False) -> list[Path]: ...
+    def store_metrics(self, start: float, end: float, directory: Path) -> Path: ...
+    def idle(self) -> bool: ...
+    def broker_info(self) -> redis_snapshot.BrokerInfo: ...
+    def snapshot_broker(self, before: redis_snapshot.BrokerInfo | None) -> BrokerState: ...
+    def task_results(self, ids: Iterable[str]) -> dict[str, TaskMeta]: ...
+    def controller_clock(self) -> clock.Offset: ...
+    def task_events(self) -> TaskCounter: ...
+    def published(self) -> Counter[str]: ...
 
 
 class LabControl:
@@ -227,3 +262,15 @@ class LabControl:
     def controller_clock(self) -> clock.Offset:
         """The controller's clock offset to the broker's."""
         return clock.measure(self.info.redis(0))
+
+    def task_events(self) -> TaskCounter:
+        """A thread that counts the workers' task events once started (the live display's figures)."""
+        from chaoslab.experiment.progress import TaskEvents
+
+        return TaskEvents(self.info)
+
+    def published(self) -> Counter[str]:
+        """Tasks the load generator tried to publish so far, by outcome (empty when it cannot be reached)."""
+        from chaoslab.experiment.progress import published
+
+        return published(self.info)

@@ -17,6 +17,7 @@ import platform
 import subprocess
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -30,8 +31,7 @@ from rich.table import Table
 from chaoslab import broker_state, clock
 from chaoslab.analysis import checker, run_dir, run_history, verdict
 from chaoslab.experiment.ansible_runner import project_root
-from chaoslab.experiment.lab import LabControl, LabInfo
-from chaoslab.experiment.progress import TaskEvents, published
+from chaoslab.experiment.lab import Lab, LabInfo, TaskCounter
 from chaoslab.experiment.redis_snapshot import BrokerInfo
 from chaoslab.experiment.scenario import PhaseSpec, Scenario, to_yaml
 from chaoslab.ledger import read_records
@@ -123,8 +123,8 @@ def load_profile(scenario: Scenario) -> dict[str, Any]:
 class Display:
     """The live progress table: phase, time, and the task counts so far."""
 
-    def __init__(self, info: LabInfo, events: TaskEvents, console: Console) -> None:
-        self.info = info
+    def __init__(self, published: Callable[[], Counter[str]], events: TaskCounter, console: Console) -> None:
+        self.published = published
         self.events = events
         self.console = console
         self.phase = ""
@@ -136,7 +136,7 @@ class Display:
 
     def render(self) -> Table:
         elapsed = time.monotonic() - self.phase_start
-        sent = published(self.info)
+        sent = self.published()
         table = Table(show_header=True, header_style="bold")
         for column in ("phase", "elapsed", "remaining", "published", "publish errors", "completed", "failed"):
             table.add_column(column, justify="right")
@@ -167,7 +167,7 @@ class Background:
 
 
 class Runner:
-    def __init__(self, control: LabControl, console: Console | None = None,
+    def __init__(self, control: Lab, console: Console | None = None,
                  sleep: Callable[[float], None] = time.sleep, background_load: bool = True) -> None:
         self.control = control
         self.info = control.info
@@ -205,7 +205,7 @@ class Runner:
 
         return check
 
-    def _phase(self, state: RunState, spec: PhaseSpec, live: Live, display: Display, events: TaskEvents) -> None:
+    def _phase(self, state: RunState, spec: PhaseSpec, live: Live, display: Display, events: TaskCounter) -> None:
         display.start_phase(spec.name, spec.duration)
         record = {"name": spec.name, "start": time.time(), "end": None}
         state.phases.append(record)
@@ -244,7 +244,7 @@ class Runner:
         state.write()
         header = f"run {run_id}{f', cell {cell}' if cell else ''}, from {scenario.path}: run again with chaoslab run"
         run_dir.write_scenario(directory, to_yaml(scenario, header))
-        events = TaskEvents(self.info)
+        events = self.control.task_events()
         try:
             self.console.print(f"[bold]{scenario.name}[/bold] {cell} -> {directory}")
             if scenario.redis:  # Redis provisioned for the run, with the load stopped
@@ -255,7 +255,7 @@ class Runner:
             state.controller_clock.append(self.control.controller_clock())
             state.versions = versions(self.info)
             events.start()
-            display = Display(self.info, events, self.console)
+            display = Display(self.control.published, events, self.console)
             with Live(display.render(), console=self.console, refresh_per_second=2, transient=False) as live:
                 self.control.set_load(True, load_profile(scenario))
                 for spec in scenario.phases:
@@ -426,7 +426,7 @@ def pending_reason(summary: checker.Summary, state: RunState) -> str:
     return "; ".join(reasons) or "unknown"
 
 
-def run(scenario: Scenario, control: LabControl, results: Path | None = None, console: Console | None = None,
+def run(scenario: Scenario, control: Lab, results: Path | None = None, console: Console | None = None,
         run_id: str | None = None) -> int:
     """Run a scenario (every matrix cell) into experiments/results/<run-id>/; returns the exit code."""
     results = results or project_root() / "experiments" / "results"
