@@ -1,0 +1,382 @@
+"""The experiment runner through its public interface (``run``) on a fake lab: a run that keeps its hypothesis, one
+that does not, an error in the fault phase and Ctrl-C in every phase. Whatever happens, the fault is cleared, the
+load stopped and the ledgers collected, and the exit code says how the run ended."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from rich.console import Console
+
+from chaoslab import clock
+from chaoslab.broker_state import BrokerState, TaskMeta
+from chaoslab.experiment import runner, series
+from chaoslab.experiment.ansible_runner import AnsibleError
+from chaoslab.experiment.lab import Lab, LabInfo, TaskCounter
+from chaoslab.experiment.redis_snapshot import BrokerInfo
+from chaoslab.experiment.scenario import load_scenario
+from chaoslab.ledger import LedgerWriter
+from tests.conftest import ROOT
+
+WORKERS = ("worker-1", "worker-2")
+NODES = ("redis", "monitor", *WORKERS)
+PIDS = {"worker-1": 101, "worker-2": 102}
+RESTARTED_PID = 201
+"""worker-1's main process after worker-kill killed it."""
+PUBLISH_EVERY_S = 0.01
+PHASE_S = 0.3
+SCENARIO = f"""
+name: fake-worker-kill
+description: worker-1 killed under load, on a fake lab
+celery: {{task_acks_late: false, worker_prefetch_multiplier: 4}}
+load: {{rate: 100, seed: 1, mix: [{{kind: noop, weight: 1}}]}}
+phases:
+  - {{name: baseline, duration: {PHASE_S}s}}
+  - name: fault
+    duration: {PHASE_S}s
+    fault: {{playbook: worker-kill, target: "workers[0]", params: {{mode: main}}}}
+  - {{name: recovery, duration: {PHASE_S}s}}
+  - {{name: drain, duration: {PHASE_S}s}}
+hypothesis: {{lost: 0, publish_failed: 0}}
+"""
+STAGES = ("baseline", "fault", "recovery", "drain")
+SETTINGS = {"task_acks_late": False, "worker_prefetch_multiplier": 4}
+
+
+class FakeInfo(LabInfo):
+    """The fake lab's addresses: nothing listens there, and it has no Redis to ask."""
+
+    def redis(self, db: int = 0, timeout: float = 5.0) -> redis.Redis:
+        raise redis.ConnectionError("the fake lab has no Redis")
+
+
+class Events:
+    """The live display's task counts: what the fake lab's workers have completed so far."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.running = False
+
+    def start(self) -> None:
+        self.running = True
+
+    def stop(self) -> None:
+        self.running = False
+
+
+class FakeLab:
+    """A lab in memory, in the shape of :class:`chaoslab.experiment.lab.LabControl`.
+
+    It records every call the runner makes (``calls``), follows the run's stage from those calls, and keeps a history
+    as the nodes would: while the load is on a task is published every PUBLISH_EVERY_S and run on the workers in turn;
+    the fault writes its report and its records on worker-1. Its collection writes the ledgers where the real one
+    fetches them (``publish.jsonl``, ``<worker>.jsonl`` with its ``alive`` record, ``<node>.events.jsonl`` with clock
+    and fault records, ``<worker>.settings.json``). With *loses_tasks* the kill takes the tasks worker-1 was running;
+    *fail* names the stage whose playbook fails, *interrupt* the stage in which Ctrl-C arrives; stopping the load
+    takes *stop_s*.
+    """
+
+    def __init__(self, *, loses_tasks: bool = False, fail: str = "", interrupt: str = "", stop_s: float = 0.0) -> None:
+        self.info = FakeInfo(name="fake", redis_address="127.0.0.1", redis_port=1, monitor_address="127.0.0.1",
+                            loadgen_metrics_port=1, workers=list(WORKERS), password="fake", prometheus_port=1,
+                            groups={"redis": ["redis"], "monitor": ["monitor"], "workers": list(WORKERS)})
+        self.load_on: bool | None = None
+        self.calls: list[tuple[Any, ...]] = []
+        self.stage = ""
+        self.loses_tasks, self.fail, self.interrupt, self.stop_s = loses_tasks, fail, interrupt, stop_s
+        self.load: list[float] = []
+        """When the load started and when it stopped."""
+        self.fault_window: list[float] = []
+        self.clock_times: list[float] = []
+        self.celery: dict[str, Any] = {}
+
+    # --- the stage and what goes wrong in it ---------------------------------------------------------------------
+
+    def _call(self, *call: Any) -> None:
+        self.calls.append(call)
+        if self.fail and self.fail == self.stage:
+            self.fail = ""
+            self.calls.append(("error", self.stage))
+            raise AnsibleError(f"faults/worker-kill.yml: fatal: [worker-1]: failed in the {self.stage} stage")
+
+    def _ctrl_c(self) -> None:
+        """Ctrl-C: what Python's SIGINT handler raises in the main thread, once, in the chosen stage."""
+        if self.interrupt and self.interrupt == self.stage:
+            self.interrupt = ""
+            self.calls.append(("SIGINT", self.stage))
+            raise KeyboardInterrupt
+
+    # --- the lab's interface --------------------------------------------------------------------------------------
+
+    def apply_redis(self, settings: dict[str, Any]) -> None:
+        self._call("apply_redis", settings)
+
+    def set_load(self, enabled: bool, profile: dict[str, Any] | None = None) -> None:
+        if enabled:
+            self.stage = "baseline"
+        elif self.stage == "recovery":
+            self.stage = "drain"
+        self._call("set_load", enabled)
+        if not enabled and self.load_on is False:
+            return
+        if not enabled:
+            time.sleep(self.stop_s)
+        if enabled:
+            self.load = [time.time()]
+        elif len(self.load) == 1:
+            self.load.append(time.time())
+        self.load_on = enabled
+
+    def background_load(self) -> None:
+        self._call("background_load")
+        self.load_on = True
+
+    def prepare(self, celery: dict[str, Any]) -> None:
+        self._call("prepare", celery)
+        self.celery = dict(celery)
+        self.clock_times.append(time.time())
+        self.load_on = False
+
+    def fault(self, playbook_name: str, target: str | None, params: dict[str, Any], duration: float,
+              report_dir: Path | None = None) -> list[dict[str, Any]]:
+        self.stage = "fault"
+        self._call("fault", playbook_name, target)
+        start = time.time()
+        self.fault_window = [start]
+        report = {"fault": playbook_name, "node": "worker-1", "start": start, "deadline": start + duration,
+                  "detail": {"signal": "KILL", "mode": "main"}}
+        if report_dir is not None:
+            report_dir.mkdir(parents=True, exist_ok=True)
+            (report_dir / f"worker-1-{playbook_name}.json").write_text(json.dumps(report), encoding="utf-8")
+        return [report]
+
+    def clear(self) -> None:
+        self._call("clear")
+        if len(self.fault_window) == 1:
+            self.fault_window.append(time.time())
+        if self.stage == "fault":
+            self.stage = "recovery"
+
+    def collect(self, dest: Path, background_load: bool = False) -> list[Path]:
+        self._call("collect", background_load)
+        self.clock_times.append(time.time())
+        self._write_ledgers(dest)
+        if background_load:
+            self.load_on = True
+        return sorted(dest.glob("*.jsonl"))
+
+    def store_metrics(self, start: float, end: float, directory: Path) -> Path:
+        self._call("store_metrics")
+        return series.store(self.info.prometheus_url, start, end, directory)  # nothing listens: every query failed
+
+    def idle(self) -> bool:
+        return True
+
+    def broker_info(self) -> BrokerInfo:
+        return BrokerInfo("fake-redis", time.time() - 3600, 0)
+
+    def snapshot_broker(self, before: BrokerInfo | None) -> BrokerState:
+        self._call("snapshot_broker")
+        return BrokerState(taken=time.time())
+
+    def task_results(self, ids: Iterable[str]) -> dict[str, TaskMeta]:
+        self._call("task_results", sorted(ids))
+        return {}
+
+    def controller_clock(self) -> clock.Offset:
+        return clock.Offset(t=time.time(), offset=0.0, uncertainty=0.0005)
+
+    def task_events(self) -> TaskCounter:
+        return Events()
+
+    def published(self) -> Counter[str]:
+        self._ctrl_c()
+        if not self.load:
+            return Counter()
+        return Counter(ok=int(((self.load[1] if len(self.load) > 1 else time.time()) - self.load[0]) / PUBLISH_EVERY_S))
+
+    # --- the history ----------------------------------------------------------------------------------------------
+
+    def killed(self, node: str, t: float) -> bool:
+        """Whether the execution of a task published at *t* on *node* was killed by the fault."""
+        if not self.loses_tasks or node != "worker-1" or not self.fault_window:
+            return False
+        return self.fault_window[0] <= t < (self.fault_window[1] if len(self.fault_window) > 1 else time.time())
+
+    def tasks(self) -> list[tuple[str, float, str]]:
+        """(id, publish time, worker) of every task the load published."""
+        if not self.load:
+            return []
+        stop = self.load[1] if len(self.load) > 1 else time.time()
+        return [(f"task-{i:05d}", self.load[0] + i * PUBLISH_EVERY_S, WORKERS[i % len(WORKERS)])
+                for i in range(int((stop - self.load[0]) / PUBLISH_EVERY_S))]
+
+    def lost(self) -> list[str]:
+        return [task_id for task_id, t, node in self.tasks() if self.killed(node, t)]
+
+    def _pid(self, node: str, t: float) -> int:
+        restarted = self.loses_tasks and node == "worker-1" and len(self.fault_window) > 1
+        return RESTARTED_PID if restarted and t >= self.fault_window[1] else PIDS[node]
+
+    def _write_ledgers(self, dest: Path) -> None:
+        now = time.time()
+        records: dict[str, list[dict[str, Any]]] = {"publish": [], **{node: [] for node in WORKERS}}
+        events: dict[str, list[dict[str, Any]]] = {
+            node: [{"type": "clock", "node": node, "t": t, "offset": 0.0, "uncertainty": 0.0005}
+                   for t in self.clock_times] for node in NODES}
+        for task_id, t, node in self.tasks():
+            records["publish"].append({"type": "publish", "id": task_id, "kind": "noop", "scheduled": t,
+                                       "t": t + 0.001, "outcome": "ok", "error": None})
+            execution = {"id": task_id, "kind": "noop", "node": node, "pid": self._pid(node, t), "attempt": 0}
+            records[node].append({"type": "start", **execution, "redelivered": False, "received": None,
+                                  "t": t + 0.002})
+            if not self.killed(node, t):
+                records[node].append({"type": "end", **execution, "t": t + 0.004, "outcome": "success",
+                                      "error_type": None})
+        for node in WORKERS:
+            records[node].append({"type": "alive", "node": node, "pids": [self._pid(node, now)], "t": now})
+        if self.fault_window:
+            fault = {"type": "fault", "fault": "worker-kill", "node": "worker-1"}
+            events["worker-1"].append({**fault, "event": "applied", "t": self.fault_window[0], "params": {}})
+            events["worker-1"].append({**fault, "event": "kill", "t": self.fault_window[0], "main": True,
+                                       "pids": [PIDS["worker-1"]]})
+            if len(self.fault_window) > 1:
+                events["worker-1"].append({**fault, "event": "reverted", "t": self.fault_window[1], "by": "stop"})
+        dest.mkdir(parents=True, exist_ok=True)
+        for name, ledger in [*records.items(), *((f"{node}.events", lines) for node, lines in events.items())]:
+            with LedgerWriter(dest / f"{name}.jsonl", fsync="never") as writer:
+                for record in ledger:
+                    writer.write(record)
+        for node in WORKERS:
+            (dest / f"{node}.settings.json").write_text(json.dumps(self.celery), encoding="utf-8")
+
+
+def names(calls: list[tuple[Any, ...]]) -> list[str]:
+    return [str(call[0]) for call in calls]
+
+
+def after(calls: list[tuple[Any, ...]], marker: str) -> list[tuple[Any, ...]]:
+    """The calls that came after the first *marker* call."""
+    return calls[names(calls).index(marker) + 1:]
+
+
+def in_order(calls: list[tuple[Any, ...]], *expected: tuple[Any, ...]) -> bool:
+    """Whether *expected* appear among *calls* in this order (others may come between)."""
+    remaining = iter(calls)
+    return all(any(call == wanted for call in remaining) for wanted in expected)
+
+
+def run_on(lab: Lab, tmp_path: Path) -> tuple[int, Path, str]:
+    """Run the scenario on *lab*: the exit code, the run directory and what the runner printed."""
+    path = tmp_path / "fake-worker-kill.yml"
+    path.write_text(SCENARIO, encoding="utf-8")
+    output = io.StringIO()
+    code = runner.run(load_scenario(path, ROOT), lab, tmp_path / "results", Console(file=output, width=200),
+                      run_id="run-1")
+    return code, tmp_path / "results" / "run-1", output.getvalue()
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def condition(verdict: dict[str, Any], figure: str) -> dict[str, Any]:
+    return next(item for item in verdict["conditions"] if item["figure"] == figure)
+
+
+def test_a_run_whose_hypothesis_holds_exits_0_with_its_verdict(tmp_path: Path) -> None:
+    lab = FakeLab()
+    code, run_dir, output = run_on(lab, tmp_path)
+    assert code == runner.EXIT_PASS
+    run = read_json(run_dir / "run.json")
+    assert run["status"] == "completed" and run["error"] == ""
+    assert [phase["name"] for phase in run["phases"]] == list(STAGES)
+    assert all(phase["end"] >= phase["start"] + PHASE_S for phase in run["phases"])
+    assert run["effective_settings"] == {node: SETTINGS for node in WORKERS}
+    assert run["versions"]["lab"] == "fake" and run["versions"]["redis"] == "unknown (ConnectionError)"
+    verdict = read_json(run_dir / "verdict.json")
+    assert verdict["passed"] is True and verdict["headline"] == "hypothesis held"
+    assert condition(verdict, "lost")["actual"] == 0
+    assert verdict["figures"]["completed"] == len(lab.tasks()) > 50
+    assert "hypothesis held" in output
+    assert f"report: {run_dir / 'report.html'}" in output
+    # the fault cleared once (after its phase, not again at the end), the load stopped before the drain
+    assert in_order(lab.calls, ("prepare", SETTINGS),
+                    ("set_load", True), ("fault", "worker-kill", "workers[0]"), ("clear",), ("set_load", False),
+                    ("snapshot_broker",), ("collect", True), ("store_metrics",))
+    assert names(lab.calls).count("clear") == 1
+    assert lab.load_on is True  # the lab's background load runs again
+
+
+def test_a_run_whose_hypothesis_fails_exits_1_naming_the_lost_tasks(tmp_path: Path) -> None:
+    lab = FakeLab(loses_tasks=True)
+    code, run_dir, output = run_on(lab, tmp_path)
+    assert code == runner.EXIT_FAIL
+    lost = lab.lost()
+    assert len(lost) >= 5
+    verdict = read_json(run_dir / "verdict.json")
+    assert verdict["passed"] is False and verdict["headline"] == "hypothesis did not hold"
+    assert (condition(verdict, "lost")["holds"], condition(verdict, "lost")["actual"]) == (False, len(lost))
+    assert condition(verdict, "publish_failed")["holds"] is True
+    assert read_json(run_dir / "run.json")["status"] == "completed"
+    assert "hypothesis did not hold" in output
+    assert f"lost task ids ({len(lost)}): {lost[0]}" in output
+    assert ("task_results", lost) in lab.calls  # the result backend asked about exactly the unfinished tasks
+
+
+def assert_wound_down(lab: FakeLab, run_dir: Path, marker: str) -> dict[str, Any]:
+    """After *marker*: the fault cleared, the load stopped and the ledgers collected, in this order; run.json says
+    the run was aborted, every phase it began has an end, and no verdict was written."""
+    assert in_order(after(lab.calls, marker), ("clear",), ("set_load", False), ("snapshot_broker",),
+                    ("collect", True))
+    assert len(lab.load) == 2  # the load did stop
+    ledgers = run_dir / "ledgers"
+    assert sorted(path.name for path in ledgers.glob("*.jsonl")) == sorted(
+        ["publish.jsonl", *(f"{node}.jsonl" for node in WORKERS), *(f"{node}.events.jsonl" for node in NODES)])
+    assert len((ledgers / "publish.jsonl").read_text(encoding="utf-8").splitlines()) == len(lab.tasks())
+    run = read_json(run_dir / "run.json")
+    assert run["status"] == "aborted"
+    assert all(phase["end"] is not None for phase in run["phases"])
+    assert not (run_dir / "verdict.json").exists()
+    return run
+
+
+def test_an_error_in_the_fault_phase_exits_2_with_the_fault_cleared(tmp_path: Path) -> None:
+    lab = FakeLab(fail="fault")
+    code, run_dir, output = run_on(lab, tmp_path)
+    assert code == runner.EXIT_ERROR
+    run = assert_wound_down(lab, run_dir, "error")
+    assert run["error"] == "AnsibleError: faults/worker-kill.yml: fatal: [worker-1]: failed in the fault stage"
+    assert [phase["name"] for phase in run["phases"]] == ["baseline", "fault"]
+    assert "run aborted" in output and "failed in the fault stage" in output
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_ctrl_c_in_any_phase_exits_130_with_the_fault_cleared(tmp_path: Path, stage: str) -> None:
+    lab = FakeLab(interrupt=stage)
+    code, run_dir, output = run_on(lab, tmp_path)
+    assert ("SIGINT", stage) in lab.calls
+    assert code == runner.EXIT_INTERRUPTED
+    run = assert_wound_down(lab, run_dir, "SIGINT")
+    assert run["error"] == "interrupted (SIGINT)"
+    assert [phase["name"] for phase in run["phases"]] == list(STAGES[:STAGES.index(stage) + 1])
+    assert "run aborted" in output and "interrupted (SIGINT)" in output
+
+
+def test_the_drain_lasts_its_duration_from_when_the_load_stopped(tmp_path: Path) -> None:
+    """Stopping the load takes minutes on emulated VMs: the workers still get the drain's whole duration."""
+    lab = FakeLab(stop_s=0.5)
+    code, run_dir, _ = run_on(lab, tmp_path)
+    assert code == runner.EXIT_PASS
+    drain = read_json(run_dir / "run.json")["phases"][-1]
+    assert drain["name"] == "drain"
+    assert drain["end"] - drain["start"] >= 0.5 + PHASE_S
+    assert drain["end"] - lab.load[1] >= PHASE_S
