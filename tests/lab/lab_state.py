@@ -58,6 +58,12 @@ def lab_links() -> list[str]:
     return sorted(name for name in names if name.startswith(("clv-", "chaoslab")))
 
 
+def lab_rules() -> list[str]:
+    """The host's iptables rules that name a lab link (the lab's own rules live inside its nodes' namespaces)."""
+    out = subprocess.run(["iptables-save"], capture_output=True, text=True, check=True).stdout
+    return [line for line in out.splitlines() if "chaoslab" in line or "clv-" in line]
+
+
 def lab_cgroups() -> list[str]:
     return sorted(path for path in glob.glob(str(CGROUP_ROOT / "**" / "chaoslab*"), recursive=True)
                   if os.path.isdir(path))
