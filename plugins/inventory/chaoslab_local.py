@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from typing import Any
 
 from ansible.errors import AnsibleParserError
 from ansible.plugins.inventory import BaseInventoryPlugin
@@ -78,6 +79,8 @@ class InventoryModule(BaseInventoryPlugin):
         return bool(super().verify_file(path)) and names_plugin(path, self.NAME)
 
     def parse(self, inventory, loader, path: str, cache: bool = True) -> None:  # noqa: ANN001
+        from chaoslab.experiment.labs import lay_out
+
         super().parse(inventory, loader, path, cache)
         self._read_config_data(path)
         workers = self._worker_count()
@@ -86,8 +89,6 @@ class InventoryModule(BaseInventoryPlugin):
         for index in range(1, workers + 1):
             nodes[f"worker-{index}"] = {"address": str(first + index - 1), "groups": ["workers"]}
 
-        for group in ("redis", "workers", "monitor"):
-            self.inventory.add_group(group)
         network = self.get_option("subnet")
         try:
             prefix = ipaddress.ip_network(network, strict=False).prefixlen
@@ -107,28 +108,16 @@ class InventoryModule(BaseInventoryPlugin):
             "lab_project_dir": project,
             # Every node's files live under these, one directory per node (the filesystem is shared).
             "lab_node_dir_parents": [f"{root}/nodes" for root in NODE_DIR_ROOTS.values()],
-            # Packages, the venv and the service user come from the host (make install, lab-up.yml).
-            "common_venv_install": False,
-            "common_install_packages": False,
-            "common_create_user": False,
-            "redis_install_package": False,
-            "node_exporter_install_package": False,
-            "redis_exporter_install_package": False,
-            "prometheus_install_package": False,
+            # What the nodes can do: each is a network namespace of this host, sharing its filesystem, users,
+            # packages and the project's venv (make install, lab-up.yml provide them); no node installs packages.
+            "lab_in_namespace": True,
+            "lab_installs_packages": False,
         }
-        for key, value in lab_vars.items():
-            self.inventory.set_variable("all", key, value)
-
+        host_vars: dict[str, dict[str, Any]] = {}
         for name, spec in nodes.items():
             if not isinstance(spec, dict) or "address" not in spec:
                 raise AnsibleParserError(f"{path}: nodes.{name}: needs an address")
-            self.inventory.add_host(name)
-            for group in spec.get("groups", []):
-                # A node may share its group's name (host redis in group redis):
-                # add the host object itself, since add_child would take the group.
-                self.inventory.add_group(group)
-                self.inventory.groups[group].add_host(self.inventory.hosts[name])
-            host_vars = {
+            host_vars[name] = {
                 "ansible_connection": "netns",
                 "ansible_python_interpreter": "/usr/bin/python3",
                 "lab_address": str(spec["address"]),
@@ -141,10 +130,8 @@ class InventoryModule(BaseInventoryPlugin):
                 **{f"lab_{kind}_dir": f"{root}/nodes/{name}" for kind, root in NODE_DIR_ROOTS.items()},
                 "lab_supervisor_conf": f"{NODE_DIR_ROOTS['etc']}/nodes/{name}/supervisord.conf",
             }
-            host = self.inventory.hosts[name]
-            for key, value in host_vars.items():
-                # On the host object: inventory.set_variable would pick the group of the same name.
-                host.set_variable(key, value)
+        lay_out(self.inventory, lab_vars, {name: list(spec.get("groups", [])) for name, spec in nodes.items()},
+                host_vars)
 
     def _worker_count(self) -> int:
         raw = os.environ.get("LAB_WORKERS", "").strip() or self.get_option("workers")

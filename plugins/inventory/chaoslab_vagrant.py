@@ -74,7 +74,7 @@ class InventoryModule(BaseInventoryPlugin):
         return bool(super().verify_file(path)) and names_plugin(path, self.NAME)
 
     def parse(self, inventory, loader, path: str, cache: bool = True) -> None:  # noqa: ANN001
-        from chaoslab.experiment.labs import vagrant_key, vagrant_machines
+        from chaoslab.experiment.labs import lay_out, vagrant_key, vagrant_machines
 
         super().parse(inventory, loader, path, cache)
         self._read_config_data(path)
@@ -88,13 +88,13 @@ class InventoryModule(BaseInventoryPlugin):
         for index in range(1, workers + 1):
             nodes[f"worker-{index}"] = {"host": first + index - 1, "groups": worker_groups}
 
-        for group in ("redis", "workers", "monitor"):
-            self.inventory.add_group(group)
         lab_name = self.get_option("lab_name")
         lab_vars = {
             "lab_name": lab_name,
             "lab_backend": "vagrant",
             "lab_service_manager": "systemd",
+            "lab_in_namespace": False,
+            "lab_installs_packages": True,
             "lab_subnet": str(network),
             "lab_prefix": network.prefixlen,
             # The host's side of the private network.
@@ -112,24 +112,17 @@ class InventoryModule(BaseInventoryPlugin):
             "ansible_ssh_timeout": 60,
             "ansible_ssh_retries": 3,
         }
-        for key, value in lab_vars.items():
-            self.inventory.set_variable("all", key, value)
-
         insecure = Path(os.environ.get("VAGRANT_HOME", Path.home() / ".vagrant.d")) / "insecure_private_key"
+        host_vars: dict[str, dict[str, Any]] = {}
         for name, spec in nodes.items():
             if not isinstance(spec, dict) or "host" not in spec:
                 raise AnsibleParserError(f"{path}: nodes.{name}: needs a host number")
             address = self._address(network, spec["host"], name)
-            self.inventory.add_host(name)
-            for group in spec.get("groups", []):
-                # A node may share its group's name (host redis in group redis): add the host object itself.
-                self.inventory.add_group(group)
-                self.inventory.groups[group].add_host(self.inventory.hosts[name])
-            host = self.inventory.hosts[name]
-            host.set_variable("ansible_host", address)
-            host.set_variable("ansible_ssh_private_key_file", str(vagrant_key(project, name) or insecure))
-            host.set_variable("lab_address", address)
-            host.set_variable("lab_nic", self.get_option("nic"))
+            host_vars[name] = {"ansible_host": address,
+                               "ansible_ssh_private_key_file": str(vagrant_key(project, name) or insecure),
+                               "lab_address": address, "lab_nic": self.get_option("nic")}
+        lay_out(self.inventory, lab_vars, {name: list(spec.get("groups", [])) for name, spec in nodes.items()},
+                host_vars)
 
     def _ca_certificates(self) -> list[str]:
         raw = os.environ.get("LAB_CA_CERTIFICATES", "").strip()

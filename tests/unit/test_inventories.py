@@ -85,12 +85,16 @@ def test_wrong_lab_names_the_inventory_to_use(tmp_path: Path, backend: str, loca
 def test_the_default_inventory_follows_the_lab_that_is_up(project: Path) -> None:
     local = listing(project)
     assert local["_meta"]["hostvars"]["redis"]["lab_backend"] == "local"
+    # what the nodes can do, which the roles go by (never by the backend's name)
+    assert local["_meta"]["hostvars"]["redis"]["lab_in_namespace"] is True
+    assert local["_meta"]["hostvars"]["redis"]["lab_installs_packages"] is False
     assert local["_meta"]["hostvars"]["redis"]["lab_address"] == "198.18.0.10"
     for name in ("redis", "monitor", "worker-1", "worker-2", "worker-3"):
         make_vm(project, name)
     vagrant = listing(project)
     hostvars = vagrant["_meta"]["hostvars"]
     assert hostvars["redis"]["lab_backend"] == "vagrant"
+    assert hostvars["redis"]["lab_in_namespace"] is False and hostvars["redis"]["lab_installs_packages"] is True
     assert hostvars["redis"]["lab_address"] == "192.168.56.10"
     assert vagrant["workers"]["hosts"] == ["worker-1", "worker-2", "worker-3"]
     assert hostvars["worker-3"]["ansible_ssh_private_key_file"] == str(
@@ -118,6 +122,7 @@ def test_the_real_hosts_example_is_a_complete_lab_inventory(project: Path) -> No
     assert data["workers"]["hosts"] == ["worker-1", "worker-2"]
     for name, host in hostvars.items():
         assert host["lab_backend"] == "hosts" and host["lab_service_manager"] == "systemd", name
+        assert host["lab_in_namespace"] is False and host["lab_installs_packages"] is True, name
         assert host["lab_address"] == host["ansible_host"] and host["lab_nic"], name
         # group_vars/all.yml gives the node directories every backend but the local lab uses.
         assert host["lab_etc_dir"] == "/etc/chaoslab", name

@@ -53,3 +53,29 @@ def test_readmes_are_generated_from_the_specs():
     proc = subprocess.run([sys.executable, str(ROOT / "tools" / "role_docs.py"), "--check"],
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
+
+
+def role_code(role: str) -> str:
+    """A role's tasks, handlers, defaults, vars and templates: what decides what it does."""
+    parts = ("tasks", "handlers", "defaults", "vars", "templates")
+    return "\n".join(path.read_text(encoding="utf-8") for part in parts
+                     for path in sorted((ROOT / "roles" / role / part).glob("*")) if path.is_file())
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_roles_go_by_what_a_node_can_do_not_by_the_backends_name(role):
+    """lab_in_namespace, lab_installs_packages and lab_service_manager, set by each inventory, say what a node can
+    do; a role that tested lab_backend would break on a backend it was not written for."""
+    assert "lab_backend" not in role_code(role)
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_installing_a_package_and_stopping_its_service_is_written_once(role):
+    """Roles that run a packaged program as a lab service use lab_service's package entry point."""
+    code = role_code(role)
+    if role == "lab_service":
+        assert "ansible.builtin.apt:" in code and "Stop the package's own service" in code
+        return
+    assert "Stop the package's own service" not in code
+    if "tasks_from: package" in code:
+        assert "ansible.builtin.apt:" not in code

@@ -9,12 +9,36 @@ left to SSH to find out.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 # The local lab's namespace of node N is NETNS_PREFIX + N, under NETNS_DIR (where `ip netns add` puts it).
 NETNS_PREFIX = "chaoslab-"
 NETNS_DIR = Path("/run/netns")
 LOCAL_INVENTORY = "inventory/local.yml"
 VAGRANT_INVENTORY = "inventory/vagrant.yml"
+
+
+LAB_GROUPS = ("redis", "workers", "monitor")
+
+
+def lay_out(inventory: Any, lab_vars: dict[str, Any], nodes: dict[str, list[str]],
+            host_vars: dict[str, dict[str, Any]]) -> None:
+    """Put a lab into an Ansible inventory (what the local and Vagrant inventory plugins share): the lab's groups,
+    ``lab_vars`` on all, and each node in its groups with its own variables."""
+    for group in LAB_GROUPS:
+        inventory.add_group(group)
+    for key, value in lab_vars.items():
+        inventory.set_variable("all", key, value)
+    for name, groups in nodes.items():
+        inventory.add_host(name)
+        host = inventory.hosts[name]
+        for group in groups:
+            # A node may share its group's name (host redis in group redis): add the host object itself, since
+            # add_child would take the group; and set its variables on the host object for the same reason.
+            inventory.add_group(group)
+            inventory.groups[group].add_host(host)
+        for key, value in host_vars.get(name, {}).items():
+            host.set_variable(key, value)
 
 
 def names_plugin(path: str, plugin: str) -> bool:
