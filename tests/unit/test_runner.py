@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -380,3 +381,28 @@ def test_the_drain_lasts_its_duration_from_when_the_load_stopped(tmp_path: Path)
     assert drain["name"] == "drain"
     assert drain["end"] - drain["start"] >= 0.5 + PHASE_S
     assert drain["end"] - lab.load[1] >= PHASE_S
+
+
+def test_output_that_is_no_terminal_gets_a_line_per_phase(tmp_path: Path) -> None:
+    """A run piped to a log shows its progress as it goes (a live table writes nothing there until the end)."""
+    _, _, output = run_on(FakeLab(), tmp_path)
+    lines = [line for line in output.splitlines() if re.match(r"^\w+: elapsed \d+s, remaining \d+s, published", line)]
+    assert [stage for stage in STAGES if any(line.startswith(f"{stage}: ") for line in lines)] == list(STAGES)
+
+
+def test_a_long_phase_gets_a_progress_line_every_interval(monkeypatch) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(runner.time, "monotonic", lambda: clock[0])
+    output = io.StringIO()
+    lab = FakeLab()
+    events = lab.task_events()
+    events.counts.update(succeeded=7, failed=1)
+    run = runner.Runner(lab, Console(file=output, width=200))
+    display = runner.Display(lambda: Counter(ok=9, error=2), events, run.console)
+    display.start_phase("fault", 60.0)
+    for _ in range(25):  # 25 s of waiting, a look every second
+        run._show(None, display)  # type: ignore[arg-type]  # no live table when the output is no terminal
+        clock[0] += 1.0
+    assert output.getvalue().splitlines() == [
+        f"fault: elapsed {elapsed}s, remaining {60 - elapsed}s, published 9, publish errors 2, completed 7, failed 1"
+        for elapsed in (0, 10, 20)]

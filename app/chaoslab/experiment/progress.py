@@ -37,7 +37,7 @@ class TaskEvents(threading.Thread):
         self.app = Celery("chaoslab-progress", broker=info.broker_url())
         self.app.conf.broker_transport_options = {"socket_timeout": 3, "socket_connect_timeout": 3}
         self.counts: Counter[str] = Counter()
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def _on_event(self, event: dict) -> None:
         kind = event.get("type", "")
@@ -45,15 +45,15 @@ class TaskEvents(threading.Thread):
             self.counts[kind.removeprefix("task-")] += 1
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             try:
                 with self.app.connection_for_read() as connection:
                     receiver = self.app.events.Receiver(connection, handlers={"*": self._on_event})
                     for _ in receiver.itercapture(limit=None, timeout=1.0, wakeup=False):
-                        if self._stop.is_set():
+                        if self._halt.is_set():
                             return
             except Exception:
-                self._stop.wait(1.0)
+                self._halt.wait(1.0)
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()

@@ -38,6 +38,7 @@ from chaoslab.ledger import read_records
 
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 DRAIN_QUIET_S = 2.0
+PROGRESS_EVERY_S = 10.0  # a progress line this often when the output is not a terminal
 
 
 @dataclass
@@ -134,16 +135,27 @@ class Display:
     def start_phase(self, name: str, length: float) -> None:
         self.phase, self.phase_start, self.phase_length = name, time.monotonic(), length
 
-    def render(self) -> Table:
+    def figures(self) -> dict[str, str]:
+        """What the display shows: the phase, its time, and the task counts so far."""
         elapsed = time.monotonic() - self.phase_start
         sent = self.published()
+        return {"phase": self.phase, "elapsed": f"{elapsed:.0f}s",
+                "remaining": f"{max(self.phase_length - elapsed, 0):.0f}s", "published": str(sent["ok"]),
+                "publish errors": str(sent["error"] + sent["timeout"]),
+                "completed": str(self.events.counts["succeeded"]), "failed": str(self.events.counts["failed"])}
+
+    def render(self) -> Table:
+        figures = self.figures()
         table = Table(show_header=True, header_style="bold")
-        for column in ("phase", "elapsed", "remaining", "published", "publish errors", "completed", "failed"):
+        for column in figures:
             table.add_column(column, justify="right")
-        table.add_row(self.phase, f"{elapsed:.0f}s", f"{max(self.phase_length - elapsed, 0):.0f}s",
-                      str(sent["ok"]), str(sent["error"] + sent["timeout"]),
-                      str(self.events.counts["succeeded"]), str(self.events.counts["failed"]))
+        table.add_row(*figures.values())
         return table
+
+    def line(self) -> str:
+        """The same figures as one plain line, for output that is not a terminal (a log, a pipe)."""
+        figures = self.figures()
+        return f"{figures.pop('phase')}: " + ", ".join(f"{name} {value}" for name, value in figures.items())
 
 
 class Background:
@@ -176,14 +188,26 @@ class Runner:
         # whether a run ends by starting the lab's background load again (a study does that once, at its end)
         self.background_load = background_load
         self.clearing: Background | None = None
+        self.progress: tuple[str, float] = ("", 0.0)  # the phase and the time of the last progress line
 
     def _wait(self, seconds: float, live: Live, display: Display, until: Callable[[], bool] | None = None) -> None:
         deadline = time.monotonic() + seconds
         while (remaining := deadline - time.monotonic()) > 0:
-            live.update(display.render())
+            self._show(live, display)
             if until is not None and until():
                 return
             self.sleep(min(1.0, remaining))
+
+    def _show(self, live: Live, display: Display) -> None:
+        """The live table on a terminal; elsewhere (a log, a pipe) one line when a phase starts and every
+        PROGRESS_EVERY_S, since a live display writes nothing there until the run ends."""
+        if self.console.is_terminal:
+            live.update(display.render())
+            return
+        now = time.monotonic()
+        if display.phase != self.progress[0] or now - self.progress[1] >= PROGRESS_EVERY_S:
+            self.progress = (display.phase, now)
+            self.console.print(display.line(), highlight=False, soft_wrap=True)
 
     def _drained(self, state: RunState) -> Callable[[], bool]:
         """True once the broker has held no task message (queued or unacknowledged) and no worker has run a task
