@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import psutil
 import pytest
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
@@ -25,9 +26,8 @@ from chaoslab.node import lab_exporter
 from chaoslab.node.lab_exporter import E2E_BUCKETS, LabCollector, LedgerLatency, NodeResources, WorkerWatch
 from chaoslab.node.publisher import SENT_HEADER, MessageTemplate
 from chaoslab.node.worker_ledger import SENT_KEY, WorkerLedger
-from chaoslab.report import report as report_module
-from chaoslab.report.report import FIGURES_DIR, NODE_FIGURES, colours, load_run, write_report
-from tests.unit.test_report import PNG_SIGNATURE, T0, colour_pixels, make_run, png_pixels
+from chaoslab.report.report import NODE_FIGURES, colours, load_run, write_report
+from tests.unit.test_report import T0, make_run, views
 
 HISTOGRAM = "chaoslab_task_e2e_seconds"
 GIB = 2**30
@@ -566,82 +566,74 @@ def test_store_writes_what_load_reads(prometheus, tmp_path):
 
 
 NODES = ("worker-1", "worker-2")
+STEPS = range(0, 76, 5)
+NODE_SERIES = {
+    "node_cpu": ("CPUs", [("node_cpu", "", "-", 0.4)]),
+    "node_memory": ("MiB", [("node_memory", "", "-", 300.0)]),
+    "node_network": ("kB/s", [("node_network_transmit", " transmit", "-", 20.0),
+                              ("node_network_receive", " receive", ":", 15.0)]),
+}
+"""Each node figure: its unit, and per stored query its legend suffix, line style and the value at t=0 of the first
+node, in the unit (metrics.json holds it in bytes, so memory is 300 MiB and transmit 20 kB/s)."""
+UNIT_SCALE = {"node_cpu": 1.0, "node_memory": 2.0**20, "node_network": 1e3}
+NO_SERIES = "no Prometheus series recorded"
 
 
 def node_series(scale: float) -> list[dict]:
-    return [{"metric": {"node": node}, "values": [[T0 + t, str(scale * (index + 1) * (1 + t / 75))]
-                                                  for t in range(0, 76, 5)]}
+    """Per node a line rising by a third over the run: the first node's from *scale*, the second's from twice it."""
+    return [{"metric": {"node": node}, "values": [[T0 + t, str(scale * (index + 1) * (1 + t / 75))] for t in STEPS]}
             for index, node in enumerate(NODES)]
 
 
 def write_metrics(run_dir: Path) -> None:
+    stored = {query: node_series(start * UNIT_SCALE[name])
+              for name, (_, queries) in NODE_SERIES.items() for query, _, _, start in queries}
     metrics = {"prometheus": "http://127.0.0.1:9090", "start": T0, "end": T0 + 75, "step": 5.0,
                "queries": series.RUN_QUERIES,
-               "series": {"node_cpu": node_series(0.4), "node_memory": node_series(300 * 2**20),
-                          "node_network_transmit": node_series(20e3), "node_network_receive": node_series(15e3),
-                          "queue_depth": {"error": "HTTP Error 400: Bad Request"}}}
+               "series": {**stored, "queue_depth": {"error": "HTTP Error 400: Bad Request"}}}
     (run_dir / run_files.METRICS_FILE).write_text(json.dumps(metrics))
 
 
-@pytest.fixture
-def no_data_calls(monkeypatch):
-    """What each figure said it had no data of ("no <what> recorded")."""
-    calls = []
-    original = report_module._no_data
-
-    def spy(ax, what):
-        calls.append(what)
-        original(ax, what)
-
-    monkeypatch.setattr(report_module, "_no_data", spy)
-    return calls
-
-
-def node_figure_paths(run_dir: Path) -> dict[str, Path]:
-    return {spec.name: run_dir / FIGURES_DIR / f"{spec.name}.png" for spec in NODE_FIGURES}
-
-
-def test_node_figures_from_metrics(tmp_path, no_data_calls):
+def test_node_figures_from_metrics(tmp_path):
     run_dir, _ = make_run(tmp_path / "run-1")
     write_metrics(run_dir)
     assert set(load_run(run_dir).metrics["node_cpu"][0]["metric"].values()) == {"worker-1"}
-    page = write_report(run_dir).read_text()
-    paths = node_figure_paths(run_dir)
-    assert sorted(paths) == ["node_cpu", "node_memory", "node_network"]
+    shown = views(run_dir)
     palette = colours(list(NODES))
-    for name, path in paths.items():
-        assert path.read_bytes()[:8] == PNG_SIGNATURE, name
-        assert path.stat().st_size > 10_000, name
-        pixels = png_pixels(path)
-        for node in NODES:  # one line per node, in the node's colour
-            assert colour_pixels(pixels, palette[node]) > 200, (name, node)
-    assert "Prometheus series" not in no_data_calls
-    for title in ("CPU per node", "Memory per node", "Network per node"):
-        assert title in page
-    assert 'id="figure-node_cpu"' in page
+    assert palette["worker-1"] != palette["worker-2"]
+    for name, (unit, queries) in NODE_SERIES.items():
+        view = shown[name]
+        assert view.ylabel == unit and NO_SERIES not in view.texts, name
+        labels = [f"{node}{suffix}" for _, suffix, _, _ in queries for node in NODES]
+        assert [text for text, _ in view.legend] == ["fault window", *labels], name
+        assert list(view.curves) == labels, name
+        for _, suffix, style, start in queries:
+            for index, node in enumerate(NODES):  # one line per node, in the node's colour, in the figure's unit
+                curve = view.curves[f"{node}{suffix}"]
+                assert (curve.colour, curve.style) == (palette[node], style), (name, node)
+                assert np.allclose(curve.x, list(STEPS)), (name, node)
+                assert np.allclose(curve.y, [start * (index + 1) * (1 + t / 75) for t in STEPS]), (name, node)
+    page = write_report(run_dir).read_text()
+    for spec in NODE_FIGURES:
+        assert f'<figure id="figure-{spec.name}">\n<img alt="{spec.title}"' in page
 
 
-def test_node_figures_without_metrics_say_so(tmp_path, no_data_calls):
+def test_node_figures_without_metrics_say_so(tmp_path):
     run_dir, _ = make_run(tmp_path / "run-1")
     assert load_run(run_dir).metrics == {}
-    page = write_report(run_dir).read_text()
-    palette = colours(list(NODES))
-    for name, path in node_figure_paths(run_dir).items():
-        assert path.read_bytes()[:8] == PNG_SIGNATURE, name
-        assert path.stat().st_size > 5_000, name
-        pixels = png_pixels(path)
-        assert colour_pixels(pixels, palette["worker-2"]) == 0, name
-    assert no_data_calls.count("Prometheus series") == len(NODE_FIGURES)
-    assert "CPU per node" in page
+    shown = views(run_dir)
+    for spec in NODE_FIGURES:
+        assert shown[spec.name].curves == {} and NO_SERIES in shown[spec.name].texts, spec.name
+        assert shown[spec.name].ylabel == NODE_SERIES[spec.name][0]
 
 
-def test_node_figures_with_only_failed_queries_say_so(tmp_path, no_data_calls):
+def test_node_figures_with_only_failed_queries_say_so(tmp_path):
     run_dir, _ = make_run(tmp_path / "run-1")
     failed = {name: {"error": "connection refused"} for name in series.RUN_QUERIES}
     (run_dir / run_files.METRICS_FILE).write_text(json.dumps({"series": failed}))
-    write_report(run_dir)
-    assert all(path.stat().st_size > 0 for path in node_figure_paths(run_dir).values())
-    assert no_data_calls.count("Prometheus series") == len(NODE_FIGURES)
+    shown = views(run_dir)
+    for spec in NODE_FIGURES:
+        assert shown[spec.name].curves == {} and NO_SERIES in shown[spec.name].texts, spec.name
 
 
 # --- publisher and worker ledger: the "sent" time -------------------------------------------------

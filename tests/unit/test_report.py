@@ -6,24 +6,27 @@ test_report_browser.py.
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import re
 import time
 from collections import Counter
+from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
 import pytest
 from matplotlib import image as mpimg
-from matplotlib.colors import to_rgb
 
 from chaoslab.analysis.checker import CLASSES, check
 from chaoslab.analysis.run_dir import write_check
 from chaoslab.ledger import LedgerWriter, read_records
 from chaoslab.report.report import (
     FAULT_COLOUR,
+    FIGURE_DPI,
+    FIGURE_SIZE,
     FIGURES,
     FIGURES_DIR,
     ID_LIST_LIMIT,
@@ -33,17 +36,19 @@ from chaoslab.report.report import (
     Timebase,
     binned_quantiles,
     busy_time,
+    draw_figures,
     load_run,
     write_matrix_report,
     write_report,
 )
+from tests.figure_view import Band, FigureView
 
 T0 = 1_700_000_000.0
 PHASES = (("baseline", 0.0, 20.0), ("fault", 20.0, 40.0), ("recovery", 40.0, 70.0), ("drain", 70.0, 75.0))
 RUN_END = 75.0
 FAULT = {"fault": "worker-kill", "target": "workers[0]", "start": 22.0, "end": 32.0, "params": {"signal": "KILL"}}
 RUN_TIMES = {"noop": 0.004, "sleep": 0.2}
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+ALL_FIGURES = (*FIGURES, *NODE_FIGURES)
 
 
 # --- synthetic runs -------------------------------------------------------------------------
@@ -201,14 +206,26 @@ def make_matrix(parent: Path, status="completed", cells=CELLS):
     return parent, summaries
 
 
+@dataclass
+class ShownFigure:
+    """A <figure> of a page: its id, its image's alt text and source, and its caption."""
+
+    id: str
+    alt: str = ""
+    src: str = ""
+    caption: str = ""
+
+
 class HtmlTables(HTMLParser):
-    """Every <table> of a page as rows of (row class, [cell texts]); also <img> sources."""
+    """Every <table> of a page as rows of (row class, [cell texts]); also <img> sources and <figure>s."""
 
     def __init__(self, page: str) -> None:
         super().__init__()
         self.tables: list[list[tuple[str | None, list[str]]]] = []
         self.images: list[str] = []
+        self.figures: list[ShownFigure] = []
         self._cell: list[str] | None = None
+        self._caption: list[str] | None = None
         self.feed(page)
 
     def handle_starttag(self, tag, attrs):
@@ -221,28 +238,28 @@ class HtmlTables(HTMLParser):
             self._cell = []
         elif tag == "img":
             self.images.append(attributes.get("src") or "")
+            if self.figures:
+                self.figures[-1].alt, self.figures[-1].src = attributes.get("alt") or "", self.images[-1]
+        elif tag == "figure":
+            self.figures.append(ShownFigure(attributes.get("id") or ""))
+        elif tag == "figcaption":
+            self._caption = []
 
     def handle_endtag(self, tag):
         if tag in ("td", "th") and self._cell is not None:
             self.tables[-1][-1][1].append("".join(self._cell).strip())
             self._cell = None
+        elif tag == "figcaption" and self._caption is not None:
+            self.figures[-1].caption = "".join(self._caption).strip()
+            self._caption = None
 
     def handle_data(self, data):
-        if self._cell is not None:
-            self._cell.append(data)
+        for collecting in (self._cell, self._caption):
+            if collecting is not None:
+                collecting.append(data)
 
     def table_with(self, header: str) -> list[tuple[str | None, list[str]]]:
         return next(table for table in self.tables if table and header in table[0][1])
-
-
-def png_pixels(path: Path) -> np.ndarray:
-    return (mpimg.imread(path)[..., :3] * 255).round().astype(np.uint8)
-
-
-def colour_pixels(pixels: np.ndarray, colour: str, tolerance: int = 3) -> int:
-    """How many pixels are within *tolerance* (per channel) of *colour*."""
-    target = np.array([round(c * 255) for c in to_rgb(colour)])
-    return int((np.abs(pixels.astype(int) - target) <= tolerance).all(axis=-1).sum())
 
 
 # --- figures --------------------------------------------------------------------------------
@@ -255,37 +272,141 @@ def reported(tmp_path_factory):
     return run_dir, summary, page, page.read_text()
 
 
-def test_every_figure_is_a_valid_non_trivial_png(reported):
+def views(run_dir: Path) -> dict[str, FigureView]:
+    """What each figure of the run's report shows, by name."""
+    return {name: FigureView.of(figure) for name, figure in draw_figures(load_run(run_dir)).items()}
+
+
+@pytest.fixture(scope="module")
+def figures(reported) -> dict[str, FigureView]:
+    return views(reported[0])
+
+
+OVER_TIME = [spec.name for spec in ALL_FIGURES if spec.over_time]
+FIGURE_WORDS = {
+    "throughput": ("completions/s", ["noop", "sleep", "all kinds"]),
+    "run_time": ("mean run time (s)", ["noop", "sleep"]),
+    "success_ratio": ("share of tasks published", ["success ratio", "failure ratio", "never finished"]),
+    "in_flight": ("executions", ["worker-1", "worker-1, never ended", "worker-2"]),
+    "execution_time": ("executions", ["noop", "noop, started in a fault", "sleep", "sleep, started in a fault"]),
+    "queue_wait": ("queue wait (s)", ["p50", "p95", "max"]),
+    "node_cpu": ("CPUs", []),
+    "node_memory": ("MiB", []),
+    "node_network": ("kB/s", []),
+}
+"""Each figure's y axis label and legend entries (besides the fault window's) for the synthetic run."""
+
+
+def test_every_figure_has_its_title_axis_labels_and_legend(figures):
+    assert list(figures) == [spec.name for spec in ALL_FIGURES]
+    for spec in ALL_FIGURES:
+        view, (ylabel, legend) = figures[spec.name], FIGURE_WORDS[spec.name]
+        assert view.title == spec.title
+        assert view.xlabel == ("seconds since run start" if spec.over_time else "run time of an execution (s)")
+        assert view.ylabel == ylabel, spec.name
+        assert [text for text, _ in view.legend] == ["fault window"] * spec.over_time + legend, spec.name
+        for text, colour in view.legend:  # a line's key in the legend looks like the line
+            if text in view.curves:
+                assert colour == view.curves[text].colour, (spec.name, text)
+
+
+def test_fault_window_is_shaded_and_named_in_every_figure_over_time(figures):
+    for name in OVER_TIME:
+        view = figures[name]
+        assert view.bands == [Band(FAULT["start"], FAULT["end"], FAULT_COLOUR)], name
+        assert ("fault window", FAULT_COLOUR) in view.legend, name
+        assert view.annotations == [("worker-kill on workers[0]", FAULT["start"])], name
+    histogram = figures["execution_time"]
+    assert (histogram.bands, histogram.annotations, histogram.top_labels) == ([], [], [])
+
+
+def test_phases_are_marked_and_named_on_the_time_axis(figures):
+    boundaries = sorted({bound for _, start, end in PHASES for bound in (start, end)})
+    named = [(name, (start + end) / 2) for name, start, end in PHASES]
+    for name in OVER_TIME:
+        view = figures[name]
+        assert view.xlim == (0.0, RUN_END), name
+        assert view.marks == boundaries, name
+        assert view.top_labels == named, name
+
+
+def test_throughput_adds_up_to_the_completions_per_kind(reported, figures):
+    _, summary, _, _ = reported
+    curves = figures["throughput"].curves
+    for kind in RUN_TIMES:  # 1 s bins: completions/s summed over the bins is the number of completions
+        completed = [t for t in summary.tasks if t.kind == kind and t.completed_at is not None
+                     and t.completed_at <= T0 + RUN_END]
+        assert curves[kind].y.sum() == pytest.approx(len(completed)), kind
+    assert np.allclose(curves["all kinds"].y, curves["noop"].y + curves["sleep"].y)
+    assert curves["noop"].colour != curves["sleep"].colour
+
+
+def test_success_ratio_shares_are_the_classes_of_the_tasks_published(reported, figures):
+    _, summary, _, _ = reported
+    curves = figures["success_ratio"].curves
+    published = Timebase.for_duration(RUN_END).sums(np.array([t.publish_t - T0 for t in summary.tasks]))
+    shares = {label: curves[label].y for label in ("success ratio", "failure ratio", "never finished")}
+    assert np.allclose(sum(shares.values())[published > 0], 1.0)
+    tasks = {label: round(float(np.nansum(share * published))) for label, share in shares.items()}
+    classes = summary.classes
+    assert tasks == {"success ratio": classes["completed"] + classes["duplicated_completed"],
+                     "failure ratio": classes["failed"],
+                     "never finished": classes["lost"] + classes["pending"] + classes["publish_failed"]}
+
+
+def test_in_flight_has_one_line_per_node_adding_up_to_its_busy_time(reported, figures):
+    _, summary, _, _ = reported
+    curves = figures["in_flight"].curves
+    for node in ("worker-1", "worker-2"):  # 1 s bins: the mean in flight summed over the bins is the busy time
+        busy = sum(e.end - e.start for e in summary.executions if e.node == node and e.end is not None)
+        assert curves[node].y.sum() == pytest.approx(busy), node
+        assert curves[node].style == "-"
+    assert curves["worker-1"].colour != curves["worker-2"].colour
+    never_ended = curves["worker-1, never ended"]
+    assert (never_ended.colour, never_ended.style) == (curves["worker-1"].colour, "--")
+    assert never_ended.y.sum() == summary.classes["duplicated_completed"] + summary.classes["pending"]
+
+
+def test_run_time_and_queue_wait_show_each_kinds_time_and_the_faults_wait(figures):
+    run_time = figures["run_time"].curves
+    for kind, seconds in RUN_TIMES.items():
+        assert np.allclose(run_time[kind].y[np.isfinite(run_time[kind].y)], seconds, rtol=1e-3), kind
+    waits = figures["queue_wait"].curves
+    in_fault = (waits["max"].x > FAULT["start"]) & (waits["max"].x < FAULT["end"])
+    assert np.allclose(waits["max"].y[in_fault], 2.0)
+    before = waits["max"].x < FAULT["start"]
+    assert np.allclose(waits["max"].y[before][np.isfinite(waits["max"].y[before])], 0.05)
+    started = np.isfinite(waits["max"].y)
+    p50, p95, top = (waits[label].y[started] for label in ("p50", "p95", "max"))
+    assert (p50 <= p95).all() and (p95 <= top).all()
+
+
+def test_figure_files_are_the_figures_drawn(reported):
+    """Each PNG shows what the figure holds: the same pixels as the drawn figure, at the figure's size."""
     run_dir, _, _, _ = reported
-    names = sorted(path.name for path in (run_dir / FIGURES_DIR).iterdir())
-    assert names == sorted(f"{spec.name}.png" for spec in (*FIGURES, *NODE_FIGURES))
-    for name in names:
-        path = run_dir / FIGURES_DIR / name
-        assert path.read_bytes()[:8] == PNG_SIGNATURE
-        assert path.stat().st_size > 10_000
-        pixels = png_pixels(path)
-        assert pixels.shape[0] > 300 and pixels.shape[1] > 1000
-        assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 50, name
-
-
-def test_fault_window_is_shaded_in_every_figure_over_time(reported):
-    run_dir, _, _, _ = reported
-    for spec in (*FIGURES, *NODE_FIGURES):
-        shaded = colour_pixels(png_pixels(run_dir / FIGURES_DIR / f"{spec.name}.png"), FAULT_COLOUR, tolerance=0)
-        assert (shaded > 5_000) == spec.over_time, spec.name
-
-
-def test_shading_covers_the_fault_window_in_time(reported):
-    """The shaded columns sit at 22..32 s of a 75 s axis: about 13 % of the plot width."""
-    run_dir, _, _, _ = reported
-    pixels = png_pixels(run_dir / FIGURES_DIR / "throughput.png")
-    target = np.array([round(c * 255) for c in to_rgb(FAULT_COLOUR)])
-    columns = np.flatnonzero((pixels == target).all(axis=-1).sum(axis=0) > 20)
-    axes_width = pixels.shape[1] * 0.8  # the legend takes the rest
-    assert 0.08 < (columns.max() - columns.min()) / axes_width < 0.18
+    assert sorted(path.name for path in (run_dir / FIGURES_DIR).iterdir()) == sorted(
+        f"{spec.name}.png" for spec in ALL_FIGURES)
+    size = (round(FIGURE_SIZE[1] * FIGURE_DPI), round(FIGURE_SIZE[0] * FIGURE_DPI))
+    for name, figure in draw_figures(load_run(run_dir)).items():
+        figure.canvas.draw()
+        drawn = np.asarray(figure.canvas.buffer_rgba())  # type: ignore[attr-defined]
+        saved = (mpimg.imread(run_dir / FIGURES_DIR / f"{name}.png") * 255).round().astype(np.uint8)
+        assert saved.shape[:2] == size, name
+        assert np.array_equal(saved, drawn), name
 
 
 # --- the page -------------------------------------------------------------------------------
+
+
+def test_every_figure_is_embedded_with_its_title_and_caption(reported):
+    run_dir, _, _, text = reported
+    shown = HtmlTables(text).figures
+    assert [figure.id for figure in shown] == [f"figure-{spec.name}" for spec in ALL_FIGURES]
+    for figure, spec in zip(shown, ALL_FIGURES, strict=True):
+        assert figure.alt == spec.title
+        assert figure.caption == f"{spec.title}: {spec.caption}"
+        data = figure.src.removeprefix("data:image/png;base64,")
+        assert base64.b64decode(data) == (run_dir / FIGURES_DIR / f"{spec.name}.png").read_bytes(), spec.name
 
 
 def test_images_are_embedded_and_nothing_is_fetched(reported):
@@ -398,9 +519,15 @@ def test_empty_ledgers_and_no_fault_windows(tmp_path):
     run_dir, summary = make_run(tmp_path / "empty", History(), faults=(), verdict=False)
     assert summary.tasks == []
     text = write_report(run_dir).read_text()
+    shown = views(run_dir)
     for spec in FIGURES:
-        pixels = png_pixels(run_dir / FIGURES_DIR / f"{spec.name}.png")
-        assert colour_pixels(pixels, FAULT_COLOUR, tolerance=0) == 0
+        assert shown[spec.name].bands == [] and shown[spec.name].annotations == [], spec.name
+        assert "fault window" not in [entry for entry, _ in shown[spec.name].legend], spec.name
+    said = {name: [t for t in view.texts if t.startswith("no ")] for name, view in shown.items()}
+    assert said == {"throughput": ["no completions recorded"], "run_time": ["no ended executions recorded"],
+                    "success_ratio": ["no published tasks recorded"], "in_flight": ["no executions recorded"],
+                    "execution_time": ["no ended executions recorded"], "queue_wait": ["no started tasks recorded"],
+                    **{spec.name: ["no Prometheus series recorded"] for spec in NODE_FIGURES}}
     assert "No fault windows in this run." in text
     assert "No verdict" in text
     assert [cells[0] for cells in class_rows(text).values()] == ["0"] * len(CLASSES)
@@ -408,9 +535,11 @@ def test_empty_ledgers_and_no_fault_windows(tmp_path):
 
 def test_run_without_faults_has_no_shading(tmp_path):
     run_dir, _ = make_run(tmp_path / "calm", synthetic_history(fault=False), faults=())
-    write_report(run_dir)
-    pixels = png_pixels(run_dir / FIGURES_DIR / "throughput.png")
-    assert colour_pixels(pixels, FAULT_COLOUR, tolerance=0) == 0
+    for name, view in views(run_dir).items():
+        assert view.bands == [] and view.annotations == [], name
+        assert "fault window" not in [entry for entry, _ in view.legend], name
+        assert view.top_labels == ([(phase, (start + end) / 2) for phase, start, end in PHASES]
+                                   if name in OVER_TIME else []), name
 
 
 def test_missing_summary_is_checked_in_memory(tmp_path):

@@ -601,8 +601,8 @@ NODE_FIGURES: Final = (
 )
 
 
-def render_figure(spec: FigureSpec, data: RunData, timebase: Timebase, path: Path) -> Path:
-    """Draw one figure into a PNG file (Agg canvas, no pyplot state)."""
+def draw_figure(spec: FigureSpec, data: RunData, timebase: Timebase) -> Figure:
+    """One figure, drawn and not yet saved (Agg canvas, no pyplot state)."""
     figure = Figure(figsize=FIGURE_SIZE, dpi=FIGURE_DPI)
     FigureCanvasAgg(figure)
     figure.subplots_adjust(**FIGURE_MARGINS)
@@ -615,16 +615,23 @@ def render_figure(spec: FigureSpec, data: RunData, timebase: Timebase, path: Pat
     ax.set_axisbelow(True)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
-    figure.savefig(path, format="png")
-    return path
+    return figure
+
+
+def draw_figures(data: RunData) -> dict[str, Figure]:
+    """Every figure of :data:`FIGURES` and :data:`NODE_FIGURES`, by name, drawn and not yet saved."""
+    timebase = Timebase.for_duration(data.duration)
+    return {spec.name: draw_figure(spec, data, timebase) for spec in (*FIGURES, *NODE_FIGURES)}
 
 
 def write_figures(data: RunData, out_dir: Path) -> dict[str, Path]:
-    """Every figure of :data:`FIGURES` as ``<out_dir>/<name>.png``."""
+    """Every figure of :func:`draw_figures` as ``<out_dir>/<name>.png``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    timebase = Timebase.for_duration(data.duration)
-    return {spec.name: render_figure(spec, data, timebase, out_dir / f"{spec.name}.png")
-            for spec in (*FIGURES, *NODE_FIGURES)}
+    pngs = {}
+    for name, figure in draw_figures(data).items():
+        pngs[name] = out_dir / f"{name}.png"
+        figure.savefig(pngs[name], format="png")
+    return pngs
 
 
 # ---------------------------------------------------------------------------------------
