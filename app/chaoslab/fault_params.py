@@ -104,7 +104,7 @@ def check(fault: str, params: dict[str, Any], resolved: bool = True) -> dict[str
     if unknown:
         allowed = ", ".join(declared.user_params()) or "none"
         raise ValueError(f"{fault}: unknown parameter {unknown[0]} (allowed: {allowed})")
-    if not resolved and params.get("peers") not in (None, ""):
+    if not resolved and "peers" in params:  # an inventory pattern until the role resolves it; "" names no node
         try:
             pattern(params["peers"], f"{fault}: peers")
         except InputError as error:
