@@ -162,7 +162,7 @@ def test_sigint_during_the_fault_reverts_it_and_marks_the_run_aborted(lab, tmp_p
     assert run["faults"] and run["faults"][0]["start"] and run["faults"][0]["end"]
     assert not state.exists(), "the fault's record is still on the node"
     assert not fault_agents(), "a fault agent still runs"
-    assert (run_dir / "ledgers" / "publish.jsonl").exists(), "what was collected is kept"
+    assert (run_dir / "ledgers" / "publish.jsonl").exists(), f"what was collected is kept: {run['error']}\n{output}"
 
 
 BAD_SCENARIOS = {

@@ -312,7 +312,7 @@ def test_a_run_whose_hypothesis_holds_exits_0_with_its_verdict(tmp_path: Path) -
     # the fault cleared once (after its phase, not again at the end), the load stopped before the drain
     assert in_order(lab.calls, ("prepare", SETTINGS),
                     ("set_load", True), ("fault", "worker-kill", "workers[0]"), ("clear",), ("set_load", False),
-                    ("snapshot_broker",), ("collect", True), ("store_metrics",))
+                    ("snapshot_broker",), ("collect", False), ("store_metrics",), ("background_load",))
     assert names(lab.calls).count("clear") == 1
     assert lab.load_on is True  # the lab's background load runs again
 
@@ -337,7 +337,7 @@ def assert_wound_down(lab: FakeLab, run_dir: Path, marker: str) -> dict[str, Any
     """After *marker*: the fault cleared, the load stopped and the ledgers collected, in this order; run.json says
     the run was aborted, every phase it began has an end, and no verdict was written."""
     assert in_order(after(lab.calls, marker), ("clear",), ("set_load", False), ("snapshot_broker",),
-                    ("collect", True))
+                    ("collect", False), ("background_load",))
     assert len(lab.load) == 2  # the load did stop
     ledgers = run_dir / "ledgers"
     assert sorted(path.name for path in ledgers.glob("*.jsonl")) == sorted(
@@ -406,3 +406,23 @@ def test_a_long_phase_gets_a_progress_line_every_interval(monkeypatch) -> None:
     assert output.getvalue().splitlines() == [
         f"fault: elapsed {elapsed}s, remaining {60 - elapsed}s, published 9, publish errors 2, completed 7, failed 1"
         for elapsed in (0, 10, 20)]
+
+
+class LabWithoutLedgers(FakeLab):
+    """A lab whose ledger collection fails: the playbook stops before anything is fetched."""
+
+    def collect(self, dest: Path, background_load: bool = False) -> list[Path]:
+        self._call("collect", background_load)
+        raise RuntimeError("playbooks/ledgers.yml: fatal: [monitor]: unreachable")
+
+
+def test_a_run_whose_ledgers_were_not_collected_is_no_verdict(tmp_path: Path) -> None:
+    """Judging an empty history would say "nothing lost": the run fails instead, and says why."""
+    code, run_dir, output = run_on(LabWithoutLedgers(), tmp_path)
+    assert code == runner.EXIT_ERROR
+    run = read_json(run_dir / "run.json")
+    assert run["status"] == "failed"
+    assert run["error"] == ("the ledgers were not collected (collect ledgers: RuntimeError: playbooks/ledgers.yml: "
+                            "fatal: [monitor]: unreachable)")
+    assert not (run_dir / "verdict.json").exists()
+    assert "run failed: the ledgers were not collected" in output

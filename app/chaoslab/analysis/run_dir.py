@@ -49,6 +49,7 @@ from chaoslab.analysis.checker import CSV_HEADER, EXECUTION_HEADER, Execution, S
 RUN_FILE: Final = "run.json"
 SCENARIO_FILE: Final = "scenario.yml"
 LEDGERS_DIR: Final = "ledgers"
+PUBLISH_LEDGER: Final = "publish.jsonl"
 EVENTS_SUFFIX: Final = ".events.jsonl"
 SETTINGS_SUFFIX: Final = ".settings.json"
 FAULTS_DIR: Final = "faults"
@@ -163,6 +164,11 @@ def expand_runs(run_dirs: Iterable[StrPath]) -> list[Path]:
 def ledger_paths(run_dir: StrPath) -> list[Path]:
     """Every ledger of the run: the task ledgers and the nodes' event ledgers."""
     return sorted((Path(run_dir) / LEDGERS_DIR).glob("*.jsonl"))
+
+
+def publish_ledger(run_dir: StrPath) -> Path:
+    """The load generator's publish ledger: without it a run has no record of what it asked for."""
+    return Path(run_dir) / LEDGERS_DIR / PUBLISH_LEDGER
 
 
 def event_paths(run_dir: StrPath) -> list[Path]:

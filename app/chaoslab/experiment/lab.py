@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import tarfile
 import tempfile
 import time
 from collections import Counter
@@ -132,6 +133,21 @@ class Lab(Protocol):
     def published(self) -> Counter[str]: ...
 
 
+def unpack_ledgers(dest: Path) -> None:
+    """Unpack each node's archive of ledgers that ledgers.yml fetched (<node>.ledgers.tar) into dest, then remove
+    it. Only regular files with plain names are taken (chaoslab.node.ledgers makes no other); a member with a path
+    or of another type is refused."""
+    for archive in sorted(dest.glob("*.ledgers.tar")):
+        with tarfile.open(archive) as tar:
+            for member in tar.getmembers():
+                if not member.isfile() or Path(member.name).name != member.name or member.name.startswith("."):
+                    raise ValueError(f"{archive.name}: {member.name!r} is not a plain ledger file")
+                source = tar.extractfile(member)
+                if source is not None:
+                    (dest / member.name).write_bytes(source.read())
+        archive.unlink()
+
+
 class LabControl:
     """Settings, load, faults and ledgers of a lab, through the same playbooks a user runs."""
 
@@ -159,12 +175,12 @@ class LabControl:
         for key, value in (profile or {}).items():
             extra[f"loadgen_{key}"] = value
         self.load_on = None
-        self._play("playbooks/load.yml", extra, tags="loadgen")
+        self._play("playbooks/load.yml", extra)
         self.load_on = enabled
 
     def background_load(self) -> None:
         self.load_on = None
-        self._play("playbooks/load.yml", None, tags="loadgen")
+        self._play("playbooks/load.yml")
         self.load_on = True
 
     def prepare(self, celery: dict[str, Any]) -> None:
@@ -208,7 +224,10 @@ class LabControl:
         extra = {"ledgers_action": "collect", "ledgers_dest": str(dest), "ledgers_background_load": background_load}
         if background_load:
             self.load_on = None
-        self._play("playbooks/ledgers.yml", extra)
+        try:
+            self._play("playbooks/ledgers.yml", extra)
+        finally:  # what was fetched is kept, whatever failed after it
+            unpack_ledgers(dest)
         if background_load:
             self.load_on = True
         return sorted(dest.glob("*.jsonl"))

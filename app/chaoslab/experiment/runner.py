@@ -295,10 +295,30 @@ class Runner:
         finally:
             events.stop()
             self._wind_down(state)
-        if state.status != "completed":
-            self.console.print(f"[red]run {state.status}[/red]: {state.error} ({directory})")
-            return EXIT_INTERRUPTED if state.error.startswith("interrupted") else EXIT_ERROR
-        return self._judge(state)
+        if state.status == "completed" and not run_dir.publish_ledger(directory).is_file():
+            # nothing to judge: a verdict on an empty history would read as "nothing lost"
+            state.status = "failed"
+            state.error = f"the ledgers were not collected ({state.error or 'no publish ledger'})"
+            state.write()
+        # the lab's background load starts again while the run is judged and reported (it needs nothing of them)
+        background = Background(self.control.background_load) if self.background_load else None
+        try:
+            if state.status != "completed":
+                self.console.print(f"[red]run {state.status}[/red]: {state.error} ({directory})", highlight=False)
+                return EXIT_INTERRUPTED if state.error.startswith("interrupted") else EXIT_ERROR
+            return self._judge(state)
+        finally:
+            self._background_started(background)
+
+    def _background_started(self, background: Background | None) -> None:
+        """Wait for the background load to have started; say so when it could not (the run's outcome stands)."""
+        if background is None:
+            return
+        try:
+            background.join()
+        except (Exception, KeyboardInterrupt) as err:
+            self.console.print(f"[yellow]note[/yellow]: the background load did not start: {type(err).__name__}: "
+                               f"{err}", highlight=False)
 
     def _cleared(self, state: RunState) -> None:
         """Wait for clear.yml started after the fault phase; the fault is over once it succeeded."""
@@ -318,16 +338,12 @@ class Runner:
             ("stop load", lambda: self.control.set_load(False)),
             ("snapshot the broker", lambda: self._snapshot(state)),
             ("controller clock", lambda: state.controller_clock.append(self.control.controller_clock())),
-            # the background load starts with the collection, unless Redis must be restored first
-            ("collect ledgers", lambda: self.control.collect(state.directory / run_dir.LEDGERS_DIR,
-                                                             self.background_load and not state.scenario.redis)),
+            ("collect ledgers", lambda: self.control.collect(state.directory / run_dir.LEDGERS_DIR)),
             ("read the nodes' records", lambda: self._node_records(state)),
             ("store metrics", lambda: self.control.store_metrics(state.started, time.time(), state.directory)),
         ]
         if state.scenario.redis:
             steps.append(("restore Redis", lambda: self.control.apply_redis({})))
-        if self.background_load and state.scenario.redis:
-            steps.append(("background load", self.control.background_load))
         for name, step in steps:
             if name == "clear faults" and not state.fault_active and state.status == "completed":
                 continue
@@ -335,11 +351,6 @@ class Runner:
                 step()
             except (Exception, KeyboardInterrupt) as err:
                 state.error = state.error or f"{name}: {type(err).__name__}: {err}"
-        if self.background_load and self.control.load_on is not True:  # the collection did not get to start it
-            try:
-                self.control.background_load()
-            except (Exception, KeyboardInterrupt) as err:
-                state.error = state.error or f"background load: {type(err).__name__}: {err}"
         for fault in state.faults:
             fault["end"] = fault["end"] or time.time()
         for phase in state.phases:

@@ -10,10 +10,8 @@ from chaoslab.ledger import LedgerWriter
 from chaoslab.node import config
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m chaoslab.node.clock_record", description=__doc__.splitlines()[0])
-    parser.add_argument("--events", required=True, help="the node's event ledger")
-    args = parser.parse_args(argv)
+def record_clock(events: str) -> dict[str, object]:
+    """Measure this node's clock against the broker's and append the ``clock`` record to the event ledger."""
     import redis
 
     lab = config.load()
@@ -21,9 +19,16 @@ def main(argv: list[str] | None = None) -> int:
     found = measure(client)
     record = {"type": "clock", "node": lab.node, "t": found.t, "offset": found.offset,
               "uncertainty": found.uncertainty}
-    with LedgerWriter(args.events, "always") as ledger:
+    with LedgerWriter(events, "always") as ledger:
         ledger.write(record)
-    print(record)
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m chaoslab.node.clock_record", description=__doc__.splitlines()[0])
+    parser.add_argument("--events", required=True, help="the node's event ledger")
+    args = parser.parse_args(argv)
+    print(record_clock(args.events))
     return 0
 
 
