@@ -412,6 +412,30 @@ def test_write_figures_one_png_per_scenario_with_runs(tmp_path):
     assert pngs["baseline"].read_bytes().startswith(b"\x89PNG")
 
 
+def bar_heights(ax) -> list[float]:
+    return [patch.get_height() for patch in ax.patches]
+
+
+def test_the_scenario_figure_shows_each_configurations_mean_and_its_repeats(tmp_path):
+    """What a reader sees: one bar per configuration at the mean of its repeats, a dot per repeat, in order."""
+    study = load_study(make_study(tmp_path / "s", good_runs()))
+    groups = study.groups_of("cpu-exhaustion")
+    figure = study_report.draw_scenario_figure("cpu-exhaustion", groups, study.counts)
+    success, classes = figure.axes
+    assert figure.get_suptitle() == "cpu-exhaustion: per configuration (bar: mean, dots: repeats)"
+    assert [label.get_text() for label in success.get_xticklabels()] == [
+        study_report._wrapped(group.label) for group in groups]
+    acks, no_acks = study_report.config_label(ACKS), study_report.config_label(NO_ACKS)
+    means = {acks: (0.969 + 0.981) / 2, no_acks: (0.995 + 0.992) / 2}
+    assert bar_heights(success) == pytest.approx([means[group.label] for group in groups])
+    dots = sorted(round(float(y), 3) for collection in success.collections for _, y in collection.get_offsets())
+    assert dots == [0.969, 0.981, 0.992, 0.995]
+    # the class panel: its legend names the classes, and its tallest bar is the mean of the lost tasks (3 and 5)
+    legend = classes.get_legend()
+    assert legend is not None and "lost" in [text.get_text() for text in legend.get_texts()]
+    assert max(bar_heights(classes)) == pytest.approx(4.0)
+
+
 def test_main_exit_codes(study_dir, tmp_path, capsys):
     assert main([str(study_dir), "--out", str(tmp_path / "out"), "--publish", str(tmp_path / "ref")]) == 0
     printed = capsys.readouterr().out.split()

@@ -810,6 +810,12 @@ def _draw_classes(ax: Axes, groups: Sequence[Group], counts: Sequence[str]) -> N
 
 def render_scenario_figure(scenario: str, groups: Sequence[Group], path: Path,
                            counts: Sequence[str] = COUNT_FIGURES) -> Path:
+    """The scenario's figure (:func:`draw_scenario_figure`) as a PNG."""
+    draw_scenario_figure(scenario, groups, counts).savefig(path, format="png", metadata=PNG_METADATA)
+    return path
+
+
+def draw_scenario_figure(scenario: str, groups: Sequence[Group], counts: Sequence[str] = COUNT_FIGURES) -> Figure:
     """Two panels: success ratio and the tasks of each class but completed, per configuration (Agg, no pyplot)."""
     figure = Figure(figsize=FIGURE_SIZE, dpi=FIGURE_DPI)
     FigureCanvasAgg(figure)
@@ -823,8 +829,7 @@ def render_scenario_figure(scenario: str, groups: Sequence[Group], path: Path,
         ax.set_axisbelow(True)
     figure.suptitle(f"{scenario}: per configuration (bar: mean, dots: repeats)", fontsize=11)
     figure.subplots_adjust(left=0.06, right=0.98, bottom=0.2, top=0.85, wspace=0.18)
-    figure.savefig(path, format="png", metadata=PNG_METADATA)
-    return path
+    return figure
 
 
 def write_figures(study: Study, out_dir: StrPath) -> dict[str, Path]:
