@@ -18,10 +18,12 @@ import yaml
 
 from chaoslab.node.fault_service import ServiceControl
 from chaoslab.report.dashboard import annotation_query, build, panel_queries
+from chaoslab.report.report import draw_figures, load_run
 from fault_state import wait_until
 from lab_state import netns_inode, process_netns_inode, service_pid
 from test_experiments import run_scenario
 from tests.conftest import ROOT
+from tests.figure_view import FigureView
 
 PROMETHEUS = "http://198.18.0.20:9090"
 FLOWER = "http://198.18.0.20:5555"
@@ -122,7 +124,10 @@ def test_every_panel_shows_data_during_an_experiment_with_a_fault(lab, tmp_path)
     kept = json.loads((run_dir / "metrics.json").read_text())["series"]  # the run keeps its series
     assert {item["metric"]["node"] for item in kept["node_cpu"]} >= {"redis", "monitor", "worker-1", "worker-2"}
     assert all(isinstance(kept[name], list) and kept[name] for name in ("node_memory", "queue_depth", "fault_active"))
-    assert (run_dir / "figures" / "node_cpu.png").stat().st_size > 10_000
+    # the report draws each node's CPU from those series: a line per node, busy at some point of the run
+    cpu = FigureView.of(draw_figures(load_run(run_dir))["node_cpu"])
+    assert set(cpu.curves) >= {"redis", "monitor", "worker-1", "worker-2"}
+    assert all(max(cpu.curves[node].y) > 0 for node in ("redis", "worker-1", "worker-2")), cpu.curves
 
 
 def test_a_sigkilled_worker_shows_as_down_within_30_seconds(lab):
