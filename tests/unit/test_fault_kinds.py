@@ -15,7 +15,7 @@ from tools import fault_files
 
 from chaoslab.fault_kinds import DURATION, KINDS, FaultKind, Param
 from chaoslab.fault_params import check, request
-from chaoslab.fault_values import name
+from chaoslab.fault_values import Value
 from chaoslab.node import fault_agent
 from chaoslab.node.fault_record import Detail, Fault, Node
 from tests.conftest import ROOT
@@ -36,8 +36,14 @@ def untouch(detail: Detail) -> None:
     Path(detail["path"]).unlink(missing_ok=True)
 
 
+def absolute_path(value: object) -> str:
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise ValueError(f"{value!r} is not an absolute path")
+    return value
+
+
 TOUCH = FaultKind("file-touch", "Write a file on the node", target="workers[0]",
-                  params=(Param("path", name(), None, "The file to write."), DURATION),
+                  params=(Param("path", Value("path", absolute_path), None, "The file to write."), DURATION),
                   apply="tests.unit.test_fault_kinds:touch", revert="tests.unit.test_fault_kinds:untouch")
 
 
@@ -58,7 +64,7 @@ def test_its_parameters_are_checked_from_the_declaration(declared):
     assert request("file-touch", "workers", {"path": "/tmp/x"}, groups) == {
         "path": "/tmp/x", "duration": "", "target": "worker-1"}
     assert declared.schema()["parameters"]["path"] == {
-        "type": "str", "required": True, "value": "name", "description": "The file to write."}
+        "type": "str", "required": True, "value": "path", "description": "The file to write."}
 
 
 def test_its_files_are_made_from_the_declaration(declared, tmp_path):
