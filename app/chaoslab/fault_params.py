@@ -106,9 +106,9 @@ def check(fault: str, params: dict[str, Any], resolved: bool = True) -> dict[str
         raise ValueError(f"{fault}: unknown parameter {unknown[0]} (allowed: {allowed})")
     if not resolved and "peers" in params:  # an inventory pattern until the role resolves it; "" names no node
         try:
-            pattern(params["peers"], f"{fault}: peers")
-        except InputError as error:
-            raise ValueError(str(error)) from None
+            check_value(fault, "peers", params["peers"])
+        except ValueError as error:
+            raise ValueError(f"{fault}: peers: {error}") from None
     values: dict[str, Any] = {}
     for name, (value, default) in spec.items():
         given = params.get(name, default)
