@@ -103,6 +103,7 @@ bench: install
 	$(BIN)/python bench/bench_worker.py
 	$(BIN)/python bench/bench_lab.py
 	$(BIN)/python bench/bench_faults.py
+	$(BIN)/python bench/bench_overhead.py
 
 clean: down
 	rm -rf $(VENV) .lab

@@ -5,8 +5,9 @@ Run as root with the local lab up (make lab): .venv/bin/python bench/bench_overh
 Runs a short scenario (5 s baseline, 5 s worker-kill, 5 s recovery, a drain) through the real runner and lab
 control --runs times in a row, timing every call the runner makes to the lab. Overhead = the run's wall time
 minus the time its phases lasted (run.json's phase bounds), split into before the first phase and after the
-last. The first run applies the scenario's Celery settings; later runs find them unchanged. Target: overhead
-≤ 10 s per run.
+last. The workers are first given the lab's default settings, so that the first run applies the scenario's Celery
+settings (restarting the workers); later runs find them unchanged, as the workers report them, and run no
+settings play. Target: overhead ≤ 10 s per run with the settings unchanged.
 """
 
 from __future__ import annotations
@@ -92,6 +93,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="chaoslab-bench-") as scratch:
         path = Path(scratch) / "overhead.yml"
         path.write_text(SCENARIO, encoding="utf-8")
+        LabControl(lab_info()).prepare({})  # the lab's own settings: the first run applies the scenario's
         found = [one_run(path, Path(scratch) / "results", index) for index in range(1, args.runs + 1)]
     print(f"{'run':>4} {'exit':>4} {'wall s':>7} {'phases s':>8} {'overhead s':>10} {'before':>7} {'after':>6}"
           "  ratio wall/phases")
@@ -103,8 +105,11 @@ def main() -> int:
     for name in sorted({name for result in found for name in result["spent"]}):
         cells = [f"{result['spent'].get(name, 0.0):6.1f} ({result['calls'].get(name, 0)})" for result in found]
         print(f"  {name:<16} " + "  ".join(cells))
-    worst = max(result["wall"] - result["phases"] for result in found)
-    print(f"\nlargest overhead: {worst:.1f} s (target ≤ 10 s)")
+    first = found[0]["wall"] - found[0]["phases"]
+    print(f"\noverhead of the run that applied the settings: {first:.1f} s")
+    if len(found) > 1:
+        worst = max(result["wall"] - result["phases"] for result in found[1:])
+        print(f"largest overhead with the settings unchanged: {worst:.1f} s (target ≤ 10 s)")
     return 0
 
 

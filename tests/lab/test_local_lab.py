@@ -7,7 +7,9 @@ import re
 import shutil
 import socket
 import subprocess
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -22,6 +24,7 @@ from lab_state import (
     snapshot,
     supervisorctl,
 )
+from chaoslab.experiment.lab import LabControl, lab_info
 from tests.conftest import BIN, ROOT, ansible_env, recap, run_playbook
 
 NODE_SERVICES = [("redis", "redis"), ("monitor", "http-target"), ("worker-1", "celery-worker"),
@@ -138,6 +141,41 @@ def test_changing_a_celery_setting_restarts_the_worker(lab):
         run_playbook("playbooks/site.yml", "--limit", "worker-1")
     written = yaml.safe_load(Path("/etc/chaoslab/nodes/worker-1/celery-worker.yml").read_text())["celery"]
     assert written["worker_prefetch_multiplier"] == 4
+
+
+def given_once_ready(control: LabControl, timeout: float = 60.0) -> dict[str, Any] | None:
+    """The settings the workers report once every worker answers (a restarted worker answers when ready)."""
+    deadline = time.monotonic() + timeout
+    while (given := control.workers_given()) is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return given
+
+
+def test_a_run_applies_celery_settings_only_when_the_workers_run_others(lab):
+    control = LabControl(lab_info())
+    workers = control.info.worker_hostnames
+    plays: list[dict[str, Any] | None] = []
+    play = control._play
+
+    def recorded(path: str, extra: dict[str, Any] | None = None, tags: str | None = None) -> None:
+        plays.append(extra)
+        play(path, extra, tags)
+
+    control._play = recorded  # type: ignore[method-assign]
+    settings = {"worker_prefetch_multiplier": 1}
+    try:
+        control.prepare(settings)
+        assert plays[-1] == {"celery_worker_settings": settings}
+        assert given_once_ready(control) == {worker: settings for worker in workers}
+        pid = service_pid("worker-1", "celery-worker")
+        control.prepare(settings)  # as the workers say they run: no settings play, no restart
+        assert plays[-1] == {}
+        assert service_pid("worker-1", "celery-worker") == pid
+        control.prepare({"worker_prefetch_multiplier": 2})
+        assert plays[-1] == {"celery_worker_settings": {"worker_prefetch_multiplier": 2}}
+    finally:
+        control.prepare({})
+    assert given_once_ready(control) == {worker: {} for worker in workers}
 
 
 def bad_inventory(tmp_path: Path, address: str = "198.18.0.10", bridge: str = "chaoslab0") -> str:

@@ -426,3 +426,20 @@ def test_a_run_whose_ledgers_were_not_collected_is_no_verdict(tmp_path: Path) ->
                             "fatal: [monitor]: unreachable)")
     assert not (run_dir / "verdict.json").exists()
     assert "run failed: the ledgers were not collected" in output
+
+
+class LabWithoutLoad(FakeLab):
+    """A lab whose load generator publishes nothing (it did not start, or crashed at once)."""
+
+    def tasks(self) -> list[tuple[str, float, str]]:
+        return []
+
+
+def test_a_run_in_which_nothing_was_published_holds_no_hypothesis(tmp_path: Path) -> None:
+    """"Nothing lost" of nothing published would read as a system that loses nothing."""
+    code, run_dir, output = run_on(LabWithoutLoad(), tmp_path)
+    assert code == runner.EXIT_FAIL
+    verdict = read_json(run_dir / "verdict.json")
+    assert verdict["passed"] is False and condition(verdict, "lost")["holds"] is True
+    assert any(warning.startswith("no task was published") for warning in verdict["warnings"])
+    assert "no task was published" in output

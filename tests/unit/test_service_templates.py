@@ -21,6 +21,7 @@ SERVICE = {
     "lab_etc_dir": "/etc/chaoslab",
     "lab_service_stop_signal": "TERM",
     "lab_service_stop_timeout": 20,
+    "lab_service_start_seconds": 1,
     "lab_service_memory_max": "",
     "lab_service_state": "started",
     "lab_log_dir": "/var/log/chaoslab",
@@ -46,8 +47,10 @@ def test_supervisor_program():
     assert program["user"] == "chaoslab" and program["autostart"] == "true" and program["autorestart"] == "true"
     assert program["stopasgroup"] == program["killasgroup"] == "true"
     assert program["environment"] == 'B="2",CHAOSLAB_CONFIG="/etc/chaoslab/chaoslab.yml"'
+    assert program["startsecs"] == "1"
     stopped = parse(render("program.conf.j2", lab_service_state="stopped"))["program:celery-worker"]
     assert stopped["autostart"] == "false"
+    assert parse(render("program.conf.j2", lab_service_start_seconds=0))["program:celery-worker"]["startsecs"] == "0"
 
 
 @pytest.mark.parametrize("memory_max", ["", "512M"])

@@ -154,8 +154,7 @@ class LabControl:
     def __init__(self, info: LabInfo, quiet: bool = True) -> None:
         self.info = info
         self.quiet = quiet
-        # What this handle last set (None: not known), so that a study does not set it again for every run.
-        self.celery: dict[str, Any] | None = None
+        # Whether the load is on as this handle last set it (None: not known).
         self.load_on: bool | None = None
         self._control_app: Any = None
 
@@ -184,14 +183,15 @@ class LabControl:
         self.load_on = True
 
     def prepare(self, celery: dict[str, Any]) -> None:
-        """The start of a run in one playbook: the load stopped, the Celery settings applied (when they differ from
-        what this handle last set), the ledgers emptied and every node's clock measured."""
+        """The start of a run in one playbook: the load stopped, the Celery settings applied (unless every worker
+        runs with them already, as the workers themselves say), the ledgers emptied and every node's clock
+        measured."""
         extra: dict[str, Any] = {}
-        if celery != self.celery:
+        if self.workers_given() != {worker: celery for worker in self.info.worker_hostnames}:
             extra["celery_worker_settings"] = celery
-        self.celery = self.load_on = None
+        self.load_on = None
         self._play("playbooks/prepare.yml", extra)
-        self.celery, self.load_on = dict(celery), False
+        self.load_on = False
         self._flush_broker()
 
     def _flush_broker(self) -> None:
@@ -245,18 +245,31 @@ class LabControl:
         client = self.info.redis(0, timeout=2)
         return redis_snapshot.backlog(client, redis_snapshot.queue_names(client))
 
-    def active(self) -> dict[str, int] | None:
-        """Tasks each worker is running now (Celery's ``inspect active``); None unless every worker answered."""
+    def _inspect(self, method: str) -> dict[str, Any] | None:
+        """Every worker's reply to one of Celery's inspect commands; None unless every worker answered."""
         if self._control_app is None:
             from celery import Celery
 
             self._control_app = Celery("chaoslab-control", broker=self.info.broker_url())
             self._control_app.conf.broker_transport_options = {"socket_timeout": 3, "socket_connect_timeout": 3}
         workers = self.info.worker_hostnames
-        replies = self._control_app.control.inspect(timeout=1.0, limit=len(workers)).active() or {}
-        if set(workers) - set(replies):
+        inspect = self._control_app.control.inspect(timeout=1.0, limit=len(workers))
+        replies = getattr(inspect, method)() or {}
+        return None if set(workers) - set(replies) else replies
+
+    def active(self) -> dict[str, int] | None:
+        """Tasks each worker is running now (Celery's ``inspect active``); None unless every worker answered."""
+        replies = self._inspect("active")
+        return None if replies is None else {name: len(tasks or []) for name, tasks in replies.items()}
+
+    def workers_given(self) -> dict[str, Any] | None:
+        """The Celery settings each running worker was given (celery_worker_settings, as ``inspect conf`` shows
+        them); None unless every worker answered."""
+        try:
+            replies = self._inspect("conf")
+        except Exception:  # a broker that does not answer: the settings are applied
             return None
-        return {name: len(tasks or []) for name, tasks in replies.items()}
+        return None if replies is None else {name: conf.get("chaoslab_given") for name, conf in replies.items()}
 
     def idle(self) -> bool:
         """Whether the broker holds no task message (queued or unacknowledged) and no worker runs a task."""

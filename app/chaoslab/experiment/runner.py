@@ -387,6 +387,7 @@ class Runner:
             run_dir.write_snapshot(state.snapshot, state.directory)
         measured = run_dir.write_check(summary, state.directory, {"run_id": state.run_id, "cell": state.cell}).figures
         passed, judgements = verdict.judge(state.scenario.hypothesis, measured)
+        passed = passed and bool(summary.tasks)  # "nothing lost" of nothing published holds for no system
         warnings = run_warnings(summary, state)
         run_dir.write_verdict(state.directory, verdict.to_dict(passed, judgements, measured, warnings))
         self._print_verdict(summary, passed, judgements, state.drain, warnings)
@@ -428,6 +429,9 @@ class Runner:
 def run_warnings(summary: checker.Summary, state: RunState) -> list[str]:
     """What a reader must know before trusting the run's figures."""
     found = clock.warnings(state.clocks)
+    if not summary.tasks:
+        found.append("no task was published (the load generator did not run): no figure of this run says anything, "
+                     "and its hypothesis is not held")
     if state.error:
         found.append(f"collecting the run's records failed ({state.error}): the figures may be incomplete")
     if state.faults and summary.fault_source != "agents":

@@ -68,6 +68,8 @@ def make_app(lab: config.LabConfig | None = None) -> Celery:
     celery = Celery("chaoslab", broker=lab.broker_url, backend=lab.result_backend, include=["chaoslab.node.tasks"])
     celery.conf.update(celery_conf(lab.celery))
     celery.conf.chaoslab = lab
+    # what Celery's "inspect conf" shows a runner: the settings this worker was given
+    celery.conf.chaoslab_given = lab.given
     worker_ledger.install(celery)
     return celery
 

@@ -25,6 +25,9 @@ class LabConfig:
     result_backend: str
     http_target_url: str = ""
     celery: dict[str, Any] = field(default_factory=dict)
+    # The settings the worker was given (the role's celery_worker_settings, before its defaults): a runner asks the
+    # running workers for them to tell whether a run's settings need applying.
+    given: dict[str, Any] = field(default_factory=dict)
     # The worker's task ledger (workers only) and its fsync policy: always, batch or never.
     ledger_path: str = ""
     ledger_fsync: str = "batch"
@@ -58,6 +61,7 @@ def load(path: str | None = None) -> LabConfig:
         result_backend=data.get("result_backend", broker),
         http_target_url=data.get("http_target_url", ""),
         celery=celery,
+        given=dict(worker.get("given") or {}),
         ledger_path=worker.get("ledger_path", ""),
         ledger_fsync=worker.get("ledger_fsync", "batch"),
     )
