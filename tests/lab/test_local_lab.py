@@ -15,6 +15,7 @@ import pytest
 import redis
 import yaml
 
+from chaoslab.experiment.lab import LabControl, lab_info
 from lab_state import (
     netns_inode,
     process_cgroups,
@@ -24,7 +25,6 @@ from lab_state import (
     snapshot,
     supervisorctl,
 )
-from chaoslab.experiment.lab import LabControl, lab_info
 from tests.conftest import BIN, ROOT, ansible_env, recap, run_playbook
 
 NODE_SERVICES = [("redis", "redis"), ("monitor", "http-target"), ("worker-1", "celery-worker"),
