@@ -39,6 +39,8 @@ BAD_INPUT = [
     ("memory-limit", [], "memory-limit: limit is required"),
     ("memory-limit", ["limit=8MiB"], "memory-limit: limit: '8MiB' is below 16MiB"),
     ("memory-limit", ["limit=20MiB"], "memory-limit: 20MiB is below what worker-1 needs without its pool children"),
+    ("memory-limit", ["limit=2GiB"], "memory-limit: 2048MiB is not below worker-1's memory cap now (1024MiB: its "
+                                     "size): it would cap nothing"),
     ("redis-restart", ["mode=hard"], "redis-restart: mode: 'hard' is not one of graceful, kill"),
     ("redis-restart", ["down_for=-1s"], "redis-restart: down_for: '-1s' is negative"),
 ]
@@ -60,7 +62,7 @@ CLEARABLE = [
     ("worker-pause", []),
     ("cpu-exhaustion", ["workers=1"]),
     ("memory-exhaustion", ["bytes=64MiB"]),
-    ("memory-limit", ["limit=3GiB"]),
+    ("memory-limit", ["limit=900MiB"]),
     ("network-delay", ["delay=20ms"]),
     ("network-loss", ["loss=10%"]),
     ("network-bandwidth", ["rate=50mbit"]),

@@ -175,6 +175,7 @@ def test_a_run_applies_celery_settings_only_when_the_workers_run_others(lab):
         assert plays[-1] == {"celery_worker_settings": {"worker_prefetch_multiplier": 2}}
     finally:
         control.prepare({})
+        control.background_load()  # prepare stopped the load: the lab's other tests find it running
     assert given_once_ready(control) == {worker: {} for worker in workers}
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import psutil
 
 from chaoslab.node.cgroupfs import cgroup_root, memory_files, read_keyed
+from chaoslab.node.cgroupfs import memory_limit as cgroup_memory_limit
 from chaoslab.node.fault_record import Detail, Fault, Node
 from chaoslab.node.node_procs import worker_processes
 
@@ -83,6 +84,10 @@ def memory_limit(values: dict[str, Any], on: Node) -> Fault:
                          f"({_mib(needed)}: the worker's main process and the node's services, page cache left out); "
                          "it would kill them")
     previous = limit_file.read_text(encoding="ascii").strip()
+    current = cgroup_memory_limit(limit_file, psutil.virtual_memory().total)
+    if limit >= current:
+        raise ValueError(f"memory-limit: {_mib(limit)} is not below {node}'s memory cap now ({_mib(current)}: its "
+                         "size): it would cap nothing")
 
     def apply() -> Detail:
         _write_limit(limit_file, unit, str(limit))

@@ -62,9 +62,15 @@ def _marked(proc: psutil.Process) -> bool:
 
 
 def stress_processes() -> list[psutil.Process]:
-    """stress-ng processes a fault started on this node (same network namespace, the lab's marker)."""
-    return [proc for proc in psutil.process_iter(["name"]) if (proc.info["name"] or "").startswith("stress-ng")
-            and same_netns(proc.pid) and _marked(proc)]
+    """stress-ng processes a fault started on this node (same network namespace, the lab's marker), with their
+    workers (stress-ng does not pass its environment on to them)."""
+    marked = [proc for proc in psutil.process_iter(["name"]) if (proc.info["name"] or "").startswith("stress-ng")
+              and same_netns(proc.pid) and _marked(proc)]
+    found = {proc.pid: proc for proc in marked}
+    for proc in marked:
+        with contextlib.suppress(psutil.Error):
+            found.update({child.pid: child for child in proc.children(recursive=True)})
+    return list(found.values())
 
 
 def stop_stress(_detail: Detail | None = None) -> int:
@@ -119,8 +125,10 @@ def _stress(name: str, params: dict[str, object], options: list[str], duration: 
         command += ["--timeout", f"{math.ceil(duration)}s"]
 
     def apply() -> Detail:
-        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, start_new_session=True,
-                                env={**os.environ, MARKER: name})
+        # none of the caller's streams: a stressor left running (a fault held until clear) must not keep the
+        # command that applied it waiting for their end
+        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True, env={**os.environ, MARKER: name})
         return {"pid": proc.pid, "command": command}
 
     return Fault(name, params, apply, stop_stress)
