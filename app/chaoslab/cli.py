@@ -235,7 +235,25 @@ def cmd_where(_args: argparse.Namespace) -> int:
     else:
         print("Grafana     not installed on this lab (its monitor node has no route to Grafana's repository)")
     print(f"Credentials {info.secrets_file}")
+    print("Nodes       (size: the inventory's; enforced: the node cgroup's limits now, on a local lab)")
+    for name, node in info.nodes.items():
+        print(f"  {name:<10} {node['address'] or '?':<15} {node_size_line(node)}")
     return 0
+
+
+def node_size_line(node: dict[str, Any]) -> str:
+    """A node's size as the inventory gives it and, for a local lab node, as its cgroup enforces it now."""
+    from chaoslab.node.node_size import cgroup_size
+
+    line = f"{node['cpus'] or '?'} CPUs, {node['memory_mib'] or '?'} MiB"
+    if not node.get("cgroup"):
+        return line + " (the VM's or host's own)"
+    enforced = cgroup_size(str(node["cgroup"]))
+    if enforced is None:
+        return line + " (its cgroup does not exist: make lab)"
+    cpus = "no CPU quota" if enforced.cpus is None else f"{enforced.cpus:g} CPUs"
+    memory = "no memory limit" if enforced.memory_mib is None else f"{enforced.memory_mib} MiB"
+    return f"{line}; enforced: {cpus}, {memory}"
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

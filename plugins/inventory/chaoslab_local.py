@@ -55,7 +55,11 @@ options:
     type: str
     default: 198.18.0.101
   nodes:
-    description: the non-worker nodes, each with an address and its groups
+    description: the non-worker nodes, each with an address, its groups and its size (cpus, memory in MiB)
+    type: dict
+    default: {}
+  worker:
+    description: the size of every worker node (cpus, memory in MiB; LAB_WORKER_CPUS, LAB_WORKER_MEMORY override)
     type: dict
     default: {}
 """
@@ -79,15 +83,16 @@ class InventoryModule(BaseInventoryPlugin):
         return bool(super().verify_file(path)) and names_plugin(path, self.NAME)
 
     def parse(self, inventory, loader, path: str, cache: bool = True) -> None:  # noqa: ANN001
-        from chaoslab.experiment.labs import lay_out
+        from chaoslab.experiment.labs import lay_out, node_size
 
         super().parse(inventory, loader, path, cache)
         self._read_config_data(path)
         workers = self._worker_count()
         nodes = dict(self.get_option("nodes"))
         first = self._address(self.get_option("worker_first_address"), "worker_first_address")
+        worker = dict(self.get_option("worker"))
         for index in range(1, workers + 1):
-            nodes[f"worker-{index}"] = {"address": str(first + index - 1), "groups": ["workers"]}
+            nodes[f"worker-{index}"] = {**worker, "address": str(first + index - 1), "groups": ["workers"]}
 
         network = self.get_option("subnet")
         try:
@@ -117,7 +122,13 @@ class InventoryModule(BaseInventoryPlugin):
         for name, spec in nodes.items():
             if not isinstance(spec, dict) or "address" not in spec:
                 raise AnsibleParserError(f"{path}: nodes.{name}: needs an address")
+            try:
+                size = node_size(name, spec, dict(os.environ), worker="workers" in spec.get("groups", []))
+            except ValueError as err:
+                raise AnsibleParserError(f"{path}: {err}") from err
             host_vars[name] = {
+                # the node's size, which lab-up.yml enforces as the node cgroup's CPU quota and memory limit
+                **size,
                 "ansible_connection": "netns",
                 "ansible_python_interpreter": "/usr/bin/python3",
                 "lab_address": str(spec["address"]),

@@ -74,7 +74,7 @@ class InventoryModule(BaseInventoryPlugin):
         return bool(super().verify_file(path)) and names_plugin(path, self.NAME)
 
     def parse(self, inventory, loader, path: str, cache: bool = True) -> None:  # noqa: ANN001
-        from chaoslab.experiment.labs import lay_out, vagrant_key, vagrant_machines
+        from chaoslab.experiment.labs import lay_out, node_size, vagrant_key, vagrant_machines
 
         super().parse(inventory, loader, path, cache)
         self._read_config_data(path)
@@ -83,10 +83,11 @@ class InventoryModule(BaseInventoryPlugin):
         made = vagrant_machines(project)
         workers = self._worker_count(made)
         nodes: dict[str, dict[str, Any]] = dict(self.get_option("nodes"))
-        worker_groups = self.get_option("worker").get("groups", ["workers"])
+        worker = dict(self.get_option("worker"))
         first = int(self.get_option("worker_first_host"))
         for index in range(1, workers + 1):
-            nodes[f"worker-{index}"] = {"host": first + index - 1, "groups": worker_groups}
+            nodes[f"worker-{index}"] = {**worker, "host": first + index - 1,
+                                        "groups": worker.get("groups", ["workers"])}
 
         lab_name = self.get_option("lab_name")
         lab_vars = {
@@ -118,7 +119,11 @@ class InventoryModule(BaseInventoryPlugin):
             if not isinstance(spec, dict) or "host" not in spec:
                 raise AnsibleParserError(f"{path}: nodes.{name}: needs a host number")
             address = self._address(network, spec["host"], name)
-            host_vars[name] = {"ansible_host": address,
+            try:  # the VM's size, as the Vagrantfile made it (the same layout and environment)
+                size = node_size(name, spec, dict(os.environ), worker="workers" in spec.get("groups", []))
+            except ValueError as err:
+                raise AnsibleParserError(f"{path}: {err}") from err
+            host_vars[name] = {**size,"ansible_host": address,
                                "ansible_ssh_private_key_file": str(vagrant_key(project, name) or insecure),
                                "lab_address": address, "lab_nic": self.get_option("nic")}
         lay_out(self.inventory, lab_vars, {name: list(spec.get("groups", [])) for name, spec in nodes.items()},

@@ -6,12 +6,14 @@ import json
 import subprocess
 import sys
 import time
+from functools import cache
 from pathlib import Path
 
 import psutil
 
 from chaoslab.node.cgroupfs import read_keyed
 from lab_state import CGROUP_ROOT, lab_namespaces, lab_processes
+from tests.conftest import inventory
 
 PROBE = Path(__file__).parent / "probe.py"
 NODES_RUN = Path("/run/chaoslab/nodes")
@@ -58,6 +60,12 @@ def memory_limit(node: str) -> str:
     return ""
 
 
+@cache
+def node_sizes() -> dict[str, int]:
+    """Each node's memory size in bytes as the inventory gives it: its cgroup's memory limit when no fault acts."""
+    return {name: host["lab_memory_mib"] * 2**20 for name, host in inventory()["_meta"]["hostvars"].items()}
+
+
 def node_resident(node: str) -> int:
     """Memory of a node that the kernel cannot reclaim (cgroup v1 total_rss: no page cache)."""
     return read_keyed(CGROUP_ROOT / "memory/chaoslab" / node / "memory.stat")["total_rss"]
@@ -91,8 +99,8 @@ def is_baseline(state: dict) -> list[str]:
     for node, network in state["network"].items():
         if "c1a0:" in network["qdisc"] or "CHAOSLAB" in network["filter"] + network["mangle"]:
             wrong.append(f"{node}: network fault left: {network}")
-    wrong += [f"{node}: memory cap {limit}" for node, limit in state["memory"].items()
-              if limit not in ("", "max") and int(limit) < 2**62]
+    wrong += [f"{node}: memory cap {limit}, not its size {node_sizes().get(node)}"
+              for node, limit in state["memory"].items() if limit and int(limit) != node_sizes().get(node)]
     wrong += [f"frozen: {cmd}" for cmd, stopped in state["processes"].values() if stopped]
     wrong += [f"stress-ng: {cmd}" for cmd, _ in state["processes"].values() if cmd.startswith("stress-ng")]
     wrong += [f"record: {path}" for path in state["records"]]

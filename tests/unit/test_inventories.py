@@ -126,3 +126,29 @@ def test_the_real_hosts_example_is_a_complete_lab_inventory(project: Path) -> No
         assert host["lab_address"] == host["ansible_host"] and host["lab_nic"], name
         # group_vars/all.yml gives the node directories every backend but the local lab uses.
         assert host["lab_etc_dir"] == "/etc/chaoslab", name
+
+
+def test_every_node_has_the_same_size_on_the_local_lab_as_its_vagrant_vm(project: Path) -> None:
+    """Sizes come from the layouts (inventory/local.yml repeats vagrant.yml's); the environment overrides them."""
+    local = listing(project, "-i", "inventory/local.yml")["_meta"]["hostvars"]
+    for name in ("redis", "monitor", "worker-1", "worker-2"):
+        make_vm(project, name)
+    vagrant = listing(project, "-i", "inventory/vagrant.yml")["_meta"]["hostvars"]
+    sizes = {name: (host["lab_cpus"], host["lab_memory_mib"]) for name, host in local.items()}
+    assert sizes == {"redis": (1, 1024), "monitor": (1, 1536), "worker-1": (2, 1024), "worker-2": (2, 1024)}
+    assert {name: (host["lab_cpus"], host["lab_memory_mib"]) for name, host in vagrant.items()} == sizes
+    resized = json.loads(run(project, "ansible-inventory", "-i", "inventory/local.yml", "--list",
+                             LAB_WORKER_MEMORY="1000", LAB_REDIS_CPUS="2").stdout)["_meta"]["hostvars"]
+    assert (resized["worker-2"]["lab_memory_mib"], resized["redis"]["lab_cpus"]) == (1000, 2)
+    assert resized["monitor"]["lab_memory_mib"] == 1536
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"LAB_WORKER_MEMORY": "1GiB"}, "LAB_WORKER_MEMORY: '1GiB' is not a whole number of MiB"),
+    ({"LAB_WORKER_MEMORY": "100"}, "LAB_WORKER_MEMORY: 100 is out of range (128-1048576 MiB)"),
+    ({"LAB_MONITOR_CPUS": "0"}, "LAB_MONITOR_CPUS: 0 is out of range (1-64)"),
+])
+def test_a_bad_node_size_is_one_line_naming_it(project: Path, env: dict[str, str], message: str) -> None:
+    proc = run(project, "ansible-playbook", "-i", "inventory/local.yml", "playbooks/lab-up.yml", **env)
+    assert proc.returncode != 0
+    assert message in proc.stdout + proc.stderr

@@ -85,10 +85,12 @@ class FakeLab:
     takes *stop_s*.
     """
 
-    def __init__(self, *, loses_tasks: bool = False, fail: str = "", interrupt: str = "", stop_s: float = 0.0) -> None:
+    def __init__(self, *, loses_tasks: bool = False, fail: str = "", interrupt: str = "", stop_s: float = 0.0,
+                 killed: int = 1) -> None:
         self.info = FakeInfo(name="fake", redis_address="127.0.0.1", redis_port=1, monitor_address="127.0.0.1",
                             loadgen_metrics_port=1, workers=list(WORKERS), password="fake", prometheus_port=1,
-                            groups={"redis": ["redis"], "monitor": ["monitor"], "workers": list(WORKERS)})
+                            groups={"redis": ["redis"], "monitor": ["monitor"], "workers": list(WORKERS),
+                                    "all": list(NODES)})
         self.load_on: bool | None = None
         self.calls: list[tuple[Any, ...]] = []
         self.stage = ""
@@ -119,6 +121,9 @@ class FakeLab:
 
     def apply_redis(self, settings: dict[str, Any]) -> None:
         self._call("apply_redis", settings)
+
+    def size(self, sizes: dict[str, dict[str, Any]]) -> None:
+        self._call("size", sizes)
 
     def set_load(self, enabled: bool, profile: dict[str, Any] | None = None) -> None:
         if enabled:
@@ -275,10 +280,11 @@ def in_order(calls: list[tuple[Any, ...]], *expected: tuple[Any, ...]) -> bool:
     return all(any(call == wanted for call in remaining) for wanted in expected)
 
 
-def run_on(lab: Lab, tmp_path: Path) -> tuple[int, Path, str]:
-    """Run the scenario on *lab*: the exit code, the run directory and what the runner printed."""
+def run_on(lab: Lab, tmp_path: Path, extra: str = "") -> tuple[int, Path, str]:
+    """Run the scenario (with *extra* lines) on *lab*: the exit code, the run directory and what the runner
+    printed."""
     path = tmp_path / "fake-worker-kill.yml"
-    path.write_text(SCENARIO, encoding="utf-8")
+    path.write_text(SCENARIO + extra, encoding="utf-8")
     output = io.StringIO()
     code = runner.run(load_scenario(path, ROOT), lab, tmp_path / "results", Console(file=output, width=200),
                       run_id="run-1")

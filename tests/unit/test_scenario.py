@@ -12,6 +12,7 @@ from chaoslab.experiment.scenario import (
     fault_playbooks,
     find_root,
     load_scenario,
+    node_sizes,
     to_yaml,
     validate_fault_params,
 )
@@ -125,8 +126,8 @@ PHASES_AWRY = [{"name": "baseline", "duration": "1s"}, {"name": "recovery", "dur
 
 @pytest.mark.parametrize(("changes", "expected"), [
     pytest.param([(("frobnicate",), 1)],
-                 "frobnicate: unknown key (allowed: name, description, celery, redis, load, phases, hypothesis, "
-                 "matrix)",
+                 "frobnicate: unknown key (allowed: name, description, celery, redis, nodes, load, phases, "
+                 "hypothesis, matrix)",
                  id="unknown-top-key"),
     pytest.param([(("load", "burst"), 5)], "load.burst: unknown key (allowed: rate, seed, publish_timeout, mix)",
                  id="unknown-load-key"),
@@ -218,8 +219,8 @@ def test_bad_scenario(root, changes, expected):
 
 
 @pytest.mark.parametrize(("text", "expected"), [
-    ("- a\n- b\n", "must be a mapping with keys from name, description, celery, redis, load, phases, hypothesis, "
-                 "matrix"),
+    ("- a\n- b\n", "must be a mapping with keys from name, description, celery, redis, nodes, load, phases, "
+                 "hypothesis, matrix"),
     ("", "must be a mapping"),
     ("name: [demo\n", "invalid YAML at line 2, column 1: expected ',' or ']'"),
 ])
@@ -317,6 +318,37 @@ def test_redis_settings(root):
         "redis.appendfsync: must be one of always, everysec, no, got 'sometimes'")
     assert problem(root, yaml.safe_dump({**FULL, "redis": {"maxmemory": 5}})).endswith(
         "redis.maxmemory: unknown Redis setting (allowed: aof, appendfsync, rdb)")
+
+
+def test_node_sizes_for_a_run(root):
+    scenario = load_scenario(write(root, {**FULL, "nodes": {"workers": {"memory": "1000MiB", "cpus": 1},
+                                                             "worker-2": {"cpus": 0.5}, "redis": {"memory": "1GiB"}}}))
+    assert scenario.nodes == {"workers": {"memory_mib": 1000, "cpus": 1.0}, "worker-2": {"cpus": 0.5},
+                              "redis": {"memory_mib": 1024}}
+    groups = {"all": ["redis", "worker-1", "worker-2"], "workers": ["worker-1", "worker-2"], "redis": ["redis"]}
+    # a later pattern's size wins for the hosts it names, key by key
+    assert node_sizes(scenario, groups) == {"worker-1": {"memory_mib": 1000, "cpus": 1.0},
+                                            "worker-2": {"memory_mib": 1000, "cpus": 0.5},
+                                            "redis": {"memory_mib": 1024}}
+    assert scenario.cells()[0][1].nodes == scenario.nodes
+    assert load_scenario(write(root, FULL)).nodes == {}
+    with pytest.raises(ScenarioError, match=r"nodes\.monitor: node: 'monitor' matches no node of the inventory"):
+        node_sizes(load_scenario(write(root, {**FULL, "nodes": {"monitor": {"cpus": 1}}})), groups)
+
+
+@pytest.mark.parametrize(("nodes", "expected"), [
+    ({"workers": {"memory": "1000"}}, "nodes.workers.memory: '1000' has no unit"),
+    ({"workers": {"memory": "1000.5MiB"}}, "nodes.workers.memory: must be a whole number of MiB"),
+    ({"workers": {"memory": "32MiB"}}, "nodes.workers.memory: must be >= 64, got 32"),
+    ({"workers": {"cpus": 0}}, "nodes.workers.cpus: must be >= 0.05, got 0"),
+    ({"workers": {"cpus": "two"}}, "nodes.workers.cpus: must be a number, got 'two'"),
+    ({"workers": {"disk": "1GiB"}}, "nodes.workers.disk: unknown size (allowed: cpus, memory)"),
+    ({"workers": {}}, "nodes.workers: needs cpus, memory or both"),
+    ({"workers;reboot": {"cpus": 1}}, "nodes.workers;reboot: "),
+    (["workers"], "nodes: must map node patterns to sizes"),
+])
+def test_bad_node_sizes(root, nodes, expected):
+    assert problem(root, yaml.safe_dump({**FULL, "nodes": nodes})).startswith(expected)
 
 
 def test_validate_fault_params(root):

@@ -49,6 +49,8 @@ class LabInfo:
     secrets_file: str = ""
     groups: dict[str, list[str]] = field(default_factory=dict)
     """Every inventory group with its hosts, in order (targets and peers resolve against it)."""
+    nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Every node's address, size (cpus, memory_mib) and, on a local lab, its cgroup."""
 
     @property
     def prometheus_url(self) -> str:
@@ -96,6 +98,9 @@ def lab_info() -> LabInfo:
         prometheus_port=int(monitor.get("lab_prometheus_port", 9090)),
         secrets_file=str(secrets_file),
         groups=groups_of(data),
+        nodes={name: {"address": host.get("lab_address"), "cpus": host.get("lab_cpus"),
+                      "memory_mib": host.get("lab_memory_mib"), "cgroup": host.get("lab_cgroup")}
+               for name, host in hostvars.items()},
     )
 
 
@@ -116,6 +121,7 @@ class Lab(Protocol):
     load_on: bool | None
 
     def apply_redis(self, settings: dict[str, Any]) -> None: ...
+    def size(self, sizes: dict[str, dict[str, Any]]) -> None: ...
     def set_load(self, enabled: bool, profile: dict[str, Any] | None = None) -> None: ...
     def background_load(self) -> None: ...
     def prepare(self, celery: dict[str, Any]) -> None: ...
@@ -166,6 +172,11 @@ class LabControl:
     def apply_redis(self, settings: dict[str, Any]) -> None:
         """Redis as the redis role makes it with these variables (e.g. redis_aof); {} for the inventory's own."""
         self._play("playbooks/site.yml", settings, tags="redis")
+
+    def size(self, sizes: dict[str, dict[str, Any]]) -> None:
+        """Each node at its size for a run (host -> cpus and/or memory_mib); every other node, or every node
+        with {}, at the inventory's."""
+        self._play("playbooks/size.yml", {"lab_node_sizes": sizes})
 
     def set_load(self, enabled: bool, profile: dict[str, Any] | None = None) -> None:
         if not enabled and self.load_on is False:

@@ -19,6 +19,32 @@ VAGRANT_INVENTORY = "inventory/vagrant.yml"
 
 
 LAB_GROUPS = ("redis", "workers", "monitor")
+# A node's size (CPUs, memory in MiB) where its layout names none: inventory/vagrant.yml's sizes, which the local
+# lab's inventory/local.yml repeats. LAB_<ROLE>_CPUS and LAB_<ROLE>_MEMORY (ROLE: the node's name upper-cased, or
+# WORKER for every worker) override them, as for the Vagrantfile's VMs.
+DEFAULT_SIZES = {"redis": {"cpus": 1, "memory": 1024}, "monitor": {"cpus": 1, "memory": 1536},
+                 "worker": {"cpus": 2, "memory": 1024}}
+SIZE_LIMITS = {"cpus": (1, 64), "memory": (128, 1024 * 1024)}
+
+
+def node_size(name: str, spec: dict[str, Any], env: dict[str, str], worker: bool = False) -> dict[str, int]:
+    """A node's size as the roles and faults read it (``lab_cpus``, ``lab_memory_mib``): the environment's
+    override, else the layout's, else DEFAULT_SIZES; ValueError (one line) when it is no whole number in range."""
+    role = "worker" if worker else name
+    found = {}
+    for key, (low, high) in SIZE_LIMITS.items():
+        variable = f"LAB_{role.upper().replace('-', '_')}_{key.upper()}"
+        raw = env.get(variable, "").strip() or spec.get(key, DEFAULT_SIZES.get(role, DEFAULT_SIZES["worker"])[key])
+        where = variable if env.get(variable, "").strip() else f"nodes.{name}.{key}"
+        try:
+            value = int(str(raw))
+        except ValueError:
+            raise ValueError(f"{where}: {raw!r} is not a whole number"
+                             f"{' of MiB' if key == 'memory' else ''}") from None
+        if not low <= value <= high:
+            raise ValueError(f"{where}: {value} is out of range ({low}-{high}{' MiB' if key == 'memory' else ''})")
+        found[key] = value
+    return {"lab_cpus": found["cpus"], "lab_memory_mib": found["memory"]}
 
 
 def lay_out(inventory: Any, lab_vars: dict[str, Any], nodes: dict[str, list[str]],

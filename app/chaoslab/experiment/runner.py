@@ -33,7 +33,7 @@ from chaoslab.analysis import checker, run_dir, run_history, verdict
 from chaoslab.experiment.ansible_runner import project_root
 from chaoslab.experiment.lab import Lab, LabInfo, TaskCounter
 from chaoslab.experiment.redis_snapshot import BrokerInfo
-from chaoslab.experiment.scenario import PhaseSpec, Scenario, to_yaml
+from chaoslab.experiment.scenario import PhaseSpec, Scenario, node_sizes, to_yaml
 from chaoslab.ledger import read_records
 
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -271,9 +271,12 @@ class Runner:
         events = self.control.task_events()
         try:
             self.console.print(f"[bold]{scenario.name}[/bold] {cell} -> {directory}")
-            if scenario.redis:  # Redis provisioned for the run, with the load stopped
+            if scenario.redis or scenario.nodes:  # Redis provisioned, nodes sized for the run, with the load stopped
                 self.control.set_load(False)
+            if scenario.redis:
                 self.control.apply_redis(scenario.redis)
+            if scenario.nodes:
+                self.control.size(node_sizes(scenario, self.info.groups))
             self.control.prepare(scenario.celery)
             state.broker_before = self.control.broker_info()
             state.controller_clock.append(self.control.controller_clock())
@@ -344,6 +347,8 @@ class Runner:
         ]
         if state.scenario.redis:
             steps.append(("restore Redis", lambda: self.control.apply_redis({})))
+        if state.scenario.nodes:
+            steps.append(("restore the node sizes", lambda: self.control.size({})))
         for name, step in steps:
             if name == "clear faults" and not state.fault_active and state.status == "completed":
                 continue

@@ -33,9 +33,13 @@ from chaoslab.inputs import pattern, resolve
 from chaoslab.node.loadgen import MixEntry
 from chaoslab.node.tasks import KINDS
 from chaoslab.project import find_project
-from chaoslab.units import format_duration, parse_duration
+from chaoslab.units import format_duration, parse_bytes, parse_duration
 
-TOP_KEYS = ("name", "description", "celery", "redis", "load", "phases", "hypothesis", "matrix")
+TOP_KEYS = ("name", "description", "celery", "redis", "nodes", "load", "phases", "hypothesis", "matrix")
+# A node size a scenario may set (nodes: {workers: {memory: 1000MiB, cpus: 1}}), and its bounds.
+SIZE_KEYS = ("cpus", "memory")
+CPUS_BOUNDS = (0.05, 64.0)
+MEMORY_MIB_BOUNDS = (64, 1024 * 1024)
 LOAD_KEYS = ("rate", "seed", "publish_timeout", "mix")
 MIX_KEYS = ("kind", "weight", "args")
 PHASE_KEYS = ("name", "duration", "fault")
@@ -117,6 +121,8 @@ class Scenario:
     hypothesis: list[Condition]
     matrix: dict[str, list[Any]] | list[dict[str, Any]]
     redis: dict[str, Any] = field(default_factory=dict)  # redis role variables (redis_aof, ...) for this run
+    # node pattern (as a fault's target) -> its size for this run: {"cpus": float, "memory_mib": int}, either or both
+    nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
     # conditions a list matrix's entries add to (or change in) the hypothesis, one list per entry
     cell_hypotheses: list[list[Condition]] = field(default_factory=list)
 
@@ -158,6 +164,21 @@ def check_targets(scenario: Scenario, groups: dict[str, list[str]]) -> None:
                     resolve(value, groups, name.removeprefix("params."))
                 except ValueError as error:
                     raise ScenarioError(key, str(error), str(scenario.path)) from None
+    node_sizes(scenario, groups)
+
+
+def node_sizes(scenario: Scenario, groups: dict[str, list[str]]) -> dict[str, dict[str, Any]]:
+    """The scenario's node sizes by inventory host (a later pattern's size wins for a host two patterns name);
+    ScenarioError when a pattern names no node of the lab."""
+    sizes: dict[str, dict[str, Any]] = {}
+    for selector, size in scenario.nodes.items():
+        try:
+            hosts = resolve(selector, groups, "node")
+        except ValueError as error:
+            raise ScenarioError(f"nodes.{selector}", str(error), str(scenario.path)) from None
+        for host in hosts:
+            sizes[host] = {**sizes.get(host, {}), **size}
+    return sizes
 
 
 def _label(value: Any) -> str:
@@ -175,6 +196,10 @@ def to_yaml(scenario: Scenario, header: str = "") -> str:
         data["celery"] = dict(scenario.celery)
     if scenario.redis:
         data["redis"] = {key.removeprefix("redis_"): value for key, value in scenario.redis.items()}
+    if scenario.nodes:
+        data["nodes"] = {selector: {**({"cpus": size["cpus"]} if "cpus" in size else {}),
+                                    **({"memory": f"{size['memory_mib']}MiB"} if "memory_mib" in size else {})}
+                         for selector, size in scenario.nodes.items()}
     data["load"] = {"rate": load.rate, "seed": load.seed, "publish_timeout": format_duration(load.publish_timeout),
                     "mix": [{"kind": entry.kind, "weight": entry.weight, **({"args": dict(entry.args)} if entry.args
                                                                              else {})} for entry in load.mix]}
@@ -356,7 +381,33 @@ def _scenario(path: Path, root: Path, data: dict[str, Any]) -> Scenario:
     matrix, cell_hypotheses = _matrix(root, data.get("matrix") or {})
     return Scenario(path=path, name=name, description=description, celery=celery, load=_load(data["load"]),
                     phases=_phases(root, data["phases"]), hypothesis=_hypothesis(data.get("hypothesis"), "hypothesis"),
-                    matrix=matrix, redis=_redis(root, data.get("redis") or {}), cell_hypotheses=cell_hypotheses)
+                    matrix=matrix, redis=_redis(root, data.get("redis") or {}), cell_hypotheses=cell_hypotheses,
+                    nodes=_nodes(data.get("nodes") or {}))
+
+
+def _nodes(value: Any) -> dict[str, dict[str, Any]]:
+    """Node sizes for the run: a node pattern (a group, a node, workers[0], ...) -> cpus and/or memory."""
+    if not isinstance(value, dict):
+        raise ScenarioError("nodes", f"must map node patterns to sizes, got {value!r}")
+    sizes = {}
+    for selector, given in value.items():
+        key = f"nodes.{selector}"
+        _at(key, pattern, selector, "node")
+        size = _mapping(given, key, SIZE_KEYS, what="size")
+        if not size:
+            raise ScenarioError(key, "needs cpus, memory or both")
+        found: dict[str, Any] = {}
+        if "cpus" in size:
+            found["cpus"] = float(_number(size["cpus"], f"{key}.cpus", ">=", CPUS_BOUNDS[0]))
+            _number(found["cpus"], f"{key}.cpus", "<=", CPUS_BOUNDS[1])
+        if "memory" in size:
+            memory = _at(f"{key}.memory", parse_bytes, size["memory"])
+            if memory % 2**20:
+                raise ScenarioError(f"{key}.memory", f"must be a whole number of MiB, got {size['memory']!r}")
+            found["memory_mib"] = _number(memory // 2**20, f"{key}.memory", ">=", MEMORY_MIB_BOUNDS[0])
+            _number(found["memory_mib"], f"{key}.memory", "<=", MEMORY_MIB_BOUNDS[1])
+        sizes[str(selector)] = found
+    return sizes
 
 
 def _hypothesis(value: Any, key: str) -> list[Condition]:
