@@ -86,6 +86,9 @@ class FaultKind:
     (values, node) and returning a chaoslab.node.fault_record.Fault."""
     revert: str = ""
     """How clear undoes it from its state file when no agent holds it (``module:function``); "" for nothing."""
+    measure: str = ""
+    """What measures its effect while it acts (``module:function`` of chaoslab.node, called with (values, node)
+    before it is applied, returning the function that measures it: chaoslab.node.fault_effect); "" for none yet."""
     details: tuple[str, ...] = ()
     peers: str | None = None
     """Network faults: the default inventory pattern of the nodes whose traffic with the target is affected."""
@@ -169,18 +172,21 @@ KINDS: dict[str, FaultKind] = {kind.name: kind for kind in (
                 Param("every", duration(positive=True), "",
                       "Kill again at this interval until duration ends (needs a duration); none: one kill."),
                 DURATION),
-        apply="fault_process:worker_kill", check=_worker_kill),
+        apply="fault_process:worker_kill", check=_worker_kill,
+        measure="fault_effect:worker_kill"),
     FaultKind(
         "worker-pause", "Freeze the Celery worker's processes (SIGSTOP), thaw them (SIGCONT) at the end",
         target="workers[0]", params=(DURATION,),
-        apply="fault_process:worker_pause", revert="fault_process:thaw_workers"),
+        apply="fault_process:worker_pause", revert="fault_process:thaw_workers",
+        measure="fault_effect:worker_pause"),
     FaultKind(
         "cpu-exhaustion", "Saturate the node's CPU with stress-ng workers inside the node's cgroup",
         target="workers[0]",
         params=(Param("workers", whole(0, 256), 0, "stress-ng CPU workers; 0 = one per CPU."),
                 Param("load", whole(1, 100), 100, "Load of each worker, percent."),
                 DURATION),
-        apply="fault_process:cpu_exhaustion", revert="fault_process:stop_stress"),
+        apply="fault_process:cpu_exhaustion", revert="fault_process:stop_stress",
+        measure="fault_effect:cpu_exhaustion"),
     FaultKind(
         "memory-exhaustion",
         "Put the node under memory pressure with stress-ng VM workers holding memory inside the node's cgroup",
@@ -190,7 +196,8 @@ KINDS: dict[str, FaultKind] = {kind.name: kind for kind in (
                       "where one is set, else of the machine's memory); at most the node's memory."),
                 Param("workers", whole(1, 64), 1, "stress-ng VM workers sharing it."),
                 DURATION),
-        apply="fault_process:memory_exhaustion", revert="fault_process:stop_stress"),
+        apply="fault_process:memory_exhaustion", revert="fault_process:stop_stress",
+        measure="fault_effect:memory_exhaustion"),
     FaultKind(
         "memory-limit", "Lower the Celery worker's memory cap at run time",
         target="workers[0]",
@@ -201,7 +208,8 @@ KINDS: dict[str, FaultKind] = {kind.name: kind for kind in (
         params=(Param("limit", size(MIN_MEMORY_LIMIT), None, "The memory cap (e.g. 256MiB); not below what the "
                       "node needs without the pool children (checked on the node)."),
                 DURATION),
-        apply="fault_memory:memory_limit", revert="fault_memory:revert_memory_limit"),
+        apply="fault_memory:memory_limit", revert="fault_memory:revert_memory_limit",
+        measure="fault_effect:memory_limit"),
     FaultKind(
         "network-delay", "Delay the node's packets to its peers (with jitter and distribution)",
         target="redis", peers="redis:workers", node_params=("nic",),
@@ -216,7 +224,8 @@ KINDS: dict[str, FaultKind] = {kind.name: kind for kind in (
                 _percent("correlation", "Correlation of successive delays (netem only, and netem applies it only with "
                          "a jitter)."),
                 ENGINE, DURATION),
-        apply="fault_network:network_delay", revert="fault_network:revert_network", check=_network_delay),
+        apply="fault_network:network_delay", revert="fault_network:revert_network", check=_network_delay,
+        measure="fault_effect:network_delay"),
     FaultKind(
         "network-loss", "Lose, duplicate, corrupt or reorder the node's packets to its peers",
         target="redis", peers="redis:workers", node_params=("nic",),
@@ -230,7 +239,8 @@ KINDS: dict[str, FaultKind] = {kind.name: kind for kind in (
                          "delay)."),
                 Param("delay", duration(MAX_DELAY), "0ms", "Delay of the packets not reordered (with reorder)."),
                 ENGINE, DURATION),
-        apply="fault_network:network_loss", revert="fault_network:revert_network", check=_network_loss),
+        apply="fault_network:network_loss", revert="fault_network:revert_network", check=_network_loss,
+        measure="fault_effect:network_loss"),
     FaultKind(
         "network-bandwidth", "Limit the rate of the node's packets to its peers (tc tbf)",
         target="redis", peers="redis:workers", node_params=("nic",),
@@ -247,7 +257,8 @@ KINDS: dict[str, FaultKind] = {kind.name: kind for kind in (
         details=("iptables rules in the lab's own chain CHAOSLAB-PARTITION drop the node's packets from and to "
                  "the peers.",),
         params=(DURATION,),
-        apply="fault_network:network_partition", revert="fault_network:revert_partition"),
+        apply="fault_network:network_partition", revert="fault_network:revert_partition",
+        measure="fault_effect:network_partition"),
     FaultKind(
         "redis-restart", "Restart Redis gracefully, or SIGKILL it and start it after down_for",
         target="redis",

@@ -100,6 +100,10 @@ class FakeLab:
         self.fault_window: list[float] = []
         self.clock_times: list[float] = []
         self.celery: dict[str, Any] = {}
+        # what worker-1's agent measured of the kill (chaoslab.node.fault_effect.worker_kill's shape)
+        self.effect = {"asked": {"killed": "at least one worker process"},
+                       "measured": {"killed": killed, "worker_back_after_s": 1.5}, "ratio": float(killed > 0),
+                       "effective": killed > 0, "how": "processes the kill reached"}
 
     # --- the stage and what goes wrong in it ---------------------------------------------------------------------
 
@@ -255,6 +259,8 @@ class FakeLab:
             events["worker-1"].append({**fault, "event": "kill", "t": self.fault_window[0], "main": True,
                                        "pids": [PIDS["worker-1"]]})
             if len(self.fault_window) > 1:
+                events["worker-1"].append({**fault, "event": "measured", "t": self.fault_window[1],
+                                           "effect": self.effect})
                 events["worker-1"].append({**fault, "event": "reverted", "t": self.fault_window[1], "by": "stop"})
         dest.mkdir(parents=True, exist_ok=True)
         for name, ledger in [*records.items(), *((f"{node}.events", lines) for node, lines in events.items())]:
@@ -449,3 +455,45 @@ def test_a_run_in_which_nothing_was_published_holds_no_hypothesis(tmp_path: Path
     assert verdict["passed"] is False and condition(verdict, "lost")["holds"] is True
     assert any(warning.startswith("no task was published") for warning in verdict["warnings"])
     assert "no task was published" in output
+
+
+def test_a_run_sizes_the_nodes_its_scenario_names_and_puts_the_inventorys_back(tmp_path: Path) -> None:
+    lab = FakeLab()
+    code, _, _ = run_on(lab, tmp_path, "nodes: {workers: {memory: 1000MiB, cpus: 1}}\n")
+    assert code == runner.EXIT_PASS
+    sized = {worker: {"memory_mib": 1000, "cpus": 1.0} for worker in WORKERS}
+    assert in_order(lab.calls, ("set_load", False), ("size", sized), ("prepare", SETTINGS), ("set_load", True),
+                    ("collect", False), ("size", {}))
+
+
+def test_a_fault_that_did_nothing_holds_no_hypothesis_unless_the_scenario_accepts_it(tmp_path: Path) -> None:
+    (tmp_path / "strict").mkdir()
+    code, run_dir, output = run_on(FakeLab(killed=0), tmp_path / "strict")
+    assert code == runner.EXIT_FAIL
+    verdict = read_json(run_dir / "verdict.json")
+    assert verdict["passed"] is False and condition(verdict, "lost")["holds"] is True
+    assert verdict["figures"]["faults_not_effective"] == 1 and verdict["figures"]["fault_effect"] == 0
+    warning = next(w for w in verdict["warnings"] if w.startswith("fault not effective"))
+    assert warning.startswith("fault not effective: worker-kill on worker-1: asked killed at least one worker "
+                              "process; measured killed 0, worker_back_after_s 1.5 (ratio 0)")
+    assert "fault not effective" in output
+    summary = read_json(run_dir / "summary.json")
+    assert summary["faults"][0]["effect"]["effective"] is False
+    accepted = SCENARIO.replace("params: {mode: main}}", "params: {mode: main}, accept_ineffective: true}")
+    assert accepted != SCENARIO
+    (tmp_path / "accepting").mkdir()
+    path = tmp_path / "accepting" / "fake-worker-kill.yml"
+    path.write_text(accepted, encoding="utf-8")
+    code = runner.run(load_scenario(path, ROOT), FakeLab(killed=0), tmp_path / "accepting" / "results",
+                      Console(file=io.StringIO(), width=200), run_id="run-1")
+    assert code == runner.EXIT_PASS
+
+
+def test_an_effective_fault_is_shown_with_what_was_asked_and_measured(tmp_path: Path) -> None:
+    code, run_dir, _ = run_on(FakeLab(), tmp_path)
+    assert code == runner.EXIT_PASS
+    verdict = read_json(run_dir / "verdict.json")
+    assert verdict["figures"]["faults_not_effective"] == 0 and verdict["figures"]["fault_effect"] == 1
+    assert not any(w.startswith("fault not effective") for w in verdict["warnings"])
+    report = (run_dir / "report.html").read_text(encoding="utf-8")
+    assert "asked" in report and "&quot;worker_back_after_s&quot;: 1.5" in report and "1, effective" in report

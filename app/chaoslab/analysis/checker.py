@@ -161,6 +161,9 @@ class FaultWindow:
     target: str = ""
     source: str = "agent"
     """``agent``: the node's own records; ``planned``: the runner's phase bounds (no records)."""
+    effect: dict[str, Any] | None = None
+    """What the fault did while in force, as its node measured it (chaoslab.node.fault_effect); None: not
+    measured."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,6 +372,7 @@ class _Collector:
         # node -> ((pid, process start) pairs, pids) alive when the ledgers were collected (``alive`` records)
         self.alive: dict[str, tuple[frozenset[tuple[int, float]], frozenset[int]]] = {}
         self.faults: list[tuple[float, str, str, str]] = []
+        self.effects: list[tuple[float, str, str, dict[str, Any]]] = []
         # when a worker's main process was killed (worker-kill's kill records)
         self.main_kills: list[float] = []
         self.clocks = {node: c for node, c in (clocks or {}).items() if c.significant()}
@@ -414,6 +418,8 @@ class _Collector:
         event = str(record["event"])
         if event in ("applied", "reverted"):
             self.faults.append((self._t(record), event, str(record["fault"]), str(record["node"])))
+        elif event == "measured" and isinstance(record.get("effect"), dict):
+            self.effects.append((self._t(record), str(record["fault"]), str(record["node"]), dict(record["effect"])))
         elif event == "kill" and record.get("main"):
             self.main_kills.append(self._t(record))
 
@@ -785,8 +791,10 @@ def _count_between(ordered: Sequence[float], start: float, end: float) -> int:
 # Fault windows
 
 
-def fault_windows(events: Iterable[tuple[float, str, str, str]], run_end: float) -> list[FaultWindow]:
-    """Windows from ``(t, event, fault, node)``: ``applied`` to the next ``reverted`` of the same fault and node."""
+def fault_windows(events: Iterable[tuple[float, str, str, str]], run_end: float,
+                  effects: Iterable[tuple[float, str, str, dict[str, Any]]] = ()) -> list[FaultWindow]:
+    """Windows from ``(t, event, fault, node)``: ``applied`` to the next ``reverted`` of the same fault and node;
+    each with the effect its node measured inside it (``(t, fault, node, effect)``), if any."""
     open_since: dict[tuple[str, str], float] = {}
     windows: list[FaultWindow] = []
     for t, event, fault, node in sorted(events):
@@ -796,7 +804,38 @@ def fault_windows(events: Iterable[tuple[float, str, str, str]], run_end: float)
         elif event == "reverted" and key in open_since:
             windows.append(FaultWindow(fault, open_since.pop(key), t, node))
     windows += [FaultWindow(fault, start, max(run_end, start), node) for (fault, node), start in open_since.items()]
+    measured = sorted(effects, key=lambda item: item[0])
+    for index, window in enumerate(windows):
+        effect = next((found for t, fault, node, found in measured if (fault, node) == (window.fault, window.target)
+                       and window.start <= t <= window.end + EFFECT_LATE_S), None)
+        if effect is not None:
+            windows[index] = replace(window, effect=effect)
     return sorted(windows, key=lambda window: (window.start, window.target))
+
+
+EFFECT_LATE_S = 1.0
+"""A measurement recorded this long after its window's end still belongs to it (it is written as the fault ends)."""
+
+
+def ineffective(faults: Iterable[FaultWindow | Mapping[str, Any]]) -> list[str]:
+    """One line per fault window whose node measured less effect than was asked (``fault not effective``)."""
+    found = []
+    for window in faults:
+        data = window if isinstance(window, Mapping) else asdict(window)
+        effect = data.get("effect") or {}
+        if effect.get("effective") is False:
+            found.append(f"{data['fault']} on {data['target']}: {effect_line(effect)}")
+    return found
+
+
+def effect_line(effect: Mapping[str, Any]) -> str:
+    """A measured effect in words: asked, measured, ratio."""
+    if effect.get("error"):
+        return f"not measured ({effect['error']})"
+    asked = ", ".join(f"{key} {value}" for key, value in (effect.get("asked") or {}).items())
+    measured = ", ".join(f"{key} {value}" for key, value in (effect.get("measured") or {}).items())
+    ratio = effect.get("ratio")
+    return f"asked {asked}; measured {measured}" + (f" (ratio {ratio:g})" if isinstance(ratio, int | float) else "")
 
 
 def _union_length_and_count(windows: Sequence[FaultWindow], completions: Sequence[float]) -> tuple[float, int]:
@@ -1021,7 +1060,7 @@ def check(
         executions.sort(key=_execution_order)
         unknown_ids.sort()
     if collector.faults:
-        fault_list, fault_source = fault_windows(collector.faults, run_end), "agents"
+        fault_list, fault_source = fault_windows(collector.faults, run_end, collector.effects), "agents"
     else:
         planned = [_coerce(FaultWindow, fault) for fault in faults]
         fault_list = [FaultWindow(w.fault, w.start, w.end, w.target, "planned") for w in planned]

@@ -58,6 +58,9 @@ VOCABULARY: Final[tuple[Figure, ...]] = (
                                         "and the backlog are back at the baseline's"),
     *(Figure(f"{pct}_{latency}", "duration", f"nearest-rank {pct} over the run of {meaning}")
       for latency, meaning in _LATENCY_MEANINGS.items() for pct in PERCENTILES),
+    Figure("fault_effect", "ratio", "the smallest measured effect of a fault window over what was asked (1: as "
+                                    "asked; below 0.9: not effective)"),
+    Figure("faults_not_effective", "count", "fault windows whose node measured less effect than was asked"),
 )
 NAMES: Final = tuple(figure.name for figure in VOCABULARY)
 UNIT_OF: Final[dict[str, str]] = {figure.name: figure.unit for figure in VOCABULARY}
@@ -139,4 +142,10 @@ def measure(summary: Mapping[str, Any], ratio: float | None) -> Values:
         stats = latency.get(name) or {}
         for pct in PERCENTILES:
             values[f"{pct}_{name}"] = stats.get(pct)
+    effects = [fault.get("effect") or {} for fault in summary.get("faults") or []]
+    ratios = [effect["ratio"] for effect in effects if isinstance(effect.get("ratio"), int | float)]
+    values["fault_effect"] = min(ratios) if ratios else None
+    measured = [effect for effect in effects if effect.get("effective") is not None]
+    values["faults_not_effective"] = (float(sum(effect["effective"] is False for effect in measured)) if measured
+                                      else None)
     return values

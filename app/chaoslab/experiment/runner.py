@@ -393,6 +393,8 @@ class Runner:
         measured = run_dir.write_check(summary, state.directory, {"run_id": state.run_id, "cell": state.cell}).figures
         passed, judgements = verdict.judge(state.scenario.hypothesis, measured)
         passed = passed and bool(summary.tasks)  # "nothing lost" of nothing published holds for no system
+        # a fault that did less than asked tested less than the hypothesis claims
+        passed = passed and (not checker.ineffective(summary.faults) or accepts_ineffective(state.scenario))
         warnings = run_warnings(summary, state)
         run_dir.write_verdict(state.directory, verdict.to_dict(passed, judgements, measured, warnings))
         self._print_verdict(summary, passed, judgements, state.drain, warnings)
@@ -434,6 +436,10 @@ class Runner:
 def run_warnings(summary: checker.Summary, state: RunState) -> list[str]:
     """What a reader must know before trusting the run's figures."""
     found = clock.warnings(state.clocks)
+    for line in checker.ineffective(summary.faults):
+        found.append(f"fault not effective: {line}" + ("" if accepts_ineffective(state.scenario) else
+                                                       "; the hypothesis is not held (accept_ineffective: true "
+                                                       "in the scenario's fault accepts it)"))
     if not summary.tasks:
         found.append("no task was published (the load generator did not run): no figure of this run says anything, "
                      "and its hypothesis is not held")
@@ -450,6 +456,11 @@ def run_warnings(summary: checker.Summary, state: RunState) -> list[str]:
     if pending:
         found.append(f"{pending} tasks were pending at the end ({pending_reason(summary, state)})")
     return found
+
+
+def accepts_ineffective(scenario: Scenario) -> bool:
+    """Whether the scenario's fault says a fault that did less than asked still makes a run."""
+    return any(phase.fault is not None and phase.fault.accept_ineffective for phase in scenario.phases)
 
 
 def pending_reason(summary: checker.Summary, state: RunState) -> str:

@@ -43,7 +43,7 @@ MEMORY_MIB_BOUNDS = (64, 1024 * 1024)
 LOAD_KEYS = ("rate", "seed", "publish_timeout", "mix")
 MIX_KEYS = ("kind", "weight", "args")
 PHASE_KEYS = ("name", "duration", "fault")
-FAULT_KEYS = ("playbook", "target", "params")
+FAULT_KEYS = ("playbook", "target", "params", "accept_ineffective")
 PHASES = ("baseline", "fault", "recovery", "drain")
 REQUIRED_PHASES = ("baseline", "drain")
 NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
@@ -89,6 +89,8 @@ class FaultSpec:
     playbook: str
     target: str | None = None
     params: dict[str, Any] = field(default_factory=dict)  # p -> value as given, checked against the declaration
+    # a fault whose node measured less effect than asked fails the verdict, unless the scenario accepts that
+    accept_ineffective: bool = False
 
 
 @dataclass(frozen=True)
@@ -218,6 +220,8 @@ def _phase_data(phase: PhaseSpec) -> dict[str, Any]:
             fault["target"] = phase.fault.target
         if phase.fault.params:
             fault["params"] = dict(phase.fault.params)
+        if phase.fault.accept_ineffective:
+            fault["accept_ineffective"] = True
         data["fault"] = fault
     return data
 
@@ -523,8 +527,12 @@ def _fault(root: Path, value: Any, key: str, seconds: float) -> FaultSpec:
     params = fault.get("params") or {}
     if not isinstance(params, dict):
         raise ScenarioError(f"{key}.params", f"must be a mapping of parameter -> value, got {params!r}")
+    accept = fault.get("accept_ineffective", False)
+    if not isinstance(accept, bool):
+        raise ScenarioError(f"{key}.accept_ineffective", f"must be true or false, got {accept!r}")
     return FaultSpec(playbook=playbook, target=target, params=_at(f"{key}.params", validate_fault_params, root,
-                                                                  playbook, params, seconds))
+                                                                  playbook, params, seconds),
+                     accept_ineffective=accept)
 
 
 def _condition(figure: str, value: Any, prefix: str = "hypothesis") -> Condition:

@@ -43,7 +43,10 @@ def node_code(path: str) -> Callable[..., Any]:
 def build(fault: str, values: dict[str, Any], args: argparse.Namespace) -> Fault:
     """The fault to run, from checked parameters, by the node code its declaration names."""
     node = Node(args.node, args.service_manager, args.supervisor_conf)
-    return node_code(KINDS[fault].apply)(values, node)
+    built: Fault = node_code(KINDS[fault].apply)(values, node)
+    if KINDS[fault].measure and KINDS[fault].lasts(values) > 0:  # measured in force: a fault that stays a while
+        built.measure = node_code(KINDS[fault].measure)(values, node)
+    return built
 
 
 def revert(fault: str, detail: Detail) -> None:

@@ -27,6 +27,7 @@ import math
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -87,6 +88,9 @@ class Fault:
     detail: Detail = field(default_factory=dict)
     # Records an instant of the fault's own (e.g. each kill) in the node's event ledger: note(event, data).
     note: Callable[[str, Detail], None] = field(default=lambda _event, _data: None)
+    # What the fault did, measured while it is in force (chaoslab.node.fault_effect): given its window, returns
+    # the effect the agent records (event "measured"); None: not measured.
+    measure: Callable[[Any], Detail] | None = None
 
 
 # Keys a fault's detail may carry for its event records: when it took effect, and when its effect ended by itself.
@@ -185,6 +189,10 @@ class FaultRecord:
         """An instant of the fault's own, e.g. each kill of worker-kill (event ``kill``)."""
         self._event(event, time.time(), **data)
 
+    def measured(self, effect: Detail) -> None:
+        """What the fault did while in force (chaoslab.node.fault_effect), or why it could not be measured."""
+        self._event("measured", time.time(), effect=effect)
+
     def reverted(self, t: float, by: str) -> None:
         """The fault's effect ended at *t* (written once)."""
         if not self.reverted_written:
@@ -216,24 +224,31 @@ def run_fault(record: FaultRecord, fault: Fault, duration: float) -> Detail:
 
 
 def _keep(record: FaultRecord, fault: Fault, duration: float, report: Callable[[Detail], None]) -> None:
-    """In the detached agent: record, apply, report, hold until the deadline or a stop, revert."""
+    """In the detached agent: record, apply, report, measure while holding until the deadline or a stop, revert."""
     stop = Stop()
     stop.install()
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     deadline = time.time() + duration if duration > 0 else None
     record.start(deadline, fault.params, os.getpid(), {})
     detail: Detail | None = None
+    measuring: tuple[threading.Thread, threading.Event] | None = None
     try:
         detail = fault.apply()
         in_force = float(detail.pop(IN_FORCE_AT, None) or time.time())
         record.update(detail)
         record.applied(in_force, fault.params)
         report({"fault": fault.name, "start": in_force, "deadline": deadline, "detail": detail})
+        if fault.measure is not None:
+            measuring = _measure(record, fault.measure, detail, deadline, stop)
         if fault.hold is not None:
             fault.hold(deadline, stop)
         else:
             hold_until(deadline, stop)
     finally:
+        if measuring is not None:  # the measurement reads the fault in force: it ends before the revert
+            thread, ended = measuring
+            ended.set()
+            thread.join(MEASURE_JOIN_S)
         if detail is not None and fault.revert is not None:
             fault.revert(detail)
         if detail is not None:
@@ -242,6 +257,30 @@ def _keep(record: FaultRecord, fault: Fault, duration: float, report: Callable[[
             record.reverted(float(healed or time.time()), by)
         record.end()
         print(json.dumps({"fault": fault.name, "end": time.time()}), flush=True)
+
+
+MEASURE_JOIN_S = 10.0
+"""How long the revert waits for a measurement still running at the fault's end."""
+
+
+def _measure(record: FaultRecord, measure: Callable[[Any], Detail], detail: Detail, deadline: float | None,
+             stop: Stop) -> tuple[threading.Thread, threading.Event]:
+    """Measure the fault in force in a thread; its outcome (or why there is none) goes to the event ledger."""
+    from chaoslab.node.fault_effect import Window
+
+    window = Window(detail, deadline, stop)
+
+    def run() -> None:
+        try:
+            effect = measure(window)
+        except Exception as error:  # the fault stands; its effect is unknown, and the record says why
+            traceback.print_exc()
+            effect = {"error": f"{type(error).__name__}: {error}", "effective": None}
+        record.measured(effect)
+
+    thread = threading.Thread(target=run, name="measure", daemon=True)
+    thread.start()
+    return thread, window.ended
 
 
 def detach(body: Callable[[Callable[[Detail], None]], None], log: Path) -> Detail:

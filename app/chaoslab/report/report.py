@@ -842,14 +842,28 @@ def _faults_section(data: RunData) -> str:
             fmt_seconds(window.end - window.start),
             fmt_text(window.source.get("source")),
             _value(_planned_params(data, window.source.get("fault"))),
+            *_effect_cells(window.source.get("effect")),
         ]
         for window in data.faults
     ]
     text = ("<p>When each fault took effect and was reverted on its node, as the node's fault agent recorded it "
             "(source <code>agent</code>), or the runner's phase bounds where those records are missing "
-            "(<code>planned</code>).</p>")
-    headers = ["fault", "node", "start", "end", "duration", "source", "parameters"]
+            "(<code>planned</code>); and what the fault did, as its node measured it while it was in force "
+            "(asked, measured, measured over asked): below 0.9 the fault was not effective.</p>")
+    headers = ["fault", "node", "start", "end", "duration", "source", "parameters", "asked", "measured", "effect"]
     return _section("Fault windows", text + "\n" + html_table(headers, rows))
+
+
+def _effect_cells(effect: Mapping[str, Any] | None) -> list[str]:
+    """Asked, measured (and how) and the verdict on them, for one fault window (plain text: the table escapes)."""
+    if not effect:
+        return ["", "not measured", ""]
+    if effect.get("error"):
+        return ["", f"not measured: {effect['error']}", ""]
+    ratio = effect.get("ratio")
+    verdict = "effective" if effect.get("effective") else "NOT EFFECTIVE"
+    return [_value(effect.get("asked")), f"{_value(effect.get('measured'))} ({effect.get('how', '')})",
+            f"{ratio:g}, {verdict}" if isinstance(ratio, int | float) else verdict]
 
 
 def figure_html(spec: FigureSpec, png: Path) -> str:

@@ -1,0 +1,358 @@
+"""What a fault did, measured on its node while it acts, by other means than the one that applied it.
+
+A chaos tool that stops at "injected" cannot tell a fault that did nothing from one that did what was asked. Each
+fault kind names a measurement here (``measure`` in :mod:`chaoslab.fault_kinds`): a function ``(values, node)``
+called before the fault is applied (it may take a baseline then), returning the function that measures the fault
+in force, given its :class:`Window`. The agent writes the outcome to the node's event ledger (a ``measured``
+record), from which the checker, the report and the verdict read it::
+
+    {"asked": {"delay_ms": 100.0}, "measured": {"added_rtt_ms": {"198.18.0.10": 100.4}, ...},
+     "ratio": 1.004, "effective": true, "how": "median added round trip of 20 TCP connects to each peer"}
+
+``ratio`` is what was measured over what was asked (the smallest over the fault's peers or processes); a fault is
+effective when the ratio is at least :data:`EFFECTIVE` (or, where the asked effect is tiny, within its own
+tolerance). Measurements:
+
+- network-delay: TCP connects from the node to each peer (a closed port answers at once with a reset; the SYN and
+  its answer cross the faulted NIC), median of up to 20 before and in force: the added round trip.
+- network-loss: 600 TCP connects from the node to its peers at once, the share left unanswered (a SYN or its
+  answer lost).
+- network-partition: the same connects, which must all go unanswered.
+- cpu-exhaustion: the CPU time the stressors took, and the node's own CPU use and throttling (its cgroup).
+- memory-exhaustion: the memory the stressors hold, and the node's memory in use against its size.
+- memory-limit: OOM kills in the node's memory cgroup and its peak use against the cap.
+- worker-kill: the processes killed, and when the worker was running again.
+- worker-pause: the worker's processes seen stopped (state T) after the pause.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from chaoslab.node.cgroupfs import memory_files, read_keyed
+from chaoslab.node.fault_record import Detail, Node, Stop
+
+EFFECTIVE = 0.9
+"""A fault whose measured effect is below this share of what was asked is not effective."""
+PROBE_PORT = 9
+"""TCP port the connects go to (discard: closed on the lab's nodes, so the peer answers with a reset)."""
+RTT_SAMPLES = 20
+MIN_SAMPLES = 5
+DELAY_TOLERANCE_S = 0.002
+"""An added round trip this close to the delay asked counts as the delay (tiny delays: scheduling noise)."""
+
+
+@dataclass
+class Window:
+    """The fault in force, as its measurement sees it: apply's detail, the deadline, and when it ends."""
+
+    detail: Detail
+    deadline: float | None
+    stop: Stop
+    ended: threading.Event = field(default_factory=threading.Event)
+
+    def budget(self, share: float = 0.6, cap: float = 15.0) -> float:
+        """Seconds a measurement may take from now: a share of what is left of the fault, at most *cap*."""
+        left = cap if self.deadline is None else max(self.deadline - time.time(), 0.0)
+        return min(cap, share * left)
+
+    def wait_end(self) -> None:
+        """Until the fault is about to be reverted (the agent sets ``ended`` before it reverts)."""
+        self.ended.wait()
+
+
+Measure = Callable[[Window], Detail]
+
+
+def effect(asked: dict[str, Any], measured: dict[str, Any], ratio: float | None, how: str,
+           effective: bool | None = None) -> Detail:
+    """A measurement's outcome, in the shape every fault's has."""
+    if effective is None:
+        effective = ratio is not None and ratio >= EFFECTIVE
+    return {"asked": asked, "measured": measured, "ratio": None if ratio is None else round(ratio, 3),
+            "effective": bool(effective), "how": how}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Network
+
+
+def connect_time(address: str, timeout: float, port: int = PROBE_PORT) -> float | None:
+    """Seconds a TCP connect to *address* took to be answered (accepted or refused); None when unanswered."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        start = time.perf_counter()
+        try:
+            sock.connect((address, port))
+        except ConnectionRefusedError:
+            pass
+        except OSError:
+            return None
+        return time.perf_counter() - start
+
+
+def connect_times(address: str, count: int, timeout: float, budget: float) -> list[float | None]:
+    """Up to *count* connects one after the other, within *budget* seconds (at least MIN_SAMPLES)."""
+    found: list[float | None] = []
+    end = time.monotonic() + budget
+    while len(found) < count and (len(found) < MIN_SAMPLES or time.monotonic() < end):
+        found.append(connect_time(address, timeout))
+    return found
+
+
+def each_peer(peers: list[str], probe: Callable[[str], list[float | None]]) -> dict[str, list[float | None]]:
+    with ThreadPoolExecutor(max_workers=max(len(peers), 1)) as pool:
+        return dict(zip(peers, pool.map(probe, peers), strict=True))
+
+
+def _median_ms(samples: list[float | None]) -> float | None:
+    answered = [sample for sample in samples if sample is not None]
+    return round(statistics.median(answered) * 1000, 3) if answered else None
+
+
+def network_delay(values: dict[str, Any], _node: Node) -> Measure:
+    peers, delay = list(values["peers"]), float(values["delay"])
+    before = each_peer(peers, lambda peer: connect_times(peer, RTT_SAMPLES, 1.0, 2.0))
+
+    def during(window: Window) -> Detail:
+        timeout = max(1.0, 4 * delay)
+        budget = window.budget()
+        found = each_peer(peers, lambda peer: connect_times(peer, RTT_SAMPLES, timeout, budget))
+        base = {peer: _median_ms(samples) for peer, samples in before.items()}
+        now = {peer: _median_ms(samples) for peer, samples in found.items()}
+        added = {peer: None if now[peer] is None or base[peer] is None else round(now[peer] - base[peer], 3)
+                 for peer in peers}
+        known = [value for value in added.values() if value is not None]
+        smallest = min(known) / 1000 if len(known) == len(peers) and known else None
+        ratio = None if smallest is None else smallest / delay
+        close = smallest is not None and delay - smallest <= DELAY_TOLERANCE_S
+        return effect({"delay_ms": round(delay * 1000, 3)},
+                      {"added_rtt_ms": added, "baseline_rtt_ms": base,
+                       "samples": min((len(samples) for samples in found.values()), default=0)},
+                      ratio, f"median added round trip of up to {RTT_SAMPLES} TCP connects to each peer",
+                      effective=(ratio is not None and ratio >= EFFECTIVE) or close)
+
+    return during
+
+
+LOSS_PROBES = 600
+"""Probes of a loss rate, over all peers: at 20 % the rate's standard error is 1.6 points."""
+LOSS_TOLERANCE = 0.05
+"""A loss rate this close to the one asked counts as it (200 probes: a few points of sampling noise)."""
+
+
+def network_loss(values: dict[str, Any], _node: Node) -> Measure:
+    peers, loss = list(values["peers"]), float(values["loss"]) / 100
+    # the reordered packets' delay, where asked, makes an answer late, not lost
+    timeout = 0.25 + 4 * float(values.get("delay") or 0.0)
+
+    def during(window: Window) -> Detail:
+        if loss <= 0:
+            return {"error": "only loss is measured (duplicate, corrupt and reorder are not yet)", "effective": None}
+        count = max(LOSS_PROBES // max(len(peers), 1), MIN_SAMPLES)
+        with ThreadPoolExecutor(max_workers=20) as pool:  # probes at once: a lost one waits its whole timeout
+            found = {peer: list(pool.map(connect_time, [peer] * count, [timeout] * count)) for peer in peers}
+        probes = sum(len(samples) for samples in found.values())
+        unanswered = {peer: sum(sample is None for sample in samples) for peer, samples in found.items()}
+        rate = sum(unanswered.values()) / probes
+        return effect({"loss": loss}, {"loss": round(rate, 4), "probes": probes, "unanswered": unanswered},
+                      rate / loss, f"TCP connects from the node to its peers ({probes} in all) left unanswered "
+                      f"within {timeout:g} s (a SYN or its answer lost)",
+                      effective=rate >= EFFECTIVE * loss or loss - rate <= LOSS_TOLERANCE)
+
+    return during
+
+
+def network_partition(values: dict[str, Any], _node: Node) -> Measure:
+    peers = list(values["peers"])
+
+    def during(window: Window) -> Detail:
+        found = each_peer(peers, lambda peer: connect_times(peer, MIN_SAMPLES, 0.5, window.budget()))
+        answered = {peer: sum(sample is not None for sample in samples) for peer, samples in found.items()}
+        probes = sum(len(samples) for samples in found.values())
+        cut = probes - sum(answered.values())
+        return effect({"cut_off": True}, {"answered": answered, "probes": probes}, cut / probes if probes else None,
+                      f"TCP connects from the node to each peer ({MIN_SAMPLES} each) that went unanswered",
+                      effective=probes > 0 and cut == probes)
+
+    return during
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# CPU and memory
+
+
+def _stress_cpu_seconds() -> dict[int, float]:
+    """CPU seconds each of the node's fault stressors has used so far, by pid."""
+    from chaoslab.node.fault_process import stress_processes
+
+    found = {}
+    for proc in stress_processes():
+        with contextlib.suppress(psutil.Error):
+            times = proc.cpu_times()
+            found[proc.pid] = times.user + times.system
+    return found
+
+
+def _cpu_stat() -> dict[str, float]:
+    """The node cgroup's CPU use (seconds), throttled periods and seconds throttled, and its quota (CPUs or None)."""
+    from chaoslab.node.node_size import own_cgroup
+
+    directory, v2 = own_cgroup("cpu")
+    stat = read_keyed(directory / "cpu.stat")
+    if v2:
+        quota, period = (directory / "cpu.max").read_text(encoding="ascii").split()
+        return {"usage_s": stat.get("usage_usec", 0) / 1e6, "throttled": stat.get("nr_throttled", 0),
+                "throttled_s": stat.get("throttled_usec", 0) / 1e6,
+                "quota": 0.0 if quota == "max" else int(quota) / int(period)}
+    accounting, _ = own_cgroup("cpuacct")
+    quota = int((directory / "cpu.cfs_quota_us").read_text(encoding="ascii"))
+    period = int((directory / "cpu.cfs_period_us").read_text(encoding="ascii"))
+    return {"usage_s": int((accounting / "cpuacct.usage").read_text(encoding="ascii")) / 1e9,
+            "throttled": stat.get("nr_throttled", 0), "throttled_s": stat.get("throttled_time", 0) / 1e9,
+            "quota": 0.0 if quota < 0 else quota / period}
+
+
+def cpu_exhaustion(values: dict[str, Any], _node: Node) -> Measure:
+    workers, load = int(values["workers"]) or os.cpu_count() or 1, int(values["load"])
+
+    def during(window: Window) -> Detail:
+        # sampled while in force: stress-ng ends by itself at the deadline too, and takes its times along
+        start, first, cgroup_start = time.monotonic(), _stress_cpu_seconds(), _cpu_stat()
+        latest, cgroup, at = dict(first), cgroup_start, start
+        while not window.ended.wait(0.5):
+            latest.update(_stress_cpu_seconds())
+            cgroup, at = _cpu_stat(), time.monotonic()
+        elapsed = max(at - start, 1e-3)
+        stress = sum(seconds - first.get(pid, 0.0) for pid, seconds in latest.items()) / elapsed
+        node_cpus = (cgroup["usage_s"] - cgroup_start["usage_s"]) / elapsed
+        host = float(os.cpu_count() or 1)
+        capacity = min(cgroup["quota"] or host, host)
+        asked = workers * load / 100
+        ratio = stress / min(asked, capacity)
+        return effect({"cpus": round(asked, 3)},
+                      {"stress_cpus": round(stress, 3), "node_cpus": round(node_cpus, 3),
+                       "node_capacity_cpus": round(capacity, 3),
+                       "throttled_periods": int(cgroup["throttled"] - cgroup_start["throttled"]),
+                       "throttled_s": round(cgroup["throttled_s"] - cgroup_start["throttled_s"], 3),
+                       "seconds": round(elapsed, 1)},
+                      ratio, "CPU time the stressors took over the fault, against the CPUs asked (at most the "
+                      "node's); the node's CPU use and throttling from its cgroup",
+                      effective=ratio >= EFFECTIVE or node_cpus >= EFFECTIVE * capacity)
+
+    return during
+
+
+def _node_memory() -> tuple[Path, Path]:
+    limit_file, usage_file, _ = memory_files("self")
+    return limit_file, usage_file
+
+
+def memory_exhaustion(values: dict[str, Any], _node: Node) -> Measure:
+    from chaoslab.node.fault_process import memory_bytes, node_memory, stress_processes
+
+    asked = memory_bytes(str(values["bytes"]), node_memory())
+
+    def during(window: Window) -> Detail:
+        limit_file, usage_file = _node_memory()
+        held, peak = 0, 0
+        end = time.monotonic() + window.budget(0.8, 10.0)
+        while True:  # stress-ng touches its pages over a moment: the most it held, sampled
+            rss = 0
+            for proc in stress_processes():
+                with contextlib.suppress(psutil.Error):
+                    rss += proc.memory_info().rss
+            held = max(held, rss)
+            peak = max(peak, int(usage_file.read_text(encoding="ascii")))
+            if held >= asked or time.monotonic() >= end:
+                break
+            time.sleep(0.2)
+        limit = limit_file.read_text(encoding="ascii").strip()
+        size = None if limit == "max" or int(limit) >= 2**60 else int(limit)
+        stat = read_keyed(usage_file.parent / "memory.stat")
+        return effect({"bytes": asked}, {"stress_bytes": held, "node_bytes": peak, "node_size_bytes": size,
+                                         "major_faults": stat.get("total_pgmajfault", stat.get("pgmajfault"))},
+                      held / asked if asked else None,
+                      "memory the stressors held (resident), sampled; the node's memory in use against its size")
+
+    return during
+
+
+def _oom_kills(limit_file: Path) -> int:
+    directory = limit_file.parent
+    for name in ("memory.events", "memory.oom_control"):
+        if (directory / name).exists():
+            return read_keyed(directory / name).get("oom_kill", 0)
+    return 0
+
+
+def memory_limit(values: dict[str, Any], _node: Node) -> Measure:
+    limit = int(values["limit"])
+
+    def during(window: Window) -> Detail:
+        limit_file = Path(str(window.detail["file"]))
+        usage_file = limit_file.parent / ("memory.current" if limit_file.name == "memory.max"
+                                          else "memory.usage_in_bytes")
+        kills_before, peak = _oom_kills(limit_file), 0
+        while not window.ended.wait(0.2):
+            with contextlib.suppress(OSError, ValueError):
+                peak = max(peak, int(usage_file.read_text(encoding="ascii")))
+        kills = _oom_kills(limit_file) - kills_before
+        return effect({"limit_bytes": limit}, {"oom_kills": kills, "peak_bytes": peak},
+                      peak / limit if limit else None,
+                      "OOM kills in the capped memory cgroup, and its peak use (sampled) against the cap",
+                      effective=kills > 0 or peak >= EFFECTIVE * limit)
+
+    return during
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Processes
+
+
+def worker_kill(_values: dict[str, Any], _node: Node) -> Measure:
+    def during(window: Window) -> Detail:
+        from chaoslab.node.node_procs import worker_processes
+
+        killed = list(window.detail.get("killed") or [])
+        start, back = time.monotonic(), None
+        end = start + window.budget(0.9, 60.0)
+        while time.monotonic() < end and not window.ended.is_set():
+            main, _children = worker_processes()
+            if main is not None and main.pid not in killed:
+                back = round(time.monotonic() - start, 2)
+                break
+            time.sleep(0.1)
+        return effect({"killed": "at least one worker process"},
+                      {"killed": len(killed), "worker_back_after_s": back},
+                      1.0 if killed else 0.0, "processes the kill reached, and when a worker main process "
+                      "not killed was running again", effective=bool(killed))
+
+    return during
+
+
+def worker_pause(_values: dict[str, Any], _node: Node) -> Measure:
+    def during(window: Window) -> Detail:
+        frozen = list(window.detail.get("frozen") or [])
+        time.sleep(min(0.5, window.budget()))
+        stopped = 0
+        for pid in frozen:
+            with contextlib.suppress(psutil.Error):
+                stopped += psutil.Process(pid).status() == psutil.STATUS_STOPPED
+        return effect({"stopped": len(frozen)}, {"stopped": stopped, "signalled": len(frozen)},
+                      stopped / len(frozen) if frozen else 0.0,
+                      "the worker's processes seen stopped (state T) half a second after the pause")
+
+    return during

@@ -1,0 +1,92 @@
+"""Faults that prove themselves: each fault's agent measures what the fault did while it was in force, and the
+measurement matches what was asked (or says the fault was not effective when it did nothing)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from fault_state import is_baseline, node_state, wait_until
+from tests.conftest import run_playbook
+
+EVENTS = "/var/lib/chaoslab/nodes/{node}/ledger/events.jsonl"
+
+
+def measured(node: str, fault: str, since: float, timeout: float = 30.0) -> dict[str, Any]:
+    """The effect the node's agent recorded for *fault* after *since* (waits for the fault to end)."""
+    path = Path(EVENTS.format(node=node))
+
+    def found() -> list[dict[str, Any]]:
+        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+        return [r for r in records if r.get("type") == "fault" and r.get("event") == "measured"
+                and r.get("fault") == fault and r["t"] >= since]
+
+    assert wait_until(lambda: bool(found()), timeout), f"no measurement of {fault} on {node}"
+    return found()[-1]["effect"]
+
+
+def inject(fault: str, node: str, *params: str) -> dict[str, Any]:
+    since = time.time()
+    run_playbook(f"faults/{fault}.yml", "-e", f"target={node}", *(arg for p in params for arg in ("-e", p)))
+    return measured(node, fault, since)
+
+
+def test_a_delay_is_measured_as_the_added_round_trip_to_each_peer(lab):
+    effect = inject("network-delay", "redis", "delay=100ms", "duration=6s")
+    added = effect["measured"]["added_rtt_ms"]
+    assert set(added) == {"198.18.0.101", "198.18.0.102"}, effect
+    for peer, value in added.items():
+        assert abs(value - 100) <= max(10, 2), (peer, effect)
+    assert effect["effective"] is True and effect["measured"]["samples"] >= 20, effect
+    assert wait_until(lambda: is_baseline(node_state()) == [], 15)
+
+
+def test_a_loss_is_measured_as_the_share_of_connects_unanswered(lab):
+    effect = inject("network-loss", "redis", "loss=20%", "duration=8s")
+    assert effect["measured"]["probes"] >= 200 and abs(effect["measured"]["loss"] - 0.20) <= 0.05, effect
+    assert effect["effective"] is True, effect
+    assert wait_until(lambda: is_baseline(node_state()) == [], 15)
+
+
+def test_a_partition_is_measured_as_connects_nobody_answers(lab):
+    effect = inject("network-partition", "worker-1", "duration=5s")
+    assert effect["measured"]["answered"] == {"198.18.0.10": 0} and effect["effective"] is True, effect
+    assert wait_until(lambda: is_baseline(node_state()) == [], 15)
+
+
+def test_cpu_exhaustion_is_measured_as_cpu_the_stressors_took(lab):
+    effect = inject("cpu-exhaustion", "worker-1", "workers=1", "load=100", "duration=6s")
+    assert effect["asked"] == {"cpus": 1.0}
+    assert effect["measured"]["stress_cpus"] >= 0.8 or effect["measured"]["node_cpus"] >= 0.9 * \
+        effect["measured"]["node_capacity_cpus"], effect
+    assert effect["effective"] is True, effect
+
+
+def test_memory_exhaustion_is_measured_as_memory_the_stressors_held(lab):
+    effect = inject("memory-exhaustion", "worker-1", "bytes=256MiB", "duration=6s")
+    assert effect["asked"] == {"bytes": 256 * 2**20}
+    assert effect["measured"]["stress_bytes"] >= 0.9 * 256 * 2**20 and effect["effective"] is True, effect
+    assert effect["measured"]["node_size_bytes"] == 1024 * 2**20, effect
+
+
+def test_a_pause_is_measured_as_processes_seen_stopped(lab):
+    effect = inject("worker-pause", "worker-2", "duration=3s")
+    assert effect["measured"]["stopped"] == effect["measured"]["signalled"] >= 2, effect
+    assert effect["effective"] is True
+    assert wait_until(lambda: is_baseline(node_state()) == [], 15)
+
+
+def test_a_kill_is_measured_as_processes_killed(lab):
+    effect = inject("worker-kill", "worker-2", "mode=child", "duration=3s")
+    assert effect["measured"]["killed"] == 1 and effect["effective"] is True, effect
+
+
+def test_a_memory_cap_nothing_reaches_is_reported_not_effective(lab):
+    """A deliberately ineffective fault: a cap far above what the idle node uses kills nothing and is never
+    reached, and the measurement says so."""
+    effect = inject("memory-limit", "worker-2", "limit=900MiB", "duration=4s")
+    assert effect["measured"]["oom_kills"] == 0 and effect["measured"]["peak_bytes"] < 0.9 * 900 * 2**20, effect
+    assert effect["effective"] is False and effect["ratio"] < 0.9, effect
+    assert wait_until(lambda: is_baseline(node_state()) == [], 15)

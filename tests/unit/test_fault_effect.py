@@ -1,0 +1,83 @@
+"""How a fault's effect is measured and judged: TCP connects answered or not (on loopback, for real), the shape
+of an effect, and the checker's windows with their effects."""
+
+from __future__ import annotations
+
+import socket
+
+from chaoslab.analysis.checker import fault_windows, ineffective
+from chaoslab.analysis.figures import measure
+from chaoslab.node.fault_effect import connect_time, connect_times, effect
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_a_closed_port_answers_with_a_reset_and_a_listening_one_accepts() -> None:
+    refused = connect_time("127.0.0.1", 1.0, closed_port())
+    assert refused is not None and 0 <= refused < 0.5
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        accepted = connect_time("127.0.0.1", 1.0, server.getsockname()[1])
+    assert accepted is not None and 0 <= accepted < 0.5
+
+
+def test_a_connect_nobody_answers_is_none() -> None:
+    """A listener whose accept queue is full drops further SYNs (Linux): as a partition does, on loopback."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(0)
+        port = server.getsockname()[1]
+        fillers = []
+        for _ in range(3):
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", port))
+            fillers.append(filler)
+        try:
+            assert connect_time("127.0.0.1", 0.3, port) is None
+        finally:
+            for filler in fillers:
+                filler.close()
+
+
+def test_connects_stop_at_the_count_and_take_at_least_five() -> None:
+    assert len(connect_times("127.0.0.1", 20, 1.0, budget=10.0)) == 20
+    assert len(connect_times("127.0.0.1", 20, 1.0, budget=0.0)) == 5
+
+
+def test_an_effect_is_effective_from_nine_tenths_of_what_was_asked() -> None:
+    assert effect({"a": 1}, {"b": 0.95}, 0.95, "how")["effective"] is True
+    assert effect({"a": 1}, {"b": 0.85}, 0.85, "how")["effective"] is False
+    assert effect({"a": 1}, {"b": None}, None, "how")["effective"] is False
+    assert effect({"a": 1}, {"b": 0.5}, 0.5, "how", effective=True)["effective"] is True
+
+
+def test_windows_carry_their_measured_effect_and_the_ineffective_are_named() -> None:
+    good = effect({"delay_ms": 100}, {"added_rtt_ms": {"198.18.0.10": 99.0}}, 0.99, "connects")
+    bad = effect({"delay_ms": 100}, {"added_rtt_ms": {"198.18.0.10": 0.1}}, 0.001, "connects")
+    events = [(10.0, "applied", "network-delay", "redis"), (20.0, "reverted", "network-delay", "redis"),
+              (30.0, "applied", "network-delay", "redis"), (40.0, "reverted", "network-delay", "redis"),
+              (12.0, "applied", "cpu-exhaustion", "worker-1"), (18.0, "reverted", "cpu-exhaustion", "worker-1")]
+    windows = fault_windows(events, 50.0, [(15.0, "network-delay", "redis", good),
+                                           (40.5, "network-delay", "redis", bad)])
+    assert [(w.fault, w.start, w.effect) for w in windows] == [
+        ("network-delay", 10.0, good), ("cpu-exhaustion", 12.0, None), ("network-delay", 30.0, bad)]
+    assert ineffective(windows) == ["network-delay on redis: asked delay_ms 100; measured added_rtt_ms "
+                                    "{'198.18.0.10': 0.1} (ratio 0.001)"]
+    figures = measure({"faults": [{"effect": good}, {"effect": None}, {"effect": bad}]}, None)
+    assert (figures["fault_effect"], figures["faults_not_effective"]) == (0.001, 1.0)
+    assert measure({"faults": [{"effect": None}]}, None)["faults_not_effective"] is None
+
+
+def test_a_loss_of_nothing_but_duplicates_is_not_measured() -> None:
+    from chaoslab.node.fault_effect import Window, network_loss
+    from chaoslab.node.fault_record import Node, Stop
+
+    during = network_loss({"peers": ["127.0.0.1"], "loss": 0, "delay": 0}, Node("worker-1"))
+    assert during(Window({}, None, Stop())) == {"error": "only loss is measured (duplicate, corrupt and reorder are "
+                                                         "not yet)", "effective": None}
