@@ -8,8 +8,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from fault_state import is_baseline, node_state, wait_until
+from test_experiments import run_scenario
 from tests.conftest import run_playbook
+from verdict_checks import assert_verdicts_hold_up
 
 EVENTS = "/var/lib/chaoslab/nodes/{node}/ledger/events.jsonl"
 
@@ -90,3 +94,30 @@ def test_a_memory_cap_nothing_reaches_is_reported_not_effective(lab):
     assert effect["measured"]["oom_kills"] == 0 and effect["measured"]["peak_bytes"] < 0.9 * 900 * 2**20, effect
     assert effect["effective"] is False and effect["ratio"] < 0.9, effect
     assert wait_until(lambda: is_baseline(node_state()) == [], 15)
+
+
+def test_several_faults_in_one_phase_each_act_in_their_own_window(lab, tmp_path):
+    path = tmp_path / "several.yml"
+    path.write_text(yaml.safe_dump({
+        "name": "several", "celery": {"task_acks_late": True, "worker_prefetch_multiplier": 1},
+        "load": {"rate": 8, "seed": 5, "mix": [{"kind": "sleep", "args": {"ms": 50}}]},
+        "phases": [{"name": "baseline", "duration": "4s"},
+                   {"name": "fault", "duration": "14s", "faults": [
+                       {"playbook": "cpu-exhaustion", "target": "worker-1", "params": {"workers": 1}},
+                       {"playbook": "network-delay", "target": "redis", "params": {"delay": "40ms"}, "at": "5s",
+                        "duration": "5s"}]},
+                   {"name": "recovery", "duration": "2s"}, {"name": "drain", "duration": "20s"}],
+        "hypothesis": {"lost": 0}}))
+    proc, run_dir = run_scenario(path, tmp_path / "results")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    summary = assert_verdicts_hold_up(lab, run_dir)
+    run = json.loads((run_dir / "run.json").read_text())
+    phase = next(phase for phase in run["phases"] if phase["name"] == "fault")
+    windows = {window["fault"]: window for window in summary["faults"]}
+    assert set(windows) == {"cpu-exhaustion", "network-delay"} and summary["fault_source"] == "agents"
+    delay, cpu = windows["network-delay"], windows["cpu-exhaustion"]
+    assert 4.5 <= delay["start"] - phase["start"] <= 7.0, (delay, phase)
+    assert 4.0 <= delay["end"] - delay["start"] <= 6.0, delay
+    assert cpu["start"] - phase["start"] <= 2.5 and cpu["end"] <= phase["end"] + 1.0, (cpu, phase)
+    assert delay["effect"]["effective"] and cpu["effect"]["effective"], windows
+    assert is_baseline(node_state()) == []

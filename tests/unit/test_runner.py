@@ -497,3 +497,40 @@ def test_an_effective_fault_is_shown_with_what_was_asked_and_measured(tmp_path: 
     assert not any(w.startswith("fault not effective") for w in verdict["warnings"])
     report = (run_dir / "report.html").read_text(encoding="utf-8")
     assert "asked" in report and "&quot;worker_back_after_s&quot;: 1.5" in report and "1, effective" in report
+
+
+class TimedFakeLab(FakeLab):
+    """The fake lab, noting when each fault was asked for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[tuple[str | None, float, float]] = []
+
+    def fault(self, playbook_name: str, target: str | None, params: dict[str, Any], duration: float,
+              report_dir: Path | None = None) -> list[dict[str, Any]]:
+        self.asked.append((target, time.time(), duration))
+        return super().fault(playbook_name, target, params, duration, report_dir)
+
+
+def test_several_faults_start_at_their_offsets_each_for_its_length(tmp_path: Path) -> None:
+    lab = TimedFakeLab()
+    text = SCENARIO.replace(
+        '    fault: {playbook: worker-kill, target: "workers[0]", params: {mode: main}}\n',
+        '    faults:\n'
+        '      - {playbook: worker-kill, target: "workers[0]", params: {mode: main}}\n'
+        '      - {playbook: worker-kill, target: "workers[1]", params: {mode: child}, at: 0.15s, duration: 0.1s}\n')
+    assert text != SCENARIO
+    path = tmp_path / "several.yml"
+    path.write_text(text, encoding="utf-8")
+    code = runner.run(load_scenario(path, ROOT), lab, tmp_path / "results", Console(file=io.StringIO(), width=200),
+                      run_id="run-1")
+    assert code == runner.EXIT_PASS
+    run = read_json(tmp_path / "results" / "run-1" / "run.json")
+    phase = next(phase for phase in run["phases"] if phase["name"] == "fault")
+    (first, t1, d1), (second, t2, d2) = lab.asked
+    assert (first, second) == ("workers[0]", "workers[1]")
+    assert t1 - phase["start"] < 0.1 and 0.15 <= t2 - phase["start"] < 0.25
+    assert d1 == pytest.approx(PHASE_S, abs=0.05) and d2 == pytest.approx(0.1)
+    assert [(fault["target"], fault["at"], round(fault["duration"], 2)) for fault in run["faults"]] == [
+        ("workers[0]", 0.0, round(d1, 2)), ("workers[1]", 0.15, 0.1)]
+    assert names(lab.calls).count("clear") == 1

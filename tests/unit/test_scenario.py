@@ -403,3 +403,38 @@ def test_each_cell_written_as_a_scenario_file_loads_back_as_the_same_run(path, t
         assert back.hypothesis == cell.hypothesis
         assert not back.matrix
         assert copy.read_text().startswith("# run r1, cell ")
+
+
+def test_several_faults_in_one_phase_each_with_its_window(root):
+    faults = [{"playbook": "worker-kill", "target": "workers[0]"},
+              {"playbook": "worker-kill", "target": "workers[1]", "at": "2s", "duration": "3s",
+               "params": {"mode": "child"}}]
+    data = changed((("phases", 1, "fault"), DELETE), (("phases", 1, "faults"), faults))
+    scenario = load_scenario(write(root, data))
+    phase = scenario.phases[1]
+    assert [(f.target, f.at, f.duration, f.length(phase.duration)) for f in phase.faults] == [
+        ("workers[0]", 0.0, None, phase.duration), ("workers[1]", 2.0, 3.0, 3.0)]
+    assert phase.fault == phase.faults[0]
+    again = load_scenario(write(root, to_yaml(scenario), "again.yml"))
+    assert again.phases == scenario.phases
+
+
+@pytest.mark.parametrize(("faults", "expected"), [
+    ([{"playbook": "worker-kill", "at": "-1s"}], "phases[1].faults[0].at: "),
+    ([{"playbook": "worker-kill", "at": "60s"}], "phases[1].faults[0].at: must be within the phase"),
+    ([{"playbook": "worker-kill", "at": "5s", "duration": "20s"}],
+     "phases[1].faults[0].duration: at + duration (25s) must be within the phase"),
+    ([{"playbook": "worker-kill", "duration": "0s"}], "phases[1].faults[0].duration: must be > 0"),
+    ([{"playbook": "worker-kill", "target": "workers[0]"}, {"playbook": "worker-kill", "target": "workers[0]",
+                                                           "at": "3s"}],
+     "phases[1].faults[1]: worker-kill on workers[0] overlaps faults[0] (one at a time on a node)"),
+    ([], "phases[1].faults: must be a non-empty list of faults"),
+])
+def test_bad_several_faults(root, faults, expected):
+    data = changed((("phases", 1, "fault"), DELETE), (("phases", 1, "faults"), faults))
+    assert problem(root, data).startswith(expected)
+
+
+def test_fault_and_faults_together_are_refused(root):
+    data = changed((("phases", 1, "faults"), [{"playbook": "worker-kill"}]))
+    assert problem(root, data).startswith("phases[1].faults: give fault (one) or faults (a list), not both")

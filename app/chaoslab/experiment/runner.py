@@ -13,6 +13,7 @@ records, goes to ``snapshot.json``; a later check of the run directory reads it 
 
 from __future__ import annotations
 
+import math
 import platform
 import subprocess
 import threading
@@ -240,23 +241,26 @@ class Runner:
             # the drain's time counts from when the load has stopped (stopping it takes minutes on emulated VMs)
             state.drain = {"drained": False, "at": None}
             self._wait(spec.duration, live, display, self._drained(state))
-        elif spec.fault is not None:
-            fault = {"fault": spec.fault.playbook, "target": spec.fault.target, "params": spec.fault.params,
-                     "start": None, "end": None}
-            state.faults.append(fault)
+        elif spec.faults:
             state.fault_active = True
-            remaining = spec.duration
-            reports = self.control.fault(spec.fault.playbook, spec.fault.target, spec.fault.params, remaining,
-                                         state.directory / run_dir.FAULTS_DIR)
-            # when the fault was in force on its nodes, as their agents report it (the checker takes the windows
-            # from the nodes' own fault records; these are the fallback when those cannot be collected)
-            fault["start"] = min((report["start"] for report in reports), default=time.time())
-            fault["nodes"] = reports
-            state.write()
+            for fault_spec in sorted(spec.faults, key=lambda fault: fault.at):
+                self._wait(fault_spec.at - (time.time() - record["start"]), live, display)
+                # applying takes a moment: a fault never outlasts its phase
+                length = min(fault_spec.length(spec.duration), spec.duration - (time.time() - record["start"]))
+                fault = {"fault": fault_spec.playbook, "target": fault_spec.target, "params": fault_spec.params,
+                         "at": fault_spec.at, "duration": length, "start": None, "end": None}
+                state.faults.append(fault)
+                reports = self.control.fault(fault_spec.playbook, fault_spec.target, fault_spec.params,
+                                             max(length, 0.001), state.directory / run_dir.FAULTS_DIR)
+                # when the fault was in force on its nodes, as their agents report it (the checker takes the
+                # windows from the nodes' own fault records; these are the fallback when those cannot be collected)
+                fault["start"] = min((report["start"] for report in reports), default=time.time())
+                fault["end"] = fault["start"] + length
+                fault["nodes"] = reports
+                state.write()
             self._wait(spec.duration - (time.time() - record["start"]), live, display)
-            # The nodes' agents revert the fault at its deadline by themselves; clear.yml makes sure of it while
+            # The nodes' agents revert each fault at its deadline by themselves; clear.yml makes sure of it while
             # the next phase runs (the run waits for it before the drain and fails if it failed).
-            fault["end"] = time.time()
             self.clearing = Background(self.control.clear)
         else:
             self._wait(spec.duration, live, display)
@@ -357,7 +361,7 @@ class Runner:
             except (Exception, KeyboardInterrupt) as err:
                 state.error = state.error or f"{name}: {type(err).__name__}: {err}"
         for fault in state.faults:
-            fault["end"] = fault["end"] or time.time()
+            fault["end"] = min(fault["end"] or math.inf, time.time())  # an aborted run cut it short
         for phase in state.phases:
             phase["end"] = phase["end"] or time.time()
         state.ended = time.time()
@@ -460,7 +464,7 @@ def run_warnings(summary: checker.Summary, state: RunState) -> list[str]:
 
 def accepts_ineffective(scenario: Scenario) -> bool:
     """Whether the scenario's fault says a fault that did less than asked still makes a run."""
-    return any(phase.fault is not None and phase.fault.accept_ineffective for phase in scenario.phases)
+    return any(fault.accept_ineffective for phase in scenario.phases for fault in phase.faults)
 
 
 def pending_reason(summary: checker.Summary, state: RunState) -> str:

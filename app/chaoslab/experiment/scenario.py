@@ -42,8 +42,8 @@ CPUS_BOUNDS = (0.05, 64.0)
 MEMORY_MIB_BOUNDS = (64, 1024 * 1024)
 LOAD_KEYS = ("rate", "seed", "publish_timeout", "mix")
 MIX_KEYS = ("kind", "weight", "args")
-PHASE_KEYS = ("name", "duration", "fault")
-FAULT_KEYS = ("playbook", "target", "params", "accept_ineffective")
+PHASE_KEYS = ("name", "duration", "fault", "faults")
+FAULT_KEYS = ("playbook", "target", "params", "at", "duration", "accept_ineffective")
 PHASES = ("baseline", "fault", "recovery", "drain")
 REQUIRED_PHASES = ("baseline", "drain")
 NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
@@ -91,13 +91,27 @@ class FaultSpec:
     params: dict[str, Any] = field(default_factory=dict)  # p -> value as given, checked against the declaration
     # a fault whose node measured less effect than asked fails the verdict, unless the scenario accepts that
     accept_ineffective: bool = False
+    at: float = 0.0
+    """Seconds into the fault phase when it starts."""
+    duration: float | None = None
+    """How long it lasts; None: to the phase's end."""
+
+    def length(self, phase_seconds: float) -> float:
+        """How long it lasts in a phase of *phase_seconds*."""
+        return self.duration if self.duration is not None else phase_seconds - self.at
 
 
 @dataclass(frozen=True)
 class PhaseSpec:
     name: str
     duration: float
-    fault: FaultSpec | None = None
+    faults: tuple[FaultSpec, ...] = ()
+    """The fault phase's faults, each with its target, parameters, start and length within the phase."""
+
+    @property
+    def fault(self) -> FaultSpec | None:
+        """The phase's first fault (what a study and a comparison name the run by); None outside the fault phase."""
+        return self.faults[0] if self.faults else None
 
 
 @dataclass(frozen=True)
@@ -157,15 +171,14 @@ def check_targets(scenario: Scenario, groups: dict[str, list[str]]) -> None:
     """Every cell's fault target and peers name nodes of the lab's inventory (ScenarioError otherwise): checked when
     a run starts, before anything changes."""
     for index, phase in enumerate(scenario.phases):
-        if phase.fault is None:
-            continue
-        key = f"phases[{index}].fault"
-        for name, value in (("target", phase.fault.target), ("params.peers", phase.fault.params.get("peers"))):
-            if value not in (None, ""):
-                try:
-                    resolve(value, groups, name.removeprefix("params."))
-                except ValueError as error:
-                    raise ScenarioError(key, str(error), str(scenario.path)) from None
+        for number, fault in enumerate(phase.faults):
+            key = f"phases[{index}].fault" if len(phase.faults) == 1 else f"phases[{index}].faults[{number}]"
+            for name, value in (("target", fault.target), ("params.peers", fault.params.get("peers"))):
+                if value not in (None, ""):
+                    try:
+                        resolve(value, groups, name.removeprefix("params."))
+                    except ValueError as error:
+                        raise ScenarioError(key, str(error), str(scenario.path)) from None
     node_sizes(scenario, groups)
 
 
@@ -214,16 +227,27 @@ def to_yaml(scenario: Scenario, header: str = "") -> str:
 
 def _phase_data(phase: PhaseSpec) -> dict[str, Any]:
     data: dict[str, Any] = {"name": phase.name, "duration": format_duration(phase.duration)}
-    if phase.fault is not None:
-        fault: dict[str, Any] = {"playbook": phase.fault.playbook}
-        if phase.fault.target is not None:
-            fault["target"] = phase.fault.target
-        if phase.fault.params:
-            fault["params"] = dict(phase.fault.params)
-        if phase.fault.accept_ineffective:
-            fault["accept_ineffective"] = True
-        data["fault"] = fault
+    timed = any(fault.at or fault.duration is not None for fault in phase.faults)
+    if len(phase.faults) == 1 and not timed:
+        data["fault"] = _fault_data(phase.faults[0])
+    elif phase.faults:
+        data["faults"] = [_fault_data(fault) for fault in phase.faults]
     return data
+
+
+def _fault_data(spec: FaultSpec) -> dict[str, Any]:
+    fault: dict[str, Any] = {"playbook": spec.playbook}
+    if spec.target is not None:
+        fault["target"] = spec.target
+    if spec.params:
+        fault["params"] = dict(spec.params)
+    if spec.at:
+        fault["at"] = format_duration(spec.at)
+    if spec.duration is not None:
+        fault["duration"] = format_duration(spec.duration)
+    if spec.accept_ineffective:
+        fault["accept_ineffective"] = True
+    return fault
 
 
 def find_root(start: Path | None = None) -> Path:
@@ -504,12 +528,21 @@ def _phases(root: Path, value: Any) -> list[PhaseSpec]:
         if phases and PHASES.index(name) < PHASES.index(phases[-1].name):
             raise ScenarioError(f"{key}.name", f"{name!r} must come before {phases[-1].name!r} "
                                                f"(order: {', '.join(PHASES)})")
-        if (name == "fault") != ("fault" in phase):
+        given = [key for key in ("fault", "faults") if key in phase]
+        if len(given) > 1:
+            raise ScenarioError(f"{key}.faults", "give fault (one) or faults (a list), not both")
+        if (name == "fault") != bool(given):
             message = "required in the fault phase" if name == "fault" else "only the fault phase takes a fault"
             raise ScenarioError(f"{key}.fault", message)
         seconds = _duration(phase["duration"], f"{key}.duration")
-        fault = _fault(root, phase["fault"], f"{key}.fault", seconds) if name == "fault" else None
-        phases.append(PhaseSpec(name=name, duration=seconds, fault=fault))
+        faults: tuple[FaultSpec, ...] = ()
+        if "fault" in phase:
+            faults = (_fault(root, phase["fault"], f"{key}.fault", seconds),)
+        elif "faults" in phase:
+            faults = tuple(_fault(root, item, f"{key}.faults[{j}]", seconds)
+                           for j, item in enumerate(_list(phase["faults"], f"{key}.faults", "faults")))
+            _no_clash(faults, f"{key}.faults")
+        phases.append(PhaseSpec(name=name, duration=seconds, faults=faults))
     for name in REQUIRED_PHASES:
         if all(phase.name != name for phase in phases):
             raise ScenarioError("phases", f"the {name} phase is missing (required: {', '.join(REQUIRED_PHASES)})")
@@ -530,9 +563,27 @@ def _fault(root: Path, value: Any, key: str, seconds: float) -> FaultSpec:
     accept = fault.get("accept_ineffective", False)
     if not isinstance(accept, bool):
         raise ScenarioError(f"{key}.accept_ineffective", f"must be true or false, got {accept!r}")
-    return FaultSpec(playbook=playbook, target=target, params=_at(f"{key}.params", validate_fault_params, root,
-                                                                  playbook, params, seconds),
-                     accept_ineffective=accept)
+    at = _at(f"{key}.at", parse_duration, fault.get("at", "0s"))
+    if not 0 <= at < seconds:
+        raise ScenarioError(f"{key}.at", f"must be within the phase (0s to below {format_duration(seconds)}), got "
+                                         f"{fault.get('at')!r}")
+    duration = _duration(fault["duration"], f"{key}.duration") if "duration" in fault else None
+    if duration is not None and at + duration > seconds + 1e-9:
+        raise ScenarioError(f"{key}.duration", f"at + duration ({format_duration(at + duration)}) must be within the "
+                                               f"phase ({format_duration(seconds)})")
+    spec = FaultSpec(playbook=playbook, target=target, params={}, accept_ineffective=accept, at=at, duration=duration)
+    checked = _at(f"{key}.params", validate_fault_params, root, playbook, params, spec.length(seconds))
+    return replace(spec, params=checked)
+
+
+def _no_clash(faults: tuple[FaultSpec, ...], key: str) -> None:
+    """Two faults of one kind on one target at once: the node's agent would refuse the second."""
+    for i, first in enumerate(faults):
+        for j, second in enumerate(faults[i + 1:], i + 1):
+            same = (first.playbook, first.target) == (second.playbook, second.target)
+            if same and first.at < second.at + second.length(1e18) and second.at < first.at + first.length(1e18):
+                raise ScenarioError(f"{key}[{j}]", f"{second.playbook} on {second.target or 'its default target'} "
+                                                   f"overlaps faults[{i}] (one at a time on a node)")
 
 
 def _condition(figure: str, value: Any, prefix: str = "hypothesis") -> Condition:
