@@ -76,10 +76,24 @@ def _write(path: Path, value: str, what: str) -> None:
                          "than that") from None
 
 
-def set_size(wanted: Size) -> tuple[Size, Size]:
-    """Set this node's CPU quota and memory limit; (size before, size after)."""
-    cpu_dir, v2 = own_cgroup("cpu")
-    memory_dir, _ = own_cgroup("memory")
+def named_cgroup(controller: str, cgroup: str) -> tuple[Path, bool]:
+    """(directory of the cgroup *cgroup* (e.g. chaoslab/worker-1) for *controller*, whether it is cgroup v2)."""
+    root = cgroup_root()
+    if (root / "cgroup.controllers").exists():
+        found = root / cgroup
+    else:
+        found = next((root / name / cgroup for name in (controller, "cpu,cpuacct", "cpuacct,cpu")
+                      if (root / name / cgroup).is_dir()), root / controller / cgroup)
+    if not found.is_dir():
+        raise ValueError(f"no cgroup {cgroup} for {controller} (bring the lab up first)")
+    return found, (root / "cgroup.controllers").exists()
+
+
+def set_size(wanted: Size, cgroup: str = "") -> tuple[Size, Size]:
+    """Set the CPU quota and memory limit of the node's cgroup (*cgroup*, else this process's own); (size before,
+    size after)."""
+    cpu_dir, v2 = named_cgroup("cpu", cgroup) if cgroup else own_cgroup("cpu")
+    memory_dir, _ = named_cgroup("memory", cgroup) if cgroup else own_cgroup("memory")
     before = read_size(cpu_dir, memory_dir, v2)
     if wanted.cpus != before.cpus:
         quota = "max" if wanted.cpus is None else str(max(1000, round(wanted.cpus * PERIOD_US)))
@@ -99,12 +113,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cpus", type=float, required=True, help="CPUs the node may use (e.g. 2 or 0.5)")
     parser.add_argument("--memory-mib", type=int, required=True, help="the node's memory limit in MiB")
+    parser.add_argument("--cgroup", default="", help="the node's cgroup (chaoslab/<node>); default: this process's")
     args = parser.parse_args(argv)
     if not 0.01 <= args.cpus <= 1024 or not 16 <= args.memory_mib <= 2**30:
         print("node-size: cpus must be 0.01-1024 and memory 16 MiB or more", file=sys.stderr)
         return 2
     try:
-        before, after = set_size(Size(args.cpus, args.memory_mib))
+        before, after = set_size(Size(args.cpus, args.memory_mib), args.cgroup)
     except ValueError as err:
         print(f"node-size: {err}", file=sys.stderr)
         return 1
