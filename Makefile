@@ -85,11 +85,13 @@ study: lab
 down: install
 	$(BIN)/ansible-playbook playbooks/lab-down.yml
 
+# Unit tests two at a time (they share nothing); the lab tests one after another on the one local lab.
 test: install test-packages
-	$(BIN)/pytest --durations=15 $(PYTEST_ARGS)
+	$(BIN)/pytest -n 2 -m "not lab" $(PYTEST_ARGS)
+	$(BIN)/pytest -m lab --durations=15 $(PYTEST_ARGS)
 
 test-unit: install test-packages
-	$(BIN)/pytest -m "not lab" $(PYTEST_ARGS)
+	$(BIN)/pytest -n 2 -m "not lab" $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check app plugins tests bench tools

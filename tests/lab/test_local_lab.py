@@ -119,7 +119,7 @@ def test_demo_burst_runs_every_kind_on_two_worker_nodes(lab):
 
 
 def test_site_second_run_changes_nothing(lab):
-    run_playbook("playbooks/site.yml")  # converge (earlier tests may have changed settings)
+    """The first lab test of a session (tests/lab/conftest.py): the lab fixture's site.yml was the first run."""
     proc = run_playbook("playbooks/site.yml")
     counts = recap(proc.stdout)
     assert set(counts) == {"redis", "monitor", "worker-1", "worker-2"}
