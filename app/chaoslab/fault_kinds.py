@@ -32,6 +32,9 @@ from chaoslab.fault_values import (
 )
 
 ENGINES = ("auto", "netem", "nfqueue")
+REDIS_POLICIES = ("allkeys-lru", "allkeys-lfu", "allkeys-random", "volatile-lru", "volatile-lfu", "volatile-random",
+                  "volatile-ttl", "noeviction")
+MIN_REDIS_MAXMEMORY = 2**20
 DISTRIBUTIONS = ("uniform", "normal", "pareto", "paretonormal")
 
 
@@ -271,6 +274,21 @@ KINDS: dict[str, FaultKind] = {kind.name: kind for kind in (
                 Param("down_for", duration(), "0s", "How long Redis stays down."),
                 DURATION),
         apply="fault_service:redis_restart", lasts=_redis_restart_lasts),
+    FaultKind(
+        "redis-maxmemory",
+        "Lower Redis's memory limit with an eviction policy: allkeys-* evicts the queues, noeviction refuses writes",
+        target="redis",
+        details=("CONFIG SET maxmemory and maxmemory-policy on the node's Redis; the previous values are put back "
+                 "at the end (a Redis restarted meanwhile has its configured values again).",
+                 "allkeys-lru and the other allkeys-* policies may evict Celery's queue lists and kombu's bindings: "
+                 "queued tasks are lost. volatile-* evicts only keys with a TTL (results); noeviction makes Redis "
+                 "refuse writes once it is full, so publishes fail."),
+        params=(Param("maxmemory", size(MIN_REDIS_MAXMEMORY), None, "Redis's memory limit (e.g. 4MiB), counted as "
+                      "Redis counts its used_memory."),
+                Param("policy", choice(*REDIS_POLICIES), "allkeys-lru", "maxmemory-policy while the fault lasts."),
+                DURATION),
+        apply="fault_redis:redis_maxmemory", revert="fault_redis:revert_redis_maxmemory",
+        measure="fault_effect:redis_maxmemory"),
 )}
 
 

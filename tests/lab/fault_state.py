@@ -71,6 +71,22 @@ def node_resident(node: str) -> int:
     return read_keyed(CGROUP_ROOT / "memory/chaoslab" / node / "memory.stat")["total_rss"]
 
 
+def redis_memory_config() -> dict[str, str]:
+    """The lab Redis's maxmemory and maxmemory-policy now ({} when it does not answer)."""
+    import redis
+    import yaml
+
+    from tests.conftest import ROOT
+
+    password = yaml.safe_load((ROOT / ".lab" / "local" / "secrets.yml").read_text())["lab_redis_password"]
+    try:
+        client = redis.Redis(host="198.18.0.10", password=password, socket_timeout=3, socket_connect_timeout=3)
+        return {key: str(value) for key, value in client.config_get("maxmemory*").items()
+                if key in ("maxmemory", "maxmemory-policy")}
+    except redis.RedisError:
+        return {}
+
+
 def fault_files() -> list[str]:
     return sorted(str(path) for path in [*NODES_RUN.glob("*/faults/*.json"), *NODES_STATE.glob("*/textfile/*.prom")])
 
@@ -86,7 +102,7 @@ def node_state() -> dict:
             continue
     return {"network": {node: node_network(node) for node in nodes},
             "memory": {node: memory_limit(node) for node in nodes},
-            "processes": processes, "records": fault_files()}
+            "processes": processes, "records": fault_files(), "redis": redis_memory_config()}
 
 
 def stress_ng() -> list[psutil.Process]:
@@ -104,6 +120,8 @@ def is_baseline(state: dict) -> list[str]:
     wrong += [f"frozen: {cmd}" for cmd, stopped in state["processes"].values() if stopped]
     wrong += [f"stress-ng: {cmd}" for cmd, _ in state["processes"].values() if cmd.startswith("stress-ng")]
     wrong += [f"record: {path}" for path in state["records"]]
+    if state.get("redis") and state["redis"] != {"maxmemory": "0", "maxmemory-policy": "noeviction"}:
+        wrong.append(f"redis: {state['redis']}")
     return wrong
 
 

@@ -13,7 +13,7 @@ import yaml
 from fault_state import is_baseline, node_state, wait_until
 from test_experiments import run_scenario
 from tests.conftest import run_playbook
-from verdict_checks import assert_verdicts_hold_up
+from verdict_checks import assert_verdicts_hold_up, lab_redis
 
 EVENTS = "/var/lib/chaoslab/nodes/{node}/ledger/events.jsonl"
 
@@ -121,3 +121,21 @@ def test_several_faults_in_one_phase_each_act_in_their_own_window(lab, tmp_path)
     assert cpu["start"] - phase["start"] <= 2.5 and cpu["end"] <= phase["end"] + 1.0, (cpu, phase)
     assert delay["effect"]["effective"] and cpu["effect"]["effective"], windows
     assert is_baseline(node_state()) == []
+
+
+def test_a_redis_memory_limit_is_measured_as_keys_evicted(lab):
+    """volatile-lru: only keys with a TTL go (this test's own, and results), never the lab's queues."""
+    client = lab_redis(lab, 2)
+    try:
+        for index in range(300):
+            client.set(f"chaoslab-test-{index}", b"x" * 10_000, ex=600)
+        used = int(client.info("memory")["used_memory"])
+        since = time.time()
+        run_playbook("faults/redis-maxmemory.yml", "-e", f"maxmemory={(used - 2 * 2**20) // 2**20}MiB", "-e",
+                     "policy=volatile-lru", "-e", "duration=4s")
+        client.set("chaoslab-test-write", b"x", ex=600)  # Redis evicts when a write needs room
+        effect = measured("redis", "redis-maxmemory", since)
+    finally:
+        client.flushdb()
+    assert effect["measured"]["evicted_keys"] >= 1 and effect["effective"] is True, effect
+    assert wait_until(lambda: is_baseline(node_state()) == [], 15)

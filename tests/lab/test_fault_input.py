@@ -37,6 +37,8 @@ BAD_INPUT = [
     ("memory-exhaustion", ["bytes=150%"], "memory-exhaustion: bytes: '150%' is above 100%"),
     ("memory-exhaustion", ["bytes=100TiB"], "memory-exhaustion: bytes=100TiB must be above 0 and at most the node's"),
     ("memory-limit", [], "memory-limit: limit is required"),
+    ("redis-maxmemory", ["maxmemory=512KiB"], "redis-maxmemory: maxmemory: '512KiB' is below 1MiB"),
+    ("redis-maxmemory", ["maxmemory=4MiB", "policy=lru"], "redis-maxmemory: policy: 'lru' is not one of"),
     ("memory-limit", ["limit=8MiB"], "memory-limit: limit: '8MiB' is below 16MiB"),
     ("memory-limit", ["limit=20MiB"], "memory-limit: 20MiB is below what worker-1 needs without its pool children"),
     ("memory-limit", ["limit=2GiB"], "memory-limit: 2048MiB is not below worker-1's memory cap now (1024MiB: its "
@@ -67,6 +69,7 @@ CLEARABLE = [
     ("network-loss", ["loss=10%"]),
     ("network-bandwidth", ["rate=50mbit"]),
     ("network-partition", []),
+    ("redis-maxmemory", ["maxmemory=64MiB", "policy=volatile-lru"]),
 ]
 
 

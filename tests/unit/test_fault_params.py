@@ -84,6 +84,9 @@ def exact(message: str) -> str:
     ("worker-pause", {"duration": "1h"}, {"duration": 3600.0}),  # the limit itself is allowed
     ("redis-restart", {}, {"mode": "graceful", "down_for": 0.0, "duration": 0.0}),
     ("redis-restart", {"mode": "kill", "down_for": "5s"}, {"mode": "kill", "down_for": 5.0, "duration": 0.0}),
+    ("redis-maxmemory", {"maxmemory": "4MiB"}, {"maxmemory": 4 * 2**20, "policy": "allkeys-lru", "duration": 0.0}),
+    ("redis-maxmemory", {"maxmemory": "64MiB", "policy": "noeviction", "duration": "30s"},
+     {"maxmemory": 64 * 2**20, "policy": "noeviction", "duration": 30.0}),
     ("clear", {}, {"only": ""}),
     ("clear", {"only": "network-delay"}, {"only": "network-delay"}),
 ])
@@ -97,7 +100,8 @@ def test_check_normalises_to_base_units_and_fills_defaults(fault, params, expect
 def test_check_unresolved_skips_peers_and_nic(fault):
     """Before the role resolves them, peers is an inventory pattern and nic is unknown: neither is checked."""
     needed = {"network-delay": {"delay": "20ms"}, "network-loss": {"loss": "5%"},
-              "network-bandwidth": {"rate": "8mbit"}, "memory-limit": {"limit": "256MiB"}}.get(fault, {})
+              "network-bandwidth": {"rate": "8mbit"}, "memory-limit": {"limit": "256MiB"},
+              "redis-maxmemory": {"maxmemory": "4MiB"}}.get(fault, {})
     params = {**needed, "peers": "redis:workers"} if ALL[fault].peers is not None else needed
     values = check(fault, params, resolved=False)
     assert set(values) == {param.name for param in ALL[fault].params}
@@ -153,6 +157,13 @@ BAD = [
     ("worker-kill", {"every": "0s", "duration": "10s"}, False, "worker-kill: every: '0s' must be above 0"),
     ("redis-restart", {"down_for": "5"}, False, f"redis-restart: down_for: '5' has no unit ({DURATION_USE})"),
     ("redis-restart", {"mode": "restart"}, False, "redis-restart: mode: 'restart' is not one of graceful, kill"),
+    ("redis-maxmemory", {}, False, "redis-maxmemory: maxmemory is required"),
+    ("redis-maxmemory", {"maxmemory": "512KiB"}, False, "redis-maxmemory: maxmemory: '512KiB' is below 1MiB"),
+    ("redis-maxmemory", {"maxmemory": "64"}, False,
+     "redis-maxmemory: maxmemory: '64' has no unit (use B, kB, MB, GB, TB, KiB, MiB, GiB or TiB)"),
+    ("redis-maxmemory", {"maxmemory": "4MiB", "policy": "lru"}, False,
+     "redis-maxmemory: policy: 'lru' is not one of allkeys-lru, allkeys-lfu, allkeys-random, volatile-lru, "
+     "volatile-lfu, volatile-random, volatile-ttl, noeviction"),
     # network-delay
     ("network-delay", {"delay": "61s"}, False, "network-delay: delay: '61s' is above the limit of 60s"),
     ("network-delay", {"delay": "2m"}, False, "network-delay: delay: '2m' is above the limit of 60s"),

@@ -23,6 +23,7 @@ tolerance). Measurements:
 - memory-limit: OOM kills in the node's memory cgroup and its peak use against the cap.
 - worker-kill: the processes killed, and when the worker was running again.
 - worker-pause: the worker's processes seen stopped (state T) after the pause.
+- redis-maxmemory: the keys Redis evicted and the writes it refused (its own counters), its peak memory in use.
 """
 
 from __future__ import annotations
@@ -354,5 +355,36 @@ def worker_pause(_values: dict[str, Any], _node: Node) -> Measure:
         return effect({"stopped": len(frozen)}, {"stopped": stopped, "signalled": len(frozen)},
                       stopped / len(frozen) if frozen else 0.0,
                       "the worker's processes seen stopped (state T) half a second after the pause")
+
+    return during
+
+
+def _redis_counters(conn: Any) -> tuple[int, int, int]:
+    """(keys evicted, writes refused for lack of memory, memory in use) as Redis counts them."""
+    stats = conn.info("stats")
+    errors = conn.info("errorstats")
+    return (int(stats.get("evicted_keys", 0)), int((errors.get("errorstat_OOM") or {}).get("count", 0)),
+            int(conn.info("memory")["used_memory"]))
+
+
+def redis_maxmemory(values: dict[str, Any], _node: Node) -> Measure:
+    from chaoslab.node.fault_redis import client
+
+    maxmemory, policy = int(values["maxmemory"]), str(values["policy"])
+
+    def during(window: Window) -> Detail:
+        conn = client()
+        evicted, refused, peak = _redis_counters(conn)
+        first = (evicted, refused)
+        while not window.ended.wait(0.25):
+            with contextlib.suppress(Exception):  # a Redis that does not answer for a moment: the next sample
+                evicted, refused, used = _redis_counters(conn)
+                peak = max(peak, used)
+        evictions, refusals = evicted - first[0], refused - first[1]
+        hit = refusals > 0 if policy == "noeviction" else evictions > 0
+        return effect({"maxmemory": maxmemory, "policy": policy},
+                      {"evicted_keys": evictions, "refused_writes": refusals, "peak_used_memory": peak},
+                      peak / maxmemory, "Redis's own counters (INFO stats evicted_keys, errorstats OOM) over the "
+                      "fault, and its memory in use (sampled)", effective=hit or peak >= EFFECTIVE * maxmemory)
 
     return during
