@@ -165,7 +165,7 @@ def test_a_run_applies_celery_settings_only_when_the_workers_run_others(lab):
     settings = {"worker_prefetch_multiplier": 1}
     try:
         control.prepare(settings)
-        assert plays[-1] == {"celery_worker_settings": settings}
+        assert plays[-1]["celery_worker_settings"] == settings
         assert given_once_ready(control) == {worker: settings for worker in workers}
         pid = service_pid("worker-1", "celery-worker")
         control.prepare(settings)  # as the workers say they run: no settings play, no restart

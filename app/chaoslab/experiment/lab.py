@@ -195,11 +195,15 @@ class LabControl:
 
     def prepare(self, celery: dict[str, Any]) -> None:
         """The start of a run in one playbook: the load stopped, the Celery settings applied (unless every worker
-        runs with them already, as the workers themselves say), the ledgers emptied and every node's clock
+        runs with them already, as the workers themselves say; the workers restarted when one does not answer, which
+        also declares their queues again after a broker lost them), the ledgers emptied and every node's clock
         measured."""
         extra: dict[str, Any] = {}
-        if self.workers_given() != {worker: celery for worker in self.info.worker_hostnames}:
+        given = self.workers_given()
+        if given != {worker: celery for worker in self.info.worker_hostnames}:
             extra["celery_worker_settings"] = celery
+        if given is None:  # a worker that does not answer is gone or deaf (its control bindings lost): restart
+            extra["celery_worker_restart"] = True
         self.load_on = None
         self._play("playbooks/prepare.yml", extra)
         self.load_on = False

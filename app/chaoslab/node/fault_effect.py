@@ -371,11 +371,12 @@ def redis_maxmemory(values: dict[str, Any], _node: Node) -> Measure:
     from chaoslab.node.fault_redis import client
 
     maxmemory, policy = int(values["maxmemory"]), str(values["policy"])
+    # before the fault: Redis evicts at once when its limit is set below what it holds
+    first = _redis_counters(client())[:2]
 
     def during(window: Window) -> Detail:
         conn = client()
         evicted, refused, peak = _redis_counters(conn)
-        first = (evicted, refused)
         while not window.ended.wait(0.25):
             with contextlib.suppress(Exception):  # a Redis that does not answer for a moment: the next sample
                 evicted, refused, used = _redis_counters(conn)
