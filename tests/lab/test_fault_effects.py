@@ -61,10 +61,11 @@ def test_a_partition_is_measured_as_connects_nobody_answers(lab):
 
 
 def test_cpu_exhaustion_is_measured_as_cpu_the_stressors_took(lab):
-    effect = inject("cpu-exhaustion", "worker-1", "workers=1", "load=100", "duration=6s")
-    assert effect["asked"] == {"cpus": 1.0}
-    assert effect["measured"]["stress_cpus"] >= 0.8 or effect["measured"]["node_cpus"] >= 0.9 * \
-        effect["measured"]["node_capacity_cpus"], effect
+    """Half a CPU asked: what a 2-core host shared with the other nodes always has to give (a whole CPU asked got
+    0.85 of one on a busy CI run, which the measurement rightly calls not effective)."""
+    effect = inject("cpu-exhaustion", "worker-1", "workers=1", "load=50", "duration=6s")
+    assert effect["asked"] == {"cpus": 0.5}
+    assert 0.45 <= effect["measured"]["stress_cpus"] <= 0.6, effect
     assert effect["effective"] is True, effect
 
 
