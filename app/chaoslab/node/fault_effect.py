@@ -63,15 +63,12 @@ class Window:
     deadline: float | None
     stop: Stop
     ended: threading.Event = field(default_factory=threading.Event)
+    """Set by the agent just before it reverts the fault: measurements that sample until the end wait on it."""
 
     def budget(self, share: float = 0.6, cap: float = 15.0) -> float:
         """Seconds a measurement may take from now: a share of what is left of the fault, at most *cap*."""
         left = cap if self.deadline is None else max(self.deadline - time.time(), 0.0)
         return min(cap, share * left)
-
-    def wait_end(self) -> None:
-        """Until the fault is about to be reverted (the agent sets ``ended`` before it reverts)."""
-        self.ended.wait()
 
 
 Measure = Callable[[Window], Detail]
