@@ -29,16 +29,22 @@ def _print_tally(table: dict[str, Counter[str]]) -> None:
     Console().print(view)
 
 
+def _print_rounds(rounds: int) -> None:
+    if rounds > 1:
+        print(f"{rounds} rounds: kinds that ran on too few worker nodes were published again")
+
+
 def cmd_burst(args: argparse.Namespace) -> int:
     from chaoslab.node import burst
 
-    outcomes = burst.collect(burst.publish(args.per_kind), args.timeout)
-    table = burst.tally(outcomes)
+    table, rounds = burst.run(args.per_kind, args.timeout, args.min_nodes)
     found = burst.problems(table, args.min_nodes)
     if args.json:
-        print(json.dumps({"table": {kind: dict(counts) for kind, counts in table.items()}, "problems": found}))
+        print(json.dumps({"table": {kind: dict(counts) for kind, counts in table.items()}, "problems": found,
+                          "rounds": rounds}))
     else:
         _print_tally(table)
+        _print_rounds(rounds)
         for line in found:
             print(f"problem: {line}", file=sys.stderr)
     return 1 if found else 0
@@ -60,6 +66,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     table = {kind: Counter(counts) for kind, counts in report["table"].items()}
     print(f"burst of {args.per_kind} tasks per kind, published from node {host}")
     _print_tally(table)
+    _print_rounds(int(report.get("rounds", 1)))
     for line in report["problems"]:
         print(f"problem: {line}", file=sys.stderr)
     return 1 if report["problems"] else 0

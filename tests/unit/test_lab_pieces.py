@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from chaoslab.node import burst
 from chaoslab.node.burst import Outcome, problems, tally
 from chaoslab.node.celery_app import celery_conf
 from tests.conftest import ROOT, inventory, load_plugin
@@ -105,6 +106,28 @@ def test_burst_tally_and_problems():
     assert "cpu: ran on 1 worker node(s), expected at least 2" in found
     assert "sleep: ran on 0 worker node(s), expected at least 2" in found
     assert not [line for line in found if line.startswith("noop")]
+
+
+def test_a_burst_publishes_again_only_the_kinds_that_kept_to_one_node(monkeypatch):
+    published: list[list[str]] = []
+    draws = iter(["worker-2", "worker-2", "worker-1", "worker-2"])  # round 1: noop all on worker-2
+
+    def publish(per_kind, kinds=None):
+        kinds = kinds or list(burst.KINDS)
+        published.append(kinds)
+        return [(kind, next(draws) if kind == "noop" else f"worker-{n % 2 + 1}") for n in range(per_kind)
+                for kind in kinds]
+
+    monkeypatch.setattr(burst, "publish", publish)
+    monkeypatch.setattr(burst, "collect", lambda sent, _timeout: [Outcome(kind, node, True) for kind, node in sent])
+    table, rounds = burst.run(2, 10, min_nodes=2)
+    assert rounds == 2 and published[1] == ["noop"]
+    assert table["noop"] == Counter({"worker-2": 3, "worker-1": 1}) and not problems(table, 2)
+    published.clear()
+    draws = iter(["worker-2"] * 10)
+    table, rounds = burst.run(2, 10, min_nodes=2, rounds=3)
+    assert rounds == 3 and published[1:] == [["noop"], ["noop"]]
+    assert problems(table, 2) == ["noop: ran on 1 worker node(s), expected at least 2"]
 
 
 @pytest.mark.parametrize("workers", [1, 2, 8, 32])

@@ -32,12 +32,13 @@ class Outcome:
     error: str = ""
 
 
-def publish(per_kind: int) -> list[tuple[str, AsyncResult]]:
-    """Publish ``per_kind`` tasks of every kind, interleaved so no kind goes to one worker first."""
+def publish(per_kind: int, kinds: list[str] | None = None) -> list[tuple[str, AsyncResult]]:
+    """Publish ``per_kind`` tasks of every kind (or of ``kinds``), interleaved so no kind goes to one worker
+    first."""
     sent = []
     for _round in range(per_kind):
-        for kind, task in KINDS.items():
-            sent.append((kind, task.apply_async(kwargs=BURST_ARGS[kind])))
+        for kind in kinds or list(KINDS):
+            sent.append((kind, KINDS[kind].apply_async(kwargs=BURST_ARGS[kind])))
     return sent
 
 
@@ -61,13 +62,32 @@ def tally(outcomes: list[Outcome]) -> dict[str, Counter[str]]:
     return table
 
 
+def short_kinds(table: dict[str, Counter[str]], min_nodes: int) -> list[str]:
+    """Kinds that succeeded on fewer worker nodes than ``min_nodes``."""
+    return [kind for kind, counts in table.items()
+            if len([node for node in counts if node != "failed" and counts[node]]) < min_nodes]
+
+
+def run(per_kind: int, timeout: float, min_nodes: int, rounds: int = 3) -> tuple[dict[str, Counter[str]], int]:
+    """A burst, then up to ``rounds - 1`` more of the kinds that ran on too few nodes: which worker takes a task
+    is the broker's draw (a fast kind can all go to the worker that asked first), and a kind that keeps to one
+    node over every round is a real problem. Returns the tally over all rounds and the rounds published."""
+    table = tally(collect(publish(per_kind), timeout))
+    done = 1
+    while done < rounds and (short := short_kinds(table, min_nodes)):
+        for outcome in collect(publish(per_kind, short), timeout):
+            table[outcome.kind][outcome.node if outcome.ok else "failed"] += 1
+        done += 1
+    return table, done
+
+
 def problems(table: dict[str, Counter[str]], min_nodes: int) -> list[str]:
     """What keeps a burst from proving the lab: failures, or a kind that ran on too few nodes."""
     found = []
     for kind, counts in table.items():
         if counts["failed"]:
             found.append(f"{kind}: {counts['failed']} failed")
-        nodes = [node for node in counts if node != "failed" and counts[node]]
-        if len(nodes) < min_nodes:
-            found.append(f"{kind}: ran on {len(nodes)} worker node(s), expected at least {min_nodes}")
+    for kind in short_kinds(table, min_nodes):
+        nodes = [node for node in table[kind] if node != "failed" and table[kind][node]]
+        found.append(f"{kind}: ran on {len(nodes)} worker node(s), expected at least {min_nodes}")
     return found

@@ -17,6 +17,7 @@ memory cap or frozen worker it finds.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import sys
@@ -75,6 +76,8 @@ def clear(args: argparse.Namespace, only: str = "") -> dict[str, object]:
         record = FaultRecord(state.stem, args.node, args.state_dir, args.textfile_dir, args.events)
         data = record.read() or {}
         agent = our_agent(data.get("pid"), data.get("pid_start"))
+        if agent is None and not state.exists():  # its agent ended it by its deadline meanwhile
+            continue
         ended = False
         if agent is not None:
             try:
@@ -82,9 +85,10 @@ def clear(args: argparse.Namespace, only: str = "") -> dict[str, object]:
                 agent.wait(15)
                 ended = True
             except psutil.TimeoutExpired:
-                agent.kill()
-            except psutil.Error:
-                pass
+                with contextlib.suppress(psutil.Error):
+                    agent.kill()
+            except psutil.Error:  # it ended by itself meanwhile (its deadline): it reverted and wrote its record
+                ended = not record.state.exists()
         if not ended and state.stem == "redis-restart":  # its agent died, perhaps while Redis was down
             fault_service.ServiceControl(args.service_manager, "redis", args.supervisor_conf).start()
         elif not ended:

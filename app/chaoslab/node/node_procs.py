@@ -33,15 +33,16 @@ def same_netns(pid: int) -> bool:
 def worker_processes() -> tuple[psutil.Process | None, list[psutil.Process]]:
     """This node's Celery worker: its main process and its pool children."""
     workers = []
-    for proc in psutil.process_iter(["cmdline"]):
+    # ppid read with the command line: a pool child may end between the listing and a later ppid() call
+    for proc in psutil.process_iter(["cmdline", "ppid"]):
         cmdline = " ".join(proc.info["cmdline"] or [])
         if all(marker in cmdline for marker in WORKER_MARKERS) and "chaoslab.node.fault_agent" not in cmdline \
-                and same_netns(proc.pid):
+                and proc.info["ppid"] is not None and same_netns(proc.pid):
             workers.append(proc)
     pids = {proc.pid for proc in workers}
-    mains = [proc for proc in workers if proc.ppid() not in pids]
+    mains = [proc for proc in workers if proc.info["ppid"] not in pids]
     main = mains[0] if mains else None
-    children = [proc for proc in workers if main is not None and proc.ppid() == main.pid]
+    children = [proc for proc in workers if main is not None and proc.info["ppid"] == main.pid]
     return main, children
 
 
