@@ -263,6 +263,37 @@ def node_size_line(node: dict[str, Any]) -> str:
     return f"{line}; enforced: {cpus}, {memory}"
 
 
+def cmd_faults(args: argparse.Namespace) -> int:
+    """The fault windows the lab's nodes recorded since the last run started, with what each measured."""
+    import time
+
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from chaoslab.analysis.fault_history import describe, history
+    from chaoslab.experiment.lab import node_events
+
+    rows = history(node_events(), time.time())[-args.last:] if args.last > 0 else []
+    if args.json:
+        print(json.dumps([row.as_dict() for row in rows]))
+        return 0
+    view = Table(title="Fault windows on the lab's nodes (since the last run started)")
+    for column in ("node", "fault", "applied (UTC)", "lasted", "effective", "what it did"):
+        view.add_column(column)
+    for row in rows:
+        window = row.window
+        lasted = "in force" if row.in_force else f"{window.end - window.start:.1f} s"
+        applied = time.strftime("%H:%M:%S", time.gmtime(window.start))
+        # Text: what the nodes recorded is shown as written, never read as rich markup
+        view.add_row(*(Text(cell) for cell in (window.target, window.fault, applied, lasted, row.effective(),
+                                               describe(row))))
+    Console(width=max(Console().width, 140)).print(view)
+    if not rows:
+        print("no fault windows recorded")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """The lab's HTTP API on the controller (loopback unless told otherwise)."""
     import uvicorn
@@ -331,6 +362,10 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("run_dirs", nargs="+")
     comp.add_argument("--out", help="also write comparison.md and comparison.html into this directory")
     comp.set_defaults(func=cmd_compare)
+    faults = sub.add_parser("faults", help="the fault windows on the lab's nodes and what each fault measured")
+    faults.add_argument("--last", type=int, default=10, help="show the last N windows (default 10)")
+    faults.add_argument("--json", action="store_true", help="print the windows as JSON")
+    faults.set_defaults(func=cmd_faults)
     where = sub.add_parser("where", help="where Prometheus, Flower and Grafana are, and the credentials file")
     where.set_defaults(func=cmd_where)
     serve = sub.add_parser("serve", help="the lab's HTTP API: faults and runs, with interactive docs at /docs")

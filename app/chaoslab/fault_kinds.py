@@ -152,6 +152,9 @@ def _network_loss(values: dict[str, Any]) -> None:
         raise ValueError("network-loss: give at least one of loss, duplicate, corrupt, reorder above 0%")
     if values["reorder"] and not values["delay"]:
         raise ValueError("network-loss: reorder needs a delay (packets not reordered are delayed), e.g. delay=10ms")
+    if values["correlation"] and values["side"] != "egress":
+        raise ValueError("network-loss: correlation needs netem on the node's own packets (side=egress); "
+                         f"side={values['side']} loses what the peers send at random")
 
 
 def _redis_restart_lasts(values: dict[str, Any]) -> float:
@@ -232,9 +235,16 @@ KINDS: dict[str, FaultKind] = {kind.name: kind for kind in (
     FaultKind(
         "network-loss", "Lose, duplicate, corrupt or reorder the node's packets to its peers",
         target="redis", peers="redis:workers", node_params=("nic",),
-        details=("tc netem on the node's lab NIC; where the kernel lacks sch_netem, loss alone falls back to "
-                 "iptables' statistic match and the rest is refused.",),
+        details=("loss as on a wire (side=ingress, the default): the packets the peers send the node are dropped "
+                 "as they arrive (iptables' statistic match on its INPUT), so the senders' TCP sees them lost and "
+                 "resends after its timeout; side=egress loses the node's own packets (tc netem, or iptables on its "
+                 "OUTPUT without netem), which its TCP stack is told of at once and may resend at once.",
+                 "duplicate, corrupt and reorder act on the node's own packets with tc netem; where the kernel "
+                 "lacks sch_netem they are refused.",),
         params=(_percent("loss", "Packets lost (at least one of loss, duplicate, corrupt, reorder above 0)."),
+                Param("side", choice("ingress", "egress", "both"), "ingress",
+                      "Which packets are lost: ingress = those the peers send the node (as on a wire), egress = the "
+                      "node's own, both = either way."),
                 _percent("correlation", "Correlation of successive losses (netem only)."),
                 _percent("duplicate", "Packets duplicated (netem only)."),
                 _percent("corrupt", "Packets corrupted (netem only)."),
@@ -253,7 +263,8 @@ KINDS: dict[str, FaultKind] = {kind.name: kind for kind in (
                 Param("latency", duration(MAX_DELAY, positive=True), "100ms",
                       "Longest a packet waits in the bucket before it is dropped."),
                 DURATION),
-        apply="fault_network:network_bandwidth", revert="fault_network:revert_network"),
+        apply="fault_network:network_bandwidth", revert="fault_network:revert_network",
+        measure="fault_effect:network_bandwidth"),
     FaultKind(
         "network-partition", "Cut the node off from its peers, both directions",
         target="workers[0]", peers="redis",
@@ -273,7 +284,7 @@ KINDS: dict[str, FaultKind] = {kind.name: kind for kind in (
                       "graceful = stop through the service manager; kill = SIGKILL."),
                 Param("down_for", duration(), "0s", "How long Redis stays down."),
                 DURATION),
-        apply="fault_service:redis_restart", lasts=_redis_restart_lasts),
+        apply="fault_service:redis_restart", lasts=_redis_restart_lasts, measure="fault_effect:redis_restart"),
     FaultKind(
         "redis-maxmemory",
         "Lower Redis's memory limit with an eviction policy: allkeys-* evicts the queues, noeviction refuses writes",

@@ -8,6 +8,7 @@ import sys
 import time
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -132,3 +133,19 @@ def wait_until(check, timeout: float, interval: float = 0.2) -> bool:
             return True
         time.sleep(interval)
     return bool(check())
+
+
+EVENTS = "/var/lib/chaoslab/nodes/{node}/ledger/events.jsonl"
+
+
+def measured(node: str, fault: str, since: float, timeout: float = 30.0) -> dict[str, Any]:
+    """The effect the node's agent recorded for *fault* after *since* (waits for the fault to end)."""
+    path = Path(EVENTS.format(node=node))
+
+    def found() -> list[dict[str, Any]]:
+        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+        return [r for r in records if r.get("type") == "fault" and r.get("event") == "measured"
+                and r.get("fault") == fault and r["t"] >= since]
+
+    assert wait_until(lambda: bool(found()), timeout), f"no measurement of {fault} on {node}"
+    return found()[-1]["effect"]

@@ -4,6 +4,7 @@
     echo ADDR PORT SECONDS          UDP echo server
     udp HOST PORT COUNT             send COUNT numbered datagrams 1 ms apart; how many came back
     source ADDR PORT SECONDS        TCP server that sends as fast as it can to whoever connects
+    paced ADDR PORT SECONDS         TCP server that sends 8 Mbit/s (8 KiB every 8 ms) to whoever connects
     sink HOST PORT SECONDS          receive from a source; bytes per second after the first second
     listen ADDR PORT SECONDS        TCP server that accepts and closes (a peer to reach)
     reach HOST PORT TIMEOUT         whether a TCP connection opens within TIMEOUT seconds
@@ -83,6 +84,21 @@ def source(addr: str, port: int, seconds: float) -> dict[str, object]:
     return {"sent": sent}
 
 
+def paced(addr: str, port: int, seconds: float) -> dict[str, object]:
+    server = socket.create_server((addr, port))
+    server.settimeout(seconds)
+    conn, _ = server.accept()
+    chunk, sent, start = b"x" * 8192, 0, time.time()
+    try:
+        while (now := time.time()) < start + seconds:
+            sent += conn.send(chunk)
+            time.sleep(max(0.0, start + sent / 1_048_576 - now))
+    except OSError:
+        pass
+    conn.close()
+    return {"sent": sent}
+
+
 def sink(host: str, port: int, seconds: float) -> dict[str, object]:
     deadline = time.time() + 5
     while True:
@@ -127,10 +143,11 @@ def reach(host: str, port: int, timeout: float) -> dict[str, object]:
         return {"reached": False, "error": str(error)}
 
 
-COMMANDS = {"connect": connect, "echo": echo, "udp": udp, "source": source, "sink": sink, "listen": listen,
-            "reach": reach}
+COMMANDS = {"connect": connect, "echo": echo, "udp": udp, "source": source, "paced": paced, "sink": sink,
+            "listen": listen, "reach": reach}
 
 if __name__ == "__main__":
     name, host, port, amount = sys.argv[1:5]
-    number = float(amount) if "." in amount or name in ("echo", "source", "sink", "listen", "reach") else int(amount)
+    timed = ("echo", "source", "paced", "sink", "listen", "reach")
+    number = float(amount) if "." in amount or name in timed else int(amount)
     print(json.dumps(COMMANDS[name](host, int(port), number)))  # type: ignore[operator]

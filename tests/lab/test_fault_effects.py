@@ -4,31 +4,16 @@ measurement matches what was asked (or says the fault was not effective when it 
 from __future__ import annotations
 
 import json
+import subprocess
 import time
-from pathlib import Path
 from typing import Any
 
 import yaml
 
-from fault_state import is_baseline, node_state, wait_until
+from fault_state import is_baseline, measured, node_state, wait_until
 from test_experiments import run_scenario
-from tests.conftest import run_playbook
+from tests.conftest import BIN, ROOT, ansible_env, run_playbook
 from verdict_checks import assert_verdicts_hold_up, lab_redis
-
-EVENTS = "/var/lib/chaoslab/nodes/{node}/ledger/events.jsonl"
-
-
-def measured(node: str, fault: str, since: float, timeout: float = 30.0) -> dict[str, Any]:
-    """The effect the node's agent recorded for *fault* after *since* (waits for the fault to end)."""
-    path = Path(EVENTS.format(node=node))
-
-    def found() -> list[dict[str, Any]]:
-        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
-        return [r for r in records if r.get("type") == "fault" and r.get("event") == "measured"
-                and r.get("fault") == fault and r["t"] >= since]
-
-    assert wait_until(lambda: bool(found()), timeout), f"no measurement of {fault} on {node}"
-    return found()[-1]["effect"]
 
 
 def inject(fault: str, node: str, *params: str) -> dict[str, Any]:
@@ -45,6 +30,13 @@ def test_a_delay_is_measured_as_the_added_round_trip_to_each_peer(lab):
         assert abs(value - 100) <= max(10, 2), (peer, effect)
     assert effect["effective"] is True and effect["measured"]["samples"] >= 20, effect
     assert wait_until(lambda: is_baseline(node_state()) == [], 15)
+    # the same, as a user who ran the playbook by hand sees it
+    shown = subprocess.run([str(BIN / "chaoslab"), "faults", "--json"], cwd=ROOT, env=ansible_env(),
+                           capture_output=True, text=True, timeout=120, check=False)
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    window = [row for row in json.loads(shown.stdout) if row["fault"] == "network-delay"][-1]
+    assert window["node"] == "redis" and window["in_force"] is False and window["effective"] == "yes", window
+    assert window["effect"] == effect and 5.0 <= window["end"] - window["start"] <= 7.0, window
 
 
 def test_a_loss_is_measured_as_the_share_of_connects_unanswered(lab):
@@ -94,6 +86,13 @@ def test_a_memory_cap_nothing_reaches_is_reported_not_effective(lab):
     effect = inject("memory-limit", "worker-2", "limit=900MiB", "duration=4s")
     assert effect["measured"]["oom_kills"] == 0 and effect["measured"]["peak_bytes"] < 0.9 * 900 * 2**20, effect
     assert effect["effective"] is False and effect["ratio"] < 0.9, effect
+    assert wait_until(lambda: is_baseline(node_state()) == [], 15)
+
+
+def test_a_redis_restart_is_measured_as_the_downtime_a_client_saw(lab):
+    effect = inject("redis-restart", "redis", "mode=graceful", "down_for=2s", "duration=3s")
+    assert effect["measured"]["restarted"] is True and effect["measured"]["answering"] is True, effect
+    assert 1.8 <= effect["measured"]["down_seen_s"] <= 4.0 and effect["effective"] is True, effect
     assert wait_until(lambda: is_baseline(node_state()) == [], 15)
 
 

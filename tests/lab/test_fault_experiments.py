@@ -90,6 +90,10 @@ def test_redis_kill_without_persistence_loses_the_queue(lab, tmp_path):
     assert summary["classes"]["lost"] >= 1
     assert set(summary["causes"]["lost"]) == {"broker_data_loss"}, summary["causes"]
     assert summary["snapshot"]["broker_started"] > detail["down_at"]
+    # the fault proved itself: a client on the node saw Redis down about down_for, and a new Redis came back
+    effect = summary["faults"][0]["effect"]
+    assert effect["effective"] and effect["measured"]["restarted"], effect
+    assert 2.7 <= effect["measured"]["down_seen_s"] <= 6.0, effect
     # the backlog queued before the kill is gone: far more than the few tasks the workers had reserved
     queued = lost_published(summary, records, 0, detail["down_at"])
     assert len(queued) >= 10, (len(queued), summary["classes"])

@@ -14,7 +14,16 @@ import time
 
 import pytest
 
-from fault_state import finished, is_baseline, node_state, probe, probe_in_background, wait_until
+from fault_state import (
+    finished,
+    in_node,
+    is_baseline,
+    measured,
+    node_state,
+    probe,
+    probe_in_background,
+    wait_until,
+)
 from tests.conftest import BIN, ROOT, ansible_env, run_playbook
 
 REDIS = "198.18.0.10"
@@ -70,6 +79,47 @@ def test_loss_of_20_percent_over_2000_probes(lab):
     assert after["received"] == after["sent"]
 
 
+def tcp_retransmits(node: str) -> int:
+    """Segments the node's TCP retransmitted so far (its namespace's /proc/net/snmp, node_exporter's
+    node_netstat_Tcp_RetransSegs)."""
+    out = subprocess.run(in_node(node, "cat", "/proc/net/snmp"), capture_output=True, text=True, check=True).stdout
+    header, values = [line.split() for line in out.splitlines() if line.startswith("Tcp:")]
+    return int(dict(zip(header, values, strict=True))["RetransSegs"])
+
+
+def sent_from_worker_1(port: int) -> tuple[int, float]:
+    """worker-1 sends to redis at 8 Mbit/s for 4 s (well below what the link takes: no congestion): the segments
+    worker-1's TCP retransmitted meanwhile, and the rate redis received."""
+    before = tcp_retransmits("worker-1")
+    source = probe_in_background("worker-1", "paced", WORKER_1, port, 6)
+    rate = probe("redis", "sink", WORKER_1, port, 4.0)["bits_per_second"]
+    finished(source)
+    return tcp_retransmits("worker-1") - before, rate
+
+
+def test_loss_on_ingress_is_seen_by_the_senders_tcp_as_on_a_wire(lab):
+    """side=ingress on redis drops what worker-1 sends as it arrives: worker-1's TCP resends after a timeout, as
+    for loss on a wire. side=egress on worker-1 drops the same packets in worker-1 itself, whose TCP is told at
+    once."""
+    clean, _ = sent_from_worker_1(9105)
+    run_playbook("faults/network-loss.yml", "-e", "loss=5%", "-e", "peers=workers[0]", "-e", "duration=60s")
+    try:
+        wire, wire_rate = sent_from_worker_1(9106)
+    finally:
+        run_playbook("faults/clear.yml")
+    run_playbook("faults/network-loss.yml", "-e", "target=workers[0]", "-e", "peers=redis", "-e", "loss=5%",
+                 "-e", "side=egress", "-e", "duration=60s")
+    try:
+        local, local_rate = sent_from_worker_1(9107)
+    finally:
+        run_playbook("faults/clear.yml")
+    print(f"retransmits: clean {clean}, ingress {wire} ({wire_rate / 1e6:.1f} Mbit/s), "
+          f"egress {local} ({local_rate / 1e6:.1f} Mbit/s)")
+    # 5 % of ~3600 segments: ~180 resent by worker-1 (a run here: clean 0, ingress 173, egress 0)
+    assert wire >= 60 and clean <= 10 and local < wire / 4, (clean, wire, local)
+    assert is_baseline(node_state()) == []
+
+
 def test_bandwidth_is_limited_to_the_rate(lab):
     def throughput(port: int) -> float:
         source = probe_in_background("redis", "source", REDIS, port, 5)
@@ -77,13 +127,19 @@ def test_bandwidth_is_limited_to_the_rate(lab):
         finished(source)
         return rate
 
+    since = time.time()
     out = run_playbook("faults/network-bandwidth.yml", "-e", "rate=16mbit", "-e", "duration=60s").stdout
     assert "engine: tbf" in out
     try:
+        # the fault measures itself first (echo requests offered at 24 Mbit/s to each worker), then the test does
+        effect = measured("redis", "network-bandwidth", since)
         limited = throughput(9101)
     finally:
         run_playbook("faults/clear.yml")
     assert abs(limited - 16e6) <= 0.15 * 16e6, f"{limited / 1e6:.2f} Mbit/s for 16mbit"
+    assert effect["effective"] is True, effect
+    for peer, answered in effect["measured"]["answered_mbit_s"].items():
+        assert 13.0 <= answered <= 18.0 and effect["measured"]["offered_mbit_s"][peer] >= 22.0, effect
     assert throughput(9102) > 3 * 16e6
 
 

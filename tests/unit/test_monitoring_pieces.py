@@ -572,10 +572,11 @@ NODE_SERIES = {
     "node_memory": ("MiB", [("node_memory", "", "-", 300.0)]),
     "node_network": ("kB/s", [("node_network_transmit", " transmit", "-", 20.0),
                               ("node_network_receive", " receive", ":", 15.0)]),
+    "node_retransmits": ("segments/s", [("node_tcp_retransmits", "", "-", 3.0)]),
 }
 """Each node figure: its unit, and per stored query its legend suffix, line style and the value at t=0 of the first
 node, in the unit (metrics.json holds it in bytes, so memory is 300 MiB and transmit 20 kB/s)."""
-UNIT_SCALE = {"node_cpu": 1.0, "node_memory": 2.0**20, "node_network": 1e3}
+UNIT_SCALE = {"node_cpu": 1.0, "node_memory": 2.0**20, "node_network": 1e3, "node_retransmits": 1.0}
 NO_SERIES = "no Prometheus series recorded"
 
 

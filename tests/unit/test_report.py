@@ -293,6 +293,7 @@ FIGURE_WORDS = {
     "node_cpu": ("CPUs", []),
     "node_memory": ("MiB", []),
     "node_network": ("kB/s", []),
+    "node_retransmits": ("segments/s", []),
 }
 """Each figure's y axis label and legend entries (besides the fault window's) for the synthetic run."""
 

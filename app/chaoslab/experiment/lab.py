@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import json
 import subprocess
 import tarfile
@@ -22,6 +24,7 @@ from chaoslab.experiment import redis_snapshot, series
 from chaoslab.experiment.ansible_runner import (
     AnsibleError,
     PlaybookFailed,
+    adhoc_json,
     ansible_env,
     playbook,
     project_root,
@@ -152,6 +155,25 @@ def unpack_ledgers(dest: Path) -> None:
                 if source is not None:
                     (dest / member.name).write_bytes(source.read())
         archive.unlink()
+
+
+def node_events() -> list[dict[str, Any]]:
+    """Every lab node's event ledger as it is now (fault applied, measured, reverted; clocks), in one ad-hoc call."""
+    found = adhoc_json("all", "ansible.builtin.slurp", "src={{ lab_ledger_dir }}/events.jsonl")
+    unreachable = {node: str(result.get("msg", "")) for node, result in found.items() if result.get("unreachable")}
+    if unreachable:
+        why = unreachable[min(unreachable)]
+        raise AnsibleError(f"cannot read the event ledger of {', '.join(sorted(unreachable))}: {why}")
+    records = []
+    for result in found.values():
+        if result.get("failed") or "content" not in result:  # no event ledger yet on that node
+            continue
+        for line in base64.b64decode(result["content"]).decode("utf-8", "replace").splitlines():
+            with contextlib.suppress(ValueError):
+                record = json.loads(line)
+                if isinstance(record, dict):
+                    records.append(record)
+    return records
 
 
 class LabControl:

@@ -23,6 +23,7 @@ RUN_QUERIES: dict[str, str] = {
     "node_memory": "sum by (node) (chaoslab_node_memory_bytes)",
     "node_network_transmit": 'sum by (node) (rate(node_network_transmit_bytes_total{device!="lo"}[15s]))',
     "node_network_receive": 'sum by (node) (rate(node_network_receive_bytes_total{device!="lo"}[15s]))',
+    "node_tcp_retransmits": "sum by (node) (rate(node_netstat_Tcp_RetransSegs[15s]))",
     "node_oom_kills": "sum by (node) (chaoslab_node_oom_kills_total)",
     "workers_up": "sum by (node) (chaoslab_worker_up)",
     "queue_depth": 'sum(redis_key_size{key="celery"})',

@@ -17,6 +17,8 @@ tolerance). Measurements:
   its answer cross the faulted NIC), median of up to 20 before and in force: the added round trip.
 - network-loss: 600 TCP connects from the node to its peers at once, the share left unanswered (a SYN or its
   answer lost).
+- network-bandwidth: ICMP echo requests offered to each peer at 1.5 times the limit (the peer's kernel answers
+  them): the rate it answered must not be above the limit.
 - network-partition: the same connects, which must all go unanswered.
 - cpu-exhaustion: the CPU time the stressors took, and the node's own CPU use and throttling (its cgroup).
 - memory-exhaustion: the memory the stressors hold, and the node's memory in use against its size.
@@ -24,6 +26,8 @@ tolerance). Measurements:
 - worker-kill: the processes killed, and when the worker was running again.
 - worker-pause: the worker's processes seen stopped (state T) after the pause.
 - redis-maxmemory: the keys Redis evicted and the writes it refused (its own counters), its peak memory in use.
+- redis-restart: a client's PINGs on the node from the restart until Redis answers again (the downtime it saw), and
+  Redis's own run id (a new one: it did restart).
 """
 
 from __future__ import annotations
@@ -151,8 +155,18 @@ LOSS_TOLERANCE = 0.05
 """A loss rate this close to the one asked counts as it (200 probes: a few points of sampling noise)."""
 
 
+def tcp_retransmits() -> int:
+    """Segments this node's TCP has retransmitted (``Tcp: RetransSegs`` of /proc/net/snmp, per network namespace:
+    node_exporter's ``node_netstat_Tcp_RetransSegs``)."""
+    lines = [line.split() for line in Path("/proc/net/snmp").read_text(encoding="ascii").splitlines()
+             if line.startswith("Tcp:")]
+    return int(dict(zip(lines[0][1:], lines[1][1:], strict=True))["RetransSegs"])
+
+
 def network_loss(values: dict[str, Any], _node: Node) -> Measure:
     peers, loss = list(values["peers"]), float(values["loss"]) / 100
+    # a connect is lost when its SYN (egress) or the answer (ingress) is: both sides lose more of them
+    expected = 1 - (1 - loss) ** (2 if values.get("side") == "both" else 1)
     # the reordered packets' delay, where asked, makes an answer late, not lost
     timeout = 0.25 + 4 * float(values.get("delay") or 0.0)
 
@@ -160,15 +174,52 @@ def network_loss(values: dict[str, Any], _node: Node) -> Measure:
         if loss <= 0:
             return {"error": "only loss is measured (duplicate, corrupt and reorder are not yet)", "effective": None}
         count = max(LOSS_PROBES // max(len(peers), 1), MIN_SAMPLES)
+        retransmits = tcp_retransmits()
         with ThreadPoolExecutor(max_workers=20) as pool:  # probes at once: a lost one waits its whole timeout
             found = {peer: list(pool.map(connect_time, [peer] * count, [timeout] * count)) for peer in peers}
+        retransmits = tcp_retransmits() - retransmits
         probes = sum(len(samples) for samples in found.values())
         unanswered = {peer: sum(sample is None for sample in samples) for peer, samples in found.items()}
         rate = sum(unanswered.values()) / probes
-        return effect({"loss": loss}, {"loss": round(rate, 4), "probes": probes, "unanswered": unanswered},
-                      rate / loss, f"TCP connects from the node to its peers ({probes} in all) left unanswered "
-                      f"within {timeout:g} s (a SYN or its answer lost)",
-                      effective=rate >= EFFECTIVE * loss or loss - rate <= LOSS_TOLERANCE)
+        return effect({"loss": loss, "side": values.get("side", "ingress"), "connects_lost": round(expected, 4)},
+                      {"loss": round(rate, 4), "probes": probes, "unanswered": unanswered,
+                       "node_tcp_retransmits": retransmits},
+                      rate / expected, f"TCP connects from the node to its peers ({probes} in all) left unanswered "
+                      f"within {timeout:g} s (a SYN or its answer lost); the node's own TCP retransmissions meanwhile",
+                      effective=rate >= EFFECTIVE * expected or expected - rate <= LOSS_TOLERANCE)
+
+    return during
+
+
+BANDWIDTH_OFFER = 1.5
+"""The probe offers this multiple of the limit: a path that lets it all through is not limited."""
+BANDWIDTH_SECONDS = 2.0
+
+
+def network_bandwidth(values: dict[str, Any], _node: Node) -> Measure:
+    from chaoslab.node import icmp_probe
+    from chaoslab.node.fault_network import tbf_burst
+
+    peers, rate, latency = list(values["peers"]), float(values["rate"]), float(values["latency"])
+    burst_bits = 8 * tbf_burst(values)  # passes at once, on top of the rate
+
+    def during(window: Window) -> Detail:
+        grace = latency + 0.3  # what the bucket still holds when the probe stops sending
+        seconds = max(0.5, min(BANDWIDTH_SECONDS, window.budget() / max(len(peers), 1) - grace))
+        # one peer after the other: the limit is on the node's traffic to all of them together
+        found = {peer: icmp_probe.throughput(peer, BANDWIDTH_OFFER * rate, seconds, grace) for peer in peers}
+        measured = {"answered_mbit_s": {peer: round(item.answered_bps / 1e6, 3) for peer, item in found.items()},
+                    "offered_mbit_s": {peer: round(item.offered_bps / 1e6, 3) for peer, item in found.items()}}
+        how = (f"ICMP echo requests of {icmp_probe.PAYLOAD} bytes offered to each peer at {BANDWIDTH_OFFER:g} x the "
+               f"rate for {seconds:g} s: the bits per second the peer answered")
+        if not found or min(item.offered_bps for item in found.values()) < 1.2 * rate:
+            return {"asked": {"rate_mbit_s": rate / 1e6}, "measured": measured, "ratio": None, "effective": None,
+                    "how": how, "error": "the probe could not offer more than the limit"}
+        most = max(item.answered_bps for item in found.values()) - burst_bits / seconds
+        measured["above_bucket_mbit_s"] = round(most / 1e6, 3)
+        ratio = rate / most if most > 0 else None  # none above the bucket: limited, far below the rate
+        return effect({"rate_mbit_s": round(rate / 1e6, 3)}, measured, ratio, how + ", less the bucket's burst",
+                      effective=ratio is None or ratio >= EFFECTIVE)
 
     return during
 
@@ -384,5 +435,59 @@ def redis_maxmemory(values: dict[str, Any], _node: Node) -> Measure:
                       {"evicted_keys": evictions, "refused_writes": refusals, "peak_used_memory": peak},
                       peak / maxmemory, "Redis's own counters (INFO stats evicted_keys, errorstats OOM) over the "
                       "fault, and its memory in use (sampled)", effective=hit or peak >= EFFECTIVE * maxmemory)
+
+    return during
+
+
+REDIS_PING_EVERY_S = 0.05
+REDIS_BACK_WITHIN_S = 30.0
+"""How long after ``down_for`` the measurement waits for Redis to answer again."""
+
+
+def _redis_ping(conn: Any) -> str | None:
+    """Redis's run id when it answers, None when it does not."""
+    try:
+        return str(conn.info("server")["run_id"])
+    except Exception:  # refused, reset, timed out, loading: not answering as a client needs it
+        return None
+
+
+def redis_restart(values: dict[str, Any], _node: Node) -> Measure:
+    import redis
+
+    from chaoslab.node import config
+
+    down_for = float(values["down_for"])
+    url = config.load().broker_url
+
+    def conn() -> Any:
+        return redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+
+    before = _redis_ping(conn())  # the run id of the Redis the fault restarts
+
+    def during(window: Window) -> Detail:
+        client = conn()
+        first_failed = back = None
+        run_id = None
+        end = time.monotonic() + down_for + REDIS_BACK_WITHIN_S  # Redis is started at down_for, fault or no fault
+        while time.monotonic() < end:
+            seen_at = time.monotonic()
+            run_id = _redis_ping(client)
+            if run_id is None and first_failed is None:
+                first_failed = seen_at
+            if run_id is not None and (first_failed is not None or run_id != before):
+                back = seen_at
+                break
+            if window.ended.is_set() and first_failed is None:  # never seen down, and the fault is over
+                break
+            time.sleep(REDIS_PING_EVERY_S)
+        restarted = before is not None and run_id is not None and run_id != before
+        down_seen = None if first_failed is None or back is None else round(back - first_failed, 3)
+        ratio = None if down_for <= 0 else (down_seen or 0.0) / down_for
+        return effect({"down_for_s": down_for, "restarted": True},
+                      {"restarted": restarted, "down_seen_s": down_seen, "answering": run_id is not None},
+                      ratio, f"a client's PINGs (INFO server) on the node every {REDIS_PING_EVERY_S:g} s from the "
+                      "restart until Redis answered again, and Redis's run id before and after",
+                      effective=restarted and (down_for <= 0 or (ratio or 0.0) >= EFFECTIVE))
 
     return during

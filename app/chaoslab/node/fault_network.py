@@ -1,7 +1,9 @@
 """Network faults on this node's lab NIC, towards given peers: delay, loss, bandwidth, partition.
 
-Delay and loss use ``tc netem`` where the kernel has ``sch_netem``; elsewhere delay falls back to
-the NFQUEUE engine (chaoslab.node.nfqueue_delay) and loss to iptables' ``statistic`` match. What the
+Delay uses ``tc netem`` where the kernel has ``sch_netem``, elsewhere the NFQUEUE engine
+(chaoslab.node.nfqueue_delay). Loss is dropped as it arrives from the peers by default (iptables' ``statistic``
+match on INPUT: the peers' TCP sees it, as on a wire); on the node's own packets with netem or, without it,
+iptables on OUTPUT. What the
 fallback cannot do (correlation, duplication, corruption, reordering) is refused before anything
 changes, naming the missing kernel feature. Bandwidth is ``tc tbf``; a partition drops the node's
 packets from and to the peers in an iptables chain of the lab's own.
@@ -9,6 +11,7 @@ packets from and to the peers in an iptables chain of the lab's own.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from chaoslab.node import netfilter
@@ -87,38 +90,71 @@ def network_delay(values: dict[str, Any], _node: Node) -> Fault:
     return Fault("network-delay", params, apply, revert, hold, needs_process=True)
 
 
+def _random_drop(probability: float, direction: str, nic: str, peer: str) -> list[str]:
+    """An iptables rule that drops a share of the packets to (``-o``) or from (``-i``) a peer on the NIC."""
+    where = ["-o", nic, "-d", peer] if direction == "out" else ["-i", nic, "-s", peer]
+    return [*where, "-m", "statistic", "--mode", "random", "--probability", f"{probability:.6f}", "-j", "DROP"]
+
+
 def network_loss(values: dict[str, Any], _node: Node) -> Fault:
-    nic, peers = values["nic"], values["peers"]
-    names = ("loss", "correlation", "duplicate", "corrupt", "reorder", "delay")
+    nic, peers, side = values["nic"], values["peers"], values["side"]
+    names = ("loss", "side", "correlation", "duplicate", "corrupt", "reorder", "delay")
     params = {key: values[key] for key in names} | {"peers": peers}
     netem_only = [name for name in ("correlation", "duplicate", "corrupt", "reorder", "delay") if values[name]]
     engine = choose_engine("network-loss", values["engine"], netem_only)
-    if engine == "netem":
-        leaf = ["netem"]
-        if values["delay"]:
-            leaf += ["delay", _us(values["delay"])]
-        if values["loss"]:
-            leaf += ["loss", "random", _pct(values["loss"]), *([_pct(values["correlation"])]
-                                                               if values["correlation"] else [])]
-        for name in ("duplicate", "corrupt", "reorder"):
-            if values[name]:
-                leaf += [name, _pct(values[name])]
-        return _shaped("network-loss", params, nic, peers, [*leaf, "limit", "100000"])
+    loss = values["loss"] / 100
+    egress_loss = loss if side in ("egress", "both") else 0.0
+    ingress_loss = loss if side in ("ingress", "both") else 0.0
+    leaf = ["netem"]
+    if values["delay"]:
+        leaf += ["delay", _us(values["delay"])]
+    if egress_loss and engine == "netem":
+        leaf += ["loss", "random", _pct(values["loss"]), *([_pct(values["correlation"])]
+                                                           if values["correlation"] else [])]
+    for name in ("duplicate", "corrupt", "reorder"):
+        if values[name]:
+            leaf += [name, _pct(values[name])]
+    shaped = len(leaf) > 1  # something for netem to do on the node's own packets
 
     def apply() -> Detail:
-        probability = f"{values['loss'] / 100:.6f}"
-        netfilter.install_chain(netfilter.NET_CHAIN, [
-            ["-o", nic, "-d", peer, "-m", "statistic", "--mode", "random", "--probability", probability, "-j", "DROP"]
-            for peer in peers])
-        return {"engine": "iptables-statistic", "nic": nic, "peers": peers}
+        detail: Detail = {"engine": "netem" if shaped else "iptables-statistic", "nic": nic, "peers": peers,
+                          "side": side, "ingress": bool(ingress_loss)}
+        steps: list[tuple[Callable[[], None], Callable[[], object]]] = []
+        if ingress_loss:
+            steps.append((lambda: netfilter.install_chain(netfilter.NET_IN_CHAIN, [
+                _random_drop(ingress_loss, "in", nic, peer) for peer in peers]),
+                lambda: netfilter.remove_chain(netfilter.NET_IN_CHAIN)))
+        if egress_loss and not shaped:
+            steps.append((lambda: netfilter.install_chain(netfilter.NET_CHAIN, [
+                _random_drop(egress_loss, "out", nic, peer) for peer in peers]),
+                lambda: netfilter.remove_chain(netfilter.NET_CHAIN)))
+        if shaped:
+            steps.append((lambda: netfilter.shape(nic, peers, [*leaf, "limit", "100000"]),
+                          lambda: netfilter.unshape(nic)))
+            detail["qdisc"] = " ".join([*leaf, "limit", "100000"])
+        done: list[Callable[[], object]] = []
+        try:
+            for install, remove in steps:
+                install()
+                done.append(remove)
+        except (RuntimeError, ValueError):  # half applied: what this fault installed goes, nothing else
+            for remove in reversed(done):
+                remove()
+            raise
+        return detail
 
     return Fault("network-loss", params, apply, revert_network)
 
 
+def tbf_burst(values: dict[str, Any]) -> int:
+    """The bucket's size in bytes: as asked, else 10 ms at the rate and at least a few full-size frames (tbf needs
+    them)."""
+    return int(values["burst"] or max(int(values["rate"]) // 8 // 100, 16 * 1514))
+
+
 def network_bandwidth(values: dict[str, Any], _node: Node) -> Fault:
     rate = values["rate"]
-    # At least one rate-second's worth of 10 ms and a few full-size frames, as tbf needs.
-    burst = values["burst"] or max(rate // 8 // 100, 16 * 1514)
+    burst = tbf_burst(values)
     leaf = ["tbf", "rate", f"{rate}bit", "burst", str(burst), "latency", _us(values["latency"])]
     params = {"rate": rate, "burst": burst, "latency": values["latency"], "peers": values["peers"]}
     return _shaped("network-bandwidth", params, values["nic"], values["peers"], leaf)
@@ -136,11 +172,14 @@ def network_partition(values: dict[str, Any], _node: Node) -> Fault:
 
 
 def revert_network(detail: Detail) -> None:
-    """Undo one network fault: its iptables chain (fallback engines) or the lab's qdisc (netem, tbf)."""
+    """Undo one network fault: its iptables chains (fallback engines, loss on ingress) or the lab's qdisc (netem,
+    tbf)."""
     if detail.get("engine") in ("nfqueue", "iptables-statistic"):
         netfilter.remove_chain(netfilter.NET_CHAIN)
     else:
         netfilter.unshape(str(detail.get("nic", "")))
+    if detail.get("ingress"):
+        netfilter.remove_chain(netfilter.NET_IN_CHAIN)
 
 
 def revert_partition(_detail: Detail) -> None:

@@ -4,6 +4,8 @@ Chains (each reached by one jump rule from the built-in chains named below):
 
 - ``CHAOSLAB-NET`` (filter, from OUTPUT): packets towards a fault's peers to the delay engine's
   NFQUEUE, or dropped at random (loss on kernels without netem);
+- ``CHAOSLAB-NET-IN`` (filter, from INPUT): packets from a fault's peers dropped at random as they arrive (loss
+  as on a wire: the peers' TCP sees it);
 - ``CHAOSLAB-CLASS`` (mangle, from POSTROUTING): packets towards the peers into the shaped class
   of the lab's qdisc;
 - ``CHAOSLAB-PARTITION`` (filter, from INPUT and OUTPUT): packets from and to the peers dropped.
@@ -17,9 +19,10 @@ from __future__ import annotations
 import subprocess
 
 NET_CHAIN = ("filter", "CHAOSLAB-NET", ("OUTPUT",))
+NET_IN_CHAIN = ("filter", "CHAOSLAB-NET-IN", ("INPUT",))
 CLASS_CHAIN = ("mangle", "CHAOSLAB-CLASS", ("POSTROUTING",))
 PARTITION_CHAIN = ("filter", "CHAOSLAB-PARTITION", ("INPUT", "OUTPUT"))
-LAB_CHAINS = (NET_CHAIN, CLASS_CHAIN, PARTITION_CHAIN)
+LAB_CHAINS = (NET_CHAIN, NET_IN_CHAIN, CLASS_CHAIN, PARTITION_CHAIN)
 QDISC = "c1a0:"
 SHAPED_CLASS = "c1a0:2"
 UNSHAPED_RATE = "100gbit"

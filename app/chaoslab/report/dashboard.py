@@ -187,6 +187,11 @@ ROWS: tuple[tuple[str, tuple[PanelSpec, ...]], ...] = (
                    Target('sum by (node) (rate(node_network_receive_bytes_total{device!="lo"}[$__rate_interval]))',
                           "rx {{node}}")),
                   "Bps"),
+        PanelSpec("TCP retransmissions", "Segments each node's TCP sent again (node_exporter's netstat): loss on the "
+                  "wire makes the sender resend.",
+                  (Target('sum by (node) (rate(node_netstat_Tcp_RetransSegs{node=~"$node"}[$__rate_interval]))',
+                          "{{node}}"),),
+                  "pps"),
     )),
     ("Redis", (
         PanelSpec("Redis clients", "Clients connected to Redis (workers, load generator, Flower, exporter).",

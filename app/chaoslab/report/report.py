@@ -40,7 +40,7 @@ smallest of :data:`NICE_BIN_WIDTHS` that keeps at most :data:`MAX_BINS` bins.
 ``queue_wait.png``
     Queue wait (first start - publish) of the tasks published in each bin: p50, p95 and
     max (nearest rank, as the checker).
-``node_cpu.png``, ``node_memory.png``, ``node_network.png``
+``node_cpu.png``, ``node_memory.png``, ``node_network.png``, ``node_retransmits.png``
     Each node's CPU, resident memory and lab NIC traffic, from the Prometheus series the
     runner kept in ``metrics.json`` (chaoslab.experiment.series); "no Prometheus series" without them.
 
@@ -591,6 +591,10 @@ def _draw_node_network(ax: Axes, data: RunData, _timebase: Timebase) -> None:
     _draw_node_series(ax, data, [("node_network_transmit", "-"), ("node_network_receive", ":")], 1e3, "kB/s")
 
 
+def _draw_node_retransmits(ax: Axes, data: RunData, _timebase: Timebase) -> None:
+    _draw_node_series(ax, data, [("node_tcp_retransmits", "-")], 1.0, "segments/s")
+
+
 NODE_FIGURES: Final = (
     FigureSpec("node_cpu", "CPU per node", "CPUs used by each node's processes (Prometheus, 5 s steps).",
                _draw_node_cpu),
@@ -598,6 +602,8 @@ NODE_FIGURES: Final = (
                _draw_node_memory),
     FigureSpec("node_network", "Network per node", "Bytes per second each node sent (solid) and received (dotted)"
                " on its lab NIC.", _draw_node_network),
+    FigureSpec("node_retransmits", "TCP retransmissions per node", "Segments per second each node's TCP sent again"
+               " (node_exporter's netstat): loss on the wire makes the sender resend.", _draw_node_retransmits),
 )
 
 
