@@ -140,3 +140,23 @@ def test_a_redis_memory_limit_is_measured_as_keys_evicted(lab):
         client.flushdb()
     assert effect["measured"]["evicted_keys"] >= 1 and effect["effective"] is True, effect
     assert wait_until(lambda: is_baseline(node_state()) == [], 15)
+
+
+def test_redis_refusing_writes_fails_publishes_and_loses_nothing_queued(lab, tmp_path):
+    """noeviction below what Redis holds: every write that needs memory is refused (publishes fail, the caller is
+    told), and Redis throws nothing away."""
+    scenario = yaml.safe_load((ROOT / "experiments" / "redis-noeviction.yml").read_text())
+    scenario["phases"] = [{"name": "baseline", "duration": "4s"},
+                          {**scenario["phases"][1], "duration": "5s"},
+                          {"name": "recovery", "duration": "3s"}, {"name": "drain", "duration": "8s"}]
+    path = tmp_path / "noeviction.yml"
+    path.write_text(yaml.safe_dump(scenario))
+    proc, run_dir = run_scenario(path, tmp_path / "results")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    summary = assert_verdicts_hold_up(lab, run_dir)  # what is pending is in the broker, what is lost is not
+    assert summary["classes"]["publish_failed"] >= 1 and summary["classes"]["lost"] == 0, summary["classes"]
+    effect = summary["faults"][0]["effect"]
+    assert effect["measured"]["refused_writes"] >= 1 and effect["measured"]["evicted_keys"] == 0, effect
+    assert effect["effective"] is True
+    # a task that ran to success while Redis refused its result and its acknowledgement stays reserved
+    assert set(summary["causes"].get("pending", {})) <= {"reserved", "completed_unacked"}, summary["causes"]

@@ -190,6 +190,15 @@ def test_a_backlog_at_the_end_is_pending_not_lost():
     assert summary.delivery.guarantee == "exactly-once"
 
 
+def test_a_success_whose_message_is_still_unacknowledged_is_pending_a_second_run():
+    # late ack: the worker acknowledges after storing the result; Redis refused the result (noeviction at its
+    # limit), so the message stays in the unacked hash and is handed out again after the visibility timeout
+    records = [pub("a", 1), received("a", 2, pid=7, ps=LIVE_PS), start("a", 2.1, pid=8),
+               end("a", 2.5, "success", pid=8), alive("w1", (7, LIVE_PS), (8, LIVE_PS))]
+    assert judged(records, snap(reserved=["a"])) == ("pending", "completed_unacked")
+    assert judged(records, snap()) == ("completed", None)
+
+
 def test_the_unacked_message_of_a_killed_main_process_is_pending_until_the_visibility_timeout():
     # worker-1's main process received it, was SIGKILLed (a new main runs now), and kombu keeps it unacked
     records = [pub("a", 1), received("a", 2, pid=7, ps=DEAD_PS), alive("w1", (8, LIVE_PS))]
@@ -737,6 +746,7 @@ CASES = {
     "pending_reserved": Case("pending", "reserved", (), where="reserved", receiver="dead"),
     "pending_retry_eta": Case("pending", "reserved", ("retry",), where="reserved", meta=("RETRY", "Retry")),
     "pending_running": Case("pending", "running", (None,), "live", meta=("STARTED", None)),
+    "pending_completed_unacked": Case("pending", "completed_unacked", ("success",), where="reserved"),
     "dup_completed": Case("duplicated_completed", None, (None, "success"), attempts="same"),
     "dup_completed_twice": Case("duplicated_completed", None, ("success", "success"), attempts="same"),
     "dup_gone": Case("duplicated_not_completed", "gone", (None, None), "dead", attempts="same"),

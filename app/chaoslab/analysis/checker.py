@@ -31,9 +31,11 @@ Classes (every published task id gets exactly one, decided in this order)
         Still in the broker at the end, or still running: a backlog, never a loss. Cause: ``queued`` (in a queue
         list), ``reserved`` (delivered to a worker and not acknowledged: prefetched, waiting for its ETA, or running
         with late acknowledgement; a dead worker's reserved messages are handed out again after the visibility
-        timeout), ``running`` (its last execution has no end and its process was alive at collection, and the
-        result backend does not say it finished), ``running_unverified`` (the same, with no ``alive`` record for the
-        node to tell).
+        timeout), ``completed_unacked`` (reserved, yet it ran to success: its acknowledgement never reached the
+        broker, e.g. Redis refused the result's write first, so the broker hands it out again after the visibility
+        timeout and it runs twice), ``running`` (its last execution has no end and its process was alive at
+        collection, and the result backend does not say it finished), ``running_unverified`` (the same, with no
+        ``alive`` record for the node to tell).
     ``duplicated_completed``, ``duplicated_not_completed``
         Redelivered: executed more than once because the broker handed the same message out again (an attempt
         number executed twice, or an execution flagged ``redelivered``), split by whether any execution succeeded.
@@ -616,6 +618,8 @@ def _classify(task: list[Any], task_id: str, executions: list[list[Any]], ctx: _
     if task[2] != "ok":
         return "publish_failed", task[2]
     where = ctx.snapshot.where(task_id) if ctx.snapshot is not None else None
+    if where == "reserved" and success:
+        return "pending", "completed_unacked"
     running = where or _running(executions, ctx, meta.state if meta else None)
     if running:
         return "pending", running

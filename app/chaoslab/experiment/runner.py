@@ -480,6 +480,9 @@ def pending_reason(summary: checker.Summary, state: RunState) -> str:
     if causes.get("reserved"):
         reasons.append("reserved: delivered to a worker and not acknowledged; a killed worker's messages are handed "
                        "out again only after the visibility timeout")
+    if causes.get("completed_unacked"):
+        reasons.append("completed_unacked: ran to success, but its acknowledgement never reached the broker; it is "
+                       "handed out again after the visibility timeout and runs twice")
     if causes.get("running") or causes.get("running_unverified"):
         reasons.append("running: still running when the run ended")
     return "; ".join(reasons) or "unknown"
