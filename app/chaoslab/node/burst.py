@@ -54,18 +54,22 @@ def collect(sent: list[tuple[str, AsyncResult]], timeout: float) -> list[Outcome
     return outcomes
 
 
-def tally(outcomes: list[Outcome]) -> dict[str, Counter[str]]:
-    """Per kind: successes per node, and failures under the key 'failed'."""
-    table: dict[str, Counter[str]] = {kind: Counter() for kind in KINDS}
+def tally(outcomes: list[Outcome], table: dict[str, Counter[str]] | None = None) -> dict[str, Counter[str]]:
+    """Per kind: successes per node, and failures under the key 'failed' (added to *table* when given)."""
+    table = table if table is not None else {kind: Counter() for kind in KINDS}
     for outcome in outcomes:
         table[outcome.kind][outcome.node if outcome.ok else "failed"] += 1
     return table
 
 
+def ran_on(counts: Counter[str]) -> list[str]:
+    """The worker nodes a kind succeeded on."""
+    return [node for node in counts if node != "failed" and counts[node]]
+
+
 def short_kinds(table: dict[str, Counter[str]], min_nodes: int) -> list[str]:
     """Kinds that succeeded on fewer worker nodes than ``min_nodes``."""
-    return [kind for kind, counts in table.items()
-            if len([node for node in counts if node != "failed" and counts[node]]) < min_nodes]
+    return [kind for kind, counts in table.items() if len(ran_on(counts)) < min_nodes]
 
 
 def run(per_kind: int, timeout: float, min_nodes: int, rounds: int = 3) -> tuple[dict[str, Counter[str]], int]:
@@ -75,8 +79,7 @@ def run(per_kind: int, timeout: float, min_nodes: int, rounds: int = 3) -> tuple
     table = tally(collect(publish(per_kind), timeout))
     done = 1
     while done < rounds and (short := short_kinds(table, min_nodes)):
-        for outcome in collect(publish(per_kind, short), timeout):
-            table[outcome.kind][outcome.node if outcome.ok else "failed"] += 1
+        tally(collect(publish(per_kind, short), timeout), table)
         done += 1
     return table, done
 
@@ -88,6 +91,5 @@ def problems(table: dict[str, Counter[str]], min_nodes: int) -> list[str]:
         if counts["failed"]:
             found.append(f"{kind}: {counts['failed']} failed")
     for kind in short_kinds(table, min_nodes):
-        nodes = [node for node in table[kind] if node != "failed" and table[kind][node]]
-        found.append(f"{kind}: ran on {len(nodes)} worker node(s), expected at least {min_nodes}")
+        found.append(f"{kind}: ran on {len(ran_on(table[kind]))} worker node(s), expected at least {min_nodes}")
     return found

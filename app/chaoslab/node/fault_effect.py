@@ -440,6 +440,7 @@ def redis_maxmemory(values: dict[str, Any], _node: Node) -> Measure:
 
 
 REDIS_PING_EVERY_S = 0.05
+REDIS_PING_TIMEOUT_S = 0.5
 REDIS_BACK_WITHIN_S = 30.0
 """How long after ``down_for`` the measurement waits for Redis to answer again."""
 
@@ -453,26 +454,19 @@ def _redis_ping(conn: Any) -> str | None:
 
 
 def redis_restart(values: dict[str, Any], _node: Node) -> Measure:
-    import redis
-
-    from chaoslab.node import config
+    from chaoslab.node.fault_redis import client
 
     down_for = float(values["down_for"])
-    url = config.load().broker_url
-
-    def conn() -> Any:
-        return redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
-
-    before = _redis_ping(conn())  # the run id of the Redis the fault restarts
+    before = _redis_ping(client(REDIS_PING_TIMEOUT_S))  # the run id of the Redis the fault restarts
 
     def during(window: Window) -> Detail:
-        client = conn()
+        conn = client(REDIS_PING_TIMEOUT_S)
         first_failed = back = None
         run_id = None
         end = time.monotonic() + down_for + REDIS_BACK_WITHIN_S  # Redis is started at down_for, fault or no fault
         while time.monotonic() < end:
             seen_at = time.monotonic()
-            run_id = _redis_ping(client)
+            run_id = _redis_ping(conn)
             if run_id is None and first_failed is None:
                 first_failed = seen_at
             if run_id is not None and (first_failed is not None or run_id != before):

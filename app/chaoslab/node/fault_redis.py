@@ -17,13 +17,13 @@ from chaoslab.node.fault_record import Detail, Fault, Node
 KEYS = ("maxmemory", "maxmemory-policy")
 
 
-def client() -> Any:
+def client(timeout: float = 5.0) -> Any:
     """The node's Redis, as the node's lab configuration names it (CHAOSLAB_CONFIG)."""
     import redis
 
     from chaoslab.node import config
 
-    return redis.Redis.from_url(config.load().broker_url, socket_timeout=5, socket_connect_timeout=5)
+    return redis.Redis.from_url(config.load().broker_url, socket_timeout=timeout, socket_connect_timeout=timeout)
 
 
 def redis_maxmemory(values: dict[str, Any], node: Node) -> Fault:
