@@ -240,17 +240,19 @@ KINDS: dict[str, FaultKind] = {kind.name: kind for kind in (
                  "resends after its timeout; side=egress loses the node's own packets (tc netem, or iptables on its "
                  "OUTPUT without netem), which its TCP stack is told of at once and may resend at once.",
                  "duplicate, corrupt and reorder act on the node's own packets with tc netem; where the kernel "
-                 "lacks sch_netem they are refused.",),
+                 "lacks sch_netem, with the NFQUEUE engine (a duplicate is sent again as it leaves, a corrupted "
+                 "packet has one bit flipped past its IP header, a reordered one goes at once while the rest wait "
+                 "for delay).",),
         params=(_percent("loss", "Packets lost (at least one of loss, duplicate, corrupt, reorder above 0)."),
                 Param("side", choice("ingress", "egress", "both"), "ingress",
                       "Which packets are lost: ingress = those the peers send the node (as on a wire), egress = the "
                       "node's own, both = either way."),
                 _percent("correlation", "Correlation of successive losses (netem only)."),
-                _percent("duplicate", "Packets duplicated (netem only)."),
-                _percent("corrupt", "Packets corrupted (netem only)."),
-                _percent("reorder", "Packets sent at once while the others wait for delay (netem only; needs "
+                _percent("duplicate", "The node's packets sent twice."),
+                _percent("corrupt", "The node's packets with a bit flipped (the peer's checksum refuses them)."),
+                _percent("reorder", "The node's packets sent at once while the others wait for delay (needs "
                          "delay)."),
-                Param("delay", duration(MAX_DELAY), "0ms", "Delay of the packets not reordered (with reorder)."),
+                Param("delay", duration(MAX_DELAY), "0ms", "Delay of the node's packets not reordered."),
                 ENGINE, DURATION),
         apply="fault_network:network_loss", revert="fault_network:revert_network", check=_network_loss,
         measure="fault_effect:network_loss"),

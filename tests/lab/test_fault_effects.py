@@ -50,6 +50,35 @@ def test_a_loss_is_measured_as_the_share_of_connects_unanswered(lab):
     assert wait_until(lambda: is_baseline(node_state()) == [], 15)
 
 
+def icmp_checksum_errors(nodes: tuple[str, ...] = ("worker-1", "worker-2")) -> int:
+    """ICMP messages the nodes' kernels refused for a bad checksum, so far."""
+    total = 0
+    for node in nodes:
+        snmp = subprocess.run(["ip", "netns", "exec", f"chaoslab-{node}", "cat", "/proc/net/snmp"],
+                              capture_output=True, text=True, check=True).stdout.splitlines()
+        names, values = (line.split()[1:] for line in snmp if line.startswith("Icmp:"))
+        total += int(dict(zip(names, values, strict=True))["InCsumErrors"])
+    return total
+
+
+def test_duplication_corruption_and_reordering_are_measured_from_the_peers_answers(lab):
+    """On this kernel the NFQUEUE engine does all three; the peers' kernels answer each echo request that reached
+    them intact, twice when it came twice, at once when it overtook the delayed ones."""
+    refused = icmp_checksum_errors()
+    effect = inject("network-loss", "redis", "duplicate=20%", "corrupt=10%", "reorder=25%", "delay=20ms",
+                    "duration=8s")
+    refused = icmp_checksum_errors() - refused
+    assert effect["asked"] == {"duplicated_share": 0.2, "corrupted_share": 0.1, "early_share": 0.25}, effect
+    measured = effect["measured"]
+    assert measured["echo_requests"] >= 200, effect
+    for name, share in effect["asked"].items():
+        assert abs(measured[name] - share) <= 0.05, (name, effect)
+    # the corrupted requests are the ones the peers' kernels counted as failing their checksum
+    assert abs(refused / measured["echo_requests"] - measured["corrupted_share"]) <= 0.03, (refused, effect)
+    assert effect["effective"] is True, effect
+    assert wait_until(lambda: is_baseline(node_state()) == [], 15)
+
+
 def test_a_partition_is_measured_as_connects_nobody_answers(lab):
     effect = inject("network-partition", "worker-1", "duration=5s")
     assert effect["measured"]["answered"] == {"198.18.0.10": 0} and effect["effective"] is True, effect

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import socket
 
+import pytest
+
 from chaoslab.analysis.checker import fault_windows, ineffective
 from chaoslab.analysis.figures import measure
 from chaoslab.node.fault_effect import connect_time, connect_times, effect
@@ -74,10 +76,29 @@ def test_windows_carry_their_measured_effect_and_the_ineffective_are_named() -> 
     assert measure({"faults": [{"effect": None}]}, None)["faults_not_effective"] is None
 
 
-def test_a_loss_of_nothing_but_duplicates_is_not_measured() -> None:
-    from chaoslab.node.fault_effect import Window, network_loss
-    from chaoslab.node.fault_record import Node, Stop
+def test_echo_replies_give_the_shares_duplicated_corrupted_and_early() -> None:
+    from chaoslab.node.packet_effect import shares
 
-    during = network_loss({"peers": ["127.0.0.1"], "loss": 0, "delay": 0}, Node("worker-1"))
-    assert during(Window({}, None, Stop())) == {"error": "only loss is measured (duplicate, corrupt and reorder are "
-                                                         "not yet)", "effective": None}
+    # 10 requests, delay 20 ms: 2 answered twice, 1 unanswered, 3 answered at once
+    replies = [[0.021, 0.022], [0.021, 0.023], [], [0.001], [0.002], [0.0015], [0.02], [0.02], [0.02], [0.02]]
+    seen = shares(replies, 0.02, 0.0, 0.0)
+    assert seen == {"duplicated": 2 / 9, "corrupted": pytest.approx(0.1), "early": 3 / 9}
+
+
+def test_the_corrupted_share_is_what_is_missing_beyond_the_loss_asked() -> None:
+    from chaoslab.node.packet_effect import shares
+
+    replies = [[0.001]] * 72 + [[]] * 28  # 28 % missing with 10 % lost each way: 1 - 0.72 / 0.81 corrupted
+    assert shares(replies, 0.0, 0.1, 0.1)["corrupted"] == pytest.approx(1 - 0.72 / 0.81)
+    assert shares(replies, 0.0, 0.0, 0.0)["corrupted"] == pytest.approx(0.28)
+    assert shares([[0.001]] * 100, 0.0, 0.1, 0.0)["corrupted"] == 0.0  # less missing than the loss: none
+
+
+def test_a_share_far_from_the_one_asked_is_not_effective() -> None:
+    from chaoslab.node.packet_effect import judge
+
+    assert judge({"duplicated": 0.2, "early": 0.25}, {"duplicated": 0.19, "early": 0.24, "corrupted": 0.0}) == (
+        pytest.approx(0.95), True)
+    ratio, near = judge({"duplicated": 0.2}, {"duplicated": 0.0, "early": 0.0, "corrupted": 0.0})
+    assert ratio == 0.0 and near is False
+    assert judge({"corrupted": 0.5}, {"corrupted": 0.3})[1] is False

@@ -21,7 +21,7 @@ from chaoslab.fault_params import check, request, user_params
 from chaoslab.node import fault_agent
 from chaoslab.node.fault_agent import parse_params
 from chaoslab.node.fault_record import FaultRecord
-from chaoslab.node.nfqueue_delay import DelayEngine, DelaySampler
+from chaoslab.node.nfqueue_delay import DelayEngine, DelaySampler, Mangling, flip_bit
 from chaoslab.units import parse_percent, parse_rate
 from tests.conftest import ROOT, load_plugin
 
@@ -407,6 +407,13 @@ def test_sampler_is_never_negative(distribution):
     assert max(values) > 0.001
 
 
+def test_sampler_reorders_by_sending_the_share_asked_at_once():
+    sampler = DelaySampler(0.01, immediate=0.25, rng=random.Random(3))
+    values = [sampler.sample() for _ in range(SAMPLES)]
+    assert set(values) == {0.0, 0.01}
+    assert values.count(0.0) / SAMPLES == pytest.approx(0.25, abs=0.01)
+
+
 def test_sampler_rejects_an_unknown_distribution():
     with pytest.raises(ValueError, match=exact("unknown distribution 'gamma' (use uniform, normal, pareto, "
                                                "paretonormal)")):
@@ -455,11 +462,62 @@ def test_engine_accepts_packets_in_release_order_once_due():
     engine._release(1.0)
     engine._release(2.0)
     assert accepted == ["b", "c", "d", "e", "a"]  # each once
-    assert engine.stats == {"packets": 5, "released": 5}
+    assert engine.stats == {"packets": 5, "released": 5, "duplicated": 0, "corrupted": 0}
     assert engine.held == []
 
 
 # --- fault_agent: parameters and refusals ---------------------------------------------------------------------------
+
+
+PACKET = bytes([0x45, 0, 0, 32]) + bytes(16) + b"after the header"
+
+
+def test_a_corrupted_packet_has_one_bit_flipped_past_its_ip_header():
+    rng = random.Random(5)
+    for _ in range(200):
+        changed = flip_bit(PACKET, rng)
+        assert changed[:20] == PACKET[:20]
+        assert sum(bin(a ^ b).count("1") for a, b in zip(changed, PACKET, strict=True)) == 1
+
+
+class PayloadPacket(FakePacket):
+    def __init__(self, name: str, accepted: list[str]) -> None:
+        super().__init__(name, accepted)
+        self.payload = PACKET
+
+    def get_payload(self) -> bytes:
+        return self.payload
+
+    def set_payload(self, payload: bytes) -> None:
+        self.payload = payload
+
+
+class SentCopies:
+    def __init__(self) -> None:
+        self.sent: list[tuple[bytes, tuple[str, int]]] = []
+
+    def sendto(self, data: bytes, address: tuple[str, int]) -> None:
+        self.sent.append((data, address))
+
+
+def test_engine_duplicates_and_corrupts_the_shares_asked_and_sends_copies_as_they_leave():
+    accepted: list[str] = []
+    engine = DelayEngine(DelaySampler(0.0), clock=lambda: 0.0, mangling=Mangling(duplicate=0.3, corrupt=0.2),
+                         rng=random.Random(11))
+    copies = SentCopies()
+    engine.copies = copies  # type: ignore[assignment]
+    packets = [PayloadPacket(str(n), accepted) for n in range(2000)]
+    for packet in packets:
+        engine._arrived(packet)
+    engine._release(0.0)
+    corrupted = [packet for packet in packets if packet.payload != PACKET]
+    assert len(accepted) == 2000 and engine.stats["corrupted"] == len(corrupted)
+    assert len(corrupted) / 2000 == pytest.approx(0.2, abs=0.03)
+    assert len(copies.sent) / 2000 == pytest.approx(0.3, abs=0.03) and engine.stats["duplicated"] == len(copies.sent)
+    # a copy is the packet as it left (corrupted or not), to the packet's own destination
+    assert {address for _, address in copies.sent} == {("0.0.0.0", 0)}
+    left = {packet.payload for packet in packets}
+    assert all(data in left for data, _ in copies.sent)
 
 def test_parse_params():
     assert parse_params(["delay=20ms", "peers=198.18.0.101,198.18.0.102", "burst=", "x=a=b"]) == {

@@ -164,29 +164,44 @@ def tcp_retransmits() -> int:
 
 
 def network_loss(values: dict[str, Any], _node: Node) -> Measure:
-    peers, loss = list(values["peers"]), float(values["loss"]) / 100
-    # a connect is lost when its SYN (egress) or the answer (ingress) is: both sides lose more of them
-    expected = 1 - (1 - loss) ** (2 if values.get("side") == "both" else 1)
-    # the reordered packets' delay, where asked, makes an answer late, not lost
-    timeout = 0.25 + 4 * float(values.get("delay") or 0.0)
+    from chaoslab.node import packet_effect
 
-    def during(window: Window) -> Detail:
-        if loss <= 0:
-            return {"error": "only loss is measured (duplicate, corrupt and reorder are not yet)", "effective": None}
-        count = max(LOSS_PROBES // max(len(peers), 1), MIN_SAMPLES)
-        retransmits = tcp_retransmits()
-        with ThreadPoolExecutor(max_workers=20) as pool:  # probes at once: a lost one waits its whole timeout
-            found = {peer: list(pool.map(connect_time, [peer] * count, [timeout] * count)) for peer in peers}
-        retransmits = tcp_retransmits() - retransmits
-        probes = sum(len(samples) for samples in found.values())
-        unanswered = {peer: sum(sample is None for sample in samples) for peer, samples in found.items()}
-        rate = sum(unanswered.values()) / probes
-        return effect({"loss": loss, "side": values.get("side", "ingress"), "connects_lost": round(expected, 4)},
-                      {"loss": round(rate, 4), "probes": probes, "unanswered": unanswered,
-                       "node_tcp_retransmits": retransmits},
-                      rate / expected, f"TCP connects from the node to its peers ({probes} in all) left unanswered "
-                      f"within {timeout:g} s (a SYN or its answer lost); the node's own TCP retransmissions meanwhile",
-                      effective=rate >= EFFECTIVE * expected or expected - rate <= LOSS_TOLERANCE)
+    peers, loss = list(values["peers"]), float(values["loss"]) / 100
+    corrupt, delay = float(values.get("corrupt") or 0.0) / 100, float(values.get("delay") or 0.0)
+    mangled = any(float(values.get(name) or 0) > 0 for name in ("duplicate", "corrupt", "reorder"))
+    # a connect is lost when its SYN (egress) or the answer (ingress) is: both sides lose more of them; a
+    # corrupted SYN is refused by the peer's checksum, lost as well
+    expected = 1 - (1 - loss) ** (2 if values.get("side") == "both" else 1) * (1 - corrupt)
+    # the delayed packets' delay, where asked, makes an answer late, not lost
+    timeout = 0.25 + 4 * delay
+
+    def during(_window: Window) -> Detail:
+        asked: dict[str, Any] = {}
+        measured: dict[str, Any] = {}
+        ratios, effective, how = [], True, []
+        if loss > 0:
+            count = max(LOSS_PROBES // max(len(peers), 1), MIN_SAMPLES)
+            retransmits = tcp_retransmits()
+            with ThreadPoolExecutor(max_workers=20) as pool:  # probes at once: a lost one waits its whole timeout
+                found = {peer: list(pool.map(connect_time, [peer] * count, [timeout] * count)) for peer in peers}
+            retransmits = tcp_retransmits() - retransmits
+            probes = sum(len(samples) for samples in found.values())
+            unanswered = {peer: sum(sample is None for sample in samples) for peer, samples in found.items()}
+            rate = sum(unanswered.values()) / probes
+            asked |= {"loss": loss, "side": values.get("side", "ingress"), "connects_lost": round(expected, 4)}
+            measured |= {"loss": round(rate, 4), "probes": probes, "unanswered": unanswered,
+                         "node_tcp_retransmits": retransmits}
+            ratios.append(rate / expected)
+            effective = rate >= EFFECTIVE * expected or expected - rate <= LOSS_TOLERANCE
+            how.append(f"TCP connects from the node to its peers ({probes} in all) left unanswered within "
+                       f"{timeout:g} s (a SYN or its answer lost); the node's own TCP retransmissions meanwhile")
+        if mangled:
+            more_asked, more, ratio, near, what = packet_effect.measure(values, peers)
+            asked, measured = asked | more_asked, measured | more
+            ratios.append(ratio)
+            effective = effective and near
+            how.append(what)
+        return effect(asked, measured, min(ratios), "; ".join(how), effective=effective)
 
     return during
 

@@ -1,11 +1,10 @@
 """Network faults on this node's lab NIC, towards given peers: delay, loss, bandwidth, partition.
 
-Delay uses ``tc netem`` where the kernel has ``sch_netem``, elsewhere the NFQUEUE engine
-(chaoslab.node.nfqueue_delay). Loss is dropped as it arrives from the peers by default (iptables' ``statistic``
-match on INPUT: the peers' TCP sees it, as on a wire); on the node's own packets with netem or, without it,
-iptables on OUTPUT. What the
-fallback cannot do (correlation, duplication, corruption, reordering) is refused before anything
-changes, naming the missing kernel feature. Bandwidth is ``tc tbf``; a partition drops the node's
+Delay, duplication, corruption and reordering use ``tc netem`` where the kernel has ``sch_netem``, elsewhere the
+NFQUEUE engine (chaoslab.node.nfqueue_delay). Loss is dropped as it arrives from the peers by default (iptables'
+``statistic`` match on INPUT: the peers' TCP sees it, as on a wire); on the node's own packets with netem or,
+without it, iptables on OUTPUT. What the fallback cannot do (correlation) is refused before anything changes,
+naming the missing kernel feature. Bandwidth is ``tc tbf``; a partition drops the node's
 packets from and to the peers in an iptables chain of the lab's own.
 """
 
@@ -16,7 +15,7 @@ from typing import Any
 
 from chaoslab.node import netfilter
 from chaoslab.node.fault_record import Detail, Fault, Node, Stop
-from chaoslab.node.nfqueue_delay import QUEUE_NUM, DelayEngine, DelaySampler
+from chaoslab.node.nfqueue_delay import COPY_MARK, QUEUE_NUM, DelayEngine, DelaySampler, Mangling
 
 NO_NETEM = "this kernel has no sch_netem (tc netem: qdisc kind is unknown)"
 
@@ -39,7 +38,7 @@ def choose_engine(fault: str, requested: str, netem_only: list[str]) -> str:
     if netem_only:
         reason = "engine=nfqueue was asked for" if requested == "nfqueue" else NO_NETEM
         raise ValueError(f"{fault}: {', '.join(netem_only)} needs tc netem, and {reason}; "
-                         "the fallback engine does only delay, jitter and loss")
+                         "the fallback engines do only delay, jitter, loss, duplicate, corrupt and reorder")
     return "fallback"
 
 
@@ -60,24 +59,39 @@ def netem_delay_args(delay: float, jitter: float, distribution: str, correlation
     return args
 
 
-def network_delay(values: dict[str, Any], _node: Node) -> Fault:
-    nic, peers = values["nic"], values["peers"]
-    params = {key: values[key] for key in ("delay", "jitter", "distribution", "correlation")} | {"peers": peers}
-    engine = choose_engine("network-delay", values["engine"], ["correlation"] if values["correlation"] else [])
-    if engine == "netem":
-        leaf = ["netem", *netem_delay_args(values["delay"], values["jitter"], values["distribution"],
-                                            values["correlation"]), "limit", "100000"]
-        return _shaped("network-delay", params, nic, peers, leaf)
+def _undo_ingress(detail: Detail) -> None:
+    if detail.get("ingress"):
+        netfilter.remove_chain(netfilter.NET_IN_CHAIN)
+
+
+def _queue_rule(nic: str, peer: str) -> list[str]:
+    """The node's packets to *peer* into the engine's queue, except the engine's own duplicates."""
+    return ["-o", nic, "-d", peer, "-m", "mark", "!", "--mark", str(COPY_MARK), "-j", "NFQUEUE",
+            "--queue-num", str(QUEUE_NUM), "--queue-bypass"]
+
+
+def _queued(name: str, params: dict[str, Any], nic: str, peers: list[str], sampler: DelaySampler,
+            first: list[list[str]] | None = None, before: Callable[[], Detail] | None = None,
+            mangling: Mangling | None = None) -> Fault:
+    """A fault the NFQUEUE engine holds: the node's packets to the peers through the queue, released as *sampler*
+    says and mangled as *mangling* says (after the chain's *first* rules, e.g. drops); *before* applies (and
+    returns the detail of) what else the fault does."""
     engine_box: dict[str, DelayEngine] = {}
 
     def apply() -> Detail:
-        delay_engine = DelayEngine(DelaySampler(values["delay"], values["jitter"], values["distribution"]))
-        delay_engine.bind()
-        engine_box["engine"] = delay_engine
-        netfilter.install_chain(netfilter.NET_CHAIN, [
-            ["-o", nic, "-d", peer, "-j", "NFQUEUE", "--queue-num", str(QUEUE_NUM), "--queue-bypass"]
-            for peer in peers])
-        return {"engine": "nfqueue", "nic": nic, "peers": peers}
+        detail = before() if before is not None else {}
+        try:
+            delay_engine = DelayEngine(sampler, mangling=mangling or Mangling())
+            delay_engine.bind()
+            engine_box["engine"] = delay_engine
+            netfilter.install_chain(netfilter.NET_CHAIN, [*(first or []),
+                                                          *(_queue_rule(nic, peer) for peer in peers)])
+        except (RuntimeError, ValueError, OSError):  # half applied: what this fault installed goes, nothing else
+            _undo_ingress(detail)
+            if "engine" in engine_box:
+                engine_box.pop("engine").drain()
+            raise
+        return {**detail, "engine": "nfqueue", "nic": nic, "peers": peers}
 
     def hold(deadline: float | None, stop: Stop) -> None:
         engine_box["engine"].serve(deadline, stop)
@@ -87,7 +101,19 @@ def network_delay(values: dict[str, Any], _node: Node) -> Fault:
         if "engine" in engine_box:
             engine_box["engine"].drain()
 
-    return Fault("network-delay", params, apply, revert, hold, needs_process=True)
+    return Fault(name, params, apply, revert, hold, needs_process=True)
+
+
+def network_delay(values: dict[str, Any], _node: Node) -> Fault:
+    nic, peers = values["nic"], values["peers"]
+    params = {key: values[key] for key in ("delay", "jitter", "distribution", "correlation")} | {"peers": peers}
+    engine = choose_engine("network-delay", values["engine"], ["correlation"] if values["correlation"] else [])
+    if engine == "netem":
+        leaf = ["netem", *netem_delay_args(values["delay"], values["jitter"], values["distribution"],
+                                            values["correlation"]), "limit", "100000"]
+        return _shaped("network-delay", params, nic, peers, leaf)
+    return _queued("network-delay", params, nic, peers,
+                   DelaySampler(values["delay"], values["jitter"], values["distribution"]))
 
 
 def _random_drop(probability: float, direction: str, nic: str, peer: str) -> list[str]:
@@ -100,17 +126,31 @@ def network_loss(values: dict[str, Any], _node: Node) -> Fault:
     nic, peers, side = values["nic"], values["peers"], values["side"]
     names = ("loss", "side", "correlation", "duplicate", "corrupt", "reorder", "delay")
     params = {key: values[key] for key in names} | {"peers": peers}
-    netem_only = [name for name in ("correlation", "duplicate", "corrupt", "reorder", "delay") if values[name]]
+    # the NFQUEUE engine delays, reorders, duplicates and corrupts; only netem correlates losses
+    netem_only = ["correlation"] if values["correlation"] else []
     engine = choose_engine("network-loss", values["engine"], netem_only)
     loss = values["loss"] / 100
     egress_loss = loss if side in ("egress", "both") else 0.0
     ingress_loss = loss if side in ("ingress", "both") else 0.0
+    egress_drops = [_random_drop(egress_loss, "out", nic, peer) for peer in peers] if egress_loss else []
+
+    def ingress() -> Detail:
+        if ingress_loss:
+            netfilter.install_chain(netfilter.NET_IN_CHAIN, [_random_drop(ingress_loss, "in", nic, peer)
+                                                             for peer in peers])
+        return {"side": side, "ingress": bool(ingress_loss)}
+
+    if engine != "netem" and any(values[name] for name in ("delay", "duplicate", "corrupt", "reorder")):
+        sampler = DelaySampler(values["delay"], immediate=values["reorder"] / 100)
+        return _queued("network-loss", params, nic, peers, sampler, egress_drops, ingress,
+                       Mangling(values["duplicate"] / 100, values["corrupt"] / 100))
     leaf = ["netem"]
     if values["delay"]:
         leaf += ["delay", _us(values["delay"])]
     if egress_loss and engine == "netem":
         leaf += ["loss", "random", _pct(values["loss"]), *([_pct(values["correlation"])]
                                                            if values["correlation"] else [])]
+        egress_drops = []
     for name in ("duplicate", "corrupt", "reorder"):
         if values[name]:
             leaf += [name, _pct(values[name])]
@@ -118,28 +158,15 @@ def network_loss(values: dict[str, Any], _node: Node) -> Fault:
 
     def apply() -> Detail:
         detail: Detail = {"engine": "netem" if shaped else "iptables-statistic", "nic": nic, "peers": peers,
-                          "side": side, "ingress": bool(ingress_loss)}
-        steps: list[tuple[Callable[[], None], Callable[[], object]]] = []
-        if ingress_loss:
-            steps.append((lambda: netfilter.install_chain(netfilter.NET_IN_CHAIN, [
-                _random_drop(ingress_loss, "in", nic, peer) for peer in peers]),
-                lambda: netfilter.remove_chain(netfilter.NET_IN_CHAIN)))
-        if egress_loss and not shaped:
-            steps.append((lambda: netfilter.install_chain(netfilter.NET_CHAIN, [
-                _random_drop(egress_loss, "out", nic, peer) for peer in peers]),
-                lambda: netfilter.remove_chain(netfilter.NET_CHAIN)))
-        if shaped:
-            steps.append((lambda: netfilter.shape(nic, peers, [*leaf, "limit", "100000"]),
-                          lambda: netfilter.unshape(nic)))
-            detail["qdisc"] = " ".join([*leaf, "limit", "100000"])
-        done: list[Callable[[], object]] = []
+                          **ingress()}
         try:
-            for install, remove in steps:
-                install()
-                done.append(remove)
+            if egress_drops:
+                netfilter.install_chain(netfilter.NET_CHAIN, egress_drops)
+            if shaped:
+                netfilter.shape(nic, peers, [*leaf, "limit", "100000"])
+                detail["qdisc"] = " ".join([*leaf, "limit", "100000"])
         except (RuntimeError, ValueError):  # half applied: what this fault installed goes, nothing else
-            for remove in reversed(done):
-                remove()
+            _undo_ingress(detail)
             raise
         return detail
 
@@ -178,8 +205,7 @@ def revert_network(detail: Detail) -> None:
         netfilter.remove_chain(netfilter.NET_CHAIN)
     else:
         netfilter.unshape(str(detail.get("nic", "")))
-    if detail.get("ingress"):
-        netfilter.remove_chain(netfilter.NET_IN_CHAIN)
+    _undo_ingress(detail)
 
 
 def revert_partition(_detail: Detail) -> None:

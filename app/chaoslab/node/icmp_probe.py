@@ -1,8 +1,10 @@
-"""Echo requests paced at a rate, and how much of that rate a peer answered: the throughput a path lets through.
+"""Echo requests to a peer, and what its kernel answered: the throughput a path lets through, and which requests
+arrived twice, damaged (unanswered) or ahead of others.
 
 A peer's kernel answers ICMP echo requests itself (no process of the lab needs to listen), with a reply of the
 request's size; the replies come back on the peer's own path. So when a node's egress towards the peer is
-limited, the answered requests per second show the limit, measured from the peer's side of it.
+limited, the answered requests per second show the limit, measured from the peer's side of it; a request that
+reached the peer twice is answered twice, and one whose checksum fails there is not answered at all.
 """
 
 from __future__ import annotations
@@ -85,3 +87,29 @@ def throughput(peer: str, rate_bps: float, seconds: float, grace: float = 0.5) -
     sending = max(last_send - start, interval)
     return Throughput(sent * FRAME_BITS / sending, len(answered) * FRAME_BITS / max(last_reply - start, interval),
                       sent, len(answered))
+
+
+def echoes(peer: str, count: int, interval: float, wait: float) -> list[list[float]]:
+    """Send *peer* *count* small echo requests *interval* apart; for each, the seconds after its sending at which
+    a reply came (none when unanswered, two when the request arrived twice), waiting *wait* after the last."""
+    ident = (os.getpid() ^ random.getrandbits(16)) & 0xFFFF
+    sent_at: list[float] = []
+    replies: list[list[float]] = [[] for _ in range(count)]
+    with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP) as sock:
+        sock.setblocking(False)
+        start = time.perf_counter()
+        end = start + count * interval + wait
+        while (now := time.perf_counter()) < end:
+            if len(sent_at) < count and now >= start + len(sent_at) * interval:
+                with contextlib.suppress(OSError):
+                    sock.sendto(echo_request(ident, len(sent_at), b"chaoslab-echo"), (peer, 0))
+                sent_at.append(now)
+            while True:
+                try:
+                    seq = echo_reply_seq(sock.recv(65535), ident)
+                except BlockingIOError:
+                    break
+                if seq is not None and seq < len(sent_at):
+                    replies[seq].append(time.perf_counter() - sent_at[seq])
+            time.sleep(0.0005)
+    return replies
