@@ -302,6 +302,20 @@ KINDS: dict[str, FaultKind] = {kind.name: kind for kind in (
                 DURATION),
         apply="fault_redis:redis_maxmemory", revert="fault_redis:revert_redis_maxmemory",
         measure="fault_effect:redis_maxmemory"),
+    FaultKind(
+        "redis-disk-full", "Fill the filesystem of Redis's data directory, so that writing its AOF or RDB fails",
+        target="redis",
+        details=("A file of the lab's takes all but free bytes of the filesystem Redis's dir is on, which must be "
+                 "Redis's own (the redis role mounts a tmpfs of redis_data_size_mib there); the end of the fault "
+                 "removes it.",
+                 "With appendonly yes Redis refuses every write (MISCONF) once writing its AOF fails, until a "
+                 "write succeeds again; with RDB save points, once a background save is due and fails; with no "
+                 "persistence a full disk does not reach it, and the measurement says the fault was not "
+                 "effective."),
+        params=(Param("free", size(optional=True), "", "Bytes left free on the filesystem (none by default; e.g. "
+                      "64KiB)."), DURATION),
+        apply="fault_redis_disk:redis_disk_full", revert="fault_redis_disk:revert_redis_disk_full",
+        measure="fault_redis_disk:disk_full_effect"),
 )}
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import subprocess
 import sys
 import time
@@ -103,7 +105,18 @@ def node_state() -> dict:
             continue
     return {"network": {node: node_network(node) for node in nodes},
             "memory": {node: memory_limit(node) for node in nodes},
-            "processes": processes, "records": fault_files(), "redis": redis_memory_config()}
+            "processes": processes, "records": fault_files(), "redis": redis_memory_config(),
+            "disk filler": redis_disk_filler()}
+
+
+def redis_disk_filler() -> list[str]:
+    """The disk-full fault's filler in the lab Redis's directory, where there is one."""
+    for proc in psutil.process_iter(["name"]):
+        if (proc.info["name"] or "").startswith("redis-server"):
+            with contextlib.suppress(OSError):
+                if os.path.exists(f"/proc/{proc.pid}/cwd/chaoslab-disk-full"):
+                    return [f"{os.readlink(f'/proc/{proc.pid}/cwd')}/chaoslab-disk-full"]
+    return []
 
 
 def stress_ng() -> list[psutil.Process]:
@@ -121,6 +134,7 @@ def is_baseline(state: dict) -> list[str]:
     wrong += [f"frozen: {cmd}" for cmd, stopped in state["processes"].values() if stopped]
     wrong += [f"stress-ng: {cmd}" for cmd, _ in state["processes"].values() if cmd.startswith("stress-ng")]
     wrong += [f"record: {path}" for path in state["records"]]
+    wrong += [f"disk filler: {path}" for path in state.get("disk filler", [])]
     if state.get("redis") and state["redis"] != {"maxmemory": "0", "maxmemory-policy": "noeviction"}:
         wrong.append(f"redis: {state['redis']}")
     return wrong

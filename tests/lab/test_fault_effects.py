@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 import psutil
+import redis
 import yaml
 
 from fault_state import is_baseline, measured, node_state, wait_until
@@ -221,3 +222,33 @@ def test_redis_refusing_writes_fails_publishes_and_loses_nothing_queued(lab, tmp
     assert effect["effective"] is True
     # a task that ran to success while Redis refused its result and its acknowledgement stays reserved
     assert set(summary["causes"].get("pending", {})) <= {"reserved", "completed_unacked"}, summary["causes"]
+
+
+def takes_writes(client: Any) -> bool:
+    try:
+        return bool(client.set("chaoslab:after-disk-full", "1"))
+    except redis.ResponseError:  # MISCONF: it has not written its AOF again yet
+        return False
+
+
+def test_a_full_disk_under_redis_with_aof_is_measured_as_writes_redis_refused(lab):
+    client = lab_redis(lab, 0)
+    client.config_set("appendonly", "yes")
+    try:
+        effect = inject("redis-disk-full", "redis", "duration=4s")
+        assert wait_until(lambda: takes_writes(client), 15), "Redis never took writes again"
+    finally:
+        client.config_set("appendonly", "no")
+    measured = effect["measured"]
+    assert measured["writes"] >= 10 and measured["writes_refused"] >= 1, effect
+    assert measured["first_error"].startswith("MISCONF") and measured["aof_last_write_status"] == "err", effect
+    assert measured["free_bytes_seen"] < 64 * 1024 and effect["effective"] is True, effect
+    assert wait_until(lambda: is_baseline(node_state()) == [], 15)
+
+
+def test_a_full_disk_under_a_redis_that_persists_nothing_is_reported_not_effective(lab):
+    """Deliberately ineffective: the lab's Redis as provisioned writes no AOF and has no save points."""
+    effect = inject("redis-disk-full", "redis", "duration=3s")
+    assert effect["measured"]["writes"] >= 5 and effect["measured"]["writes_refused"] == 0, effect
+    assert effect["measured"]["aof_enabled"] == 0 and effect["effective"] is False, effect
+    assert wait_until(lambda: is_baseline(node_state()) == [], 15)

@@ -46,6 +46,8 @@ BAD_INPUT = [
     ("memory-limit", ["limit=20MiB"], "memory-limit: 20MiB is below what worker-1 needs without its pool children"),
     ("memory-limit", ["limit=2GiB"], "memory-limit: 2048MiB is not below worker-1's memory cap now (1024MiB: its "
                                      "size): it would cap nothing"),
+    ("redis-disk-full", ["free=5x"], "redis-disk-full: free: '5x' has an unknown unit"),
+    ("redis-disk-full", ["target=workers[0]"], "redis-disk-full: the lab's Redis does not run on worker-1"),
     ("redis-restart", ["mode=hard"], "redis-restart: mode: 'hard' is not one of graceful, kill"),
     ("redis-restart", ["down_for=-1s"], "redis-restart: down_for: '-1s' is negative"),
 ]
@@ -73,6 +75,7 @@ CLEARABLE = [
     ("network-bandwidth", ["rate=50mbit"]),
     ("network-partition", []),
     ("redis-maxmemory", ["maxmemory=64MiB", "policy=volatile-lru"]),
+    ("redis-disk-full", []),
 ]
 
 
