@@ -26,6 +26,8 @@ from chaoslab.fault_values import (
     name,
     percent,
     rate,
+    signed_duration,
+    signed_percent,
     size,
     size_or_share,
     whole,
@@ -155,6 +157,11 @@ def _network_loss(values: dict[str, Any]) -> None:
     if values["correlation"] and values["side"] != "egress":
         raise ValueError("network-loss: correlation needs netem on the node's own packets (side=egress); "
                          f"side={values['side']} loses what the peers send at random")
+
+
+def _clock_skew(values: dict[str, Any]) -> None:
+    if not values["step"] and not values["drift"]:
+        raise ValueError("clock-skew: give a step (e.g. step=30s, step=-2m) or a drift (e.g. drift=5%), or both")
 
 
 def _redis_restart_lasts(values: dict[str, Any]) -> float:
@@ -316,6 +323,23 @@ KINDS: dict[str, FaultKind] = {kind.name: kind for kind in (
                       "64KiB)."), DURATION),
         apply="fault_redis_disk:redis_disk_full", revert="fault_redis_disk:revert_redis_disk_full",
         measure="fault_redis_disk:disk_full_effect"),
+    FaultKind(
+        "clock-skew", "Step the node's wall clock and make it run fast or slow (VMs and hosts)",
+        target="workers[0]",
+        details=("step: clock_settime(CLOCK_REALTIME) moves the wall clock at once; drift: the kernel's tick "
+                 "(adjtimex ADJ_TICK) makes it run up to 10 % fast or slow. Celery's ETA and countdown tasks and "
+                 "kombu's visibility timeout read this clock.",
+                 "At the end the tick is put back and the clock set to what it would read had nothing happened. "
+                 "A time-sync daemon on the node (chrony, systemd-timesyncd) may pull the clock back meanwhile: "
+                 "the measurement shows what the clock did.",
+                 "Refused on the local lab, whose nodes share the host's one kernel clock."),
+        params=(Param("step", signed_duration(), "", "How far the clock jumps at the start (30s ahead, -2m "
+                      "back)."),
+                Param("drift", signed_percent(10), "0%", "How much faster the clock runs (5%; -5% slower), at "
+                      "most 10 % either way."),
+                DURATION),
+        apply="fault_clock:clock_skew", revert="fault_clock:revert_clock_skew", check=_clock_skew,
+        measure="fault_clock:clock_skew_effect"),
 )}
 
 

@@ -69,6 +69,35 @@ def duration(maximum: float = MAX_DURATION, positive: bool = False) -> Value:
     return Value("duration", parse, lambda seconds: format_duration(seconds) if seconds else "", limits=limits)
 
 
+def _signed(value: Any, parse: Callable[[str], float], limit: float, unit: str) -> float:
+    """A value with an optional sign (+30s, -5%), within +-*limit*."""
+    given = str(value).strip()
+    sign = -1.0 if given.startswith("-") else 1.0
+    amount = sign * parse(given[1:] if given[:1] in "+-" and given[1:2] != "" else given)
+    if abs(amount) > limit:
+        raise ValueError(f"'{value}' is beyond +-{limit:g}{unit}")
+    return amount
+
+
+def signed_duration(maximum: float = MAX_DURATION) -> Value:
+    """A duration that may be negative (a clock set back)."""
+    def parse(value: Any) -> float:
+        return 0.0 if _empty(value) else _signed(value, parse_duration, maximum, "s")
+
+    def render(seconds: float) -> str:
+        return ("-" if seconds < 0 else "") + format_duration(abs(seconds)) if seconds else ""
+
+    return Value("signed duration", parse, render, limits=f"within +-{format_duration(maximum)}")
+
+
+def signed_percent(limit: float) -> Value:
+    """A percentage that may be negative (a clock that runs slow)."""
+    def parse(value: Any) -> float:
+        return 0.0 if _empty(value) else _signed(value, parse_percent, limit, "%")
+
+    return Value("signed percent", parse, lambda share: f"{share:g}%", limits=f"within +-{limit:g}%")
+
+
 def percent() -> Value:
     return Value("percent", lambda value: 0.0 if _empty(value) else parse_percent(value),
                  lambda share: f"{share:g}%", limits="0-100")

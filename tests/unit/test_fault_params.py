@@ -87,6 +87,9 @@ def exact(message: str) -> str:
     ("redis-maxmemory", {"maxmemory": "4MiB"}, {"maxmemory": 4 * 2**20, "policy": "allkeys-lru", "duration": 0.0}),
     ("redis-maxmemory", {"maxmemory": "64MiB", "policy": "noeviction", "duration": "30s"},
      {"maxmemory": 64 * 2**20, "policy": "noeviction", "duration": 30.0}),
+    ("clock-skew", {"step": "-2m", "drift": "+5%", "duration": "1m"}, {"step": -120.0, "drift": 5.0,
+                                                                        "duration": 60.0}),
+    ("clock-skew", {"drift": "-0.5%"}, {"step": 0.0, "drift": -0.5, "duration": 0.0}),
     ("clear", {}, {"only": ""}),
     ("clear", {"only": "network-delay"}, {"only": "network-delay"}),
 ])
@@ -101,7 +104,7 @@ def test_check_unresolved_skips_peers_and_nic(fault):
     """Before the role resolves them, peers is an inventory pattern and nic is unknown: neither is checked."""
     needed = {"network-delay": {"delay": "20ms"}, "network-loss": {"loss": "5%"},
               "network-bandwidth": {"rate": "8mbit"}, "memory-limit": {"limit": "256MiB"},
-              "redis-maxmemory": {"maxmemory": "4MiB"}}.get(fault, {})
+              "redis-maxmemory": {"maxmemory": "4MiB"}, "clock-skew": {"step": "30s"}}.get(fault, {})
     params = {**needed, "peers": "redis:workers"} if ALL[fault].peers is not None else needed
     values = check(fault, params, resolved=False)
     assert set(values) == {param.name for param in ALL[fault].params}
@@ -234,6 +237,12 @@ BAD = [
     ("network-delay", {"delay": "20ms", "peers": PEERS}, True, "network-delay: nic is required"),
     ("network-bandwidth", {"rate": "8mbit", "peers": PEERS, "nic": 5}, True,
      "network-bandwidth: nic: must be a non-empty string"),
+    ("clock-skew", {}, False, "clock-skew: give a step (e.g. step=30s, step=-2m) or a drift (e.g. drift=5%), or both"),
+    ("clock-skew", {"step": "2h"}, False, "clock-skew: step: '2h' is beyond +-3600s"),
+    ("clock-skew", {"step": "30"}, False, "clock-skew: step: '30' has no unit (use ms, s, m or h)"),
+    ("clock-skew", {"drift": "12%"}, False, "clock-skew: drift: '12%' is beyond +-10%"),
+    ("redis-disk-full", {"free": "lots"}, False,
+     "redis-disk-full: free: 'lots' is not a size (a number with a unit: use B, kB, MB, GB, TB, KiB, MiB, GiB or TiB)"),
 ]
 
 
@@ -470,6 +479,14 @@ def test_engine_accepts_packets_in_release_order_once_due():
 
 
 PACKET = bytes([0x45, 0, 0, 32]) + bytes(16) + b"after the header"
+
+
+def test_the_clock_lead_is_fitted_as_a_step_and_a_drift():
+    from chaoslab.node.fault_clock import _line
+
+    points = [(100.0 + t / 4, 30.0 + 0.05 * t / 4) for t in range(40)]  # 30 s ahead, 5 % fast
+    step, slope = _line(points)
+    assert step == pytest.approx(30.0) and slope == pytest.approx(0.05)
 
 
 def test_a_corrupted_packet_has_one_bit_flipped_past_its_ip_header():

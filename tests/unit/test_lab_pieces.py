@@ -147,6 +147,28 @@ def test_inventory_rejects_a_worker_count_that_is_not_a_number():
     assert "LAB_WORKERS: 'many' is not a whole number of workers" in err.value.stderr
 
 
+def test_hold_until_lasts_its_time_when_the_wall_clock_jumps_meanwhile(monkeypatch):
+    """A clock-skew fault steps the wall clock: the hold counts the time left on the raw clock."""
+    import time
+
+    from chaoslab.node import fault_record
+
+    wall, calls = time.time, []
+
+    def jumped() -> float:  # 30 s ahead once the hold has begun
+        calls.append(1)
+        return wall() + (30.0 if len(calls) > 1 else 0.0)
+
+    start = time.monotonic()
+    deadline = wall() + 0.5
+    monkeypatch.setattr(fault_record.time, "time", jumped)
+    try:
+        fault_record.hold_until(deadline, fault_record.Stop())
+    finally:
+        monkeypatch.undo()
+    assert 0.45 <= time.monotonic() - start <= 0.8
+
+
 def test_hold_until_repeats_the_action_until_the_deadline():
     import time
 

@@ -149,6 +149,42 @@ def test_network_delay_adds_100ms_with_netem_and_reverts(vms, tmp_path):
     assert "c1a0:" not in qdisc and "netem" not in qdisc, qdisc
 
 
+def clock_lead() -> float:
+    """worker-1's wall clock's lead over Redis's (the redis VM's clock), in seconds."""
+    venv = hostvars()["worker-1"]["lab_venv"]
+    result = adhoc_json("worker-1", "ansible.builtin.script",
+                        f"{ROOT}/tests/vagrant/clock_lead.py executable={venv}/bin/python")
+    return float(json.loads(result["worker-1"]["stdout"])["lead_s"])
+
+
+def clock_skew_window() -> dict:
+    shown = must(as_user("chaoslab", "faults", "--json"), "chaoslab faults")
+    return [row for row in json.loads(shown) if row["fault"] == "clock-skew"][-1]
+
+
+def test_clock_skew_steps_and_drifts_a_workers_clock_and_puts_it_back(vms):
+    before = clock_lead()
+    must(as_user("ansible-playbook", "faults/clock-skew.yml", "-e", "step=30s", "-e", "drift=5%", "-e",
+                 "duration=90s"), "faults/clock-skew.yml")
+    during = clock_lead()
+    deadline = time.monotonic() + 600
+    while clock_skew_window()["in_force"] or clock_skew_window()["effect"] is None:
+        assert time.monotonic() < deadline, clock_skew_window()
+        time.sleep(10)
+    window = clock_skew_window()
+    after = clock_lead()
+    print(f"worker-1's clock ahead of redis's: {before:.3f} s before, {during:.3f} s during step=30s drift=5%, "
+          f"{after:.3f} s after; measured {window['effect']['measured']}; window {window['end'] - window['start']:.1f}"
+          " s")
+    assert 30 <= during - before <= 30 + 0.05 * 90 + 1
+    measured = window["effect"]["measured"]
+    assert abs(measured["step_s"] - 30) <= 1 and abs(measured["drift_percent"] - 5) <= 0.5, window
+    assert window["effect"]["effective"] is True, window
+    # lasted its 90 s of real time (the agent counts on the raw clock), recorded in true time, and the clock is back
+    assert abs(after - before) <= 0.5
+    assert 89 <= window["end"] - window["start"] <= 95, window
+
+
 def test_a_worker_kill_experiment_is_checked_from_the_vms_ledgers(vms, tmp_path):
     results = tmp_path / "results"
     proc = as_user("chaoslab", "run", "experiments/vagrant-worker-kill.yml", "--results", str(results), timeout=1800)

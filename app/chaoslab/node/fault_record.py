@@ -60,12 +60,20 @@ class Stop:
         return self.requested
 
 
+def _raw() -> float:
+    return time.clock_gettime(time.CLOCK_MONOTONIC_RAW)
+
+
 def hold_until(deadline: float | None, stop: Stop, every: float = 0.0,
                action: Callable[[], object] | None = None) -> None:
-    """Stay until the deadline (None: until stopped), calling ``action`` every ``every`` seconds (0: never)."""
-    end = math.inf if deadline is None else deadline
-    due = time.time() + every if every > 0 and action is not None else math.inf
-    while not stop() and (now := time.time()) < end:
+    """Stay until the deadline (None: until stopped), calling ``action`` every ``every`` seconds (0: never).
+
+    The time left is counted on the raw hardware clock, which no step or rate change of the wall clock moves
+    (a clock-skew fault must last its duration as well)."""
+    start = _raw()
+    end = math.inf if deadline is None else start + deadline - time.time()
+    due = start + every if every > 0 and action is not None else math.inf
+    while not stop() and (now := _raw()) < end:
         if now >= due and action is not None:
             action()
             due += every
@@ -229,6 +237,7 @@ def _keep(record: FaultRecord, fault: Fault, duration: float, report: Callable[[
     stop.install()
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     deadline = time.time() + duration if duration > 0 else None
+    ends = _raw() + duration if duration > 0 else None  # the duration, whatever the fault does to the wall clock
     record.start(deadline, fault.params, os.getpid(), {})
     detail: Detail | None = None
     measuring: tuple[threading.Thread, threading.Event] | None = None
@@ -238,6 +247,8 @@ def _keep(record: FaultRecord, fault: Fault, duration: float, report: Callable[[
         record.update(detail)
         record.applied(in_force, fault.params)
         report({"fault": fault.name, "start": in_force, "deadline": deadline, "detail": detail})
+        if ends is not None:  # the deadline as the wall clock reads now
+            deadline = time.time() + ends - _raw()
         if fault.measure is not None:
             measuring = _measure(record, fault.measure, detail, deadline, stop)
         if fault.hold is not None:
