@@ -48,6 +48,9 @@ BAD_INPUT = [
                                      "size): it would cap nothing"),
     ("redis-disk-full", ["free=5x"], "redis-disk-full: free: '5x' has an unknown unit"),
     ("redis-disk-full", ["target=workers[0]"], "redis-disk-full: the lab's Redis does not run on worker-1"),
+    ("clock-skew", ["step=30s"], "clock-skew: worker-1 is a network namespace of the local lab and shares the "
+                                 "host's one kernel clock with every node; run it on the Vagrant lab or real hosts"),
+    ("clock-skew", [], "clock-skew: give a step (e.g. step=30s, step=-2m) or a drift (e.g. drift=5%), or both"),
     ("redis-restart", ["mode=hard"], "redis-restart: mode: 'hard' is not one of graceful, kill"),
     ("redis-restart", ["down_for=-1s"], "redis-restart: down_for: '-1s' is negative"),
 ]
