@@ -481,6 +481,17 @@ def test_engine_accepts_packets_in_release_order_once_due():
 PACKET = bytes([0x45, 0, 0, 32]) + bytes(16) + b"after the header"
 
 
+def test_a_node_in_a_named_network_namespace_shares_the_host_clock(tmp_path):
+    from chaoslab.node.fault_clock import shares_the_host_clock
+
+    assert shares_the_host_clock(str(tmp_path)) is False
+    (tmp_path / "other").write_text("")
+    assert shares_the_host_clock(str(tmp_path)) is False
+    (tmp_path / "chaoslab-worker-1").symlink_to(f"/proc/{os.getpid()}/ns/net")  # as ip netns names this one
+    assert shares_the_host_clock(str(tmp_path)) is True
+    assert shares_the_host_clock(str(tmp_path / "missing")) is False
+
+
 def test_the_clock_lead_is_fitted_as_a_step_and_a_drift():
     from chaoslab.node.fault_clock import _line
 

@@ -49,12 +49,22 @@ def tick(new: int | None = None) -> int:
     return int(timex.tick)
 
 
-def shares_the_host_clock() -> bool:
-    """Whether this node is a network namespace of a host (the local lab), not a machine of its own."""
+def shares_the_host_clock(netns_dir: str = "/run/netns") -> bool:
+    """Whether this node is a named network namespace of a host (a local lab node: ``ip netns`` names each), not
+    a machine of its own."""
     try:
-        return os.stat("/proc/self/ns/net").st_ino != os.stat("/proc/1/ns/net").st_ino
+        own = os.stat("/proc/self/ns/net")
+        names = os.listdir(netns_dir)
     except OSError:
         return False
+    for name in names:
+        try:
+            found = os.stat(os.path.join(netns_dir, name))
+        except OSError:
+            continue
+        if (found.st_dev, found.st_ino) == (own.st_dev, own.st_ino):
+            return True
+    return False
 
 
 def clock_skew(values: dict[str, Any], node: Node) -> Fault:
