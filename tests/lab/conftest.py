@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -41,8 +40,6 @@ def lab_traces() -> dict[str, list[str]]:
         "processes": [f"{process.pid} {process.as_dict(['name'])['name']}" for process in lab_processes()],
         "netns files": netns_files,
         "node directories": [path for path in NODE_DIR_PARENTS if os.path.exists(path)],
-        "mounts": [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()
-                   if any(line.split()[1].startswith(parent + "/") for parent in NODE_DIR_PARENTS)],
     }
 
 

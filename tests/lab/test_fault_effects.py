@@ -67,15 +67,17 @@ def test_duplication_corruption_and_reordering_are_measured_from_the_peers_answe
     them intact, twice when it came twice, at once when it overtook the delayed ones."""
     refused = icmp_checksum_errors()
     effect = inject("network-loss", "redis", "duplicate=20%", "corrupt=10%", "reorder=25%", "delay=20ms",
-                    "duration=8s")
+                    "duration=10s")
     refused = icmp_checksum_errors() - refused
     assert effect["asked"] == {"duplicated_share": 0.2, "corrupted_share": 0.1, "early_share": 0.25}, effect
     measured = effect["measured"]
-    assert measured["echo_requests"] >= 200, effect
+    assert measured["echo_requests"] >= 1000, effect
     for name, share in effect["asked"].items():
         assert abs(measured[name] - share) <= 0.05, (name, effect)
-    # the corrupted requests are the ones the peers' kernels counted as failing their checksum
-    assert abs(refused / measured["echo_requests"] - measured["corrupted_share"]) <= 0.03, (refused, effect)
+    # the corrupted requests are the ones the peers' kernels counted as failing their checksum (with the copies of
+    # the corrupted ones the engine also sent: a copy leaves as the packet did)
+    expected = measured["corrupted_share"] * (1 + measured["duplicated_share"])
+    assert abs(refused / measured["echo_requests"] - expected) <= 0.03, (refused, effect)
     assert effect["effective"] is True, effect
     assert wait_until(lambda: is_baseline(node_state()) == [], 15)
 

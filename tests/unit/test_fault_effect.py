@@ -94,6 +94,13 @@ def test_the_corrupted_share_is_what_is_missing_beyond_the_loss_asked() -> None:
     assert shares([[0.001]] * 100, 0.0, 0.1, 0.0)["corrupted"] == 0.0  # less missing than the loss: none
 
 
+def test_the_duplicated_share_counts_the_copies_the_loss_dropped() -> None:
+    from chaoslab.node.packet_effect import shares
+
+    replies = [[0.001, 0.002]] * 20 + [[0.001]] * 80  # 20 % answered twice, with 10 % lost each way
+    assert shares(replies, 0.0, 0.1, 0.1)["duplicated"] == pytest.approx(0.2 / 0.81)
+
+
 def test_a_share_far_from_the_one_asked_is_not_effective() -> None:
     from chaoslab.node.packet_effect import judge
 

@@ -11,7 +11,6 @@ import re
 import statistics
 import time
 
-import psutil
 import pytest
 import yaml
 from tools import fault_files
@@ -20,7 +19,7 @@ from chaoslab.fault_kinds import CLEAR, KINDS
 from chaoslab.fault_params import check, request, user_params
 from chaoslab.node import fault_agent
 from chaoslab.node.fault_agent import parse_params
-from chaoslab.node.fault_record import FaultRecord
+from chaoslab.node.fault_record import FaultRecord, process_start
 from chaoslab.node.nfqueue_delay import DelayEngine, DelaySampler, Mangling, flip_bit
 from chaoslab.units import parse_percent, parse_rate
 from tests.conftest import ROOT, load_plugin
@@ -622,7 +621,7 @@ def test_fault_record_lifecycle(tmp_path):
     started = record.start(before + 30, {"delay": 0.02}, os.getpid(), {})
     assert before <= started <= time.time()
     assert json.loads(state.read_text()) == {"fault": "network-delay", "node": "redis", "pid": os.getpid(),
-                                             "pid_start": round(psutil.Process().create_time(), 2),
+                                             "pid_start": process_start(os.getpid()),
                                              "start": started, "deadline": before + 30,
                                              "params": {"delay": 0.02}, "detail": {}}
     text = prom.read_text()

@@ -31,7 +31,7 @@ import psutil
 from chaoslab.fault_kinds import KINDS
 from chaoslab.fault_params import check
 from chaoslab.node import fault_network, fault_process, fault_redis_disk, fault_service
-from chaoslab.node.fault_record import Detail, Fault, FaultRecord, Node, run_fault
+from chaoslab.node.fault_record import Detail, Fault, FaultRecord, Node, process_start, run_fault
 
 
 def node_code(path: str) -> Callable[..., Any]:
@@ -63,7 +63,7 @@ def our_agent(pid: object, started: object) -> psutil.Process | None:
         return None
     try:
         process = psutil.Process(pid)
-        same = started is None or round(process.create_time(), 2) == started
+        same = started is None or process_start(pid) == started
         return process if same and "chaoslab.node.fault_agent" in " ".join(process.cmdline()) else None
     except psutil.Error:
         return None

@@ -17,6 +17,7 @@ import ctypes
 import ctypes.util
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 from chaoslab.node.fault_record import IN_FORCE_AT, Detail, Fault, Node
@@ -72,26 +73,42 @@ def clock_skew(values: dict[str, Any], node: Node) -> Fault:
     if shares_the_host_clock():
         raise ValueError(f"clock-skew: {node.name} is a network namespace of the local lab and shares the host's "
                          "one kernel clock with every node; run it on the Vagrant lab or real hosts")
-    previous_tick = tick()
+    try:
+        previous_tick = tick()
+    except OSError as error:
+        raise ValueError(f"clock-skew: {node.name} does not let its clock be read with adjtimex ({error})") from None
 
     def apply() -> Detail:
         wall, raw = time.clock_gettime(time.CLOCK_REALTIME), time.clock_gettime(time.CLOCK_MONOTONIC_RAW)
-        if drift:
-            tick(round(NORMAL_TICK * (1 + drift / 100)))
-        if step:
-            time.clock_settime(time.CLOCK_REALTIME, wall + step)
+        try:
+            if drift:
+                tick(round(NORMAL_TICK * (1 + drift / 100)))
+            if step:
+                time.clock_settime(time.CLOCK_REALTIME, wall + step)
+        except OSError as error:  # half applied: the tick goes back
+            tick(previous_tick)
+            raise ValueError(f"clock-skew: {node.name} refused to change its clock ({error})") from None
         # in force from the true time it began, not the time the stepped clock reads
-        return {"wall": wall, "raw": raw, "tick": previous_tick, "step_s": step, "drift_percent": drift,
-                IN_FORCE_AT: wall}
+        return {"wall": wall, "raw": raw, "boot": boot_id(), "tick": previous_tick, "step_s": step,
+                "drift_percent": drift, IN_FORCE_AT: wall}
 
     return Fault("clock-skew", {"step": step, "drift": drift}, apply, revert_clock_skew)
 
 
+def boot_id() -> str:
+    """This boot's id: the raw counter starts again at a reboot."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text(encoding="ascii").strip()
+    except OSError:
+        return ""
+
+
 def revert_clock_skew(detail: Detail) -> None:
-    """Put the tick back and the clock where it would be had nothing happened."""
+    """Put the tick back and the clock where it would be had nothing happened (within the same boot: after a
+    reboot the raw counter says nothing of the time before, and the node's own time sync has set the clock)."""
     tick(int(detail.get("tick") or NORMAL_TICK))
     wall, raw = detail.get("wall"), detail.get("raw")
-    if isinstance(wall, float) and isinstance(raw, float):
+    if isinstance(wall, float) and isinstance(raw, float) and detail.get("boot") == boot_id():
         time.clock_settime(time.CLOCK_REALTIME, wall + time.clock_gettime(time.CLOCK_MONOTONIC_RAW) - raw)
 
 

@@ -86,7 +86,7 @@ def _queued(name: str, params: dict[str, Any], nic: str, peers: list[str], sampl
             engine_box["engine"] = delay_engine
             netfilter.install_chain(netfilter.NET_CHAIN, [*(first or []),
                                                           *(_queue_rule(nic, peer) for peer in peers)])
-        except (RuntimeError, ValueError, OSError):  # half applied: what this fault installed goes, nothing else
+        except (RuntimeError, ValueError, OSError, ImportError):  # half applied: what it installed goes, no more
             _undo_ingress(detail)
             if "engine" in engine_box:
                 engine_box.pop("engine").drain()

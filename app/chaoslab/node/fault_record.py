@@ -107,15 +107,16 @@ HEALED_AT = "healed_at"
 
 
 def process_start(pid: int | None) -> float | None:
-    """When a process started (psutil's create time, to 10 ms), None when it is gone or not given."""
+    """When a process started, in clock ticks since boot (``/proc/<pid>/stat``: no step of the wall clock moves
+    it, unlike a create time); None when it is gone or not given."""
     if pid is None:
         return None
-    import psutil
-
     try:
-        return round(psutil.Process(pid).create_time(), 2)
-    except psutil.Error:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
         return None
+    fields = stat[stat.rfind(")") + 2:].split()
+    return float(fields[19]) if len(fields) > 19 else None
 
 
 class FaultRecord:

@@ -24,6 +24,8 @@ from chaoslab.node.node_procs import same_netns
 
 FILLER = "chaoslab-disk-full"
 ALLOCATE_TRIES = 256
+HEADROOM_KEPT = 64 * 2**20
+"""Memory a tmpfs fill leaves the node's cgroup (its processes keep running)."""
 
 
 def redis_dir(node: str, timeout: float = 5.0) -> tuple[int, Path]:
@@ -45,13 +47,36 @@ def redis_dir(node: str, timeout: float = 5.0) -> tuple[int, Path]:
     return pid, Path(f"/proc/{pid}/cwd")
 
 
-def own_filesystem(pid: int, directory: Path) -> None:
-    """Refuse a directory that is not the mount point of a filesystem of its own."""
-    where = os.readlink(directory)
-    parent = Path(f"/proc/{pid}/root") / Path(where).parent.relative_to("/")
-    if os.stat(directory).st_dev == os.stat(parent).st_dev:
+def own_filesystem(pid: int, directory: Path) -> str:
+    """Refuse a directory that is not the mount point of a filesystem of its own; its type (tmpfs, ext4, ...)."""
+    try:
+        where = os.readlink(directory)
+        parent = Path(f"/proc/{pid}/root") / Path(where).parent.relative_to("/")
+        own = os.stat(directory).st_dev != os.stat(parent).st_dev
+        mounts = Path(f"/proc/{pid}/mountinfo").read_text(encoding="utf-8", errors="replace").splitlines()
+    except (OSError, ValueError) as error:
+        raise ValueError(f"redis-disk-full: cannot look at Redis's dir ({error})") from None
+    if not own:
         raise ValueError(f"redis-disk-full: Redis's dir {where} has no filesystem of its own (filling it would fill "
                          "the node's); the redis role gives it one with redis_data_size_mib")
+    kinds = [line.split(" - ", 1)[1].split()[0] for line in mounts
+             if " - " in line and line.split()[4] == where]
+    return kinds[-1] if kinds else ""
+
+
+def memory_headroom() -> int | None:
+    """Bytes this node's memory cgroup can still take (a tmpfs's pages are charged to it); None without a limit."""
+    from chaoslab.node.cgroupfs import memory_files
+
+    try:
+        limit_file, usage_file, _ = memory_files("self")
+        limit = limit_file.read_text(encoding="ascii").strip()
+        usage = int(usage_file.read_text(encoding="ascii"))
+    except (OSError, ValueError):
+        return None
+    if limit == "max" or int(limit) >= 2**60:
+        return None
+    return int(limit) - usage
 
 
 def _allocate(fd: int, wanted: int, block: int) -> int:
@@ -73,7 +98,17 @@ def _allocate(fd: int, wanted: int, block: int) -> int:
 def redis_disk_full(values: dict[str, Any], node: Node) -> Fault:
     free = int(values["free"])
     pid, directory = redis_dir(node.name)
-    own_filesystem(pid, directory)
+    kind = own_filesystem(pid, directory)
+    if (directory / FILLER).exists():
+        raise ValueError("redis-disk-full: a filler is already in Redis's dir; run faults/clear.yml first")
+    stats = os.statvfs(directory)
+    headroom = memory_headroom() if kind == "tmpfs" else None
+    wanted = max(stats.f_bavail * stats.f_frsize - free, 0)
+    if headroom is not None and wanted > headroom - HEADROOM_KEPT:
+        raise ValueError(f"redis-disk-full: filling Redis's tmpfs takes {wanted // 2**20}MiB of {node.name}'s memory, "
+                         f"and it has {max(headroom, 0) // 2**20}MiB left: it would OOM-kill the node's processes "
+                         "(give Redis a smaller redis_data_size_mib, or the node more memory)")
+    parent = psutil_parent(pid)
 
     def apply() -> Detail:
         stats = os.statvfs(directory)
@@ -85,22 +120,40 @@ def redis_disk_full(values: dict[str, Any], node: Node) -> Fault:
             (directory / FILLER).unlink()
             raise
         os.close(fd)
-        return {"pid": pid, "dir": os.readlink(directory), "filled_bytes": fill, "free_bytes": free,
-                "size_bytes": stats.f_blocks * stats.f_frsize}
+        return {"pid": pid, "parent": parent, "dir": os.readlink(directory), "filled_bytes": fill,
+                "free_bytes": free, "size_bytes": stats.f_blocks * stats.f_frsize}
 
     return Fault("redis-disk-full", {"free": free}, apply, revert_redis_disk_full)
 
 
+def psutil_parent(pid: int) -> int | None:
+    """Redis's parent (its service manager: it keeps Redis's mount namespace while Redis is down)."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).ppid() or None
+    except psutil.Error:
+        return None
+
+
 def revert_redis_disk_full(detail: Detail) -> None:
-    """Remove the filler: through the Redis that runs now (it may have restarted), else the one filled."""
+    """Remove the filler: through the Redis that runs now (it may have restarted), else the one filled, else its
+    service manager's view of the directory (Redis is down)."""
     with contextlib.suppress(ValueError):
         _, directory = redis_dir("this node", timeout=2.0)
         (directory / FILLER).unlink(missing_ok=True)
         return
-    pid = detail.get("pid")
-    if isinstance(pid, int) and not isinstance(pid, bool):
-        with contextlib.suppress(OSError):
-            (Path(f"/proc/{pid}/cwd") / FILLER).unlink(missing_ok=True)
+    where, places = str(detail.get("dir") or ""), []
+    for key in ("pid", "parent"):
+        pid = detail.get(key)
+        if isinstance(pid, int) and not isinstance(pid, bool):
+            places.append(Path(f"/proc/{pid}/cwd") if key == "pid" else
+                          Path(f"/proc/{pid}/root") / where.lstrip("/") if where.startswith("/") else None)
+    for place in places:
+        if place is not None and (place / FILLER).exists():
+            with contextlib.suppress(OSError):
+                (place / FILLER).unlink()
+                return
 
 
 def clear_filler() -> list[str]:

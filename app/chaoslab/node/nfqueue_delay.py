@@ -149,12 +149,14 @@ class DelayEngine:
             self.queue.run(block=False)
 
     def serve(self, until: float | None, stopped: Callable[[], bool]) -> None:
-        """Delay packets until ``until`` (time.time(); None: until stopped)."""
-        end = math.inf if until is None else until
-        while not stopped() and time.time() < end:
+        """Delay packets until ``until`` (time.time(); None: until stopped), counting the time left on the raw
+        clock (a clock-skew fault on the node moves the wall clock)."""
+        raw = time.clock_gettime(time.CLOCK_MONOTONIC_RAW)
+        end = math.inf if until is None else raw + until - time.time()
+        while not stopped() and (left := end - time.clock_gettime(time.CLOCK_MONOTONIC_RAW)) > 0:
             now = self.clock()
             wait = self.held[0][0] - now if self.held else 0.2
-            self._step(min(wait, 0.2, end - time.time()))
+            self._step(min(wait, 0.2, left))
             self._release(self.clock())
 
     def drain(self, quiet: float = 0.05) -> None:
