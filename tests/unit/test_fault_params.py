@@ -698,27 +698,3 @@ def test_users_cannot_set_what_the_role_fills_in():
         check("clear", {"x": "1"}, resolved=False)
     with pytest.raises(ValueError, match=r"^clear: only: 'nope' is not a fault \(known: worker-kill, "):
         check("clear", {"only": "nope"}, resolved=False)
-
-
-def test_a_faults_measurement_is_recorded_once_it_is_reverted_and_inside_its_window(tmp_path):
-    """A fault on the wall clock (clock-skew) has put it back by the time its measurement is written, so the
-    record's time falls inside the window the checker draws from the applied and reverted events."""
-    from chaoslab.node.fault_record import Fault, _keep
-
-    events = tmp_path / "events.jsonl"
-    record = FaultRecord("x", "n", str(tmp_path / "state"), "", str(events))
-    record.claim()
-    state = {"reverted": False, "seen_reverted": None}
-    original = record.measured
-
-    def measured(effect):
-        state["seen_reverted"] = state["reverted"]
-        original(effect)
-
-    record.measured = measured  # type: ignore[method-assign]
-    fault = Fault("x", {}, lambda: {}, lambda _detail: state.update(reverted=True),
-                  measure=lambda window: (window.ended.wait(5), {"effective": True})[1])
-    _keep(record, fault, 0.3, lambda _detail: None)
-    assert state["seen_reverted"] is True
-    kinds = [json.loads(line)["event"] for line in events.read_text().splitlines()]
-    assert kinds == ["applied", "measured", "reverted"]

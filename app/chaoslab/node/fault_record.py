@@ -241,7 +241,7 @@ def _keep(record: FaultRecord, fault: Fault, duration: float, report: Callable[[
     ends = _raw() + duration if duration > 0 else None  # the duration, whatever the fault does to the wall clock
     record.start(deadline, fault.params, os.getpid(), {})
     detail: Detail | None = None
-    measuring: Measuring | None = None
+    measuring: tuple[threading.Thread, threading.Event] | None = None
     try:
         detail = fault.apply()
         in_force = float(detail.pop(IN_FORCE_AT, None) or time.time())
@@ -258,12 +258,11 @@ def _keep(record: FaultRecord, fault: Fault, duration: float, report: Callable[[
             hold_until(deadline, stop)
     finally:
         if measuring is not None:  # the measurement reads the fault in force: it ends before the revert
-            measuring.ended.set()
-            measuring.thread.join(MEASURE_JOIN_S)
+            thread, ended = measuring
+            ended.set()
+            thread.join(MEASURE_JOIN_S)
         if detail is not None and fault.revert is not None:
             fault.revert(detail)
-        if measuring is not None:  # recorded once reverted: a fault on the clock has put it back by then
-            measuring.record_now()
         if detail is not None:
             healed = detail.get(HEALED_AT)
             by = "healed" if healed else ("stop" if stop() else "deadline")
@@ -276,47 +275,24 @@ MEASURE_JOIN_S = 10.0
 """How long the revert waits for a measurement still running at the fault's end."""
 
 
-class Measuring:
-    """A measurement in its thread; its outcome (or why there is none) goes to the event ledger when the fault has
-    been reverted, or when it ends, if that is later."""
+def _measure(record: FaultRecord, measure: Callable[[Any], Detail], detail: Detail, deadline: float | None,
+             stop: Stop) -> tuple[threading.Thread, threading.Event]:
+    """Measure the fault in force in a thread; its outcome (or why there is none) goes to the event ledger."""
+    from chaoslab.node.fault_effect import Window
 
-    def __init__(self, record: FaultRecord, measure: Callable[[Any], Detail], window: Any) -> None:
-        self.record, self.measure, self.window = record, measure, window
-        self.ended: threading.Event = window.ended
-        self.lock = threading.Lock()
-        self.effect: Detail | None = None
-        self.reverted = False
-        self.thread = threading.Thread(target=self._run, name="measure", daemon=True)
+    window = Window(detail, deadline, stop)
 
-    def _run(self) -> None:
+    def run() -> None:
         try:
-            effect = self.measure(self.window)
+            effect = measure(window)
         except Exception as error:  # the fault stands; its effect is unknown, and the record says why
             traceback.print_exc()
             effect = {"error": f"{type(error).__name__}: {error}", "effective": None}
-        with self.lock:
-            self.effect = effect
-            late = self.reverted
-        if late:
-            self.record.measured(effect)
+        record.measured(effect)
 
-    def record_now(self) -> None:
-        """The fault is reverted: record the outcome if there is one (else the thread does when it has it)."""
-        with self.lock:
-            self.reverted = True
-            effect = self.effect
-        if effect is not None:
-            self.record.measured(effect)
-
-
-def _measure(record: FaultRecord, measure: Callable[[Any], Detail], detail: Detail, deadline: float | None,
-             stop: Stop) -> Measuring:
-    """Measure the fault in force in a thread."""
-    from chaoslab.node.fault_effect import Window
-
-    measuring = Measuring(record, measure, Window(detail, deadline, stop))
-    measuring.thread.start()
-    return measuring
+    thread = threading.Thread(target=run, name="measure", daemon=True)
+    thread.start()
+    return thread, window.ended
 
 
 def detach(body: Callable[[Callable[[Detail], None]], None], log: Path) -> Detail:
