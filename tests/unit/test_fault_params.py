@@ -698,3 +698,17 @@ def test_users_cannot_set_what_the_role_fills_in():
         check("clear", {"x": "1"}, resolved=False)
     with pytest.raises(ValueError, match=r"^clear: only: 'nope' is not a fault \(known: worker-kill, "):
         check("clear", {"only": "nope"}, resolved=False)
+
+
+def test_a_measurement_is_recorded_at_the_time_it_gives(tmp_path):
+    """clock-skew measures while the node's clock is skewed: it gives the true time, and the record uses it, so the
+    measurement falls inside its window."""
+    from chaoslab.node.fault_record import MEASURED_AT
+
+    events = tmp_path / "events.jsonl"
+    record = FaultRecord("x", "n", str(tmp_path / "state"), "", str(events))
+    record.measured({"effective": True, MEASURED_AT: 1000.5})
+    record.measured({"effective": False})
+    first, second = (json.loads(line) for line in events.read_text().splitlines())
+    assert first["t"] == 1000.5 and first["effect"] == {"effective": True}
+    assert second["t"] > 1000.5 and second["effect"] == {"effective": False}

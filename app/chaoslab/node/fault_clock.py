@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from chaoslab.node.fault_record import IN_FORCE_AT, Detail, Fault, Node
+from chaoslab.node.fault_record import IN_FORCE_AT, MEASURED_AT, Detail, Fault, Node
 
 NORMAL_TICK = 10000
 """Microseconds per kernel tick (USER_HZ = 100) when the clock runs at its own rate."""
@@ -150,12 +150,14 @@ def clock_skew_effect(values: dict[str, Any], _node: Node) -> Any:
         near_drift = abs(seen_drift - drift) <= max(0.1 * abs(drift), 0.2)
         ratios = [seen_step / step] if step else []
         ratios += [seen_drift / drift] if drift else []
-        return effect({"step_s": step, "drift_percent": drift},
-                      {"step_s": round(seen_step, 4), "drift_percent": round(seen_drift, 3),
-                       "samples": len(points), "seconds": round(points[-1][0] - points[0][0], 1)},
-                      min(ratios) if ratios else None,
-                      "the node's wall clock against its raw hardware counter (CLOCK_MONOTONIC_RAW), sampled every "
-                      "0.25 s: the lead it gained (step) and how fast the lead grew (drift)",
-                      effective=near_step and near_drift)
+        found = effect({"step_s": step, "drift_percent": drift},
+                       {"step_s": round(seen_step, 4), "drift_percent": round(seen_drift, 3),
+                        "samples": len(points), "seconds": round(points[-1][0] - points[0][0], 1)},
+                       min(ratios) if ratios else None,
+                       "the node's wall clock against its raw hardware counter (CLOCK_MONOTONIC_RAW), sampled every "
+                       "0.25 s: the lead it gained (step) and how fast the lead grew (drift)",
+                       effective=near_step and near_drift)
+        # recorded at the true time (the wall clock is still skewed), as its window's events are
+        return {**found, MEASURED_AT: time.clock_gettime(time.CLOCK_MONOTONIC_RAW) + before}
 
     return during

@@ -103,6 +103,7 @@ class Fault:
 
 # Keys a fault's detail may carry for its event records: when it took effect, and when its effect ended by itself.
 IN_FORCE_AT = "in_force_at"
+MEASURED_AT = "measured_at"
 HEALED_AT = "healed_at"
 
 
@@ -199,8 +200,10 @@ class FaultRecord:
         self._event(event, time.time(), **data)
 
     def measured(self, effect: Detail) -> None:
-        """What the fault did while in force (chaoslab.node.fault_effect), or why it could not be measured."""
-        self._event("measured", time.time(), effect=effect)
+        """What the fault did while in force (chaoslab.node.fault_effect), or why it could not be measured; at the
+        time the effect says it was measured (MEASURED_AT: a fault on the clock knows the true time), else now."""
+        effect = dict(effect)
+        self._event("measured", float(effect.pop(MEASURED_AT, None) or time.time()), effect=effect)
 
     def reverted(self, t: float, by: str) -> None:
         """The fault's effect ended at *t* (written once)."""
