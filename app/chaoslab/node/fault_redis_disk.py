@@ -136,6 +136,10 @@ def psutil_parent(pid: int) -> int | None:
         return None
 
 
+def _is_pid(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def revert_redis_disk_full(detail: Detail) -> None:
     """Remove the filler: through the Redis that runs now (it may have restarted), else the one filled, else its
     service manager's view of the directory (Redis is down)."""
@@ -143,14 +147,12 @@ def revert_redis_disk_full(detail: Detail) -> None:
         _, directory = redis_dir("this node", timeout=2.0)
         (directory / FILLER).unlink(missing_ok=True)
         return
-    where, places = str(detail.get("dir") or ""), []
-    for key in ("pid", "parent"):
-        pid = detail.get(key)
-        if isinstance(pid, int) and not isinstance(pid, bool):
-            places.append(Path(f"/proc/{pid}/cwd") if key == "pid" else
-                          Path(f"/proc/{pid}/root") / where.lstrip("/") if where.startswith("/") else None)
+    pid, parent, where = detail.get("pid"), detail.get("parent"), str(detail.get("dir") or "")
+    places = [Path(f"/proc/{pid}/cwd")] if _is_pid(pid) else []
+    if _is_pid(parent) and where.startswith("/"):
+        places.append(Path(f"/proc/{parent}/root") / where.lstrip("/"))
     for place in places:
-        if place is not None and (place / FILLER).exists():
+        if (place / FILLER).exists():
             with contextlib.suppress(OSError):
                 (place / FILLER).unlink()
                 return
