@@ -313,7 +313,7 @@ KINDS: dict[str, FaultKind] = {kind.name: kind for kind in (
         "redis-disk-full", "Fill the filesystem of Redis's data directory, so that writing its AOF or RDB fails",
         target="redis",
         details=("A file of the lab's takes all but free bytes of the filesystem Redis's dir is on, which must be "
-                 "Redis's own (the redis role mounts a tmpfs of redis_data_size_mib there); the end of the fault "
+                 "Redis's own (the redis role mounts an ext4 image of redis_data_size_mib there); the end of the fault "
                  "removes it.",
                  "With appendonly yes Redis refuses every write (MISCONF) once writing its AOF fails, until a "
                  "write succeeds again; with RDB save points, once a background save is due and fails; with no "
@@ -323,6 +323,24 @@ KINDS: dict[str, FaultKind] = {kind.name: kind for kind in (
                       "64KiB)."), DURATION),
         apply="fault_redis_disk:redis_disk_full", revert="fault_redis_disk:revert_redis_disk_full",
         measure="fault_redis_disk:disk_full_effect"),
+    FaultKind(
+        "redis-slow-fsync", "Cap the disk under Redis's data directory at iops writes a second: its fsyncs wait",
+        target="redis",
+        details=("The kernel's block I/O throttle lets iops writes a second reach the device Redis's dir is "
+                 "on, as a cloud disk out of IOPS credits does (cgroup v1: blkio.throttle.write_iops_device of "
+                 "Redis's cgroup; under systemd the unit's IOWriteIOPSMax; io.max in v2). Writes queue behind "
+                 "the cap, and an fsync on ext4 takes a few (data and journal); below 10 a second even a single "
+                 "write waits about 1/iops s (the kernel grants the budget per 100 ms). It must be a block device "
+                 "of Redis's own (the redis role mounts an ext4 image of redis_data_size_mib there); the end of "
+                 "the fault lifts the throttle.",
+                 "With appendfsync always every write command waits for an fsync; with everysec Redis's "
+                 "background fsync falls behind, and writes wait once one is pending for 2 s (aof_delayed_fsync); "
+                 "with no persistence the disk does not reach Redis, and the measurement says the fault was not "
+                 "effective."),
+        params=(Param("iops", whole(1, 100000), 5, "Writes a second the disk takes (5: a write waits about "
+                      "200 ms; an fsync, a few of them)."), DURATION),
+        apply="fault_redis_fsync:redis_slow_fsync", revert="fault_redis_fsync:revert_redis_slow_fsync",
+        measure="fault_redis_fsync:slow_fsync_effect"),
     FaultKind(
         "clock-skew", "Step the node's wall clock and make it run fast or slow (VMs and hosts)",
         target="workers[0]",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -40,7 +41,15 @@ def lab_traces() -> dict[str, list[str]]:
         "processes": [f"{process.pid} {process.as_dict(['name'])['name']}" for process in lab_processes()],
         "netns files": netns_files,
         "node directories": [path for path in NODE_DIR_PARENTS if os.path.exists(path)],
+        "loop devices": lab_loop_devices(),
     }
+
+
+def lab_loop_devices() -> list[str]:
+    """Loop devices backed by a file of a lab node (the redis role's disk image)."""
+    found = subprocess.run(["losetup", "--list", "--noheadings", "--output", "NAME,BACK-FILE"], capture_output=True,
+                           text=True, check=False).stdout.split("\n")
+    return [line for line in found if any(parent in line for parent in NODE_DIR_PARENTS)]
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -106,7 +106,15 @@ def node_state() -> dict:
     return {"network": {node: node_network(node) for node in nodes},
             "memory": {node: memory_limit(node) for node in nodes},
             "processes": processes, "records": fault_files(), "redis": redis_memory_config(),
-            "disk filler": redis_disk_filler()}
+            "disk filler": redis_disk_filler(), "disk throttles": disk_throttles()}
+
+
+def disk_throttles() -> list[str]:
+    """Write throttles of block devices (the slow-fsync fault's) in any blkio cgroup of the host."""
+    found = []
+    for rules in Path("/sys/fs/cgroup/blkio").glob("**/blkio.throttle.write_iops_device"):
+        found += [f"{rules.parent}: {line}" for line in rules.read_text().splitlines() if line.strip()]
+    return found
 
 
 def redis_disk_filler() -> list[str]:
@@ -135,6 +143,7 @@ def is_baseline(state: dict) -> list[str]:
     wrong += [f"stress-ng: {cmd}" for cmd, _ in state["processes"].values() if cmd.startswith("stress-ng")]
     wrong += [f"record: {path}" for path in state["records"]]
     wrong += [f"disk filler: {path}" for path in state.get("disk filler", [])]
+    wrong += [f"disk throttle: {rule}" for rule in state.get("disk throttles", [])]
     if state.get("redis") and state["redis"] != {"maxmemory": "0", "maxmemory-policy": "noeviction"}:
         wrong.append(f"redis: {state['redis']}")
     return wrong

@@ -248,6 +248,50 @@ def test_a_full_disk_under_redis_with_aof_is_measured_as_writes_redis_refused(la
     assert wait_until(lambda: is_baseline(node_state()) == [], 15)
 
 
+def redis_set_ms(client, count: int = 5) -> float:
+    """The slowest of a few SETs, in ms."""
+    times = []
+    for number in range(count):
+        start = time.monotonic()
+        client.set("chaoslab:slow-fsync-test", str(number))
+        times.append(time.monotonic() - start)
+    return max(times) * 1000
+
+
+def test_a_slow_disk_under_redis_with_aof_always_is_measured_as_capped_fsyncs_and_slow_writes(lab):
+    client = lab_redis(lab, 0)
+    client.config_set("appendonly", "yes")
+    client.config_set("appendfsync", "always")
+    try:
+        assert wait_until(lambda: client.info("persistence")["aof_rewrite_in_progress"] == 0, 15)
+        assert redis_set_ms(client) < 50  # before: the disk is fast
+        effect = inject("redis-slow-fsync", "redis", "iops=5", "duration=6s")
+        assert wait_until(lambda: is_baseline(node_state()) == [], 15)
+        assert redis_set_ms(client) < 50  # after: fast again
+    finally:
+        client.config_set("appendfsync", "everysec")
+        client.config_set("appendonly", "no")
+    measured = effect["measured"]
+    # the probe shares the disk's 5 writes a second with a Redis that fsyncs after every write command
+    assert measured["bursts"] >= 2 and measured["disk_writes_per_s"] <= 5 / 0.9, effect
+    assert measured["fsyncs_per_s_before"] >= 50 and measured["single_fsync_median_ms"] >= 180, effect
+    # appendfsync always: every write command waits for its fsync
+    assert measured["redis_write_median_ms"] >= 150 and measured["aof_enabled"] == 1, effect
+    assert effect["effective"] is True and effect["asked"] == {"disk_writes_per_s_at_most": 5}, effect
+
+
+def test_a_slow_disk_under_a_redis_that_persists_nothing_is_slow_but_reported_not_effective(lab):
+    """Deliberately ineffective: the disk is capped (the probe's fsyncs run at the rate asked, about), but the
+    lab's Redis as provisioned writes nothing to it."""
+    effect = inject("redis-slow-fsync", "redis", "iops=20", "duration=4s")
+    measured = effect["measured"]
+    assert measured["bursts"] >= 2 and measured["fsyncs_per_s"] <= 20 / 0.9, effect
+    assert 20 * 0.8 <= measured["disk_writes_per_s"] <= 20 / 0.9, effect  # the disk alone, at the cap
+    assert measured["aof_enabled"] == 0 and measured["save"] == "" and measured["redis_write_median_ms"] < 20, effect
+    assert effect["effective"] is False, effect
+    assert wait_until(lambda: is_baseline(node_state()) == [], 15)
+
+
 def test_a_full_disk_under_a_redis_that_persists_nothing_is_reported_not_effective(lab):
     """Deliberately ineffective: the lab's Redis as provisioned writes no AOF and has no save points."""
     effect = inject("redis-disk-full", "redis", "duration=3s")

@@ -48,6 +48,9 @@ BAD_INPUT = [
                                      "size): it would cap nothing"),
     ("redis-disk-full", ["free=5x"], "redis-disk-full: free: '5x' has an unknown unit"),
     ("redis-disk-full", ["target=workers[0]"], "redis-disk-full: the lab's Redis does not run on worker-1"),
+    ("redis-slow-fsync", ["iops=0"], "redis-slow-fsync: iops: 0 is not within 1-100000"),
+    ("redis-slow-fsync", ["iops=fast"], "redis-slow-fsync: iops: 'fast' is not a whole number"),
+    ("redis-slow-fsync", ["target=workers[0]"], "redis-slow-fsync: the lab's Redis does not run on worker-1"),
     ("clock-skew", ["step=30s"], "clock-skew: worker-1 is a network namespace of the local lab and shares the "
                                  "host's one kernel clock with every node; run it on the Vagrant lab or real hosts"),
     ("clock-skew", [], "clock-skew: give a step (e.g. step=30s, step=-2m) or a drift (e.g. drift=5%), or both"),
@@ -79,6 +82,7 @@ CLEARABLE = [
     ("network-partition", []),
     ("redis-maxmemory", ["maxmemory=64MiB", "policy=volatile-lru"]),
     ("redis-disk-full", []),
+    ("redis-slow-fsync", []),
 ]
 
 

@@ -242,6 +242,10 @@ BAD = [
     ("clock-skew", {"drift": "12%"}, False, "clock-skew: drift: '12%' is beyond +-10%"),
     ("redis-disk-full", {"free": "lots"}, False,
      "redis-disk-full: free: 'lots' is not a size (a number with a unit: use B, kB, MB, GB, TB, KiB, MiB, GiB or TiB)"),
+    ("redis-slow-fsync", {"iops": "-5"}, False, "redis-slow-fsync: iops: -5 is not within 1-100000"),
+    ("redis-slow-fsync", {"iops": "5.5"}, False, "redis-slow-fsync: iops: '5.5' is not a whole number"),
+    ("redis-slow-fsync", {"iops": "5", "duration": "10"}, False,
+     "redis-slow-fsync: duration: '10' has no unit (use ms, s, m or h)"),
 ]
 
 

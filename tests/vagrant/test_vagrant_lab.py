@@ -149,6 +149,47 @@ def test_network_delay_adds_100ms_with_netem_and_reverts(vms, tmp_path):
     assert "c1a0:" not in qdisc and "netem" not in qdisc, qdisc
 
 
+def redis_write_iops_max() -> str:
+    out = must(as_user("ansible", "redis", "-m", "ansible.builtin.command",
+                       "-a", "systemctl show -p IOWriteIOPSMax chaoslab-redis.service"), "systemctl show")
+    return next(line.split("=", 1)[1].strip() for line in out.splitlines() if line.startswith("IOWriteIOPSMax="))
+
+
+def fault_window(fault: str) -> dict:
+    """The last window of *fault*, as ``chaoslab faults`` shows it."""
+    shown = must(as_user("chaoslab", "faults", "--json"), "chaoslab faults")
+    return [row for row in json.loads(shown) if row["fault"] == fault][-1]
+
+
+def measured_window(fault: str, timeout: float = 600) -> dict:
+    """The last window of *fault* once it is over and its measurement recorded."""
+    deadline = time.monotonic() + timeout
+    while fault_window(fault)["in_force"] or fault_window(fault)["effect"] is None:
+        assert time.monotonic() < deadline, fault_window(fault)
+        time.sleep(10)
+    return fault_window(fault)
+
+
+def test_redis_slow_fsync_caps_the_units_disk_writes_and_lifts_it(vms):
+    """Redis's data directory is an ext4 image on a loop device; the cap is the unit's IOWriteIOPSMax."""
+    assert redis_write_iops_max() == ""
+    mounted = must(as_user("ansible", "redis", "-m", "ansible.builtin.command", "-a",
+                           "findmnt --noheadings --output SOURCE,FSTYPE --target /var/lib/chaoslab/redis"), "findmnt")
+    assert "/dev/loop" in mounted and "ext4" in mounted, mounted
+    must(as_user("ansible-playbook", "faults/redis-slow-fsync.yml", "-e", "iops=5", "-e", "duration=60s"),
+         "faults/redis-slow-fsync.yml")
+    during = redis_write_iops_max()
+    window = measured_window("redis-slow-fsync")
+    print(f"redis IOWriteIOPSMax {during!r} during iops=5, {redis_write_iops_max()!r} after; measured "
+          f"{window['effect']['measured']}")
+    assert during.startswith("/dev/loop") and during.endswith(" 5"), during
+    measured = window["effect"]["measured"]
+    # the fsyncs ran at the cap or below (the journal's writes pass it under cgroup v2), fast before
+    assert measured["fsyncs_per_s"] <= 5 / 0.9 and measured["fsyncs_per_s_before"] >= 20, window
+    assert measured["aof_enabled"] == 0 and window["effect"]["effective"] is False, window  # Redis persists nothing
+    assert redis_write_iops_max() == ""
+
+
 def clock_lead() -> float:
     """worker-1's wall clock's lead over Redis's (the redis VM's clock), in seconds."""
     venv = hostvars()["worker-1"]["lab_venv"]
@@ -157,21 +198,12 @@ def clock_lead() -> float:
     return float(json.loads(result["worker-1"]["stdout"])["lead_s"])
 
 
-def clock_skew_window() -> dict:
-    shown = must(as_user("chaoslab", "faults", "--json"), "chaoslab faults")
-    return [row for row in json.loads(shown) if row["fault"] == "clock-skew"][-1]
-
-
 def test_clock_skew_steps_and_drifts_a_workers_clock_and_puts_it_back(vms):
     before = clock_lead()
     must(as_user("ansible-playbook", "faults/clock-skew.yml", "-e", "step=30s", "-e", "drift=5%", "-e",
                  "duration=90s"), "faults/clock-skew.yml")
     during = clock_lead()
-    deadline = time.monotonic() + 600
-    while clock_skew_window()["in_force"] or clock_skew_window()["effect"] is None:
-        assert time.monotonic() < deadline, clock_skew_window()
-        time.sleep(10)
-    window = clock_skew_window()
+    window = measured_window("clock-skew")
     after = clock_lead()
     print(f"worker-1's clock ahead of redis's: {before:.3f} s before, {during:.3f} s during step=30s drift=5%, "
           f"{after:.3f} s after; measured {window['effect']['measured']}; window {window['end'] - window['start']:.1f}"

@@ -42,16 +42,27 @@ def memory_limit(limit_file: Path, total: int) -> int:
     return total if text == "max" else min(int(text), total)
 
 
-def memory_files(pid: int | str) -> tuple[Path, Path, str | None]:
-    """(limit file, usage file, systemd unit or None) of a process's memory cgroup."""
+def process_cgroup(pid: int | str, controller: str) -> tuple[Path, str | None, int] | None:
+    """(directory, systemd unit or None, cgroup version) of a process's cgroup for *controller*: its v1 hierarchy's,
+    or its one v2 cgroup (the unit is named where systemd runs it); None when it is in none."""
     root = cgroup_root()
     for line in Path(f"/proc/{pid}/cgroup").read_text(encoding="ascii").splitlines():
         _, controllers, path = line.split(":", 2)
         if controllers == "" and (root / "cgroup.controllers").exists():
             base = root / path.lstrip("/")
             unit = base.name if base.name.endswith(".service") and Path("/run/systemd/system").is_dir() else None
-            return base / "memory.max", base / "memory.current", unit
-        if "memory" in controllers.split(","):
-            base = root / controllers / path.lstrip("/")
-            return base / "memory.limit_in_bytes", base / "memory.usage_in_bytes", None
-    raise ValueError(f"process {pid} is in no memory cgroup")
+            return base, unit, 2
+        if controller in controllers.split(","):
+            return root / controllers / path.lstrip("/"), None, 1
+    return None
+
+
+def memory_files(pid: int | str) -> tuple[Path, Path, str | None]:
+    """(limit file, usage file, systemd unit or None) of a process's memory cgroup."""
+    found = process_cgroup(pid, "memory")
+    if found is None:
+        raise ValueError(f"process {pid} is in no memory cgroup")
+    base, unit, version = found
+    if version == 2:
+        return base / "memory.max", base / "memory.current", unit
+    return base / "memory.limit_in_bytes", base / "memory.usage_in_bytes", None

@@ -30,7 +30,7 @@ import psutil
 
 from chaoslab.fault_kinds import KINDS
 from chaoslab.fault_params import check
-from chaoslab.node import fault_network, fault_process, fault_redis_disk, fault_service
+from chaoslab.node import fault_network, fault_process, fault_redis_disk, fault_redis_fsync, fault_service
 from chaoslab.node.fault_record import Detail, Fault, FaultRecord, Node, process_start, run_fault
 
 
@@ -104,6 +104,7 @@ def clear(args: argparse.Namespace, only: str = "") -> dict[str, object]:
         cleared.append("stress-ng")
     cleared += fault_network.clear_network(args.nic)
     cleared += fault_redis_disk.clear_filler()
+    cleared += fault_redis_fsync.clear_throttle()
     return {"cleared": cleared}
 
 

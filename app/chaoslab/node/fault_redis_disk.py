@@ -28,7 +28,7 @@ HEADROOM_KEPT = 64 * 2**20
 """Memory a tmpfs fill leaves the node's cgroup (its processes keep running)."""
 
 
-def redis_dir(node: str, timeout: float = 5.0) -> tuple[int, Path]:
+def redis_dir(node: str, timeout: float = 5.0, fault: str = "redis-disk-full") -> tuple[int, Path]:
     """Redis's process id and the directory it writes its AOF and RDB to, reached through the process itself
     (``/proc/<pid>/cwd``: Redis works in its dir), so in whatever mount namespace Redis runs (a local lab node's
     services have one of their own)."""
@@ -37,28 +37,28 @@ def redis_dir(node: str, timeout: float = 5.0) -> tuple[int, Path]:
     try:
         pid = int(client(timeout).info("server")["process_id"])
     except (redis.RedisError, KeyError, ValueError) as error:
-        raise ValueError(f"redis-disk-full: the Redis of {node} does not answer ({error})") from None
+        raise ValueError(f"{fault}: the Redis of {node} does not answer ({error})") from None
     try:
         ours = same_netns(pid) and Path(f"/proc/{pid}/comm").read_text().startswith("redis-server")
     except OSError:
         ours = False
     if not ours:
-        raise ValueError(f"redis-disk-full: the lab's Redis does not run on {node}")
+        raise ValueError(f"{fault}: the lab's Redis does not run on {node}")
     return pid, Path(f"/proc/{pid}/cwd")
 
 
-def own_filesystem(pid: int, directory: Path) -> str:
-    """Refuse a directory that is not the mount point of a filesystem of its own; its type (tmpfs, ext4, ...)."""
+def own_filesystem(pid: int, directory: Path, fault: str = "redis-disk-full") -> str:
+    """Refuse a directory that is not the mount point of a filesystem of its own; its type (ext4, tmpfs, ...)."""
     try:
         where = os.readlink(directory)
         parent = Path(f"/proc/{pid}/root") / Path(where).parent.relative_to("/")
         own = os.stat(directory).st_dev != os.stat(parent).st_dev
         mounts = Path(f"/proc/{pid}/mountinfo").read_text(encoding="utf-8", errors="replace").splitlines()
     except (OSError, ValueError) as error:
-        raise ValueError(f"redis-disk-full: cannot look at Redis's dir ({error})") from None
+        raise ValueError(f"{fault}: cannot look at Redis's dir ({error})") from None
     if not own:
-        raise ValueError(f"redis-disk-full: Redis's dir {where} has no filesystem of its own (filling it would fill "
-                         "the node's); the redis role gives it one with redis_data_size_mib")
+        raise ValueError(f"{fault}: Redis's dir {where} has no filesystem of its own (the fault would reach the "
+                         "node's); the redis role gives it one with redis_data_size_mib")
     kinds = [line.split(" - ", 1)[1].split()[0] for line in mounts
              if " - " in line and line.split()[4] == where]
     return kinds[-1] if kinds else ""
