@@ -1,7 +1,7 @@
 """A full disk under Redis: its data directory's filesystem filled, so that writing its AOF or RDB fails.
 
-The filesystem must be Redis's own (the redis role gives its data directory a tmpfs of ``redis_data_size_mib``):
-filling one the node shares would fail everything else on it too. A file of the lab's (``FILLER``) takes all
+The filesystem must be Redis's own (the redis role mounts an ext4 image of ``redis_data_size_mib`` on its data
+directory): filling one the node shares would fail everything else on it too. A file of the lab's (``FILLER``) takes all
 but ``free`` bytes of it, allocated at once; the end of the fault removes it. What Redis does then depends on
 its persistence: with ``appendonly yes`` a failed write to the AOF makes it refuse every write command (MISCONF)
 until a write succeeds again; with RDB save points a failed background save does the same
