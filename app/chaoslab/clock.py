@@ -114,3 +114,22 @@ def warnings(found: Mapping[str, Correction], limit: float = WARN_OFFSET_S) -> l
     """One line per node whose clock was more than *limit* off the controller's."""
     return [f"the clock of {node} was {correction.largest * 1000:.0f} ms off the controller's (records corrected)"
             for node, correction in sorted(found.items()) if correction.largest > limit]
+
+
+def skew_warnings(faults: Iterable[Any]) -> list[str]:
+    """One line per clock-skew window (a checker ``FaultWindow``): the records its node made then are on a clock
+    the run's offsets (measured at its start and end) do not see, so their times are off by up to the skew."""
+    found = []
+    for window in faults:
+        if window.fault != "clock-skew":
+            continue
+        effect = window.effect or {}
+        shown = effect.get("measured") or effect.get("asked") or {}
+        step, drift = float(shown.get("step_s") or 0.0), float(shown.get("drift_percent") or 0.0)
+        worst = abs(step) + abs(drift) / 100 * max(window.end - window.start, 0.0)
+        which = "measured" if effect.get("measured") else "asked"
+        found.append(f"the clock of {window.target or 'its node'} was stepped {step:+.3g} s and ran {drift:+.3g} % "
+                     f"fast during clock-skew ({which}): the times it recorded in that window are on its skewed "
+                     f"clock (the run's clock offsets are measured at its start and end), so latencies of tasks it "
+                     f"handled then are off by up to {worst:.3g} s")
+    return found

@@ -350,6 +350,8 @@ KINDS: dict[str, FaultKind] = {kind.name: kind for kind in (
                  "At the end the tick is put back and the clock set to what it would read had nothing happened. "
                  "A time-sync daemon on the node (chrony, systemd-timesyncd) may pull the clock back meanwhile: "
                  "the measurement shows what the clock did.",
+                 "A run's verdict notes the window: the times the node recorded then are on its skewed clock, "
+                 "which the run's clock offsets (measured at its start and end) do not correct.",
                  "Refused on the local lab, whose nodes share the host's one kernel clock."),
         params=(Param("step", signed_duration(), "", "How far the clock jumps at the start (30s ahead, -2m "
                       "back)."),

@@ -439,7 +439,7 @@ class Runner:
 
 def run_warnings(summary: checker.Summary, state: RunState) -> list[str]:
     """What a reader must know before trusting the run's figures."""
-    found = clock.warnings(state.clocks)
+    found = clock.warnings(state.clocks) + clock.skew_warnings(summary.faults)
     for line in checker.ineffective(summary.faults):
         found.append(f"fault not effective: {line}" + ("" if accepts_ineffective(state.scenario) else
                                                        "; the hypothesis is not held (accept_ineffective: true "
