@@ -58,10 +58,14 @@ def install_chain(spec: tuple[str, str, tuple[str, ...]], rules: list[list[str]]
     if chain_exists(table, chain):
         raise ValueError(f"iptables chain {chain} is already in use by another fault; run faults/clear.yml first")
     iptables(table, "-N", chain)
-    for rule in rules:
-        iptables(table, "-A", chain, *rule)
-    for hook in hooks:
-        iptables(table, "-I", hook, "1", "-j", chain)
+    try:
+        for rule in rules:
+            iptables(table, "-A", chain, *rule)
+        for hook in hooks:
+            iptables(table, "-I", hook, "1", "-j", chain)
+    except BaseException:  # a rule iptables refused: leave nothing half made behind
+        remove_chain(spec)
+        raise
 
 
 def remove_chain(spec: tuple[str, str, tuple[str, ...]]) -> bool:
