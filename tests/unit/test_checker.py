@@ -285,9 +285,14 @@ def test_records_without_process_start_times_fall_back_to_pids():
 def test_lost_causes():
     history = [pub("retry", 1), start("retry", 2), end("retry", 3, "retry"), alive("w1", (1, LIVE_PS))]
     history += [pub("before", 10), pub("after", 80), pub("taken", 10), received("taken", 11, pid=5, ps=LIVE_PS)]
+    # received by a worker that lived on: dropped when its connection broke, forgotten by the restarted broker
+    history += [pub("held", 10), received("held", 12, pid=1, ps=LIVE_PS)]
+    # received after the restart: the restart did not take it, and nothing says what did
+    history += [pub("later", 40), received("later", 60, pid=1, ps=LIVE_PS)]
     found = {t.id: (t.cls, t.cause) for t in run(history, snapshot=snap(broker_started=50.0)).tasks}
     assert found == {"retry": ("lost", "retry_never_ran"), "before": ("lost", "broker_data_loss"),
-                     "after": ("lost", "never_delivered"), "taken": ("lost", "prefetched_by_dead_worker")}
+                     "after": ("lost", "never_delivered"), "taken": ("lost", "prefetched_by_dead_worker"),
+                     "held": ("lost", "prefetched_broker_data_loss"), "later": ("lost", "received_never_started")}
     evicted = {t.id: t.cause for t in run(history, snapshot=snap(evicted=3)).tasks}
     assert evicted["after"] == "broker_data_loss"
 
@@ -758,7 +763,8 @@ CASES = {
     "lost_prefetched": Case("lost", "prefetched_by_dead_worker", (), receiver="dead"),
     "lost_broker": Case("lost", "broker_data_loss", (), published="before"),
     "lost_never_delivered": Case("lost", "never_delivered", (), published="after"),
-    "lost_live_receiver": Case("lost", "never_delivered", (), receiver="live", published="after"),
+    "lost_live_receiver": Case("lost", "received_never_started", (), receiver="live", published="after"),
+    "lost_prefetched_restart": Case("lost", "prefetched_broker_data_loss", (), receiver="live", published="before"),
 }
 
 

@@ -57,7 +57,11 @@ Classes (every published task id gets exactly one, decided in this order)
         ``retry_never_ran`` (its last execution ended ``retry`` and the retried message is gone),
         ``killed_running`` (its execution's process was gone at collection: the message had been acknowledged, early
         acknowledgement, and nothing recorded a failure), ``prefetched_by_dead_worker`` (received by a worker
-        process that was gone at collection, never started), ``broker_data_loss`` (never received by a worker, and
+        process that was gone at collection, never started), ``prefetched_broker_data_loss`` (received by a worker
+        that lived on, never started, and the broker restarted after it was received: Celery's consumer drops the
+        messages it prefetched when its connection breaks, and the restarted broker had forgotten their
+        unacknowledged copies), ``received_never_started`` (received by a worker that lived on, never started, and
+        nothing explains where it went), ``broker_data_loss`` (never received by a worker, and
         the broker restarted after it was published, or evicted keys), ``taken_by_killed_worker`` (never received,
         and a worker's main process was killed after it was published: kombu's Redis transport moves a message
         from the queue to the unacknowledged set in two steps, and a main process killed between them takes the
@@ -436,7 +440,7 @@ class _Collector:
         node, pid, ps = _text(record["node"]), int(record["pid"]), record.get("ps")
         state = self._state(record["id"])
         count = state[4][0] + 1 if state[4] else 1
-        state[4] = (count, intern(node, node), intern(pid, pid), intern(ps, ps))
+        state[4] = (count, intern(node, node), intern(pid, pid), intern(ps, ps), self._t(record))
 
     def _add_start(self, record: Mapping[str, Any]) -> None:
         ps = record.get("ps")
@@ -557,6 +561,11 @@ class _Context:
         """Whether a worker's main process was killed after *t*."""
         return bool(self.main_kills) and self.main_kills[-1] >= t
 
+    def broker_restarted_since(self, t: float) -> bool:
+        """Whether the broker (re)started after *t*: it forgot what it held then, unless it persisted it."""
+        snapshot = self.snapshot
+        return snapshot is not None and snapshot.broker_started is not None and snapshot.broker_started > t
+
     def broker_restarted_after(self, t: float) -> bool:
         snapshot = self.snapshot
         if snapshot is None:
@@ -605,6 +614,8 @@ def _lost_cause(task: list[Any], executions: list[list[Any]], final: str, ctx: _
     received = task[4]
     if received is not None and ctx.process_alive(received[1], received[2], received[3]) is False:
         return "prefetched_by_dead_worker"
+    if received is not None:
+        return "prefetched_broker_data_loss" if ctx.broker_restarted_since(received[4]) else "received_never_started"
     if ctx.broker_restarted_after(task[3]):
         return "broker_data_loss"
     if ctx.main_killed_after(task[3]):
