@@ -9,7 +9,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 # The Makefile's lab targets are the local lab's (the default inventory would pick Vagrant VMs if any exist).
 export ANSIBLE_INVENTORY := $(CURDIR)/inventory/local.yml
 PYTEST_ARGS ?=
-REPEAT ?= 2
+REPEAT ?= 5
 
 # Debian packages the local lab needs (`make install`, which every target using the local lab runs). The nodes share
 # the host's filesystem: the local inventory turns the roles' own package installs off (supervisor, redis-server,

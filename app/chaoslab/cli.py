@@ -176,7 +176,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     source = Path(args.source)
     try:
         scenarios = study.load_all(study.scenario_files(source, args.only))
-        runs = study.plan(scenarios, args.repeat)
+        runs = study.plan(scenarios, args.repeat, not args.no_null_controls)
     except (ScenarioError, ValueError) as err:
         print(f"chaoslab study: {err}", file=sys.stderr)
         return runner.EXIT_ERROR
@@ -196,7 +196,8 @@ def _study(args: argparse.Namespace, source: Path) -> int:
 
     control = LabControl(lab_info(), quiet=not args.verbose)
     return study.run_study(source, args.repeat, control, Path(args.results) if args.results else None,
-                           Path(args.publish) if args.publish else None, args.only)
+                           Path(args.publish) if args.publish else None, args.only,
+                           null_controls=not args.no_null_controls)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -348,7 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
     stud = sub.add_parser("study", help="run every scenario of a directory, each cell repeated, into one report")
     stud.add_argument("source", nargs="?", default="experiments/study", help="directory of scenario files")
-    stud.add_argument("--repeat", type=int, default=2, help="runs of each cell (default 2)")
+    stud.add_argument("--repeat", type=int, default=5, help="runs of each cell (default 5)")
+    stud.add_argument("--no-null-controls", action="store_true",
+                      help="skip the null controls (each scenario's first cell run once without its faults)")
     stud.add_argument("--only", action="append", help="run only this scenario (file stem), repeatable")
     stud.add_argument("--results", help="results directory (default experiments/results)")
     stud.add_argument("--publish", help="also copy the summaries and the report into this directory")

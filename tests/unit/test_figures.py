@@ -67,3 +67,40 @@ def test_a_figure_is_the_same_in_the_verdict_the_comparison_and_the_study_report
     for judgement in judgements:
         name = judgement.figure
         assert judgement.actual == getattr(row, name) == repeat.figures[name] == written[name], name
+
+
+def test_the_fault_phase_is_set_against_the_baseline_overall_and_per_kind():
+    """cpu tasks take 1 s in the baseline and 3 s in the fault phase; noop tasks take 0.1 s in both; one memory task
+    of the fault phase fails. The ratios say by how much the fault phase's tasks were slower, kind by kind."""
+    from tests.unit.test_checker import alive, end, pub, run, start
+
+    records = [alive("w1", (1, None))]
+    for i, (t, cpu_run) in enumerate([(t, 1.0) for t in range(0, 30, 3)] + [(t, 3.0) for t in range(30, 60, 3)]):
+        records += [pub(f"c{i}", t, kind="cpu"), start(f"c{i}", t, kind="cpu"), end(f"c{i}", t + cpu_run, kind="cpu")]
+        records += [pub(f"n{i}", t + 1, kind="noop"), start(f"n{i}", t + 1), end(f"n{i}", t + 1.1)]
+    records += [pub("m1", 40, kind="memory"), start("m1", 40, kind="memory"),
+                end("m1", 41, "failure", kind="memory")]
+    values = measure(run(records).to_dict(), None)
+    assert values["p95_run_time_ratio.cpu"] == pytest.approx(3.0)
+    assert values["p95_run_time_ratio.noop"] == pytest.approx(1.0)
+    assert values["mean_run_time_baseline.cpu"] == pytest.approx(1.0)
+    assert values["mean_run_time_fault.cpu"] == pytest.approx(3.0)
+    assert values["p95_run_time_ratio"] == pytest.approx(3.0)  # the slowest tenth are cpu tasks in both phases
+    assert values["mean_run_time_baseline"] == pytest.approx(0.55)
+    assert values["success_ratio.cpu"] == 1.0 and values["success_ratio.memory"] == 0.0
+    assert values["p95_run_time_ratio.memory"] is None  # none in the baseline: no ratio
+    assert values["throughput_baseline.noop"] == pytest.approx(10 / 30)
+    assert values["throughput_fault.cpu"] == pytest.approx(9 / 30)  # the last one ends as the phase does
+
+
+def test_a_hypothesis_names_per_kind_figures_and_multiples(tmp_path):
+    from chaoslab.experiment.scenario import ScenarioError, _hypothesis
+
+    (condition,) = _hypothesis({"p95_run_time_ratio.cpu": ">= 1.5"}, "hypothesis")
+    assert (condition.figure, condition.op, condition.value) == ("p95_run_time_ratio.cpu", ">=", 1.5)
+    for bad, message in (({"p95_run_time_ratio.gpu": ">= 1"}, "unknown figure"),
+                         ({"lost.cpu": 0}, "unknown figure"),
+                         ({"success_ratio.cpu": ">= 1.5"}, "<= 1"),
+                         ({"p95_run_time_ratio": ">= -1"}, ">= 0")):
+        with pytest.raises(ScenarioError, match=message):
+            _hypothesis(bad, "hypothesis")

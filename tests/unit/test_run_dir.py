@@ -10,7 +10,7 @@ import pytest
 
 from chaoslab.analysis import run_dir as run_files
 from chaoslab.analysis.checker import CSV_HEADER, EXECUTION_HEADER
-from chaoslab.analysis.figures import NAMES
+from chaoslab.analysis.figures import KIND_FIGURES, NAMES
 from tests.conftest import ROOT
 from tests.unit.test_checker import (
     COMPLETED,
@@ -50,7 +50,9 @@ def test_write_check_writes_summary_tasks_and_executions(tmp_path):
     assert (data["duplicated"], data["never_completed"]) == (1, 4)
     assert data["delivery"] == {"guarantee": "none", "unfinished": 2, "redelivered": 1, "pending": 1}
     assert data["snapshot"]["queued"] == 1
-    assert list(data["figures"]) == list(NAMES)
+    assert list(data["figures"])[:len(NAMES)] == list(NAMES)
+    # then the per-kind figures of the one kind published
+    assert list(data["figures"])[len(NAMES):] == [f"{name}.noop" for name in KIND_FIGURES]
     assert data["figures"]["success_ratio"] == pytest.approx(2 / 6)  # ok and dup of the six sent
     assert (data["figures"]["lost"], data["figures"]["unknown"]) == (2.0, 1.0)
     with (tmp_path / "out" / run_files.TASKS_FILE).open(newline="") as handle:

@@ -48,10 +48,39 @@ def test_the_plan_keeps_a_cells_repeats_together():
         ("worker-kill", 1), ("worker-kill", 2), ("worker-kill", 1), ("worker-kill", 2)]
     assert runs[0].path == "runs/worker-kill/task_acks_late=false/r1"
     assert runs[0].scenario.celery["task_acks_late"] is False and runs[4].scenario.celery["task_acks_late"] is True
-    assert len(runs) == 2 * (3 + 2)
+    # the repeats of every cell, then the fault scenario's null control: its first cell once, the fault removed
+    assert len(runs) == 2 * (3 + 2) + 1
+    control = runs[6]
+    assert (control.null_control, control.cell, control.path) == (
+        True, "task_acks_late=false", "runs/worker-kill/task_acks_late=false/null")
+    assert [phase.faults for phase in control.scenario.phases] == [()] * 4
+    assert [phase.duration for phase in control.scenario.phases] == [p.duration for p in runs[0].scenario.phases]
+    assert control.scenario.hypothesis == runs[0].scenario.hypothesis
+    assert not any(run.null_control for run in runs[7:])  # the baseline has no fault: no null control
+    assert len(study.plan(scenarios, 2, null_controls=False)) == 2 * (3 + 2)
     assert runs[0].planned_seconds == 8 + 10 + 10 + 30 + study.RUN_OVERHEAD_S
     with pytest.raises(ValueError, match="repeat must be 1 or more, got 0"):
         study.plan(scenarios, 0)
+
+
+@pytest.mark.parametrize("path", FILES, ids=[path.stem for path in FILES])
+def test_every_fault_scenario_names_its_effect_and_a_figure_it_must_move(path):
+    scenario = load_scenario(path, ROOT)
+    study.check_falsifiable(scenario)
+    if scenario.fault_phase is not None:
+        for _label, cell in scenario.cells():
+            assert {c.figure for c in cell.hypothesis} - study.EFFECT_FIGURES - {"fault_effect"}
+
+
+def test_a_hypothesis_that_cannot_fail_is_refused(tmp_path):
+    text = (STUDY / "cpu-exhaustion.yml").read_text()
+    (tmp_path / "no-effect.yml").write_text(text.replace('  fault_effect: ">= 0.9"\n', ""))
+    with pytest.raises(ValueError, match="does not name fault_effect"):
+        study.load_all([tmp_path / "no-effect.yml"])
+    hypothesis = text[text.index("hypothesis:"):]
+    (tmp_path / "effect-only.yml").write_text(text.replace(hypothesis, 'hypothesis:\n  fault_effect: ">= 0.9"\n'))
+    with pytest.raises(ValueError, match="names no figure the fault must move"):
+        study.load_all([tmp_path / "effect-only.yml"])
 
 
 def test_scenario_files_and_only(tmp_path):
@@ -80,8 +109,10 @@ def run_cli(*args: str):
 def test_check_counts_the_runs():
     proc = run_cli("--check")
     assert proc.returncode == 0, proc.stderr
-    cells = sum(len(load_scenario(path, ROOT).cells()) for path in FILES)
-    assert proc.stdout.strip() == f"experiments/study: valid ({len(FILES)} scenarios, {2 * cells} runs)"
+    scenarios = [load_scenario(path, ROOT) for path in FILES]
+    cells = sum(len(scenario.cells()) for scenario in scenarios)
+    controls = sum(scenario.fault_phase is not None for scenario in scenarios)
+    assert proc.stdout.strip() == f"experiments/study: valid ({len(FILES)} scenarios, {5 * cells + controls} runs)"
 
 
 def test_a_bad_scenario_is_one_line_before_anything_runs(tmp_path):

@@ -86,7 +86,8 @@ def write_run(run_dir: Path, spec, started: float) -> None:
     if "summary" in files:
         (run_dir / "summary.json").write_text(json.dumps(summary_for(spec)))
     if "verdict" in files:
-        verdict = {"passed": spec["passed"], "conditions": []}
+        verdict = {"passed": spec["passed"], "conditions": [{"figure": name, "holds": False}
+                                                            for name in spec.get("failed", ())]}
         if spec["verdict_figures"]:
             verdict["figures"] = spec["figures"]
         (run_dir / "verdict.json").write_text(json.dumps(verdict))
@@ -110,12 +111,13 @@ def make_study(root: Path, runs, status="completed", scenarios=SCENARIOS) -> Pat
     entries = []
     for index, spec in enumerate(runs):
         cell_dir = spec["cell"] or "default"
-        path = f"runs/{spec['scenario']}/{cell_dir}/r{spec['repeat']}"
+        last = "null" if spec.get("null_control") else f"r{spec['repeat']}"
+        path = f"runs/{spec['scenario']}/{cell_dir}/{last}"
         if spec["files"] is not None:
             write_run(root / path, spec, 1795615000.0 + 100 * index)
         entries.append({
             "scenario": spec["scenario"], "cell": spec["cell"], "settings": {}, "repeat": spec["repeat"],
-            "path": path, "exit": spec["exit"], "seconds": 61.2,
+            "path": path, "exit": spec["exit"], "seconds": 61.2, "null_control": bool(spec.get("null_control")),
         })
     study = {
         "study_id": "20261125-200000-study", "source": "experiments/study", "repeat": 2,
@@ -211,11 +213,17 @@ def agreement_of(tmp_path, *specs):
     return agreement(study.groups[0])
 
 
-def test_agreement_ok_within_ten_percent(tmp_path):
-    result = agreement_of(tmp_path, run("baseline", "", 1, throughput=10.0, success_ratio=0.95),
-                          run("baseline", "", 2, throughput=11.0, success_ratio=1.0))
-    assert result == Agreement(True, [], 2)
-    assert agreement_text(result) == "yes (2 repeats)"
+def repeats(count, **figures_per_repeat):
+    """*count* repeats of the baseline, figure=[value per repeat] (a value repeated when one is given)."""
+    return [run("baseline", "", k + 1, **{name: values[k] if isinstance(values, list) else values
+                                          for name, values in figures_per_repeat.items()}) for k in range(count)]
+
+
+def test_repeats_agree_when_each_figures_interval_is_within_ten_percent_of_its_mean(tmp_path):
+    result = agreement_of(tmp_path, *repeats(5, throughput=[10.0, 10.2, 9.9, 10.1, 10.3],
+                                             success_ratio=[0.99, 1.0, 0.995, 1.0, 0.99]))
+    assert result == Agreement(True, [], 5)
+    assert agreement_text(result) == "yes (5 repeats)"
 
 
 def test_agreement_one_repeat(tmp_path):
@@ -224,27 +232,46 @@ def test_agreement_one_repeat(tmp_path):
     assert agreement_text(result) == "one repeat"
 
 
-def test_throughput_twelve_percent_apart(tmp_path):
-    result = agreement_of(tmp_path, run("baseline", "", 1, throughput=8.1), run("baseline", "", 2, throughput=9.1))
+def test_two_repeats_cannot_tell_for_figures_but_can_for_classes(tmp_path):
+    result = agreement_of(tmp_path, run("baseline", "", 1, throughput=10.0), run("baseline", "", 2, throughput=30.0))
+    assert result == Agreement(None, [], 2)
+    assert agreement_text(result) == "classes only (2 repeats: too few for intervals)"
+    lost_once = agreement_of(tmp_path, run("baseline", "", 1, lost=2), run("baseline", "", 2))
+    assert lost_once.ok is False and lost_once.problems == ["lost in r1 (2) but not in r2"]
+
+
+def test_a_wide_interval_is_a_disagreement_named_by_its_width(tmp_path):
+    result = agreement_of(tmp_path, *repeats(5, throughput=[8.0, 9.5, 11.0, 8.5, 12.0]))
+    # mean 9.8, s = 1.68, t(0.975, 4) = 2.776: half-width 2.09, 21 % of the mean
     assert not result.ok
-    assert result.problems == ["throughput 12.3 % apart (8.10/s vs 9.10/s)"]
-    assert agreement_text(result) == "no: throughput 12.3 % apart (8.10/s vs 9.10/s)"
+    assert result.problems == ["throughput \u00b121 % (95 % interval 7.71/s\u201311.89/s)"]
+    assert agreement_text(result) == "no: throughput \u00b121 % (95 % interval 7.71/s\u201311.89/s)"
 
 
-def test_success_ratio_apart(tmp_path):
-    result = agreement_of(tmp_path, run("baseline", "", 1, success_ratio=0.8),
-                          run("baseline", "", 2, success_ratio=0.9))
-    assert result.problems == ["success ratio 12.5 % apart (80.00 % vs 90.00 %)"]
+def test_a_figure_near_zero_agrees_within_its_units_floor(tmp_path):
+    # a success ratio of 99.6 % +- 0.6 points: far below 10 % of the mean and of 2 points, agrees
+    assert agreement_of(tmp_path, *repeats(4, success_ratio=[0.99, 1.0, 1.0, 0.995])).ok
+    result = agreement_of(tmp_path, *repeats(4, success_ratio=[0.6, 1.0, 0.7, 0.9]))
+    assert result.problems[0].startswith("success ratio \u00b1")
 
 
-def test_lost_in_one_repeat_only(tmp_path):
+def test_the_figures_a_hypothesis_names_must_agree_too(tmp_path):
+    scenarios = [{**SCENARIOS[1], "hypothesis": {"p95_run_time": "<= 1s"}}]
+    specs = repeats(4, p95_run_time=[0.05, 0.4, 0.1, 0.9])
+    study = load_study(make_study(tmp_path / "h", specs, scenarios=scenarios))
+    assert study_report.agreement(study.groups[0]).ok  # the key figures alone agree
+    (problem,) = study_report.group_agreement(study, study.groups[0]).problems
+    assert problem.startswith("p95 run time \u00b1")
+
+
+def test_every_class_must_agree_exactly_on_whether_it_occurred(tmp_path):
     result = agreement_of(tmp_path, run("baseline", "", 1, lost=3), run("baseline", "", 2, lost=0),
-                          run("baseline", "", 3, lost=0))
-    assert result.problems == ["lost in r1 (3) but not in r2, r3"]
+                          run("baseline", "", 3, lost=0, duplicated=1))
+    assert result.problems == ["lost in r1 (3) but not in r2, r3", "duplicated in r3 (1) but not in r1, r2"]
 
 
 def test_lost_in_every_repeat_agrees(tmp_path):
-    assert agreement_of(tmp_path, run("baseline", "", 1, lost=3), run("baseline", "", 2, lost=7)).ok
+    assert agreement_of(tmp_path, *repeats(3, lost=[3, 7, 4])).ok
 
 
 def test_unknown_figure_is_a_problem(tmp_path):
@@ -260,7 +287,8 @@ def test_study_passed(study_dir):
     ("runs", "status"),
     [
         pytest.param([run("baseline", "", 1), run("baseline", "", 2, exit=1, passed=False)], "completed", id="exit"),
-        pytest.param([run("baseline", "", 1), run("baseline", "", 2, throughput=20.0)], "completed", id="disagree"),
+        pytest.param([run("baseline", "", 1), run("baseline", "", 2, lost=1)], "completed", id="disagree"),
+        pytest.param(repeats(3, throughput=[5.0, 10.0, 20.0]), "completed", id="disagree-interval"),
         pytest.param([run("baseline", "", 1), run("baseline", "", 2)], "aborted", id="aborted"),
         pytest.param([], "completed", id="no-runs"),
     ],
@@ -281,7 +309,8 @@ def test_markdown_rows(study_dir):
     assert "| hostname | h |" in markdown and "| project_commit | abc1234 |" in markdown
     acks_row = (
         "| cpu-exhaustion | acks_late=true, reject_on_worker_lost=false | 0 | 0 | 0 | 0 | 0 | 97.50 % "
-        "(96.90 %\u201398.10 %) | 50 ms | 20.00 % | 3.5 s | exactly-once | held | yes (2 repeats) |"
+        "(89.88 %\u2013100.00 %) | 50 ms | 20.00 % | 3.5 s | exactly-once | held | classes only (2 repeats: too few "
+        "for intervals) |"
     )
     assert acks_row in markdown
     assert "| cpu-exhaustion | acks_late=false, reject_on_worker_lost=false | 4 (3\u20135) |" in markdown
@@ -305,10 +334,9 @@ def test_html_page(study_dir):
 
 
 def test_disagreement_shown(tmp_path):
-    study = load_study(make_study(tmp_path / "s", [run("baseline", "", 1, throughput=8.1),
-                                                   run("baseline", "", 2, throughput=9.1)]))
-    assert "no: throughput 12.3 % apart (8.10/s vs 9.10/s)" in to_markdown(study)
-    assert '<td class="fail">no: throughput 12.3 % apart' in to_html(study)
+    study = load_study(make_study(tmp_path / "s", repeats(5, throughput=[8.0, 9.5, 11.0, 8.5, 12.0])))
+    assert "no: throughput \u00b121 % (95 % interval 7.71/s\u201311.89/s)" in to_markdown(study)
+    assert '<td class="fail">no: throughput \u00b121 %' in to_html(study)
 
 
 def test_delivery_guarantees_joined(tmp_path):
@@ -479,6 +507,46 @@ def test_the_comparison_is_also_written_as_csv_and_json(study_dir, tmp_path):
     assert len(rows) == len(table) - 1 == len(study.groups)
     acks = next(row for row in rows if row["cell"] == ACKS)
     assert acks["success_ratio_mean"] == pytest.approx(0.975)
-    assert (acks["success_ratio_min"], acks["success_ratio_max"]) == pytest.approx((0.969, 0.981))
-    assert acks["held"] is True and acks["agree"] is True and acks["repeats"] == 2
-    assert table[0].startswith("scenario,cell,configuration,repeats,lost_mean,lost_min,lost_max,pending_mean")
+    # a ratio's 95 % interval (two repeats: t = 12.71), cut at 100 %
+    assert (acks["success_ratio_low"], acks["success_ratio_high"]) == pytest.approx((0.8988, 1.0), abs=1e-4)
+    no_acks = next(row for row in rows if row["cell"] == NO_ACKS)
+    assert (no_acks["lost_mean"], no_acks["lost_low"], no_acks["lost_high"]) == (4, 3, 5)  # a count's min and max
+    assert acks["held"] is True and acks["agree"] is None and acks["repeats"] == 2
+    assert table[0].startswith("scenario,cell,configuration,null_control,repeats,lost_mean,lost_low,lost_high,")
+
+
+def null_control(scenario, cell, passed, failed=("p95_run_time_ratio.cpu",)):
+    """A null control's run: study.json marks it, its verdict names the conditions that did not hold."""
+    return {**run(scenario, cell, 1, exit=0 if passed else 1, passed=passed), "null_control": True,
+            "failed": list(failed)}
+
+
+def test_a_null_control_must_fail_on_a_figure_the_fault_moves(tmp_path):
+    base = good_runs()
+    failing = load_study(make_study(tmp_path / "ok", [*base, null_control("cpu-exhaustion", ACKS, False)]))
+    control = next(group for group in failing.groups if group.null_control)
+    assert control.label == "acks_late=true, reject_on_worker_lost=false, no fault (null control)"
+    assert study_report.group_verdict(control) == "did not hold, as it must"
+    assert study_passed(failing)
+    assert "no fault (null control) | 1 |" in to_markdown(failing)
+    holding = load_study(make_study(tmp_path / "held", [*base, null_control("cpu-exhaustion", ACKS, True, ())]))
+    assert study_report.group_verdict(holding.groups[-1]) == "held without the fault: the hypothesis cannot fail"
+    assert not study_passed(holding)
+    effect_only = load_study(make_study(tmp_path / "effect", [*base, null_control("cpu-exhaustion", ACKS, False,
+                                                                                  ("fault_effect",))]))
+    assert study_report.group_verdict(effect_only.groups[-1]).startswith("failed only on the fault's effect")
+    assert not study_passed(effect_only)
+
+
+def test_significant_differences_between_configurations_are_listed(tmp_path):
+    specs = [*(run("baseline", ACKS, k + 1, throughput=value) for k, value in enumerate([10.0, 10.2, 9.9, 10.1, 10.3])),
+             *(run("baseline", NO_ACKS, k + 1, throughput=value) for k, value in enumerate([12.0, 12.3, 11.8, 12.1]))]
+    study = load_study(make_study(tmp_path / "d", specs))
+    rows, made = study_report.difference_rows(study, "baseline")
+    assert made == len(study_report.difference_figures(study, study.groups))
+    (row,) = rows  # the throughput; nothing else differs
+    assert row[:3] == ["throughput", config_label(ACKS), config_label(NO_ACKS)]
+    assert row[3].startswith("+1.95/s (+") and float(row[4]) < 0.001
+    markdown = to_markdown(study)
+    assert "significant at 5 % (Welch's t-test; 1 of " in markdown
+    assert "| throughput | acks_late=true, reject_on_worker_lost=false | acks_late=false" in markdown

@@ -245,6 +245,24 @@ class LatencyStats:
     p95: float | None
     p99: float | None
     max: float | None
+    mean: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KindStats:
+    """The figures of one task kind among the tasks published in a phase."""
+
+    published: int
+    published_ok: int
+    succeeded: int
+    """Tasks that succeeded, a publish reported failed but executed anyway among them."""
+    success_ratio: float | None
+    """Of the tasks published ok, those that succeeded (None when none was published ok)."""
+    completed: int
+    """Completions of the kind inside the phase (whenever the task was published)."""
+    throughput: float | None
+    run_time: LatencyStats
+    end_to_end: LatencyStats
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,6 +277,8 @@ class PhaseStats:
     throughput: float | None
     success_ratio: dict[str, float]
     latency: dict[str, LatencyStats]
+    kinds: dict[str, KindStats] = field(default_factory=dict)
+    """Per task kind (those published in the phase)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -752,10 +772,12 @@ def phase_stats(
     tasks: Sequence[TaskResult],
     completed: int,
     columns: Mapping[str, list[float]] | None = None,
+    kind_completions: Mapping[str, list[float]] | None = None,
 ) -> PhaseStats:
     """Figures for the *tasks* published in *phase*; *completed* = completions in it.
 
-    *columns*, when given, are the tasks' latency_columns (saves sorting them again).
+    *columns*, when given, are the tasks' latency_columns (saves sorting them again); *kind_completions*, when given,
+    the ascending completion times of each kind over the whole run (the kinds' completions in the phase).
     """
     classes = _class_counts(tasks)
     published = Counter(map(_FIELD_GETTERS["kind"], tasks))
@@ -772,7 +794,26 @@ def phase_stats(
         throughput=completed / phase.duration if phase.duration > 0 else None,
         success_ratio={kind: succeeded[kind] / count for kind, count in sorted(published.items())},
         latency={name: latency_stats(columns[name]) for name in LATENCIES},
+        kinds=_kind_stats(phase, tasks, succeeded, kind_completions or {}),
     )
+
+
+def _kind_stats(phase: Phase, tasks: Sequence[TaskResult], succeeded: Mapping[str, int],
+                completions: Mapping[str, list[float]]) -> dict[str, KindStats]:
+    by_kind: dict[str, list[TaskResult]] = {}
+    for task in tasks:
+        by_kind.setdefault(task.kind, []).append(task)
+    stats = {}
+    for kind, group in sorted(by_kind.items()):
+        done = _count_between(completions.get(kind, []), phase.start, phase.end)
+        sent = [task.final == "success" for task in group if task.cls != "publish_failed"]
+        stats[kind] = KindStats(
+            published=len(group), published_ok=len(sent), succeeded=succeeded[kind],
+            success_ratio=sum(sent) / len(sent) if sent else None, completed=done,
+            throughput=done / phase.duration if phase.duration > 0 else None,
+            run_time=latency_stats(_column(group, "run_time")),
+            end_to_end=latency_stats(_column(group, "end_to_end")))
+    return stats
 
 
 def latency_stats(values: Iterable[float]) -> LatencyStats:
@@ -781,7 +822,7 @@ def latency_stats(values: Iterable[float]) -> LatencyStats:
     if not ordered:
         return LatencyStats(0, None, None, None, None)
     p50, p95, p99 = (nearest_rank(ordered, p) for p in PERCENTILES)
-    return LatencyStats(len(ordered), p50, p95, p99, ordered[-1])
+    return LatencyStats(len(ordered), p50, p95, p99, ordered[-1], math.fsum(ordered) / len(ordered))
 
 
 def nearest_rank(ordered: Sequence[float], percentile: float) -> float:
@@ -991,13 +1032,20 @@ def _phase_figures(
     """Stats per phase, and over the whole run (merging the phases' sorted latencies)."""
     groups = _by_phase(tasks, phases)
     columns = [latency_columns(group) for group in groups]
+    kind_completions: dict[str, list[float]] = {}
+    for task in tasks:
+        if task.completed_at is not None:
+            kind_completions.setdefault(task.kind, []).append(task.completed_at)
+    for times in kind_completions.values():
+        times.sort()
     per_phase = [
-        phase_stats(phase, group, _count_between(completions, phase.start, phase.end), group_columns)
+        phase_stats(phase, group, _count_between(completions, phase.start, phase.end), group_columns,
+                    kind_completions)
         for phase, group, group_columns in zip(phases, groups, columns, strict=False)
     ]
     merged = {name: sorted(chain.from_iterable(part[name] for part in columns)) for name in LATENCIES}
     in_run = _count_between(completions, run.start, run.end)
-    return per_phase, phase_stats(run, tasks, in_run, merged)
+    return per_phase, phase_stats(run, tasks, in_run, merged, kind_completions)
 
 
 def _timeline(tasks: Sequence[TaskResult]) -> _Timeline:

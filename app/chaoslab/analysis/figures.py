@@ -25,8 +25,11 @@ from chaoslab.analysis.checker import CLASSES, DUPLICATED, LATENCIES, TaskResult
 BASELINE_PHASE: Final = "baseline"
 FAULT_PHASE: Final = "fault"
 PERCENTILES: Final = ("p50", "p95", "p99")
-UNITS: Final = ("count", "ratio", "rate", "duration")
-"""What a figure's number is: a count of tasks, a ratio (0-1), per second, seconds."""
+UNITS: Final = ("count", "ratio", "rate", "duration", "factor")
+"""What a figure's number is: a count of tasks, a ratio (0-1), per second, seconds, a multiple (the fault phase's
+value over the baseline's)."""
+KIND_SEPARATOR: Final = "."
+"""``<figure>.<kind>``: a per-kind figure of the tasks of one kind (:data:`KIND_FIGURES`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,12 +61,30 @@ VOCABULARY: Final[tuple[Figure, ...]] = (
                                         "and the backlog are back at the baseline's"),
     *(Figure(f"{pct}_{latency}", "duration", f"nearest-rank {pct} over the run of {meaning}")
       for latency, meaning in _LATENCY_MEANINGS.items() for pct in PERCENTILES),
+    Figure("mean_run_time_baseline", "duration", "mean run time of the tasks published in the baseline phase"),
+    Figure("mean_run_time_fault", "duration", "mean run time of the tasks published in the fault phase"),
+    *(Figure(f"p95_{latency}_ratio", "factor", f"p95 of {meaning} of the tasks published in the fault phase over "
+                                               "that of the baseline phase's (1: unchanged; 2: twice as long)")
+      for latency, meaning in _LATENCY_MEANINGS.items()),
     Figure("fault_effect", "ratio", "the smallest measured effect of a fault window over what was asked (1: as "
                                     "asked; below 0.9: not effective)"),
     Figure("faults_not_effective", "count", "fault windows whose node measured less effect than was asked"),
 )
+KIND_FIGURES: Final = ("success_ratio", "throughput_baseline", "throughput_fault", "mean_run_time_baseline",
+                       "mean_run_time_fault", "p95_run_time_ratio", "p95_end_to_end_ratio")
+"""Figures that also exist per task kind, as ``<figure>.<kind>`` (e.g. ``p95_run_time_ratio.cpu``): the same
+measure over the tasks of that kind (the throughputs: that kind's completions per second)."""
 NAMES: Final = tuple(figure.name for figure in VOCABULARY)
 UNIT_OF: Final[dict[str, str]] = {figure.name: figure.unit for figure in VOCABULARY}
+
+
+def unit_of(name: str, kinds: Iterable[str]) -> str | None:
+    """The unit of figure *name*, a per-kind one among them (``<figure>.<kind>``, *kinds* the known task kinds);
+    None for no figure."""
+    if name in UNIT_OF:
+        return UNIT_OF[name]
+    figure, sep, kind = name.rpartition(KIND_SEPARATOR)
+    return UNIT_OF[figure] if sep and figure in KIND_FIGURES and kind in set(kinds) else None
 RETIRED: Final = {"stuck": "use pending (still queued, reserved or running at the end) or lost (gone)"}
 """Figures of earlier versions, and what replaced them."""
 
@@ -142,10 +163,54 @@ def measure(summary: Mapping[str, Any], ratio: float | None) -> Values:
         stats = latency.get(name) or {}
         for pct in PERCENTILES:
             values[f"{pct}_{name}"] = stats.get(pct)
+    values.update(_phase_figures(baseline_phase(summary), fault_phase(summary)))
     effects = [fault.get("effect") or {} for fault in summary.get("faults") or []]
     ratios = [effect["ratio"] for effect in effects if isinstance(effect.get("ratio"), int | float)]
     values["fault_effect"] = min(ratios) if ratios else None
     measured = [effect for effect in effects if effect.get("effective") is not None]
     values["faults_not_effective"] = (float(sum(effect["effective"] is False for effect in measured)) if measured
                                       else None)
+    values.update(_kind_figures(summary, baseline_phase(summary), fault_phase(summary)))
+    return values
+
+
+def _factor(fault: Any, baseline: Any) -> float | None:
+    """*fault* / *baseline*; None when either is unknown or the baseline is zero."""
+    if fault is None or baseline is None or baseline <= 0:
+        return None
+    return float(fault) / float(baseline)
+
+
+def _stat(stats: Mapping[str, Any] | None, name: str) -> Any:
+    return (stats or {}).get(name)
+
+
+def _phase_figures(baseline: Mapping[str, Any] | None, fault: Mapping[str, Any] | None) -> Values:
+    """The figures that set the fault phase's tasks against the baseline phase's."""
+    before, during = (baseline or {}).get("latency") or {}, (fault or {}).get("latency") or {}
+    values: Values = {"mean_run_time_baseline": _stat(before.get("run_time"), "mean"),
+                      "mean_run_time_fault": _stat(during.get("run_time"), "mean")}
+    for latency in LATENCIES:
+        values[f"p95_{latency}_ratio"] = _factor(_stat(during.get(latency), "p95"), _stat(before.get(latency), "p95"))
+    return values
+
+
+def _kind_figures(summary: Mapping[str, Any], baseline: Mapping[str, Any] | None,
+                  fault: Mapping[str, Any] | None) -> Values:
+    """Every :data:`KIND_FIGURES` figure of every kind the run published (older summaries: none)."""
+    overall = (summary.get("overall") or {}).get("kinds") or {}
+    before, during = (baseline or {}).get("kinds") or {}, (fault or {}).get("kinds") or {}
+    values: Values = {}
+    for kind in sorted({*overall, *before, *during}):
+        b, f = before.get(kind) or {}, during.get(kind) or {}
+        found = {
+            "success_ratio": (overall.get(kind) or {}).get("success_ratio"),
+            "throughput_baseline": b.get("throughput"),
+            "throughput_fault": f.get("throughput"),
+            "mean_run_time_baseline": _stat(b.get("run_time"), "mean"),
+            "mean_run_time_fault": _stat(f.get("run_time"), "mean"),
+            "p95_run_time_ratio": _factor(_stat(f.get("run_time"), "p95"), _stat(b.get("run_time"), "p95")),
+            "p95_end_to_end_ratio": _factor(_stat(f.get("end_to_end"), "p95"), _stat(b.get("end_to_end"), "p95")),
+        }
+        values.update({f"{name}{KIND_SEPARATOR}{kind}": value for name, value in found.items()})
     return values

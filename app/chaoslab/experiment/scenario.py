@@ -23,6 +23,7 @@ import yaml
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.errors import ArgumentTypeError
 
+from chaoslab.analysis.figures import KIND_FIGURES, KIND_SEPARATOR, unit_of
 from chaoslab.analysis.figures import RETIRED as RETIRED_FIGURES
 from chaoslab.analysis.figures import UNIT_OF as FIGURES
 from chaoslab.fault_kinds import KINDS as FAULT_KINDS
@@ -152,6 +153,11 @@ class Scenario:
         if isinstance(self.matrix, list):
             return [dict(entry) for entry in self.matrix]
         return [dict(zip(self.matrix, values, strict=True)) for values in itertools.product(*self.matrix.values())]
+
+    def null_control(self) -> Scenario:
+        """The same run with every fault removed (the phases keep their names and lengths): a hypothesis that says
+        what the fault does must not hold on it."""
+        return replace(self, phases=[replace(phase, faults=()) for phase in self.phases])
 
     def cells(self) -> list[tuple[str, Scenario]]:
         """One (label, scenario) per matrix combination; ``[("", self)]`` without a matrix."""
@@ -442,8 +448,15 @@ def _hypothesis(value: Any, key: str) -> list[Condition]:
     for figure in value or {} if isinstance(value, dict) else ():
         if figure in RETIRED_FIGURES:
             raise ScenarioError(_join(key, figure), f"is no longer a figure: {RETIRED_FIGURES[figure]}")
-    figures = _mapping(value or {}, key, tuple(FIGURES), what="figure")
-    return [_condition(figure, given, key) for figure, given in figures.items()]
+    if not isinstance(value or {}, dict):
+        _mapping(value, key, tuple(FIGURES), what="figure")
+    for figure in value or {}:
+        if not isinstance(figure, str) or unit_of(figure, KINDS) is None:
+            per_kind = f"; per task kind: <figure>{KIND_SEPARATOR}<kind>, figure one of {', '.join(KIND_FIGURES)}"
+            raise ScenarioError(_join(key, str(figure)),
+                                f"unknown figure (allowed: {', '.join(FIGURES)}{per_kind}, kind one of "
+                                f"{', '.join(KINDS)})")
+    return [_condition(figure, given, key) for figure, given in (value or {}).items()]
 
 
 def _matrix(root: Path, value: Any) -> tuple[dict[str, list[Any]] | list[dict[str, Any]], list[list[Condition]]]:
@@ -587,7 +600,7 @@ def _no_clash(faults: tuple[FaultSpec, ...], key: str) -> None:
 
 
 def _condition(figure: str, value: Any, prefix: str = "hypothesis") -> Condition:
-    key, kind = f"{prefix}.{figure}", FIGURES[figure]
+    key, kind = f"{prefix}.{figure}", unit_of(figure, KINDS) or ""
     if isinstance(value, int | float) and not isinstance(value, bool):
         op, text = "==", str(value)
     else:

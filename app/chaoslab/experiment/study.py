@@ -38,15 +38,21 @@ DEFAULT_CELL = "default"
 RUN_OVERHEAD_S = 25.0
 
 
+NULL_CONTROL_DIR = "null"
+EFFECT_FIGURES = frozenset({"fault_effect", "faults_not_effective"})
+
+
 @dataclass(frozen=True)
 class PlannedRun:
-    scenario: Scenario  # the cell's scenario (its settings applied)
+    scenario: Scenario  # the cell's scenario (its settings applied; its faults removed for a null control)
     cell: str
     repeat: int
+    null_control: bool = False
 
     @property
     def path(self) -> str:
-        return f"{RUNS_DIR}/{self.scenario.name}/{self.cell or DEFAULT_CELL}/r{self.repeat}"
+        last = NULL_CONTROL_DIR if self.null_control else f"r{self.repeat}"
+        return f"{RUNS_DIR}/{self.scenario.name}/{self.cell or DEFAULT_CELL}/{last}"
 
     @property
     def planned_seconds(self) -> float:
@@ -66,12 +72,33 @@ def scenario_files(source: Path, only: list[str] | None = None) -> list[Path]:
     return files
 
 
-def plan(scenarios: list[Scenario], repeat: int) -> list[PlannedRun]:
-    """Every run of the study in order: scenario by scenario, cell by cell, the repeats of a cell together."""
+def plan(scenarios: list[Scenario], repeat: int, null_controls: bool = True) -> list[PlannedRun]:
+    """Every run of the study in order: scenario by scenario, cell by cell, the repeats of a cell together, and after
+    a scenario with a fault its null control (its first cell once, the faults removed)."""
     if repeat < 1:
         raise ValueError(f"repeat must be 1 or more, got {repeat}")
-    return [PlannedRun(cell_scenario, label, k) for scenario in scenarios
-            for label, cell_scenario in scenario.cells() for k in range(1, repeat + 1)]
+    runs = []
+    for scenario in scenarios:
+        cells = scenario.cells()
+        runs += [PlannedRun(cell_scenario, label, k) for label, cell_scenario in cells for k in range(1, repeat + 1)]
+        if null_controls and scenario.fault_phase is not None:
+            label, first = cells[0]
+            runs.append(PlannedRun(first.null_control(), label, 1, null_control=True))
+    return runs
+
+
+def check_falsifiable(scenario: Scenario) -> None:
+    """A study scenario with a fault says what the fault did and what it moved: its hypothesis (in every cell) names
+    ``fault_effect`` and at least one figure of the tasks (ValueError otherwise)."""
+    if scenario.fault_phase is None:
+        return
+    for label, cell in scenario.cells():
+        figures = {condition.figure for condition in cell.hypothesis}
+        where = f"{scenario.path}: hypothesis" + (f" of {label}" if label else "")
+        if "fault_effect" not in figures:
+            raise ValueError(f"{where} does not name fault_effect (what the fault measurably did)")
+        if not figures - EFFECT_FIGURES:
+            raise ValueError(f"{where} names no figure the fault must move (a hypothesis that cannot fail)")
 
 
 def machine() -> dict[str, Any]:
@@ -148,7 +175,8 @@ class Study:
         current = runs[index]
         self.console.print(
             f"[bold]study {index + 1}/{len(runs)}[/bold] {current.scenario.name} "
-            f"{study_report.config_label(current.cell)} r{current.repeat}/{self.repeat}, "
+            f"{study_report.config_label(current.cell)} "
+            f"{'null control (no fault)' if current.null_control else f'r{current.repeat}/{self.repeat}'}, "
             f"{study_report.fmt_duration(round(time.time() - self.started))} so far, "
             f"about {study_report.fmt_duration(round(estimate))} left",
             soft_wrap=True)
@@ -164,7 +192,8 @@ class Study:
                                        f"{self.directory.name}/{planned.path}", planned.cell)
                 self.runs.append({"scenario": planned.scenario.name, "cell": planned.cell,
                                   "settings": planned.scenario.celery, "repeat": planned.repeat,
-                                  "path": planned.path, "exit": code, "seconds": round(time.time() - start, 1)})
+                                  "null_control": planned.null_control, "path": planned.path, "exit": code,
+                                  "seconds": round(time.time() - start, 1)})
                 if not self.versions:
                     run_file = run_dir.read_run(self.directory / planned.path) or {}
                     self.versions = dict(run_file.get("versions") or {})
@@ -186,6 +215,8 @@ class Study:
 def load_all(files: list[Path]) -> list[Scenario]:
     """Every scenario checked before anything runs (the first problem raises ScenarioError)."""
     scenarios = [load_scenario(path) for path in files]
+    for scenario in scenarios:
+        check_falsifiable(scenario)
     names = [scenario.name for scenario in scenarios]
     twice = sorted({name for name in names if names.count(name) > 1})
     if twice:
@@ -198,11 +229,13 @@ def new_study_id(source: Path) -> str:
 
 
 def run_study(source: Path, repeat: int, control: LabControl, results: Path | None = None,
-              publish: Path | None = None, only: list[str] | None = None, console: Console | None = None) -> int:
-    """Run the study; 0 when every run held its hypothesis and every cell's repeats agree, 1 otherwise."""
+              publish: Path | None = None, only: list[str] | None = None, console: Console | None = None,
+              null_controls: bool = True) -> int:
+    """Run the study; 0 when every run held its hypothesis, every null control's failed and no cell's repeats
+    disagree, 1 otherwise."""
     console = console or Console()
     scenarios = load_all(scenario_files(source, only))
-    runs = plan(scenarios, repeat)
+    runs = plan(scenarios, repeat, null_controls)
     directory = (results or project_root() / "experiments" / "results") / new_study_id(source)
     console.print(f"study of {len(scenarios)} scenarios, {len(runs)} runs ({repeat} per cell) -> {directory}")
     code = Study(source, scenarios, repeat, control, directory, console).run(runs)

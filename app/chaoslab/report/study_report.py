@@ -49,7 +49,7 @@ import re
 import shutil
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -60,6 +60,9 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from chaoslab.analysis import run_dir as run_files
+from chaoslab.analysis.figures import unit_of
+from chaoslab.analysis.stats import Interval, difference, interval
+from chaoslab.node.tasks import KINDS as TASK_KINDS
 from chaoslab.report.compare import (
     MISSING,
     StrPath,
@@ -83,6 +86,15 @@ PUBLISHED_RUN_FILES: Final = (run_files.RUN_FILE, run_files.SCENARIO_FILE, run_f
 """The files of each run that :func:`publish` copies (the small ones: no ledgers, tasks.csv, executions.csv,
 metrics, report)."""
 AGREEMENT_TOLERANCE: Final = 0.10
+"""Repeats agree on a figure when the half-width of its 95 % interval is at most this share of its mean ..."""
+AGREEMENT_FLOOR: Final = {"count": 0.0, "ratio": 0.02, "factor": 0.1, "duration": 0.1, "rate": 0.1}
+"""... or at most this, by the figure's unit (a figure near zero, e.g. a throughput drop of 1 %, has no useful
+relative width)."""
+MIN_REPEATS_TO_AGREE: Final = 3
+"""Repeats a continuous figure needs before its interval can say the repeats agree (with two, Student's t makes the
+interval six times the gap between them)."""
+AGREEMENT_CLASSES: Final = ("lost", "pending", "duplicated", "failed", "failed_by_worker", "publish_failed")
+"""Classes whose repeats must agree exactly on whether any task fell in them."""
 COUNT_FIGURES: Final = ("lost", "pending", "duplicated", "failed", "failed_by_worker", "publish_failed")
 FIRST_EDITION_COUNTS: Final = ("lost", "duplicated", "failed", "stuck", "publish_failed")
 FIRST_EDITION_NOTE: Final = (
@@ -132,6 +144,8 @@ class RepeatFigures:
     """run.json's status; ``missing`` without run.json."""
     delivery: str | None
     figures: dict[str, float | None]
+    failed: tuple[str, ...] = ()
+    """The figures of the hypothesis's conditions that did not hold (verdict.json)."""
 
     @property
     def name(self) -> str:
@@ -146,10 +160,13 @@ class Group:
     cell: str
     settings: dict[str, Any]
     repeats: tuple[RepeatFigures, ...]
+    null_control: bool = False
+    """The cell run with its faults removed: its hypothesis must not hold."""
 
     @property
     def label(self) -> str:
-        return config_label(self.cell)
+        label = config_label(self.cell)
+        return f"{label}, no fault (null control)" if self.null_control else label
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +225,8 @@ class Spread:
 
 @dataclass(frozen=True, slots=True)
 class Agreement:
-    ok: bool
+    ok: bool | None
+    """None: the classes agree, and too few repeats to tell for the other figures."""
     problems: list[str]
     repeats: int
 
@@ -246,6 +264,8 @@ def load_repeat(study_dir: Path, entry: Mapping[str, Any]) -> RepeatFigures:
     summary = run_files.read_summary(run_dir) if run_dir else None
     verdict = run_files.read_verdict(run_dir) if run_dir else None
     figures = run_files.figures(run_dir, summary) if run_dir else {}
+    failed = tuple(str(item.get("figure")) for item in (verdict or {}).get("conditions") or []
+                   if isinstance(item, Mapping) and item.get("holds") is False)
     return RepeatFigures(
         repeat=int(entry.get("repeat") or 0),
         path=path,
@@ -254,6 +274,7 @@ def load_repeat(study_dir: Path, entry: Mapping[str, Any]) -> RepeatFigures:
         status=str(run.get("status") or "unknown") if run is not None else "missing",
         delivery=(summary or {}).get("delivery", {}).get("guarantee"),
         figures=figures,
+        failed=failed,
     )
 
 
@@ -271,18 +292,17 @@ def _scenario_info(data: Mapping[str, Any]) -> ScenarioInfo:
 
 
 def _groups(study_dir: Path, runs: Sequence[Mapping[str, Any]]) -> tuple[Group, ...]:
-    order: list[tuple[str, str]] = []
-    repeats: dict[tuple[str, str], list[RepeatFigures]] = {}
-    settings: dict[tuple[str, str], dict[str, Any]] = {}
+    order: list[tuple[str, str, bool]] = []
+    repeats: dict[tuple[str, str, bool], list[RepeatFigures]] = {}
+    settings: dict[tuple[str, str, bool], dict[str, Any]] = {}
     for entry in runs:
-        key = (str(entry.get("scenario") or ""), str(entry.get("cell") or ""))
+        key = (str(entry.get("scenario") or ""), str(entry.get("cell") or ""), bool(entry.get("null_control")))
         if key not in repeats:
             order.append(key)
             repeats[key] = []
             settings[key] = dict(entry.get("settings") or {})
         repeats[key].append(load_repeat(study_dir, entry))
-    return tuple(Group(scenario, cell, settings[(scenario, cell)], tuple(repeats[(scenario, cell)]))
-                 for scenario, cell in order)
+    return tuple(Group(key[0], key[1], settings[key], tuple(repeats[key]), key[2]) for key in order)
 
 
 def _float_or_none(value: Any) -> float | None:
@@ -341,12 +361,18 @@ def fmt_number(value: float | None) -> str:
     return fmt_count(int(value)) if float(value).is_integer() else f"{value:,.1f}"
 
 
-def fmt_spread(value: Spread, fmt: Callable[[float | None], str]) -> str:
-    """``mean (min\u2013max)`` (an en dash), or the single value when every repeat that knows it agrees exactly."""
+def fmt_factor(value: float | None) -> str:
+    """A multiple: ``\u00d72.35``."""
+    return MISSING if value is None else f"\u00d7{value:.2f}"
+
+
+def fmt_spread(value: Spread | Interval, fmt: Callable[[float | None], str]) -> str:
+    """``mean (low\u2013high)`` (an en dash), or the mean alone when there is no range: every repeat that knows it
+    agrees exactly, or one repeat (no interval)."""
     if value.mean is None:
         return MISSING
     text = fmt(value.mean)
-    if value.low != value.high:
+    if value.low is not None and value.high is not None and value.low != value.high:
         text += f" ({fmt(value.low)}{RANGE_DASH}{fmt(value.high)})"
     return f"{text} (+{value.unknown} unknown)" if value.unknown else text
 
@@ -360,10 +386,39 @@ FIGURE_FORMATS: Final[dict[str, Callable[[float | None], str]]] = {
     "recovery_time": fmt_seconds,
 }
 """The key figures of a group and how each is formatted."""
+UNIT_FORMATS: Final[dict[str, Callable[[float | None], str]]] = {
+    "count": fmt_number, "ratio": fmt_ratio, "rate": fmt_rate, "duration": fmt_seconds, "factor": fmt_factor}
+
+
+def figure_format(figure: str) -> Callable[[float | None], str]:
+    """How *figure* is written: the key figures' own way, any other by its unit."""
+    return FIGURE_FORMATS.get(figure) or UNIT_FORMATS[unit_of(figure, TASK_KINDS) or "count"]
+
+
+def is_count(figure: str) -> bool:
+    return (unit_of(figure, TASK_KINDS) or "count") == "count"
+
+
+MAY_BE_NEGATIVE: Final = frozenset({"throughput_drop"})
+"""Figures below zero by their meaning (a drop: the fault phase completed more); every other figure is not."""
+
+
+def figure_summary(group: Group, figure: str) -> Spread | Interval:
+    """A count's mean and range over the repeats; any other figure's mean and 95 % interval of the mean, the interval
+    cut to what the figure can be (a ratio at most 1, and nothing but a drop below 0)."""
+    values = values_of(group, figure)
+    if is_count(figure):
+        return spread(values)
+    found = interval(values)
+    if found.low is None or found.high is None:
+        return found
+    low = found.low if figure in MAY_BE_NEGATIVE else max(found.low, 0.0)
+    high = min(found.high, 1.0) if unit_of(figure, TASK_KINDS) == "ratio" else found.high
+    return replace(found, low=low, high=high)
 
 
 def figure_text(group: Group, figure: str) -> str:
-    return fmt_spread(spread(values_of(group, figure)), FIGURE_FORMATS[figure])
+    return fmt_spread(figure_summary(group, figure), figure_format(figure))
 
 
 def delivery_text(group: Group) -> str:
@@ -374,6 +429,11 @@ def delivery_text(group: Group) -> str:
 
 HELD: Final = "held"
 NOT_HELD: Final = "did not hold"
+NULL_FAILED: Final = "did not hold, as it must"
+NULL_HELD: Final = "held without the fault: the hypothesis cannot fail"
+NULL_EFFECT_ONLY: Final = "failed only on the fault's effect: name a figure the fault must move"
+EFFECT_FIGURES: Final = frozenset({"fault_effect", "faults_not_effective"})
+"""Figures that say whether the fault acted, not what it did to the tasks."""
 
 
 def group_held(group: Group) -> bool | None:
@@ -384,8 +444,25 @@ def group_held(group: Group) -> bool | None:
     return True if passed and all(passed) else None
 
 
+def null_control_failed(group: Group) -> bool | None:
+    """Whether a null control's hypothesis failed as it must: in every repeat, on a figure other than the fault's
+    effect (a hypothesis that fails without the fault only because no fault acted says nothing of the tasks).
+    None without a verdict."""
+    if any(repeat.passed is None for repeat in group.repeats) or not group.repeats:
+        return None
+    return all(repeat.passed is False and set(repeat.failed) - EFFECT_FIGURES for repeat in group.repeats)
+
+
 def group_verdict(group: Group) -> str:
-    """``held`` when every repeat's hypothesis held, ``did not hold`` when one did not, ``—`` otherwise."""
+    """``held`` when every repeat's hypothesis held, ``did not hold`` when one did not, ``—`` otherwise; a null
+    control's says whether it failed as it must."""
+    if group.null_control:
+        failed = null_control_failed(group)
+        if failed is None:
+            return MISSING
+        if failed:
+            return NULL_FAILED
+        return NULL_HELD if any(repeat.passed for repeat in group.repeats) else NULL_EFFECT_ONLY
     held = group_held(group)
     return MISSING if held is None else (HELD if held else NOT_HELD)
 
@@ -394,60 +471,100 @@ def _names(repeats: Iterable[RepeatFigures]) -> str:
     return ", ".join(repeat.name for repeat in repeats)
 
 
-def _close_problem(group: Group, figure: str) -> str | None:
-    """Why the repeats' *figure* values are not within the tolerance of one another (None if they are)."""
+def _interval_problem(group: Group, figure: str) -> str | None:
+    """Why the repeats' *figure* does not agree: unknown in some, or its 95 % interval wider than
+    :data:`AGREEMENT_TOLERANCE` of the mean (and than the unit's :data:`AGREEMENT_FLOOR`). None if it agrees or
+    too few repeats know it to tell."""
     title = figure.replace("_", " ")
     pairs = list(zip(group.repeats, values_of(group, figure), strict=True))
     unknown = [repeat for repeat, value in pairs if value is None]
     if unknown:
         return f"{title} unknown in {_names(unknown)}"
-    values = [value for _, value in pairs if value is not None]
-    low, high = min(values), max(values)
-    if high - low <= AGREEMENT_TOLERANCE * low:
+    found = interval(value for _, value in pairs)
+    half, mean = found.half_width, found.mean
+    if half is None or mean is None or found.n < MIN_REPEATS_TO_AGREE:
         return None
-    fmt = FIGURE_FORMATS[figure]
-    if low <= 0:
-        return f"{title} differs ({fmt(low)} vs {fmt(high)})"
-    return f"{title} {(high - low) / low * 100:.1f} % apart ({fmt(low)} vs {fmt(high)})"
+    if half <= max(AGREEMENT_TOLERANCE * abs(mean), AGREEMENT_FLOOR[unit_of(figure, TASK_KINDS) or "count"]):
+        return None
+    fmt = figure_format(figure)
+    spread_text = f"\u00b1{half / abs(mean) * 100:.0f} %" if mean else f"\u00b1{fmt(half)}"
+    return f"{title} {spread_text} (95 % interval {fmt(found.low)}{RANGE_DASH}{fmt(found.high)})"
 
 
-def _lost_problem(group: Group) -> str | None:
-    """Why the repeats do not agree on whether tasks were lost (None if they do)."""
-    pairs = list(zip(group.repeats, values_of(group, "lost"), strict=True))
+def _class_problem(group: Group, figure: str) -> str | None:
+    """Why the repeats do not agree on whether tasks of class *figure* occurred (None if they do)."""
+    pairs = list(zip(group.repeats, values_of(group, figure), strict=True))
     unknown = [repeat for repeat, value in pairs if value is None]
     if unknown:
-        return f"lost unknown in {_names(unknown)}"
-    lossy = [(repeat, value) for repeat, value in pairs if value]
-    if not lossy or len(lossy) == len(pairs):
+        return None if len(unknown) == len(pairs) and figure != "lost" else f"{figure} unknown in {_names(unknown)}"
+    some = [(repeat, value) for repeat, value in pairs if value]
+    if not some or len(some) == len(pairs):
         return None
     clean = [repeat for repeat, value in pairs if not value]
-    where = ", ".join(f"{repeat.name} ({fmt_number(value)})" for repeat, value in lossy)
-    return f"lost in {where} but not in {_names(clean)}"
+    where = ", ".join(f"{repeat.name} ({fmt_number(value)})" for repeat, value in some)
+    return f"{figure.replace('_', ' ')} in {where} but not in {_names(clean)}"
 
 
-def agreement(group: Group) -> Agreement:
-    """Whether the repeats of *group* agree; a group with one repeat always does."""
+def agreement(group: Group, figures: Iterable[str] = ()) -> Agreement:
+    """Whether the repeats of *group* agree, figure by figure: exactly on whether each class of tasks occurred, and
+    on :data:`AGREEMENT_FIGURES` and *figures* (e.g. those the hypothesis names) within their intervals; a group
+    with one repeat always does, and continuous figures need :data:`MIN_REPEATS_TO_AGREE` repeats to tell."""
     if len(group.repeats) < 2:
         return Agreement(True, [], len(group.repeats))
-    found = [*(_close_problem(group, figure) for figure in AGREEMENT_FIGURES), _lost_problem(group)]
+    continuous = [name for name in dict.fromkeys((*AGREEMENT_FIGURES, *figures)) if not is_count(name)]
+    found = [*(_class_problem(group, name) for name in AGREEMENT_CLASSES),
+             *(_interval_problem(group, name) for name in continuous)]
     problems = [problem for problem in found if problem]
-    return Agreement(not problems, problems, len(group.repeats))
+    if problems:
+        return Agreement(False, problems, len(group.repeats))
+    return Agreement(True if len(group.repeats) >= MIN_REPEATS_TO_AGREE else None, [], len(group.repeats))
 
 
 def agreement_text(value: Agreement) -> str:
     if value.repeats < 2:
         return "one repeat"
+    if value.ok is None:
+        return f"classes only ({value.repeats} repeats: too few for intervals)"
     return f"yes ({value.repeats} repeats)" if value.ok else "no: " + "; ".join(value.problems)
 
 
+def scenario_of(study: Study, name: str) -> ScenarioInfo | None:
+    return next((scenario for scenario in study.scenarios if scenario.name == name), None)
+
+
+def hypothesis_figures(study: Study, group: Group) -> list[str]:
+    """The figures the group's hypothesis names (the scenario's, and its cell's own)."""
+    scenario = scenario_of(study, group.scenario)
+    if scenario is None:
+        return []
+    names = [*_figure_names(scenario.hypothesis), *_figure_names(scenario.cell_hypotheses.get(group.cell))]
+    return list(dict.fromkeys(names))
+
+
+def _figure_names(hypothesis: Any) -> list[str]:
+    if isinstance(hypothesis, Mapping):
+        return [str(name) for name in hypothesis]
+    if isinstance(hypothesis, list):
+        return [str(item.get("figure")) for item in hypothesis if isinstance(item, Mapping) and item.get("figure")]
+    return []
+
+
+def group_agreement(study: Study, group: Group) -> Agreement:
+    """:func:`agreement` over the classes, the key figures and the figures its hypothesis names."""
+    return agreement(group, [name for name in hypothesis_figures(study, group) if unit_of(name, TASK_KINDS)])
+
+
 def study_passed(study: Study) -> bool:
-    """Completed, with at least one run, every run passed (exit 0), and every group's repeats agree."""
-    runs = [repeat for group in study.groups for repeat in group.repeats]
+    """Completed, with at least one run; every run held its hypothesis (exit 0) and every null control's failed as it
+    must; no group's repeats disagree."""
+    runs = [repeat for group in study.groups if not group.null_control for repeat in group.repeats]
+    controls = [group for group in study.groups if group.null_control]
     return (
         study.status == "completed"
         and bool(runs)
         and all(repeat.exit == EXIT_PASSED for repeat in runs)
-        and all(agreement(group).ok for group in study.groups)
+        and all(null_control_failed(group) for group in controls)
+        and all(group_agreement(study, group).ok is not False for group in study.groups if not group.null_control)
     )
 
 
@@ -499,6 +616,10 @@ def _mapping_rows(values: Mapping[str, Any]) -> list[list[str]]:
     return [[str(name), _value_text(value)] for name, value in values.items()]
 
 
+FIGURES_LEGEND: Final = (
+    "Counts of tasks: the mean over the repeats (min\u2013max). Every other figure: the mean and its 95 % interval "
+    "(Student's t; none from one repeat). A null control is the configuration run with its faults removed: its "
+    "hypothesis must not hold, on a figure other than the fault's effect.")
 CONTINUOUS_FIGURES: Final = ("success_ratio", "p95_end_to_end", "throughput", "throughput_drop", "recovery_time")
 OVERVIEW_CONTINUOUS: Final = ("success_ratio", "p95_end_to_end", "throughput_drop", "recovery_time")
 
@@ -532,7 +653,7 @@ def overview_rows(study: Study) -> list[list[str]]:
             *(figure_text(group, figure) for figure in overview_figures(study)),
             delivery_text(group),
             group_verdict(group),
-            agreement_text(agreement(group)),
+            agreement_text(group_agreement(study, group)),
         ]
         for group in study.groups
     ]
@@ -546,10 +667,56 @@ def group_rows(study: Study, groups: Iterable[Group]) -> list[list[str]]:
             *(figure_text(group, figure) for figure in group_figures(study)),
             delivery_text(group),
             group_verdict(group),
-            agreement_text(agreement(group)),
+            agreement_text(group_agreement(study, group)),
         ]
         for group in groups
     ]
+
+
+DIFFERENCE_HEADERS: Final = ("figure", "from", "to", "difference (95 % interval)", "p")
+
+
+def difference_figures(study: Study, groups: Sequence[Group]) -> list[str]:
+    """The figures compared between a scenario's configurations: the classes, the key figures and every figure a
+    hypothesis names."""
+    named = [name for group in groups for name in hypothesis_figures(study, group) if unit_of(name, TASK_KINDS)]
+    return list(dict.fromkeys((*study.counts, *CONTINUOUS_FIGURES, *named)))
+
+
+def _signed(fmt: Callable[[float | None], str], value: float | None) -> str:
+    text = fmt(value)
+    return f"+{text}" if value is not None and value > 0 else text
+
+
+def difference_rows(study: Study, scenario: str) -> tuple[list[list[str]], int]:
+    """The significant differences between the scenario's configurations (every pair, every figure of
+    :func:`difference_figures`; Welch's t-test at 5 %), and how many comparisons could be made."""
+    groups = [group for group in study.groups_of(scenario) if not group.null_control]
+    rows, made = [], 0
+    for index, first in enumerate(groups):
+        for second in groups[index + 1:]:
+            for figure in difference_figures(study, groups):
+                found = difference(values_of(first, figure), values_of(second, figure))
+                if found.significant is None:
+                    continue
+                made += 1
+                if found.significant:
+                    fmt = figure_format(figure)
+                    rows.append([_header(figure), first.label, second.label,
+                                 f"{_signed(fmt, found.delta)} ({_signed(fmt, found.low)}{RANGE_DASH}"
+                                 f"{_signed(fmt, found.high)})", f"{found.p:.3g}"])
+    return rows, made
+
+
+def differences_text(rows: Sequence[Sequence[str]], made: int) -> str:
+    """The sentence before (or instead of) the table of differences."""
+    if not made:
+        return "Differences between configurations: none can be told (one configuration, or one repeat each)."
+    if not rows:
+        return (f"Differences between configurations: none of {made} comparisons is significant (Welch's t-test, "
+                "5 %).")
+    return (f"Differences between configurations, significant at 5 % (Welch's t-test; {len(rows)} of {made} "
+            "comparisons; about one in twenty would be by chance if nothing differed):")
 
 
 def fault_text(scenario: ScenarioInfo) -> str:
@@ -624,6 +791,10 @@ def _md_scenario(study: Study, scenario: ScenarioInfo) -> str:
         parts.append("No runs of this scenario (the study stopped before it).")
         return "\n\n".join(parts)
     parts.append(md_table(group_headers(study), group_rows(study, groups)))
+    rows, made = difference_rows(study, scenario.name)
+    parts.append(differences_text(rows, made))
+    if rows:
+        parts.append(md_table(DIFFERENCE_HEADERS, rows))
     runs = [
         f"- {group.label} {repeat.name}: `{repeat.path or MISSING}` ({repeat_text(repeat)})"
         for group in groups
@@ -645,6 +816,7 @@ def to_markdown(study: Study) -> str:
         "## Versions",
         md_table(("name", "value"), _mapping_rows(study.versions)) if study.versions else "None recorded.",
         "## Overview",
+        FIGURES_LEGEND,
         md_table(overview_headers(study), overview_rows(study)) if study.groups else "No runs.",
         *(_md_scenario(study, scenario) for scenario in study.scenarios),
     ]
@@ -709,6 +881,10 @@ def _html_scenario(study: Study, scenario: ScenarioInfo, out_dir: Path | None) -
     table = html_table(group_headers(study), group_rows(study, groups),
                        cell_class=_figure_cell_class(2, len(group_figures(study))), table_class="comparison")
     parts.append(f'<div class="scroll">\n{table}\n</div>')
+    rows, made = difference_rows(study, scenario.name)
+    parts.append(f"<p>{esc(differences_text(rows, made))}</p>")
+    if rows:
+        parts.append(html_table(DIFFERENCE_HEADERS, rows))
     runs = [
         f"<li>{esc(group.label)} {esc(repeat.name)}: {run_link(study, repeat, out_dir)}"
         f" ({esc(repeat_text(repeat))})</li>"
@@ -740,7 +916,8 @@ def to_html(study: Study, out_dir: StrPath | None = None) -> str:
             note,
             _section("Machine", _name_value_table(study.machine)),
             _section("Versions", _name_value_table(study.versions)),
-            _section("Overview", f'<div class="scroll">\n{overview}\n</div>' if study.groups else "<p>No runs.</p>"),
+            _section("Overview", f"<p>{esc(FIGURES_LEGEND)}</p>\n" + (f'<div class="scroll">\n{overview}\n</div>'
+                                                                     if study.groups else "<p>No runs.</p>")),
             *(_html_scenario(study, scenario, base) for scenario in study.scenarios),
         )
     )
@@ -850,15 +1027,16 @@ def write_figures(study: Study, out_dir: StrPath) -> dict[str, Path]:
 
 
 def table_rows(study: Study) -> list[dict[str, Any]]:
-    """One row per configuration: each figure's mean, min and max over the repeats, the verdict and agreement."""
+    """One row per configuration: each figure's mean, low and high over the repeats (a count's min and max, any other
+    figure's 95 % interval of the mean), the verdict and agreement."""
     rows = []
     for group in study.groups:
         row: dict[str, Any] = {"scenario": group.scenario, "cell": group.cell, "configuration": group.label,
-                               "repeats": len(group.repeats)}
+                               "null_control": group.null_control, "repeats": len(group.repeats)}
         for figure in group_figures(study):
-            found = spread(values_of(group, figure))
-            row.update({f"{figure}_mean": found.mean, f"{figure}_min": found.low, f"{figure}_max": found.high})
-        agreed = agreement(group)
+            found = figure_summary(group, figure)
+            row.update({f"{figure}_mean": found.mean, f"{figure}_low": found.low, f"{figure}_high": found.high})
+        agreed = group_agreement(study, group)
         row.update({"delivery": delivery_text(group), "held": group_held(group), "agree": agreed.ok,
                     "agreement_problems": "; ".join(agreed.problems)})
         rows.append(row)
