@@ -127,7 +127,7 @@ PHASES_AWRY = [{"name": "baseline", "duration": "1s"}, {"name": "recovery", "dur
 @pytest.mark.parametrize(("changes", "expected"), [
     pytest.param([(("frobnicate",), 1)],
                  "frobnicate: unknown key (allowed: name, description, celery, redis, nodes, load, phases, "
-                 "hypothesis, matrix)",
+                 "hypothesis, matrix, published)",
                  id="unknown-top-key"),
     pytest.param([(("load", "burst"), 5)], "load.burst: unknown key (allowed: rate, seed, publish_timeout, mix)",
                  id="unknown-load-key"),
@@ -438,3 +438,28 @@ def test_bad_several_faults(root, faults, expected):
 def test_fault_and_faults_together_are_refused(root):
     data = changed((("phases", 1, "faults"), [{"playbook": "worker-kill"}]))
     assert problem(root, data).startswith("phases[1].faults: give fault (one) or faults (a list), not both")
+
+
+PUBLISHED = {"source": "the prototype", "figures": {"mean_run_time.cpu": {"baseline": "1.41s", "fault": "4.35s"}}}
+
+
+def test_published_figures_load_with_their_units_and_write_back(root):
+    scenario = load_scenario(write(root, changed((("published",), PUBLISHED))), root)
+    (figure,) = scenario.published
+    assert (figure.name, figure.baseline, figure.fault, scenario.published_source) == (
+        "mean_run_time.cpu", 1.41, 4.35, "the prototype")
+    assert figure.figures == ("mean_run_time_baseline.cpu", "mean_run_time_fault.cpu")
+
+
+@pytest.mark.parametrize(("published", "message"), [
+    ({"figures": PUBLISHED["figures"]}, "published.source: missing (required)"),
+    ({**PUBLISHED, "source": " "}, "published.source: must say where the figures come from"),
+    ({**PUBLISHED, "figures": {}}, "published.figures: must map figures to their baseline and fault"),
+    ({**PUBLISHED, "figures": {"lost": {"baseline": 1, "fault": 2}}}, "published.figures.lost: unknown published"),
+    ({**PUBLISHED, "figures": {"mean_run_time.gpu": {"baseline": "1s", "fault": "2s"}}}, "unknown published figure"),
+    ({**PUBLISHED, "figures": {"mean_run_time": {"baseline": 1.41, "fault": "4s"}}}, "has no unit"),
+    ({**PUBLISHED, "figures": {"success_ratio": {"baseline": 1, "fault": 1.5}}}, "a ratio must be <= 1"),
+    ({**PUBLISHED, "figures": {"throughput.cpu": {"baseline": 1}}}, "exactly baseline and fault"),
+])
+def test_bad_published_figures_are_one_line(root, published, message):
+    assert message in problem(root, changed((("published",), published)))

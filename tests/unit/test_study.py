@@ -12,7 +12,7 @@ from chaoslab.experiment.scenario import load_scenario
 from tests.conftest import BIN, ROOT
 
 STUDY = ROOT / "experiments" / "study"
-FILES = sorted(STUDY.glob("*.yml"))
+FILES = sorted(STUDY.rglob("*.yml"))
 # The prototype's experiments and the faults it never tried, as the study must cover them.
 REQUIRED_FAULTS = {"cpu-exhaustion", "memory-exhaustion", "network-delay", "network-loss", "network-partition",
                    "worker-kill", "worker-pause", "memory-limit", "redis-restart"}

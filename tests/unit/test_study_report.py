@@ -550,3 +550,36 @@ def test_significant_differences_between_configurations_are_listed(tmp_path):
     markdown = to_markdown(study)
     assert "significant at 5 % (Welch's t-test; 1 of " in markdown
     assert "| throughput | acks_late=true, reject_on_worker_lost=false | acks_late=false" in markdown
+
+
+def test_the_report_opens_with_published_figures_beside_the_labs(tmp_path):
+    published = {"source": "the research prototype's screenshots",
+                 "figures": {"mean_run_time.cpu": {"baseline": 1.41, "fault": 4.35},
+                             "success_ratio.memory": {"baseline": 1.0, "fault": 0.774}}}
+    scenarios = [{**SCENARIOS[0], "published": published}, SCENARIOS[1]]
+    slower = [(1.0, 3.1), (1.1, 2.9), (0.9, 3.3)]
+    specs = [run("cpu-exhaustion", ACKS, k + 1, **{"mean_run_time_baseline.cpu": b, "mean_run_time_fault.cpu": f,
+                                                   "success_ratio_baseline.memory": 1.0,
+                                                   "success_ratio_fault.memory": 1.0})
+             for k, (b, f) in enumerate(slower)]
+    study = load_study(make_study(tmp_path / "p", specs, scenarios=scenarios))
+    rows = study_report.published_rows(study)
+    assert rows[0][:3] == ["cpu-exhaustion", config_label(ACKS), "mean_run_time.cpu"]
+    assert rows[0][3] == "1.41 s \u2192 4.35 s (up)"
+    assert rows[0][4].startswith("1 s (") and " \u2192 3.1 s (" in rows[0][4]
+    assert rows[0][5:] == ["up", "yes"]
+    # the prototype lost memory tasks under the fault; here none failed: not the same direction
+    assert rows[1][3] == "100.00 % \u2192 77.40 % (down)" and rows[1][5:] == ["unchanged", "no"]
+    markdown = to_markdown(study)
+    assert markdown.index("## Published figures beside this lab's") < markdown.index("## Machine")
+    assert "- cpu-exhaustion: the research prototype's screenshots" in markdown
+    assert '<td class="fail">no</td>' in to_html(study)
+
+
+def test_a_change_within_the_repeats_noise_is_no_clear_change(tmp_path):
+    specs = [run("baseline", "", k + 1, **{"mean_run_time_baseline": b, "mean_run_time_fault": f})
+             for k, (b, f) in enumerate([(1.0, 1.2), (1.0, 0.8), (1.0, 1.1)])]
+    group = load_study(make_study(tmp_path / "n", specs)).groups[0]
+    assert study_report.lab_change(group, "mean_run_time_baseline", "mean_run_time_fault") == "no clear change"
+    one = load_study(make_study(tmp_path / "o", specs[:1])).groups[0]
+    assert study_report.lab_change(one, "mean_run_time_baseline", "mean_run_time_fault") == "up (one repeat)"

@@ -61,6 +61,8 @@ VOCABULARY: Final[tuple[Figure, ...]] = (
                                         "and the backlog are back at the baseline's"),
     *(Figure(f"{pct}_{latency}", "duration", f"nearest-rank {pct} over the run of {meaning}")
       for latency, meaning in _LATENCY_MEANINGS.items() for pct in PERCENTILES),
+    Figure("success_ratio_baseline", "ratio", "success_ratio of the tasks published in the baseline phase"),
+    Figure("success_ratio_fault", "ratio", "success_ratio of the tasks published in the fault phase"),
     Figure("mean_run_time_baseline", "duration", "mean run time of the tasks published in the baseline phase"),
     Figure("mean_run_time_fault", "duration", "mean run time of the tasks published in the fault phase"),
     *(Figure(f"p95_{latency}_ratio", "factor", f"p95 of {meaning} of the tasks published in the fault phase over "
@@ -70,8 +72,9 @@ VOCABULARY: Final[tuple[Figure, ...]] = (
                                     "asked; below 0.9: not effective)"),
     Figure("faults_not_effective", "count", "fault windows whose node measured less effect than was asked"),
 )
-KIND_FIGURES: Final = ("success_ratio", "throughput_baseline", "throughput_fault", "mean_run_time_baseline",
-                       "mean_run_time_fault", "p95_run_time_ratio", "p95_end_to_end_ratio")
+KIND_FIGURES: Final = ("success_ratio", "success_ratio_baseline", "success_ratio_fault", "throughput_baseline",
+                       "throughput_fault", "mean_run_time_baseline", "mean_run_time_fault", "p95_run_time_ratio",
+                       "p95_end_to_end_ratio")
 """Figures that also exist per task kind, as ``<figure>.<kind>`` (e.g. ``p95_run_time_ratio.cpu``): the same
 measure over the tasks of that kind (the throughputs: that kind's completions per second)."""
 NAMES: Final = tuple(figure.name for figure in VOCABULARY)
@@ -188,11 +191,21 @@ def _stat(stats: Mapping[str, Any] | None, name: str) -> Any:
 def _phase_figures(baseline: Mapping[str, Any] | None, fault: Mapping[str, Any] | None) -> Values:
     """The figures that set the fault phase's tasks against the baseline phase's."""
     before, during = (baseline or {}).get("latency") or {}, (fault or {}).get("latency") or {}
-    values: Values = {"mean_run_time_baseline": _stat(before.get("run_time"), "mean"),
+    values: Values = {"success_ratio_baseline": _phase_success(baseline), "success_ratio_fault": _phase_success(fault),
+                      "mean_run_time_baseline": _stat(before.get("run_time"), "mean"),
                       "mean_run_time_fault": _stat(during.get("run_time"), "mean")}
     for latency in LATENCIES:
         values[f"p95_{latency}_ratio"] = _factor(_stat(during.get(latency), "p95"), _stat(before.get(latency), "p95"))
     return values
+
+
+def _phase_success(phase: Mapping[str, Any] | None) -> float | None:
+    """Of the tasks published ok in *phase*, those that succeeded (from its per-kind stats; None without them)."""
+    kinds = [stats for stats in ((phase or {}).get("kinds") or {}).values() if stats.get("published_ok")]
+    if not kinds:
+        return None
+    succeeded = sum(stats["success_ratio"] * stats["published_ok"] for stats in kinds)
+    return succeeded / sum(stats["published_ok"] for stats in kinds)
 
 
 def _kind_figures(summary: Mapping[str, Any], baseline: Mapping[str, Any] | None,
@@ -205,6 +218,8 @@ def _kind_figures(summary: Mapping[str, Any], baseline: Mapping[str, Any] | None
         b, f = before.get(kind) or {}, during.get(kind) or {}
         found = {
             "success_ratio": (overall.get(kind) or {}).get("success_ratio"),
+            "success_ratio_baseline": b.get("success_ratio"),
+            "success_ratio_fault": f.get("success_ratio"),
             "throughput_baseline": b.get("throughput"),
             "throughput_fault": f.get("throughput"),
             "mean_run_time_baseline": _stat(b.get("run_time"), "mean"),

@@ -26,6 +26,9 @@ from ansible.module_utils.errors import ArgumentTypeError
 from chaoslab.analysis.figures import KIND_FIGURES, KIND_SEPARATOR, unit_of
 from chaoslab.analysis.figures import RETIRED as RETIRED_FIGURES
 from chaoslab.analysis.figures import UNIT_OF as FIGURES
+from chaoslab.experiment.published import PublishedFigure
+from chaoslab.experiment.published import parse_figure as parse_published
+from chaoslab.experiment.published import to_data as published_data
 from chaoslab.fault_kinds import KINDS as FAULT_KINDS
 from chaoslab.fault_kinds import FaultKind
 from chaoslab.fault_params import check as fault_check
@@ -36,7 +39,7 @@ from chaoslab.node.tasks import KINDS
 from chaoslab.project import find_project
 from chaoslab.units import format_duration, parse_bytes, parse_duration
 
-TOP_KEYS = ("name", "description", "celery", "redis", "nodes", "load", "phases", "hypothesis", "matrix")
+TOP_KEYS = ("name", "description", "celery", "redis", "nodes", "load", "phases", "hypothesis", "matrix", "published")
 # A node size a scenario may set (nodes: {workers: {memory: 1000MiB, cpus: 1}}), and its bounds.
 SIZE_KEYS = ("cpus", "memory")
 CPUS_BOUNDS = (0.05, 64.0)
@@ -142,6 +145,9 @@ class Scenario:
     nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
     # conditions a list matrix's entries add to (or change in) the hypothesis, one list per entry
     cell_hypotheses: list[list[Condition]] = field(default_factory=list)
+    # what another system published for the same experiment (chaoslab.experiment.published), and where from
+    published: tuple[PublishedFigure, ...] = ()
+    published_source: str = ""
 
     @property
     def fault_phase(self) -> PhaseSpec | None:
@@ -227,6 +233,8 @@ def to_yaml(scenario: Scenario, header: str = "") -> str:
     data["phases"] = [_phase_data(phase) for phase in scenario.phases]
     if scenario.hypothesis:
         data["hypothesis"] = {condition.figure: condition.text for condition in scenario.hypothesis}
+    if scenario.published:
+        data["published"] = published_data(scenario.published, scenario.published_source, KINDS)
     comments = "".join(f"# {line}\n" for line in header.splitlines())
     return comments + yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
 
@@ -413,10 +421,25 @@ def _scenario(path: Path, root: Path, data: dict[str, Any]) -> Scenario:
         for setting, value in _mapping(data.get("celery") or {}, "celery", settings, what="Celery setting").items()
     }
     matrix, cell_hypotheses = _matrix(root, data.get("matrix") or {})
+    published, source = _published(data.get("published"))
     return Scenario(path=path, name=name, description=description, celery=celery, load=_load(data["load"]),
                     phases=_phases(root, data["phases"]), hypothesis=_hypothesis(data.get("hypothesis"), "hypothesis"),
                     matrix=matrix, redis=_redis(root, data.get("redis") or {}), cell_hypotheses=cell_hypotheses,
-                    nodes=_nodes(data.get("nodes") or {}))
+                    nodes=_nodes(data.get("nodes") or {}), published=published, published_source=source)
+
+
+def _published(value: Any) -> tuple[tuple[PublishedFigure, ...], str]:
+    """``published``: where the figures come from, and each figure's baseline and fault values."""
+    if value is None:
+        return (), ""
+    data = _mapping(value, "published", ("source", "figures"), required=("source", "figures"))
+    if not isinstance(data["source"], str) or not data["source"].strip():
+        raise ScenarioError("published.source", f"must say where the figures come from, got {data['source']!r}")
+    figures = data["figures"]
+    if not isinstance(figures, dict) or not figures:
+        raise ScenarioError("published.figures", f"must map figures to their baseline and fault, got {figures!r}")
+    return (tuple(_at(f"published.figures.{name}", parse_published, name, given, KINDS)
+                  for name, given in figures.items()), data["source"].strip())
 
 
 def _nodes(value: Any) -> dict[str, dict[str, Any]]:

@@ -25,10 +25,11 @@ from typing import Any
 from rich.console import Console
 
 from chaoslab.analysis import run_dir
-from chaoslab.experiment import runner
+from chaoslab.experiment import published, runner
 from chaoslab.experiment.ansible_runner import project_root
 from chaoslab.experiment.lab import LabControl
 from chaoslab.experiment.scenario import Scenario, load_scenario
+from chaoslab.node.tasks import KINDS as TASK_KINDS
 from chaoslab.report import study_report
 
 RUNS_DIR = "runs"
@@ -60,8 +61,9 @@ class PlannedRun:
 
 
 def scenario_files(source: Path, only: list[str] | None = None) -> list[Path]:
-    """The scenario files of a study directory (sorted), or those named in ``only`` (file stems)."""
-    files = sorted(source.glob("*.yml"))
+    """The scenario files of a study directory and its subdirectories (sorted by path), or those named in ``only``
+    (file stems)."""
+    files = sorted(source.rglob("*.yml"))
     if not files:
         raise ValueError(f"{source}: no scenario files (*.yml)")
     if only:
@@ -136,6 +138,8 @@ def scenario_entry(scenario: Scenario, root: Path) -> dict[str, Any]:
         "hypothesis": hypothesis_map(scenario),
         "cell_hypotheses": {label: hypothesis_map(cell) for label, cell in scenario.cells()
                             if cell.hypothesis != scenario.hypothesis},
+        "published": (published.to_data(scenario.published, scenario.published_source, TASK_KINDS, with_units=False)
+                      if scenario.published else None),
     }
 
 

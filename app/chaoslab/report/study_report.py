@@ -180,6 +180,9 @@ class ScenarioInfo:
     hypothesis: Any
     cell_hypotheses: dict[str, Any]
     """The whole hypothesis of each cell whose hypothesis differs from the scenario's (cell label -> figures)."""
+    published: dict[str, Any] | None = None
+    """What another system published for the same experiment: ``{"source", "figures": {name: {baseline, fault}}}``
+    (:mod:`chaoslab.experiment.published`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,6 +291,7 @@ def _scenario_info(data: Mapping[str, Any]) -> ScenarioInfo:
         params=dict(data.get("params") or {}),
         hypothesis=data.get("hypothesis"),
         cell_hypotheses=dict(data.get("cell_hypotheses") or {}),
+        published=dict(data["published"]) if isinstance(data.get("published"), Mapping) else None,
     )
 
 
@@ -673,6 +677,65 @@ def group_rows(study: Study, groups: Iterable[Group]) -> list[list[str]]:
     ]
 
 
+PUBLISHED_HEADERS: Final = ("scenario", "configuration", "figure", "published: baseline \u2192 fault",
+                             "this lab: baseline \u2192 fault", "this lab's change", "same direction")
+PUBLISHED_INTRO: Final = (
+    "Figures another system published for the same experiment (its source is named per scenario below), beside this "
+    "lab's: the mean and 95 % interval of the baseline phase and of the fault phase over the repeats. This lab's "
+    "change is the 95 % interval of the fault phase's figure minus the baseline phase's, run by run: up or down when "
+    "it excludes zero.")
+
+
+def _direction(delta: float) -> str:
+    return "up" if delta > 0 else "down" if delta < 0 else "unchanged"
+
+
+def lab_change(group: Group, baseline: str, fault: str) -> str:
+    """``up`` / ``down`` when the interval of the run-by-run change excludes zero, ``no clear change`` when it does
+    not, the sign alone with one repeat."""
+    changes = [None if b is None or f is None else f - b
+               for b, f in zip(values_of(group, baseline), values_of(group, fault), strict=True)]
+    found = interval(changes)
+    if found.mean is None:
+        return MISSING
+    if found.low is None or found.high is None:
+        return f"{_direction(found.mean)} (one repeat)"
+    if found.low > 0 or found.high < 0:
+        return _direction(found.mean)
+    return "unchanged" if found.low == found.high == 0 else "no clear change"
+
+
+def _same_direction(published: str, lab: str) -> str:
+    if lab == MISSING:
+        return MISSING
+    lab = lab.removesuffix(" (one repeat)")
+    return "yes" if published == lab or (published == "unchanged" and lab == "no clear change") else "no"
+
+
+def published_rows(study: Study) -> list[list[str]]:
+    """One row per published figure per configuration of each scenario that names published figures."""
+    rows = []
+    for scenario in study.scenarios:
+        figures = (scenario.published or {}).get("figures") or {}
+        for group in (group for group in study.groups_of(scenario.name) if not group.null_control):
+            for name, given in figures.items():
+                family, sep, kind = str(name).partition(".")
+                baseline, fault = f"{family}_baseline{sep}{kind}", f"{family}_fault{sep}{kind}"
+                fmt = figure_format(baseline)
+                theirs = _direction(float(given["fault"]) - float(given["baseline"]))
+                lab = lab_change(group, baseline, fault)
+                rows.append([scenario.name, group.label, str(name),
+                             f"{fmt(float(given['baseline']))} \u2192 {fmt(float(given['fault']))} ({theirs})",
+                             f"{figure_text(group, baseline)} \u2192 {figure_text(group, fault)}", lab,
+                             _same_direction(theirs, lab)])
+    return rows
+
+
+def published_sources(study: Study) -> list[tuple[str, str]]:
+    return [(scenario.name, str(scenario.published.get("source") or MISSING)) for scenario in study.scenarios
+            if scenario.published]
+
+
 DIFFERENCE_HEADERS: Final = ("figure", "from", "to", "difference (95 % interval)", "p")
 
 
@@ -805,12 +868,19 @@ def _md_scenario(study: Study, scenario: ScenarioInfo) -> str:
     return "\n\n".join(parts)
 
 
+def _md_published(study: Study) -> list[str]:
+    sources = "\n".join(f"- {name}: {source}" for name, source in published_sources(study))
+    return ["## Published figures beside this lab's", PUBLISHED_INTRO, sources,
+            md_table(PUBLISHED_HEADERS, published_rows(study))]
+
+
 def to_markdown(study: Study) -> str:
     """The study report as GitHub-flavoured Markdown."""
     parts = [
         f"# Study {study.study_id}",
         "\n".join(f"- {name}: {text}" for name, text in header_facts(study)),
         *([f"> {FIRST_EDITION_NOTE}"] if study.first_edition else []),
+        *(_md_published(study) if published_sources(study) else []),
         "## Machine",
         md_table(("name", "value"), _mapping_rows(study.machine)) if study.machine else "None recorded.",
         "## Versions",
@@ -900,6 +970,14 @@ def _html_scenario(study: Study, scenario: ScenarioInfo, out_dir: Path | None) -
     return _section(f"Scenario {scenario.name}", "\n".join(parts), f"scenario-{scenario.name}")
 
 
+def _html_published(study: Study) -> str:
+    sources = "".join(f"<li>{esc(name)}: {esc(source)}</li>" for name, source in published_sources(study))
+    table = html_table(PUBLISHED_HEADERS, published_rows(study),
+                       cell_class=lambda column, text: {"yes": "pass", "no": "fail"}.get(text) if column == 6 else None)
+    return _section("Published figures beside this lab's", f"<p>{esc(PUBLISHED_INTRO)}</p>\n<ul>{sources}</ul>\n"
+                    f'<div class="scroll">\n{table}\n</div>')
+
+
 def to_html(study: Study, out_dir: StrPath | None = None) -> str:
     """The study report as a complete HTML page; run links are relative to *out_dir* (default the study directory)."""
     base = None if out_dir is None else Path(out_dir)
@@ -914,6 +992,7 @@ def to_html(study: Study, out_dir: StrPath | None = None) -> str:
             f"<h1>{esc(title)}</h1>",
             header,
             note,
+            *([_html_published(study)] if published_sources(study) else []),
             _section("Machine", _name_value_table(study.machine)),
             _section("Versions", _name_value_table(study.versions)),
             _section("Overview", f"<p>{esc(FIGURES_LEGEND)}</p>\n" + (f'<div class="scroll">\n{overview}\n</div>'
