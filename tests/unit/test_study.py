@@ -113,6 +113,8 @@ def test_check_counts_the_runs():
     cells = sum(len(scenario.cells()) for scenario in scenarios)
     controls = sum(scenario.fault_phase is not None for scenario in scenarios)
     assert proc.stdout.strip() == f"experiments/study: valid ({len(FILES)} scenarios, {5 * cells + controls} runs)"
+    without = run_cli("--check", "--no-null-controls", "--repeat", "2")
+    assert without.stdout.strip() == f"experiments/study: valid ({len(FILES)} scenarios, {2 * cells} runs)"
 
 
 def test_a_bad_scenario_is_one_line_before_anything_runs(tmp_path):
