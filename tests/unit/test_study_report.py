@@ -583,3 +583,24 @@ def test_a_change_within_the_repeats_noise_is_no_clear_change(tmp_path):
     assert study_report.lab_change(group, "mean_run_time_baseline", "mean_run_time_fault") == "no clear change"
     one = load_study(make_study(tmp_path / "o", specs[:1])).groups[0]
     assert study_report.lab_change(one, "mean_run_time_baseline", "mean_run_time_fault") == "up (one repeat)"
+
+
+def test_a_scenario_with_several_faults_names_each_with_its_window():
+    info = study_report.ScenarioInfo(
+        "redis-restart", "", "", "redis-restart", "redis", {"mode": "kill"}, None, {},
+        faults=({"playbook": "redis-restart", "target": "redis", "params": {"mode": "kill"}, "at": 4.0,
+                 "duration": None},
+                {"playbook": "worker-pause", "target": "workers", "params": {}, "at": 0.0, "duration": 6.0}))
+    assert study_report.fault_text(info) == (
+        "redis-restart on redis (mode=kill) from 4 s; worker-pause on workers from 0 ms for 6 s")
+
+
+def test_each_scenario_says_the_settings_its_configurations_share(tmp_path):
+    scenarios = [{**SCENARIOS[0], "settings": {"worker_prefetch_multiplier": 4, "visibility_timeout": 30},
+                  "redis": {"aof": True, "appendfsync": "everysec"}}, {**SCENARIOS[1], "settings": {}}]
+    study = load_study(make_study(tmp_path / "s", good_runs(), scenarios=scenarios))
+    markdown = to_markdown(study)
+    assert "- shared settings: worker_prefetch_multiplier=4, visibility_timeout=30\n- Redis: aof=true, " \
+           "appendfsync=everysec" in markdown
+    assert "- shared settings: Celery's defaults and the lab's" in markdown
+    assert "<th>shared settings</th>" in to_html(study)

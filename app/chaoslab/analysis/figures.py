@@ -28,6 +28,9 @@ PERCENTILES: Final = ("p50", "p95", "p99")
 UNITS: Final = ("count", "ratio", "rate", "duration", "factor")
 """What a figure's number is: a count of tasks, a ratio (0-1), per second, seconds, a multiple (the fault phase's
 value over the baseline's)."""
+RATIO_STATS: Final = ("p95", "max")
+"""The statistics set against the baseline's: p95 (most tasks), max (the few a fault held, e.g. those a paused or
+cut-off worker had prefetched)."""
 KIND_SEPARATOR: Final = "."
 """``<figure>.<kind>``: a per-kind figure of the tasks of one kind (:data:`KIND_FIGURES`)."""
 
@@ -65,9 +68,9 @@ VOCABULARY: Final[tuple[Figure, ...]] = (
     Figure("success_ratio_fault", "ratio", "success_ratio of the tasks published in the fault phase"),
     Figure("mean_run_time_baseline", "duration", "mean run time of the tasks published in the baseline phase"),
     Figure("mean_run_time_fault", "duration", "mean run time of the tasks published in the fault phase"),
-    *(Figure(f"p95_{latency}_ratio", "factor", f"p95 of {meaning} of the tasks published in the fault phase over "
-                                               "that of the baseline phase's (1: unchanged; 2: twice as long)")
-      for latency, meaning in _LATENCY_MEANINGS.items()),
+    *(Figure(f"{stat}_{latency}_ratio", "factor", f"{stat} of {meaning} of the tasks published in the fault phase "
+                                                  "over that of the baseline phase's (1: unchanged; 2: twice as long)")
+      for stat in RATIO_STATS for latency, meaning in _LATENCY_MEANINGS.items()),
     Figure("fault_effect", "ratio", "the smallest measured effect of a fault window over what was asked (1: as "
                                     "asked; below 0.9: not effective)"),
     Figure("faults_not_effective", "count", "fault windows whose node measured less effect than was asked"),
@@ -194,8 +197,10 @@ def _phase_figures(baseline: Mapping[str, Any] | None, fault: Mapping[str, Any] 
     values: Values = {"success_ratio_baseline": _phase_success(baseline), "success_ratio_fault": _phase_success(fault),
                       "mean_run_time_baseline": _stat(before.get("run_time"), "mean"),
                       "mean_run_time_fault": _stat(during.get("run_time"), "mean")}
-    for latency in LATENCIES:
-        values[f"p95_{latency}_ratio"] = _factor(_stat(during.get(latency), "p95"), _stat(before.get(latency), "p95"))
+    for stat in RATIO_STATS:
+        for latency in LATENCIES:
+            values[f"{stat}_{latency}_ratio"] = _factor(_stat(during.get(latency), stat),
+                                                        _stat(before.get(latency), stat))
     return values
 
 

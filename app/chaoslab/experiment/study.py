@@ -132,6 +132,8 @@ def scenario_entry(scenario: Scenario, root: Path) -> dict[str, Any]:
         "fault": fault.playbook if fault else None,
         "target": fault.target if fault else None,
         "params": dict(fault.params) if fault else {},
+        "faults": [{"playbook": spec.playbook, "target": spec.target, "params": dict(spec.params), "at": spec.at,
+                    "duration": spec.duration} for phase in scenario.phases for spec in phase.faults],
         "settings": scenario.celery,
         "redis": {key.removeprefix("redis_"): value for key, value in scenario.redis.items()},
         "phases": {phase.name: phase.duration for phase in scenario.phases},

@@ -180,6 +180,12 @@ class ScenarioInfo:
     hypothesis: Any
     cell_hypotheses: dict[str, Any]
     """The whole hypothesis of each cell whose hypothesis differs from the scenario's (cell label -> figures)."""
+    settings: dict[str, Any] | None = None
+    """The Celery settings every configuration of the scenario shares (a configuration adds its own), and the Redis
+    persistence it runs on; None in a study made before study.json recorded them."""
+    redis: dict[str, Any] | None = None
+    faults: tuple[dict[str, Any], ...] = ()
+    """Every fault of the scenario (playbook, target, params, at, duration) when there is more than the first."""
     published: dict[str, Any] | None = None
     """What another system published for the same experiment: ``{"source", "figures": {name: {baseline, fault}}}``
     (:mod:`chaoslab.experiment.published`)."""
@@ -291,6 +297,9 @@ def _scenario_info(data: Mapping[str, Any]) -> ScenarioInfo:
         params=dict(data.get("params") or {}),
         hypothesis=data.get("hypothesis"),
         cell_hypotheses=dict(data.get("cell_hypotheses") or {}),
+        settings=dict(data["settings"]) if isinstance(data.get("settings"), Mapping) else None,
+        redis=dict(data["redis"]) if isinstance(data.get("redis"), Mapping) else None,
+        faults=tuple(dict(item) for item in data.get("faults") or [] if isinstance(item, Mapping)),
         published=dict(data["published"]) if isinstance(data.get("published"), Mapping) else None,
     )
 
@@ -782,12 +791,22 @@ def differences_text(rows: Sequence[Sequence[str]], made: int) -> str:
             "comparisons; about one in twenty would be by chance if nothing differed):")
 
 
+def _one_fault(playbook: Any, target: Any, params: Mapping[str, Any]) -> str:
+    where = f" on {target}" if target else ""
+    given = ", ".join(f"{name}={_value_text(value)}" for name, value in params.items())
+    return f"{playbook}{where}" + (f" ({given})" if given else "")
+
+
 def fault_text(scenario: ScenarioInfo) -> str:
     if not scenario.fault:
         return "none (baseline)"
-    target = f" on {scenario.target}" if scenario.target else ""
-    params = ", ".join(f"{name}={_value_text(value)}" for name, value in scenario.params.items())
-    return f"{scenario.fault}{target}" + (f" ({params})" if params else "")
+    if len(scenario.faults) > 1:
+        return "; ".join(
+            _one_fault(item.get("playbook"), item.get("target"), dict(item.get("params") or {}))
+            + f" from {fmt_seconds(float(item.get('at') or 0))}"
+            + (f" for {fmt_seconds(float(item['duration']))}" if item.get("duration") is not None else "")
+            for item in scenario.faults)
+    return _one_fault(scenario.fault, scenario.target, scenario.params)
 
 
 def hypothesis_lines(hypothesis: Any) -> list[str]:
@@ -802,6 +821,18 @@ def hypothesis_lines(hypothesis: Any) -> list[str]:
             for item in hypothesis
         ]
     return [str(hypothesis)]
+
+
+def settings_facts(scenario: ScenarioInfo) -> list[tuple[str, str]]:
+    """The settings the scenario's configurations share, as the study recorded them (none: Celery's defaults), and
+    the Redis persistence (none: the inventory's)."""
+    if scenario.settings is None:
+        return []
+    shared = ", ".join(f"{name}={_value_text(value)}" for name, value in scenario.settings.items())
+    facts = [("shared settings", shared or "Celery's defaults and the lab's")]
+    if scenario.redis:
+        facts.append(("Redis", ", ".join(f"{name}={_value_text(value)}" for name, value in scenario.redis.items())))
+    return facts
 
 
 def hypothesis_facts(scenario: ScenarioInfo) -> list[tuple[str, str]]:
@@ -847,6 +878,7 @@ def _md_scenario(study: Study, scenario: ScenarioInfo) -> str:
     if scenario.description:
         parts.append(scenario.description.strip())
     facts = [f"- scenario file: `{scenario.file or MISSING}`", f"- fault: {fault_text(scenario)}"]
+    facts += [f"- {name}: {text}" for name, text in settings_facts(scenario)]
     facts += [f"- {name}: {text}" for name, text in hypothesis_facts(scenario)]
     parts.append("\n".join(facts))
     groups = study.groups_of(scenario.name)
@@ -941,6 +973,7 @@ def _html_scenario(study: Study, scenario: ScenarioInfo, out_dir: Path | None) -
     facts = {
         "scenario file": scenario.file or MISSING,
         "fault": fault_text(scenario),
+        **dict(settings_facts(scenario)),
         **{name: text.replace("`", "") for name, text in hypothesis_facts(scenario)},
     }
     parts.append(html_table(list(facts), [list(facts.values())]))
