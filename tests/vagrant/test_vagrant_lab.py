@@ -150,10 +150,11 @@ def test_network_delay_adds_100ms_with_netem_and_reverts(vms, tmp_path):
 
 
 def redis_write_iops_max() -> str:
-    """The unit's IOWriteIOPSMax ("" unset; systemctl show leaves empty properties out without --all)."""
+    """The unit's IOWriteIOPSMax: "<device> <iops>", or "" when unset (systemctl show prints one line per entry of
+    this list, and none at all for an empty one, even with --all)."""
     out = must(as_user("ansible", "redis", "-m", "ansible.builtin.command",
-                       "-a", "systemctl show --all -p IOWriteIOPSMax chaoslab-redis.service"), "systemctl show")
-    return next(line.split("=", 1)[1].strip() for line in out.splitlines() if line.startswith("IOWriteIOPSMax="))
+                       "-a", "systemctl show -p IOWriteIOPSMax chaoslab-redis.service"), "systemctl show")
+    return next((line.split("=", 1)[1].strip() for line in out.splitlines() if line.startswith("IOWriteIOPSMax=")), "")
 
 
 def fault_window(fault: str) -> dict:
