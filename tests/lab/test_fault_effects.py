@@ -272,8 +272,9 @@ def test_a_slow_disk_under_redis_with_aof_always_is_measured_as_capped_fsyncs_an
         client.config_set("appendfsync", "everysec")
         client.config_set("appendonly", "no")
     measured = effect["measured"]
-    # the probe shares the disk's 5 writes a second with a Redis that fsyncs after every write command
-    assert measured["bursts"] >= 2 and measured["disk_writes_per_s"] <= 5 / 0.9, effect
+    # the probe shares the disk's 5 writes a second with a Redis that fsyncs after every write command: one of its
+    # fsyncs may wait seconds behind Redis's, so a 6 s window holds one burst or a few
+    assert measured["bursts"] >= 1 and measured["disk_writes_per_s"] <= 5 / 0.9, effect
     assert measured["fsyncs_per_s_before"] >= 50 and measured["single_fsync_median_ms"] >= 180, effect
     # appendfsync always: every write command waits for its fsync
     assert measured["redis_write_median_ms"] >= 150 and measured["aof_enabled"] == 1, effect
