@@ -80,6 +80,8 @@ KIND_FIGURES: Final = ("success_ratio", "success_ratio_baseline", "success_ratio
                        "p95_end_to_end_ratio")
 """Figures that also exist per task kind, as ``<figure>.<kind>`` (e.g. ``p95_run_time_ratio.cpu``): the same
 measure over the tasks of that kind (the throughputs: that kind's completions per second)."""
+EFFECT_FIGURES: Final = frozenset({"fault_effect", "faults_not_effective"})
+"""Figures that say whether the fault acted, not what it did to the tasks."""
 NAMES: Final = tuple(figure.name for figure in VOCABULARY)
 UNIT_OF: Final[dict[str, str]] = {figure.name: figure.unit for figure in VOCABULARY}
 
@@ -91,6 +93,13 @@ def unit_of(name: str, kinds: Iterable[str]) -> str | None:
         return UNIT_OF[name]
     figure, sep, kind = name.rpartition(KIND_SEPARATOR)
     return UNIT_OF[figure] if sep and figure in KIND_FIGURES and kind in set(kinds) else None
+
+
+def phase_figure(name: str, phase: str) -> str:
+    """The figure of *name* (``mean_run_time``, ``success_ratio.memory``) measured in *phase* (``baseline`` or
+    ``fault``): ``mean_run_time_baseline``, ``success_ratio_fault.memory``."""
+    family, sep, kind = name.partition(KIND_SEPARATOR)
+    return f"{family}_{phase}{sep}{kind}"
 RETIRED: Final = {"stuck": "use pending (still queued, reserved or running at the end) or lost (gone)"}
 """Figures of earlier versions, and what replaced them."""
 
@@ -160,7 +169,8 @@ def measure(summary: Mapping[str, Any], ratio: float | None) -> Values:
     values["unknown"] = _float((summary.get("unknown") or {}).get("ids"))
     values["success_ratio"] = ratio
     values["throughput"] = overall.get("throughput")
-    baseline, fault = _throughput(baseline_phase(summary)), fault_throughput(summary)
+    before, during = baseline_phase(summary), fault_phase(summary)
+    baseline, fault = _throughput(before), fault_throughput(summary)
     values["throughput_baseline"], values["throughput_fault"] = baseline, fault
     values["throughput_drop"] = throughput_drop(baseline, fault)
     values["recovery_time"] = (summary.get("recovery") or {}).get("time_s")
@@ -169,14 +179,14 @@ def measure(summary: Mapping[str, Any], ratio: float | None) -> Values:
         stats = latency.get(name) or {}
         for pct in PERCENTILES:
             values[f"{pct}_{name}"] = stats.get(pct)
-    values.update(_phase_figures(baseline_phase(summary), fault_phase(summary)))
+    values.update(_phase_figures(before, during))
     effects = [fault.get("effect") or {} for fault in summary.get("faults") or []]
     ratios = [effect["ratio"] for effect in effects if isinstance(effect.get("ratio"), int | float)]
     values["fault_effect"] = min(ratios) if ratios else None
     measured = [effect for effect in effects if effect.get("effective") is not None]
     values["faults_not_effective"] = (float(sum(effect["effective"] is False for effect in measured)) if measured
                                       else None)
-    values.update(_kind_figures(summary, baseline_phase(summary), fault_phase(summary)))
+    values.update(_kind_figures(summary, before, during))
     return values
 
 

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from chaoslab.analysis.figures import KIND_SEPARATOR, unit_of
+from chaoslab.analysis.figures import KIND_SEPARATOR, phase_figure, unit_of
 from chaoslab.units import format_duration, parse_duration
 
 FAMILIES: Final = ("mean_run_time", "success_ratio", "throughput")
@@ -38,8 +38,7 @@ class PublishedFigure:
 
     def figure(self, side: str) -> str:
         """The lab's figure for one side: ``mean_run_time_baseline.cpu``."""
-        family, sep, kind = self.name.partition(KIND_SEPARATOR)
-        return f"{family}_{side}{sep}{kind}"
+        return phase_figure(self.name, side)
 
     @property
     def figures(self) -> tuple[str, str]:

@@ -25,6 +25,7 @@ from typing import Any
 from rich.console import Console
 
 from chaoslab.analysis import run_dir
+from chaoslab.analysis.figures import EFFECT_FIGURES
 from chaoslab.experiment import published, runner
 from chaoslab.experiment.ansible_runner import project_root
 from chaoslab.experiment.lab import LabControl
@@ -40,7 +41,6 @@ RUN_OVERHEAD_S = 25.0
 
 
 NULL_CONTROL_DIR = "null"
-EFFECT_FIGURES = frozenset({"fault_effect", "faults_not_effective"})
 
 
 @dataclass(frozen=True)

@@ -60,7 +60,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from chaoslab.analysis import run_dir as run_files
-from chaoslab.analysis.figures import unit_of
+from chaoslab.analysis.figures import EFFECT_FIGURES, phase_figure, unit_of
 from chaoslab.analysis.stats import Interval, difference, interval
 from chaoslab.node.tasks import KINDS as TASK_KINDS
 from chaoslab.report.compare import (
@@ -445,8 +445,6 @@ NOT_HELD: Final = "did not hold"
 NULL_FAILED: Final = "did not hold, as it must"
 NULL_HELD: Final = "held without the fault: the hypothesis cannot fail"
 NULL_EFFECT_ONLY: Final = "failed only on the fault's effect: name a figure the fault must move"
-EFFECT_FIGURES: Final = frozenset({"fault_effect", "faults_not_effective"})
-"""Figures that say whether the fault acted, not what it did to the tasks."""
 
 
 def group_held(group: Group) -> bool | None:
@@ -728,8 +726,7 @@ def published_rows(study: Study) -> list[list[str]]:
         figures = (scenario.published or {}).get("figures") or {}
         for group in (group for group in study.groups_of(scenario.name) if not group.null_control):
             for name, given in figures.items():
-                family, sep, kind = str(name).partition(".")
-                baseline, fault = f"{family}_baseline{sep}{kind}", f"{family}_fault{sep}{kind}"
+                baseline, fault = phase_figure(str(name), "baseline"), phase_figure(str(name), "fault")
                 fmt = figure_format(baseline)
                 theirs = _direction(float(given["fault"]) - float(given["baseline"]))
                 lab = lab_change(group, baseline, fault)
