@@ -208,6 +208,11 @@ KINDS: dict[str, FaultKind] = {kind.name: kind for kind in (
                       "Memory to hold: a size (512MiB) or a share of the node's memory (80%: of its cgroup's limit "
                       "where one is set, else of the machine's memory); at most the node's memory."),
                 Param("workers", whole(1, 64), 1, "stress-ng VM workers sharing it."),
+                Param("oom", choice("stressor", "largest"), "stressor",
+                      "Whom the kernel's OOM killer takes when the node runs out: stressor = the stress-ng workers "
+                      "first (stress-ng's own choice, oom_score_adj 1000; they restart), largest = the process "
+                      "holding most (the stressors kept at oom_score_adj 0, as `stress` leaves them: a large task "
+                      "goes first)."),
                 DURATION),
         apply="fault_process:memory_exhaustion", revert="fault_process:stop_stress",
         measure="fault_effect:memory_exhaustion"),

@@ -151,3 +151,25 @@ def test_memory_exhaustion_holds_the_memory_in_the_node_until_the_deadline(lab):
     time.sleep(max(8 + 2 - (time.monotonic() - started), 0))
     assert stress_ng() == [] and not (STATE / "memory-exhaustion.json").exists()
     assert node_resident("worker-1") - before < 64 * 2**20
+
+
+def oom_scores() -> list[int]:
+    """oom_score_adj of the stress-ng workers a fault runs on the lab now."""
+    scores = []
+    for proc in stress_ng():
+        try:
+            scores.append(int(Path(f"/proc/{proc.pid}/oom_score_adj").read_text(encoding="ascii")))
+        except (OSError, ValueError):
+            continue
+    return scores
+
+
+@pytest.mark.parametrize(("oom", "expected"), [("stressor", 1000), ("largest", 0)])
+def test_memory_exhaustion_chooses_whom_the_oom_killer_takes_first(lab, oom, expected):
+    run_playbook("faults/memory-exhaustion.yml", "-e", "bytes=64MiB", "-e", "workers=2", "-e", f"oom={oom}",
+                 "-e", "duration=5s")
+    time.sleep(2)  # stress-ng has started its VM workers and set their score; the fault has set it back (largest)
+    scores = oom_scores()
+    assert scores and max(scores) == expected, scores
+    time.sleep(5)
+    assert stress_ng() == []

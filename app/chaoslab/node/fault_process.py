@@ -163,10 +163,34 @@ def memory_bytes(size: str, available: int) -> int:
     return wanted
 
 
+# How often the stressors' OOM score is set back where they must not be the OOM killer's first choice (stress-ng sets
+# it in each worker it starts, and again in one it restarts).
+OOM_RESET_EVERY_S = 0.2
+
+
+def oom_score_reset() -> int:
+    """The fault's stress-ng processes at oom_score_adj 0 (stress-ng puts its workers at 1000, the OOM killer's first
+    choice); returns how many were changed."""
+    changed = 0
+    for proc in stress_processes():
+        path = f"/proc/{proc.pid}/oom_score_adj"
+        with contextlib.suppress(OSError):
+            with open(path, encoding="ascii") as current:
+                if current.read().strip() == "0":
+                    continue
+            with open(path, "w", encoding="ascii") as adj:
+                adj.write("0")
+            changed += 1
+    return changed
+
+
 def memory_exhaustion(values: dict[str, Any], _node: Node) -> Fault:
-    workers, duration = int(values["workers"]), float(values["duration"])
+    workers, duration, oom = int(values["workers"]), float(values["duration"]), str(values["oom"])
     total = memory_bytes(str(values["bytes"]), node_memory())
     # stress-ng shares --vm-bytes among its VM workers; --vm-populate touches every page at once.
-    return _stress("memory-exhaustion", {"bytes": total, "workers": workers},
-                   ["--vm", str(workers), "--vm-bytes", f"{total}b", "--vm-keep", "--vm-populate", "--vm-hang", "0"],
-                   duration)
+    fault = _stress("memory-exhaustion", {"bytes": total, "workers": workers, "oom": oom},
+                    ["--vm", str(workers), "--vm-bytes", f"{total}b", "--vm-keep", "--vm-populate", "--vm-hang", "0"],
+                    duration)
+    if oom == "largest":
+        fault.hold = lambda deadline, stop: hold_until(deadline, stop, OOM_RESET_EVERY_S, oom_score_reset)
+    return fault
