@@ -175,8 +175,10 @@ def cmd_study(args: argparse.Namespace) -> int:
 
     source = Path(args.source)
     try:
-        scenarios = study.load_all(study.scenario_files(source, args.only))
-        runs = study.plan(scenarios, args.repeat, not args.no_null_controls)
+        if args.quick and (args.repeat is not None or args.publish):
+            raise ValueError("--quick runs one repeat and is not published: drop --repeat and --publish")
+        scenarios, runs = study.planned(source, study.DEFAULT_REPEAT if args.repeat is None else args.repeat, args.only,
+                                        not args.no_null_controls, args.quick)
     except (ScenarioError, ValueError) as err:
         print(f"chaoslab study: {err}", file=sys.stderr)
         return runner.EXIT_ERROR
@@ -195,9 +197,9 @@ def _study(args: argparse.Namespace, source: Path) -> int:
     from chaoslab.experiment.lab import LabControl, lab_info
 
     control = LabControl(lab_info(), quiet=not args.verbose)
-    return study.run_study(source, args.repeat, control, Path(args.results) if args.results else None,
-                           Path(args.publish) if args.publish else None, args.only,
-                           null_controls=not args.no_null_controls)
+    return study.run_study(source, study.DEFAULT_REPEAT if args.repeat is None else args.repeat, control,
+                           Path(args.results) if args.results else None, Path(args.publish) if args.publish else None,
+                           args.only, null_controls=not args.no_null_controls, quick=args.quick)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -349,7 +351,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
     stud = sub.add_parser("study", help="run every scenario of a directory, each cell repeated, into one report")
     stud.add_argument("source", nargs="?", default="experiments/study", help="directory of scenario files")
-    stud.add_argument("--repeat", type=int, default=5, help="runs of each cell (default 5)")
+    stud.add_argument("--repeat", type=int, help="runs of each cell (default 5)")
+    stud.add_argument("--quick", action="store_true",
+                      help="a first look: one repeat, no null controls, the time around each fault shortened, "
+                           "subdirectories left out; not published")
     stud.add_argument("--no-null-controls", action="store_true",
                       help="skip the null controls (each scenario's first cell run once without its faults)")
     stud.add_argument("--only", action="append", help="run only this scenario (file stem), repeatable")

@@ -117,6 +117,29 @@ def test_check_counts_the_runs():
     assert without.stdout.strip() == f"experiments/study: valid ({len(FILES)} scenarios, {2 * cells} runs)"
 
 
+def test_a_quick_study_is_one_repeat_of_the_top_scenarios_with_the_time_around_each_fault_shortened():
+    scenarios, runs = study.planned(STUDY, 5, quick=True)
+    top = sorted(STUDY.glob("*.yml"))
+    assert [s.path for s in scenarios] == top and len(top) < len(FILES)  # the seed experiments are left out
+    assert len(runs) == sum(len(s.cells()) for s in scenarios) and not any(run.null_control for run in runs)
+    full = {s.name: s for s in study.load_all(top)}
+    for scenario in scenarios:
+        for quick, written in zip(scenario.phases, full[scenario.name].phases, strict=True):
+            if quick.faults or quick.name == "drain":
+                assert quick == written  # the fault and its timing as written; the drain ends when drained
+            else:
+                assert quick.duration == min(written.duration, study.QUICK_PHASE_S)
+    assert any(q.duration < w.duration for s in scenarios for q, w in zip(s.phases, full[s.name].phases, strict=True))
+    named, _runs = study.planned(STUDY, 5, only=["seed-cpu-stress"], quick=True)
+    assert [s.name for s in named] == ["seed-cpu-stress"]  # a scenario named runs wherever its file is
+    proc = run_cli("--check", "--quick")
+    assert proc.stdout.strip() == f"experiments/study: valid ({len(top)} scenarios, {len(runs)} runs)", proc.stderr
+    for extra in (["--repeat", "3"], ["--publish", "experiments/reference"]):
+        refused = run_cli("--check", "--quick", *extra)
+        assert refused.returncode == 2 and refused.stderr.count("\n") == 1
+        assert "--quick runs one repeat and is not published" in refused.stderr
+
+
 def test_a_bad_scenario_is_one_line_before_anything_runs(tmp_path):
     shutil.copy(STUDY / "baseline.yml", tmp_path / "baseline.yml")
     (tmp_path / "broken.yml").write_text((STUDY / "worker-kill.yml").read_text().replace("every: 2s", "every: 2"))

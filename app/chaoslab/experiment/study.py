@@ -34,6 +34,7 @@ from chaoslab.node.tasks import KINDS as TASK_KINDS
 from chaoslab.report import study_report
 
 RUNS_DIR = "runs"
+DEFAULT_REPEAT = 5
 DEFAULT_CELL = "default"
 # Seconds a run takes beyond its phases (settings, load on and off, collection, check, report), for the first
 # estimate of the time left; later estimates use the runs measured so far.
@@ -41,6 +42,12 @@ RUN_OVERHEAD_S = 25.0
 
 
 NULL_CONTROL_DIR = "null"
+# A quick study (a first look): one repeat, no null controls, the phases around each fault at most this long, and only
+# the scenario files of the study directory itself (its subdirectories, e.g. the seed experiments' minutes-long runs
+# under the prototype's conditions, are left out).
+QUICK_PHASE_S = 4.0
+QUICK_NOTE = (f"quick: one repeat, no null controls, baseline and recovery at most {QUICK_PHASE_S:g} s, the scenarios "
+              "of subdirectories left out; a first look, not a result to publish")
 
 
 @dataclass(frozen=True)
@@ -60,10 +67,10 @@ class PlannedRun:
         return sum(phase.duration for phase in self.scenario.phases) + RUN_OVERHEAD_S
 
 
-def scenario_files(source: Path, only: list[str] | None = None) -> list[Path]:
-    """The scenario files of a study directory and its subdirectories (sorted by path), or those named in ``only``
-    (file stems)."""
-    files = sorted(source.rglob("*.yml"))
+def scenario_files(source: Path, only: list[str] | None = None, nested: bool = True) -> list[Path]:
+    """The scenario files of a study directory and (*nested*) its subdirectories, sorted by path, or those named in
+    ``only`` (file stems)."""
+    files = sorted(source.rglob("*.yml") if nested else source.glob("*.yml"))
     if not files:
         raise ValueError(f"{source}: no scenario files (*.yml)")
     if only:
@@ -153,7 +160,7 @@ class Study:
     """Runs a plan on the lab and keeps study.json up to date after every run."""
 
     def __init__(self, source: Path, scenarios: list[Scenario], repeat: int, control: LabControl,
-                 directory: Path, console: Console | None = None) -> None:
+                 directory: Path, console: Console | None = None, quick: bool = False) -> None:
         self.repeat = repeat
         self.control = control
         self.directory = directory
@@ -165,6 +172,7 @@ class Study:
         root = project_root()
         # what study.json says of the study that does not change while it runs
         self.fixed = {"study_id": directory.name, "source": relative(source, root), "repeat": repeat,
+                      **({"mode": QUICK_NOTE} if quick else {}),
                       "started": self.started, "machine": machine(),
                       "scenarios": [scenario_entry(scenario, root) for scenario in scenarios]}
 
@@ -234,17 +242,30 @@ def new_study_id(source: Path) -> str:
     return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{source.name}"
 
 
+def planned(source: Path, repeat: int, only: list[str] | None = None, null_controls: bool = True,
+            quick: bool = False) -> tuple[list[Scenario], list[PlannedRun]]:
+    """The study's scenarios (every one checked) and its runs; a quick study's as :data:`QUICK_NOTE` says."""
+    scenarios = load_all(scenario_files(source, only, nested=not quick or bool(only)))  # one named runs anywhere
+    if quick:
+        scenarios = [scenario.shortened(QUICK_PHASE_S) for scenario in scenarios]
+        return scenarios, plan(scenarios, 1, null_controls=False)
+    return scenarios, plan(scenarios, repeat, null_controls)
+
+
 def run_study(source: Path, repeat: int, control: LabControl, results: Path | None = None,
               publish: Path | None = None, only: list[str] | None = None, console: Console | None = None,
-              null_controls: bool = True) -> int:
+              null_controls: bool = True, quick: bool = False) -> int:
     """Run the study; 0 when every run held its hypothesis, every null control's failed and no cell's repeats
-    disagree, 1 otherwise."""
+    disagree, 1 otherwise. A quick study is never published."""
+    if quick and publish is not None:
+        raise ValueError("a quick study is a first look: it is not published")
     console = console or Console()
-    scenarios = load_all(scenario_files(source, only))
-    runs = plan(scenarios, repeat, null_controls)
+    scenarios, runs = planned(source, repeat, only, null_controls, quick)
+    repeat = 1 if quick else repeat
     directory = (results or project_root() / "experiments" / "results") / new_study_id(source)
-    console.print(f"study of {len(scenarios)} scenarios, {len(runs)} runs ({repeat} per cell) -> {directory}")
-    code = Study(source, scenarios, repeat, control, directory, console).run(runs)
+    console.print(f"study of {len(scenarios)} scenarios, {len(runs)} runs ({repeat} per cell) -> {directory}"
+                  + (f" ({QUICK_NOTE})" if quick else ""))
+    code = Study(source, scenarios, repeat, control, directory, console, quick).run(runs)
     markdown, page = study_report.write_study_report(directory)
     console.print(f"study report: {page} ({markdown})")
     if publish is not None and code != runner.EXIT_INTERRUPTED:

@@ -197,6 +197,8 @@ class Study:
     study_id: str
     source: str
     repeat: int | None
+    mode: str
+    """How the study was run when not in full (a quick study's note); empty for a full study."""
     started: float | None
     ended: float | None
     status: str
@@ -340,6 +342,7 @@ def load_study(study_dir: StrPath) -> Study:
         study_id=str(data.get("study_id") or path.name),
         source=str(data.get("source") or ""),
         repeat=_int_or_none(data.get("repeat")),
+        mode=str(data.get("mode") or ""),
         started=_float_or_none(data.get("started")),
         ended=_float_or_none(data.get("ended")),
         status=str(data.get("status") or "unknown"),
@@ -614,6 +617,7 @@ def header_facts(study: Study) -> list[tuple[str, str]]:
     return [
         ("source", study.source or MISSING),
         ("repeats", _value_text(study.repeat)),
+        *([("mode", study.mode)] if study.mode else []),
         ("status", study.status),
         ("result", "passed" if study_passed(study) else "not passed"),
         ("started", fmt_utc(study.started)),
