@@ -1,0 +1,180 @@
+"""docs/findings.md: every number is one run's figure, a cell's mean or a fact of the study, cited, and matches the
+committed reference at the precision written (app/chaoslab/report/findings_check.py)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from chaoslab.report.findings_check import check_findings
+from tests.conftest import ROOT
+
+REFERENCE = ROOT / "experiments" / "reference"
+FINDINGS = ROOT / "docs" / "findings.md"
+
+RUN = "runs/demo/task_acks_late=false/r1"
+CELL = "runs/demo/task_acks_late=false"
+
+
+def make_reference(root):
+    """A reference study of one cell, two repeats: r1 and r2 differ, so a mean differs from either run."""
+    root.mkdir()
+    (root / "study.json").write_text(json.dumps({
+        "study_id": "20260101-000000-study", "repeat": 2, "started": 100.0, "ended": 2504.4,
+        "machine": {"cpus": 2, "memory_gib": 23.5, "kernel": "6.18.44-fc-v669", "os": "Debian GNU/Linux 12"},
+        "versions": {"celery": "5.7.0", "project_commit": "36fec5b"},
+        "scenarios": [{"name": "demo", "params": {"limit": "300MiB", "delay": "200ms", "bytes": "70%"},
+                       "settings": {"visibility_timeout": 30}, "phases": {"fault": 10.0}}],
+    }))
+    figures = {"r1": {"lost": 3.0, "success_ratio": 0.988372, "p95_end_to_end": 0.325568, "throughput_drop": 0.7},
+               "r2": {"lost": 5.0, "success_ratio": 0.980315, "p95_end_to_end": 0.327663, "throughput_drop": 0.72}}
+    for repeat, values in figures.items():
+        run = root / CELL / repeat
+        run.mkdir(parents=True)
+        (run / "run.json").write_text(json.dumps({"status": "completed", "started": 0.0, "ended": 40.4}))
+        (run / "summary.json").write_text(json.dumps({"figures": values,
+                                                      "phases": [{"name": "recovery", "throughput": 16.99}]}))
+        (run / "scenario.yml").write_text("load:\n  rate: 12.0\n  mix:\n  - kind: memory\n    args: {mb: 64}\n"
+                                          "  - kind: sleep\n    args: {ms: 500}\n")
+    (root / "figures").mkdir()
+    (root / "figures" / "demo.png").write_bytes(b"")
+    return root
+
+
+GOOD = f"""# Demo
+
+Study 20260101-000000-study `study.json study_id`, commit 36fec5b `study.json versions.project_commit`, Celery
+5.7.0 `study.json versions.celery` on Debian 12 `study.json machine.os` (kernel 6.18 `study.json machine.kernel`),
+2 `study.json machine.cpus` CPUs, 23.5 GiB `study.json machine.memory_gib`; 2 `study.json repeat` repeats, 40 min
+`study.json duration`.
+
+## `demo`
+
+3 `{RUN} lost` tasks were lost in r1, a mean of 4 `mean {CELL} lost`; success 98.84 %
+`{RUN} success_ratio`; p95 end to end 326 ms `{RUN} p95_end_to_end` (0.33 s `{RUN} p95_end_to_end`), a mean of
+327 ms `mean {CELL} p95_end_to_end`; a drop of 71 % `mean {CELL} throughput_drop`. The cap was 300 MiB
+`study.json scenarios.demo.params.limit`, the delay 200 ms `study.json scenarios.demo.params.delay` on 70 %
+`study.json scenarios.demo.params.bytes`, the fault 10 s `study.json scenarios.demo.phases.fault`, the timeout
+30 s `study.json scenarios.demo.settings.visibility_timeout`; 64 MiB `{RUN}/scenario.yml load.mix.memory.args.mb`
+tasks and 500 ms `{RUN}/scenario.yml load.mix.sleep.args.ms` ones at 12/s `{RUN}/scenario.yml load.rate`; the
+recovery completed 17/s `{RUN}/summary.json phases.recovery.throughput`; the run took 40 s `{RUN}/run.json duration`.
+
+Not data: p95, r1 and r2, worker-1, x86_64, `task_acks_late`, `20260101-000000-study`, [a link](../x/2.md), the
+run `{RUN}`, the figure `figures/demo.png`.
+
+1. a numbered list item
+2. another
+
+```
+fenced: 12 34.5 ms
+```
+"""
+
+
+@pytest.fixture
+def reference(tmp_path):
+    return make_reference(tmp_path / "reference")
+
+
+def problems(text, reference):
+    return [str(problem) for problem in check_findings(text, reference)]
+
+
+def test_the_committed_findings_match_the_reference():
+    assert problems(FINDINGS.read_text(encoding="utf-8"), REFERENCE) == []
+
+
+def test_a_text_that_follows_the_convention_passes(reference):
+    assert problems(GOOD, reference) == []
+
+
+@pytest.mark.parametrize(("written", "changed"), [
+    ("3 `", "4 `"), ("98.84 %", "98.85 %"), ("326 ms", "327 ms"), ("0.33 s", "0.34 s"),
+    ("327 ms `mean", "328 ms `mean"), ("71 %", "72 %"), ("300 MiB", "301 MiB"), ("200 ms", "201 ms"),
+    ("70 %", "71 %"), ("12/s", "13/s"), ("40 s", "41 s"),
+    ("5.7.0 `", "5.7.1 `"), ("6.18 `", "6.19 `"), ("36fec5b `", "36fec5c `"), ("40 min", "41 min"), ("17/s", "18/s"),
+])
+def test_a_number_changed_by_one_in_its_last_digit_fails(reference, written, changed):
+    assert written in GOOD
+    found = problems(GOOD.replace(written, changed, 1), reference)
+    assert len(found) == 1 and "does not match" in found[0], found
+
+
+def test_the_committed_findings_fail_with_one_digit_changed():
+    text = FINDINGS.read_text(encoding="utf-8")
+    assert "98.84 %" in text
+    found = problems(text.replace("98.84 %", "98.85 %", 1), REFERENCE)
+    assert len(found) == 1 and "the data say 98.84 %" in found[0], found
+
+
+def test_an_uncited_number_fails(reference):
+    found = problems(GOOD + "\nAbout 23 tasks were late by 5 s.\n", reference)
+    assert [message.split(": ", 1)[1] for message in found] == ["23: a number without a citation",
+                                                                "5: a number without a citation"]
+
+
+def test_a_citation_must_stand_right_after_its_number(reference):
+    found = problems(GOOD + f"\n3 tasks were lost (`{RUN} lost`).\n", reference)
+    assert any("3: a number without a citation" in message for message in found)
+    assert any("cites no number" in message for message in found)
+
+
+@pytest.mark.parametrize(("cited", "why"), [
+    ("runs/demo/task_acks_late=false/r3 lost", "no run runs/demo/task_acks_late=false/r3"),
+    ("runs/other/task_acks_late=false/r1 lost", "no run runs/other/task_acks_late=false/r1"),
+    ("mean runs/demo/task_acks_late=true lost", "no cell runs/demo/task_acks_late=true"),
+    (f"{RUN} stolen", "no figure stolen"),
+    (f"{RUN}/verdict.json passed", "no file"),
+    ("study.json versions.redis", "no redis"),
+])
+def test_a_citation_to_something_missing_fails(reference, cited, why):
+    found = problems(GOOD + f"\n3 `{cited}`\n", reference)
+    assert len(found) == 1 and why in found[0], found
+
+
+def test_a_mean_cited_as_a_run_or_a_run_as_a_mean_fails(reference):
+    # the cell's mean is 4 lost (r1 3, r2 5) and 327 ms (r1 326 ms)
+    for wrong in (f"4 `{RUN} lost`", f"3 `mean {CELL} lost`", f"327 ms `{RUN} p95_end_to_end`",
+                  f"326 ms `mean {CELL} p95_end_to_end`"):
+        found = problems(GOOD + f"\n{wrong}\n", reference)
+        assert len(found) == 1 and "does not match" in found[0], (wrong, found)
+
+
+def test_a_mean_names_a_cell_and_a_run_names_its_repeat(reference):
+    found = problems(GOOD + f"\n4 `{CELL} lost` and 3 `mean {RUN} lost`\n", reference)
+    assert len(found) == 2
+    assert "a cell is cited by its mean" in found[0] and "a mean is over a cell's repeats" in found[1]
+
+
+@pytest.mark.parametrize(("text", "why"), [
+    ("p95 went up 30-45 s.", "'30-45' is not one number"),
+    ("a 2-CPU host", "'2-CPU': write the number as its own word"),
+    ("the `timeout 30` setting", "30: a number without a citation (in code: cite it)"),
+    ("success 98.84 `runs/demo/task_acks_late=false/r1 lost`", "does not match"),
+    ("3 % `runs/demo/task_acks_late=false/r1 lost`", "but the value is a number"),
+    ("lost `runs/demo/task_acks_late=false/r1 lost`", "'lost' is not a number"),
+    ("3 `runs/demo lost`", "a run is runs/<scenario>/<cell>/r<k>"),
+    ("3 `runs/demo/task_acks_late=false/r1 lost extra`", "is not a citation"),
+    ("see `runs/demo/task_acks_late=false/r9`", "no such run, cell or file"),
+    ("see `figures/nothing.png`", "no such file"),
+])
+def test_what_is_refused(reference, text, why):
+    found = problems(GOOD + f"\n{text}\n", reference)
+    assert any(why in message for message in found), found
+
+
+def test_each_problem_is_one_line_with_its_line_number(reference):
+    text = GOOD + "\nAbout 23 tasks.\n"
+    found = problems(text, reference)
+    line = text.splitlines().index("About 23 tasks.") + 1
+    assert found == [f"line {line}: 23: a number without a citation"]
+    assert all("\n" not in message for message in found)
+
+
+def test_the_reference_figures_are_read_as_the_study_report_reads_them():
+    """The first edition's runs keep their figures in verdict.json: a cited figure is that one."""
+    run = "runs/baseline/task_acks_late=false/r1"
+    p95 = json.loads((REFERENCE / run / "verdict.json").read_text())["figures"]["p95_end_to_end"] * 1000
+    assert problems(f"{p95:.1f} ms `{run} p95_end_to_end`", REFERENCE) == []
+    assert problems(f"{p95 + 0.2:.1f} ms `{run} p95_end_to_end`", REFERENCE) != []
