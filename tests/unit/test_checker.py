@@ -508,6 +508,22 @@ def test_tasks_count_in_the_phase_they_were_due_completions_where_they_ended():
                                                                "late": "baseline"}
 
 
+def test_run_time_counts_in_the_phase_a_task_started_in():
+    # "q" is due in the baseline, queued, and runs under the fault: its run time is the fault phase's
+    records = [pub("q", 10, kind="cpu"), start("q", 35, kind="cpu"), end("q", 39, kind="cpu")]
+    records += [pub("b", 11, kind="cpu"), start("b", 12, kind="cpu"), end("b", 13, kind="cpu")]
+    records += [pub("f", 40), start("f", 41), end("f", 41.5)]
+    records += [pub("never", 45, kind="sleep")]  # never started: no run time anywhere
+    baseline, fault, _recovery = run(records, run_end=200, snapshot=snap()).phases
+    assert (baseline.published, baseline.latency["run_time"].count, baseline.latency["run_time"].max) == (2, 1, 1.0)
+    assert (fault.latency["run_time"].count, fault.latency["run_time"].max) == (2, 4.0)
+    assert baseline.latency["end_to_end"].max == pytest.approx(29.0)  # end to end stays with when it was due
+    assert (baseline.kinds["cpu"].published, baseline.kinds["cpu"].run_time.mean) == (2, 1.0)
+    cpu = fault.kinds["cpu"]  # started here, published earlier: in the phase's kinds for its run time only
+    assert (cpu.published, cpu.success_ratio, cpu.run_time.mean, cpu.end_to_end.count) == (0, None, 4.0, 0)
+    assert fault.kinds["sleep"].run_time.count == 0 and fault.kinds["sleep"].published == 1
+
+
 def test_phases_are_half_open():
     summary = run([pub("edge", 30.0), start("edge", 30.5), end("edge", 60.0)])
     assert [stats.published for stats in summary.phases] == [0, 1, 0]

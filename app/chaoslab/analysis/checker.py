@@ -250,7 +250,8 @@ class LatencyStats:
 
 @dataclass(frozen=True, slots=True)
 class KindStats:
-    """The figures of one task kind among the tasks published in a phase."""
+    """The figures of one task kind among the tasks published in a phase; its run time among those that started in
+    it (a task queued behind others runs under the conditions of when it starts, not of when it was published)."""
 
     published: int
     published_ok: int
@@ -277,8 +278,9 @@ class PhaseStats:
     throughput: float | None
     success_ratio: dict[str, float]
     latency: dict[str, LatencyStats]
+    """Queue wait and end to end of the tasks published in the phase; run time of those that first started in it."""
     kinds: dict[str, KindStats] = field(default_factory=dict)
-    """Per task kind (those published in the phase)."""
+    """Per task kind (those published or started in the phase)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -773,8 +775,10 @@ def phase_stats(
     completed: int,
     columns: Mapping[str, list[float]] | None = None,
     kind_completions: Mapping[str, list[float]] | None = None,
+    started: Sequence[TaskResult] | None = None,
 ) -> PhaseStats:
-    """Figures for the *tasks* published in *phase*; *completed* = completions in it.
+    """Figures for the *tasks* published in *phase*; *completed* = completions in it; run times of *started*, the tasks
+    that first started in it (default: *tasks*, as over a whole run).
 
     *columns*, when given, are the tasks' latency_columns (saves sorting them again); *kind_completions*, when given,
     the ascending completion times of each kind over the whole run (the kinds' completions in the phase).
@@ -782,7 +786,9 @@ def phase_stats(
     classes = _class_counts(tasks)
     published = Counter(map(_FIELD_GETTERS["kind"], tasks))
     succeeded = Counter(task.kind for task in tasks if task.final == "success")
-    columns = columns if columns is not None else latency_columns(tasks)
+    columns = dict(columns if columns is not None else latency_columns(tasks))
+    if started is not None:
+        columns["run_time"] = sorted(_column(started, "run_time"))
     return PhaseStats(
         name=phase.name,
         start=phase.start,
@@ -794,24 +800,30 @@ def phase_stats(
         throughput=completed / phase.duration if phase.duration > 0 else None,
         success_ratio={kind: succeeded[kind] / count for kind, count in sorted(published.items())},
         latency={name: latency_stats(columns[name]) for name in LATENCIES},
-        kinds=_kind_stats(phase, tasks, succeeded, kind_completions or {}),
+        kinds=_kind_stats(phase, tasks, succeeded, kind_completions or {}, tasks if started is None else started),
     )
 
 
-def _kind_stats(phase: Phase, tasks: Sequence[TaskResult], succeeded: Mapping[str, int],
-                completions: Mapping[str, list[float]]) -> dict[str, KindStats]:
-    by_kind: dict[str, list[TaskResult]] = {}
+def _by_kind(tasks: Iterable[TaskResult]) -> dict[str, list[TaskResult]]:
+    found: dict[str, list[TaskResult]] = {}
     for task in tasks:
-        by_kind.setdefault(task.kind, []).append(task)
+        found.setdefault(task.kind, []).append(task)
+    return found
+
+
+def _kind_stats(phase: Phase, tasks: Sequence[TaskResult], succeeded: Mapping[str, int],
+                completions: Mapping[str, list[float]], started: Sequence[TaskResult]) -> dict[str, KindStats]:
+    by_kind, started_by_kind = _by_kind(tasks), _by_kind(started)
     stats = {}
-    for kind, group in sorted(by_kind.items()):
+    for kind in sorted(by_kind.keys() | started_by_kind.keys()):
+        group = by_kind.get(kind, [])
         done = _count_between(completions.get(kind, []), phase.start, phase.end)
         sent = [task.final == "success" for task in group if task.cls != "publish_failed"]
         stats[kind] = KindStats(
             published=len(group), published_ok=len(sent), succeeded=succeeded[kind],
             success_ratio=sum(sent) / len(sent) if sent else None, completed=done,
             throughput=done / phase.duration if phase.duration > 0 else None,
-            run_time=latency_stats(_column(group, "run_time")),
+            run_time=latency_stats(_column(started_by_kind.get(kind, []), "run_time")),
             end_to_end=latency_stats(_column(group, "end_to_end")))
     return stats
 
@@ -1016,12 +1028,15 @@ def _validated_phases(phases: Iterable[Phase | Mapping[str, Any]]) -> list[Phase
     return result
 
 
-def _by_phase(tasks: Iterable[TaskResult], phases: Sequence[Phase]) -> list[list[TaskResult]]:
-    """The tasks published in each phase, then those published outside every phase."""
+def _by_phase(tasks: Iterable[TaskResult], phases: Sequence[Phase], when: str = "publish_t") -> list[list[TaskResult]]:
+    """The tasks whose *when* (a time field: when due, or when first started) lies in each phase, then the rest
+    (outside every phase, or never started)."""
     starts = [phase.start for phase in phases]
     groups: list[list[TaskResult]] = [[] for _ in range(len(phases) + 1)]
+    at = _FIELD_GETTERS[when]
     for task in tasks:
-        index = _phase_index(starts, phases, task.publish_t)
+        t = at(task)
+        index = None if t is None else _phase_index(starts, phases, t)
         groups[-1 if index is None else index].append(task)
     return groups
 
@@ -1038,10 +1053,11 @@ def _phase_figures(
             kind_completions.setdefault(task.kind, []).append(task.completed_at)
     for times in kind_completions.values():
         times.sort()
+    started = _by_phase(tasks, phases, "first_start")
     per_phase = [
         phase_stats(phase, group, _count_between(completions, phase.start, phase.end), group_columns,
-                    kind_completions)
-        for phase, group, group_columns in zip(phases, groups, columns, strict=False)
+                    kind_completions, started_in)
+        for phase, group, group_columns, started_in in zip(phases, groups, columns, started, strict=False)
     ]
     merged = {name: sorted(chain.from_iterable(part[name] for part in columns)) for name in LATENCIES}
     in_run = _count_between(completions, run.start, run.end)
