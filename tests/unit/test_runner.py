@@ -466,6 +466,22 @@ def test_a_run_sizes_the_nodes_its_scenario_names_and_puts_the_inventorys_back(t
                     ("collect", False), ("size", {}))
 
 
+def test_a_studys_runner_sizes_once_for_runs_that_want_the_same_and_restores_at_the_end(tmp_path: Path) -> None:
+    lab = FakeLab()
+    (tmp_path / "sized.yml").write_text(SCENARIO + "nodes: {workers: {memory: 1000MiB}}\n", encoding="utf-8")
+    (tmp_path / "plain.yml").write_text(SCENARIO.replace("name: fake-worker-kill", "name: plain"), encoding="utf-8")
+    sized, plain = load_scenario(tmp_path / "sized.yml", ROOT), load_scenario(tmp_path / "plain.yml", ROOT)
+    worker = runner.Runner(lab, Console(file=io.StringIO()), background_load=False, restore=False)
+    for index, scenario in enumerate((sized, sized, plain, sized)):
+        assert worker.run_cell(scenario, tmp_path / f"r{index}", f"r{index}") == runner.EXIT_PASS
+    sizes = [call[1] for call in lab.calls if call[0] == "size"]
+    wanted = {worker_name: {"memory_mib": 1000} for worker_name in WORKERS}
+    assert sizes == [wanted, {}, wanted]  # the repeats share one sizing; the plain run gets the inventory's back
+    worker.restore_settings()
+    worker.restore_settings()
+    assert [call[1] for call in lab.calls if call[0] == "size"] == [wanted, {}, wanted, {}]
+
+
 def test_a_fault_that_did_nothing_holds_no_hypothesis_unless_the_scenario_accepts_it(tmp_path: Path) -> None:
     (tmp_path / "strict").mkdir()
     code, run_dir, output = run_on(FakeLab(killed=0), tmp_path / "strict")

@@ -181,13 +181,20 @@ class Background:
 
 class Runner:
     def __init__(self, control: Lab, console: Console | None = None,
-                 sleep: Callable[[float], None] = time.sleep, background_load: bool = True) -> None:
+                 sleep: Callable[[float], None] = time.sleep, background_load: bool = True,
+                 restore: bool = True) -> None:
         self.control = control
         self.info = control.info
         self.console = console or Console()
         self.sleep = sleep
         # whether a run ends by starting the lab's background load again (a study does that once, at its end)
         self.background_load = background_load
+        # whether a run ends by giving Redis and the nodes back the inventory's settings; a study keeps a run's for
+        # the next run that wants the same (its repeats) and calls restore_settings once, at its end
+        self.restore = restore
+        # the Redis variables and node sizes the lab has now, as this runner set them ({}: the inventory's)
+        self.redis_set: dict[str, Any] = {}
+        self.sizes_set: dict[str, dict[str, Any]] = {}
         self.clearing: Background | None = None
         self.progress: tuple[str, float] = ("", 0.0)  # the phase and the time of the last progress line
 
@@ -275,12 +282,7 @@ class Runner:
         events = self.control.task_events()
         try:
             self.console.print(f"[bold]{scenario.name}[/bold] {cell} -> {directory}")
-            if scenario.redis or scenario.nodes:  # Redis provisioned, nodes sized for the run, with the load stopped
-                self.control.set_load(False)
-            if scenario.redis:
-                self.control.apply_redis(scenario.redis)
-            if scenario.nodes:
-                self.control.size(node_sizes(scenario, self.info.groups))
+            self._settings(scenario.redis, node_sizes(scenario, self.info.groups) if scenario.nodes else {})
             self.control.prepare(scenario.celery)
             state.broker_before = self.control.broker_info()
             state.controller_clock.append(self.control.controller_clock())
@@ -317,6 +319,25 @@ class Runner:
         finally:
             self._background_started(background)
 
+    def _settings(self, redis_vars: dict[str, Any], sizes: dict[str, dict[str, Any]]) -> None:
+        """Redis provisioned and the nodes sized as a run wants them, with the load stopped; nothing is done (no
+        Ansible) where the lab has them already."""
+        if redis_vars == self.redis_set and sizes == self.sizes_set:
+            return
+        self.control.set_load(False)
+        if redis_vars != self.redis_set:
+            self.redis_set = {"unknown": True}  # until applied: a failure leaves it unknown, so it is applied again
+            self.control.apply_redis(redis_vars)
+            self.redis_set = dict(redis_vars)
+        if sizes != self.sizes_set:
+            self.sizes_set = {"unknown": {}}
+            self.control.size(sizes)
+            self.sizes_set = dict(sizes)
+
+    def restore_settings(self) -> None:
+        """Redis and the nodes back at the inventory's settings (where a run changed them)."""
+        self._settings({}, {})
+
     def _background_started(self, background: Background | None) -> None:
         """Wait for the background load to have started; say so when it could not (the run's outcome stands)."""
         if background is None:
@@ -349,10 +370,8 @@ class Runner:
             ("read the nodes' records", lambda: self._node_records(state)),
             ("store metrics", lambda: self.control.store_metrics(state.started, time.time(), state.directory)),
         ]
-        if state.scenario.redis:
-            steps.append(("restore Redis", lambda: self.control.apply_redis({})))
-        if state.scenario.nodes:
-            steps.append(("restore the node sizes", lambda: self.control.size({})))
+        if self.restore:
+            steps.append(("restore Redis and the node sizes", self.restore_settings))
         for name, step in steps:
             if name == "clear faults" and not state.fault_active and state.status == "completed":
                 continue

@@ -196,7 +196,7 @@ class Study:
             soft_wrap=True)
 
     def run(self, runs: list[PlannedRun]) -> int:
-        worker = runner.Runner(self.control, self.console, background_load=False)
+        worker = runner.Runner(self.control, self.console, background_load=False, restore=False)
         self.write()
         try:
             for index, planned in enumerate(runs):
@@ -219,10 +219,12 @@ class Study:
             self.status = "aborted"
         finally:
             self.write()
-            try:
-                self.control.background_load()
-            except Exception as err:  # the study's results stand without it
-                self.console.print(f"[yellow]background load not restarted: {err}[/yellow]")
+            for name, step in (("Redis and the node sizes not restored", worker.restore_settings),
+                               ("background load not restarted", self.control.background_load)):
+                try:
+                    step()
+                except Exception as err:  # the study's results stand without it
+                    self.console.print(f"[yellow]{name}: {err}[/yellow]")
         return runner.EXIT_INTERRUPTED if self.status == "aborted" else runner.EXIT_PASS
 
 
