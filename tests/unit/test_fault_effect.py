@@ -9,7 +9,7 @@ import pytest
 
 from chaoslab.analysis.checker import fault_windows, ineffective
 from chaoslab.analysis.figures import measure
-from chaoslab.node.fault_effect import connect_time, connect_times, effect
+from chaoslab.node.fault_effect import connect_time, connect_times, cpu_ratio, effect
 
 
 def closed_port() -> int:
@@ -109,3 +109,11 @@ def test_a_share_far_from_the_one_asked_is_not_effective() -> None:
     ratio, near = judge({"duplicated": 0.2}, {"duplicated": 0.0, "early": 0.0, "corrupted": 0.0})
     assert ratio == 0.0 and near is False
     assert judge({"corrupted": 0.5}, {"corrupted": 0.3})[1] is False
+
+
+def test_a_cpu_exhaustion_asked_to_fill_the_node_counts_the_node_at_its_cap():
+    # 6 stressors on a node capped at 0.8 CPU: the node at 0.78 is full, though the worker's tasks took 0.06 of it
+    assert cpu_ratio(0.72, 0.784, 6.0, 0.8) == pytest.approx(0.98)
+    assert cpu_ratio(0.3, 0.35, 6.0, 0.8) == pytest.approx(0.4375)  # a node far from its cap is not full
+    # half a CPU asked of two: only what the stressors took, however busy the node was otherwise
+    assert cpu_ratio(0.3, 1.9, 0.5, 2.0) == pytest.approx(0.6)

@@ -289,6 +289,14 @@ def _cpu_stat() -> dict[str, float]:
             "quota": 0.0 if quota < 0 else quota / period}
 
 
+def cpu_ratio(stress: float, node_cpus: float, asked: float, capacity: float) -> float:
+    """What a CPU exhaustion did over what it asked: the CPUs the stressors took over those asked (at most the
+    node's). Asked to fill the node, the node's own use counts too: the worker's tasks share the CPUs the stressors
+    fill, and a node at its cap is as busy as asked whoever took the time."""
+    ratio = stress / min(asked, capacity)
+    return max(ratio, node_cpus / capacity) if asked >= capacity else ratio
+
+
 def cpu_exhaustion(values: dict[str, Any], _node: Node) -> Measure:
     workers, load = int(values["workers"]) or os.cpu_count() or 1, int(values["load"])
 
@@ -305,7 +313,7 @@ def cpu_exhaustion(values: dict[str, Any], _node: Node) -> Measure:
         host = float(os.cpu_count() or 1)
         capacity = min(cgroup["quota"] or host, host)
         asked = workers * load / 100
-        ratio = stress / min(asked, capacity)
+        ratio = cpu_ratio(stress, node_cpus, asked, capacity)
         return effect({"cpus": round(asked, 3)},
                       {"stress_cpus": round(stress, 3), "node_cpus": round(node_cpus, 3),
                        "node_capacity_cpus": round(capacity, 3),
@@ -313,7 +321,8 @@ def cpu_exhaustion(values: dict[str, Any], _node: Node) -> Measure:
                        "throttled_s": round(cgroup["throttled_s"] - cgroup_start["throttled_s"], 3),
                        "seconds": round(elapsed, 1)},
                       ratio, "CPU time the stressors took over the fault, against the CPUs asked (at most the "
-                      "node's); the node's CPU use and throttling from its cgroup",
+                      "node's; asked to fill the node, the node's own use where higher); the node's CPU use and "
+                      "throttling from its cgroup",
                       effective=ratio >= EFFECTIVE or node_cpus >= EFFECTIVE * capacity)
 
     return during
