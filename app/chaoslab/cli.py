@@ -172,6 +172,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     """Run every scenario of a study directory, each cell repeated, and write one comparison report."""
     from chaoslab.experiment import runner, study
     from chaoslab.experiment.scenario import ScenarioError
+    from chaoslab.report.study_report import fmt_duration
 
     source = Path(args.source)
     try:
@@ -183,7 +184,8 @@ def cmd_study(args: argparse.Namespace) -> int:
         print(f"chaoslab study: {err}", file=sys.stderr)
         return runner.EXIT_ERROR
     if args.check:
-        print(f"{source}: valid ({len(scenarios)} scenarios, {len(runs)} runs)")
+        print(f"{source}: valid ({len(scenarios)} scenarios, {len(runs)} runs, "
+              f"about {fmt_duration(round(study.expected_seconds(runs)))})")
         return 0
     lock = hold_lab(f"chaoslab study {source}")
     if lock is None:

@@ -9,6 +9,7 @@ import pytest
 
 from chaoslab.experiment import study
 from chaoslab.experiment.scenario import load_scenario
+from chaoslab.report.study_report import fmt_duration
 from tests.conftest import BIN, ROOT
 
 STUDY = ROOT / "experiments" / "study"
@@ -58,7 +59,7 @@ def test_the_plan_keeps_a_cells_repeats_together():
     assert control.scenario.hypothesis == runs[0].scenario.hypothesis
     assert not any(run.null_control for run in runs[7:])  # the baseline has no fault: no null control
     assert len(study.plan(scenarios, 2, null_controls=False)) == 2 * (3 + 2)
-    assert runs[0].planned_seconds == 8 + 10 + 10 + 30 + study.RUN_OVERHEAD_S
+    assert runs[0].planned_seconds == 8 + 10 + 10 + study.EXPECTED_DRAIN_S + study.RUN_OVERHEAD_S
     with pytest.raises(ValueError, match="repeat must be 1 or more, got 0"):
         study.plan(scenarios, 0)
 
@@ -112,9 +113,12 @@ def test_check_counts_the_runs():
     scenarios = [load_scenario(path, ROOT) for path in FILES]
     cells = sum(len(scenario.cells()) for scenario in scenarios)
     controls = sum(scenario.fault_phase is not None for scenario in scenarios)
-    assert proc.stdout.strip() == f"experiments/study: valid ({len(FILES)} scenarios, {5 * cells + controls} runs)"
+    _scenarios, runs = study.planned(STUDY, 5)
+    about = fmt_duration(round(study.expected_seconds(runs)))
+    assert proc.stdout.strip() == (f"experiments/study: valid ({len(FILES)} scenarios, {5 * cells + controls} runs, "
+                                   f"about {about})")
     without = run_cli("--check", "--no-null-controls", "--repeat", "2")
-    assert without.stdout.strip() == f"experiments/study: valid ({len(FILES)} scenarios, {2 * cells} runs)"
+    assert without.stdout.startswith(f"experiments/study: valid ({len(FILES)} scenarios, {2 * cells} runs, about ")
 
 
 def test_a_quick_study_is_one_repeat_of_the_top_scenarios_with_the_time_around_each_fault_shortened():
@@ -133,7 +137,7 @@ def test_a_quick_study_is_one_repeat_of_the_top_scenarios_with_the_time_around_e
     named, _runs = study.planned(STUDY, 5, only=["seed-cpu-stress"], quick=True)
     assert [s.name for s in named] == ["seed-cpu-stress"]  # a scenario named runs wherever its file is
     proc = run_cli("--check", "--quick")
-    assert proc.stdout.strip() == f"experiments/study: valid ({len(top)} scenarios, {len(runs)} runs)", proc.stderr
+    assert proc.stdout.startswith(f"experiments/study: valid ({len(top)} scenarios, {len(runs)} runs, about "), proc
     for extra in (["--repeat", "3"], ["--publish", "experiments/reference"]):
         refused = run_cli("--check", "--quick", *extra)
         assert refused.returncode == 2 and refused.stderr.count("\n") == 1

@@ -36,9 +36,11 @@ from chaoslab.report import study_report
 RUNS_DIR = "runs"
 DEFAULT_REPEAT = 5
 DEFAULT_CELL = "default"
-# Seconds a run takes beyond its phases (settings, load on and off, collection, check, report), for the first
-# estimate of the time left; later estimates use the runs measured so far.
-RUN_OVERHEAD_S = 25.0
+# Seconds a run takes beyond its phases (settings, load on and off, collection, check, report; about 10 s measured
+# on the local lab of a 2-CPU machine) and the drain it usually needs (drains end when drained), for the estimate
+# of a study's time; while it runs, the estimate is scaled by how the runs so far compared with theirs.
+RUN_OVERHEAD_S = 10.0
+EXPECTED_DRAIN_S = 5.0
 
 
 NULL_CONTROL_DIR = "null"
@@ -64,7 +66,13 @@ class PlannedRun:
 
     @property
     def planned_seconds(self) -> float:
-        return sum(phase.duration for phase in self.scenario.phases) + RUN_OVERHEAD_S
+        """The run's expected length: its phases, a drain of at most EXPECTED_DRAIN_S, and RUN_OVERHEAD_S."""
+        return sum(min(phase.duration, EXPECTED_DRAIN_S) if phase.name == "drain" else phase.duration
+                   for phase in self.scenario.phases) + RUN_OVERHEAD_S
+
+
+def expected_seconds(runs: list[PlannedRun]) -> float:
+    return sum(run.planned_seconds for run in runs)
 
 
 def scenario_files(source: Path, only: list[str] | None = None, nested: bool = True) -> list[Path]:
@@ -183,9 +191,9 @@ class Study:
         (self.directory / study_report.STUDY_FILE).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
     def _progress(self, index: int, runs: list[PlannedRun]) -> None:
-        done = [entry["seconds"] for entry in self.runs]
-        left = runs[index:]
-        estimate = (sum(done) / len(done) * len(left)) if done else sum(run.planned_seconds for run in left)
+        took = sum(entry["seconds"] for entry in self.runs)
+        planned = expected_seconds(runs[:index])
+        estimate = expected_seconds(runs[index:]) * (took / planned if took and planned else 1.0)
         current = runs[index]
         self.console.print(
             f"[bold]study {index + 1}/{len(runs)}[/bold] {current.scenario.name} "
