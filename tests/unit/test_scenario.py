@@ -449,6 +449,12 @@ def test_published_figures_load_with_their_units_and_write_back(root):
     assert (figure.name, figure.baseline, figure.fault, scenario.published_source) == (
         "mean_run_time.cpu", 1.41, 4.35, "the prototype")
     assert figure.figures == ("mean_run_time_baseline.cpu", "mean_run_time_fault.cpu")
+    assert scenario.published_settings == {}
+    given = {**PUBLISHED, "settings": {"task_acks_late": False}}
+    scenario = load_scenario(write(root, changed((("published",), given))), root)
+    assert scenario.published_settings == {"task_acks_late": False}
+    again = load_scenario(write(root, yaml.safe_load(to_yaml(scenario))), root)
+    assert again.published_settings == {"task_acks_late": False} and again.published == scenario.published
 
 
 @pytest.mark.parametrize(("published", "message"), [
@@ -460,6 +466,8 @@ def test_published_figures_load_with_their_units_and_write_back(root):
     ({**PUBLISHED, "figures": {"mean_run_time": {"baseline": 1.41, "fault": "4s"}}}, "has no unit"),
     ({**PUBLISHED, "figures": {"success_ratio": {"baseline": 1, "fault": 1.5}}}, "a ratio must be <= 1"),
     ({**PUBLISHED, "figures": {"throughput.cpu": {"baseline": 1}}}, "exactly baseline and fault"),
+    ({**PUBLISHED, "settings": {"task_acks_lately": True}}, "published.settings.task_acks_lately: unknown"),
+    ({**PUBLISHED, "settings": {"task_acks_late": 3}}, "published.settings.task_acks_late: must be bool, got 3"),
 ])
 def test_bad_published_figures_are_one_line(root, published, message):
     assert message in problem(root, changed((("published",), published)))

@@ -116,7 +116,8 @@ def make_study(root: Path, runs, status="completed", scenarios=SCENARIOS) -> Pat
         if spec["files"] is not None:
             write_run(root / path, spec, 1795615000.0 + 100 * index)
         entries.append({
-            "scenario": spec["scenario"], "cell": spec["cell"], "settings": {}, "repeat": spec["repeat"],
+            "scenario": spec["scenario"], "cell": spec["cell"], "settings": spec.get("settings", {}),
+            "repeat": spec["repeat"],
             "path": path, "exit": spec["exit"], "seconds": 61.2, "null_control": bool(spec.get("null_control")),
         })
     study = {
@@ -574,6 +575,18 @@ def test_the_report_opens_with_published_figures_beside_the_labs(tmp_path):
     assert markdown.index("## Published figures beside this lab's") < markdown.index("## Machine")
     assert "- cpu-exhaustion: the research prototype's screenshots" in markdown
     assert '<td class="fail">no</td>' in to_html(study)
+
+
+def test_published_figures_are_set_only_beside_the_configuration_they_were_published_for(tmp_path):
+    published = {"source": "the prototype (without acks late)", "settings": {"task_acks_late": False},
+                 "figures": {"success_ratio.memory": {"baseline": 1.0, "fault": 0.774}}}
+    scenarios = [{**SCENARIOS[0], "published": published}, SCENARIOS[1]]
+    specs = [run("cpu-exhaustion", cell, 1, **{"success_ratio_baseline.memory": 1.0, "success_ratio_fault.memory": f})
+             | {"settings": {"task_acks_late": late, "task_reject_on_worker_lost": False}}
+             for cell, late, f in ((ACKS, True, 1.0), (NO_ACKS, False, 0.5))]
+    rows = study_report.published_rows(load_study(make_study(tmp_path / "s", specs, scenarios=scenarios)))
+    assert [row[1] for row in rows] == [config_label(NO_ACKS)]
+    assert rows[0][5:] == ["down (one repeat)", "yes"]
 
 
 def test_a_change_within_the_repeats_noise_is_no_clear_change(tmp_path):

@@ -5,6 +5,7 @@ measured for the same experiment, as a figure's value in the baseline and under 
 
     published:
       source: the research prototype's published screenshots
+      settings: {task_acks_late: false}    # optional: the configuration the figures were measured in
       figures:
         mean_run_time.cpu: {baseline: 1.41s, fault: 4.35s}
         success_ratio.memory: {baseline: 1, fault: 0.774}
@@ -12,7 +13,8 @@ measured for the same experiment, as a figure's value in the baseline and under 
 Each name is a family of :data:`FAMILIES` (optionally per task kind, ``<family>.<kind>``) that the lab measures in
 the baseline phase and in the fault phase of every run, as the figures ``<family>_baseline[.<kind>]`` and
 ``<family>_fault[.<kind>]`` (:mod:`chaoslab.analysis.figures`). The study report then shows, per configuration,
-the published pair, the lab's pair (means and 95 % intervals) and whether both moved the same way.
+the published pair, the lab's pair (means and 95 % intervals) and whether both moved the same way; with
+``settings``, only for the configurations (matrix cells) that have those Celery settings.
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ def _value(value: Any, unit: str) -> float:
 
 
 def to_data(figures: Iterable[PublishedFigure], source: str, kinds: Iterable[str],
-            with_units: bool = True) -> dict[str, Any]:
+            with_units: bool = True, settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The ``published`` mapping of a scenario file (durations with their unit), or, with *with_units* False, as
     plain numbers (seconds) for study.json."""
     known = tuple(kinds)
@@ -80,6 +82,6 @@ def to_data(figures: Iterable[PublishedFigure], source: str, kinds: Iterable[str
         duration = with_units and unit_of(figure.figure("baseline"), known) == "duration"
         return format_duration(value) if duration else value
 
-    return {"source": source,
+    return {"source": source, **({"settings": dict(settings)} if settings else {}),
             "figures": {figure.name: {side: shown(figure, getattr(figure, side)) for side in SIDES}
                         for figure in figures}}

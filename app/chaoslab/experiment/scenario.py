@@ -148,6 +148,8 @@ class Scenario:
     # what another system published for the same experiment (chaoslab.experiment.published), and where from
     published: tuple[PublishedFigure, ...] = ()
     published_source: str = ""
+    published_settings: dict[str, Any] = field(default_factory=dict)
+    """The Celery settings the published figures were measured with ({}: any configuration)."""
 
     @property
     def fault_phase(self) -> PhaseSpec | None:
@@ -241,7 +243,8 @@ def to_yaml(scenario: Scenario, header: str = "") -> str:
     if scenario.hypothesis:
         data["hypothesis"] = {condition.figure: condition.text for condition in scenario.hypothesis}
     if scenario.published:
-        data["published"] = published_data(scenario.published, scenario.published_source, KINDS)
+        data["published"] = published_data(scenario.published, scenario.published_source, KINDS,
+                                           settings=scenario.published_settings)
     comments = "".join(f"# {line}\n" for line in header.splitlines())
     return comments + yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
 
@@ -428,25 +431,30 @@ def _scenario(path: Path, root: Path, data: dict[str, Any]) -> Scenario:
         for setting, value in _mapping(data.get("celery") or {}, "celery", settings, what="Celery setting").items()
     }
     matrix, cell_hypotheses = _matrix(root, data.get("matrix") or {})
-    published, source = _published(data.get("published"))
+    published, source, published_settings = _published(root, data.get("published"))
     return Scenario(path=path, name=name, description=description, celery=celery, load=_load(data["load"]),
                     phases=_phases(root, data["phases"]), hypothesis=_hypothesis(data.get("hypothesis"), "hypothesis"),
                     matrix=matrix, redis=_redis(root, data.get("redis") or {}), cell_hypotheses=cell_hypotheses,
-                    nodes=_nodes(data.get("nodes") or {}), published=published, published_source=source)
+                    nodes=_nodes(data.get("nodes") or {}), published=published, published_source=source,
+                    published_settings=published_settings)
 
 
-def _published(value: Any) -> tuple[tuple[PublishedFigure, ...], str]:
-    """``published``: where the figures come from, and each figure's baseline and fault values."""
+def _published(root: Path, value: Any) -> tuple[tuple[PublishedFigure, ...], str, dict[str, Any]]:
+    """``published``: where the figures come from, the Celery settings they were measured with (optional), and each
+    figure's baseline and fault values."""
     if value is None:
-        return (), ""
-    data = _mapping(value, "published", ("source", "figures"), required=("source", "figures"))
+        return (), "", {}
+    data = _mapping(value, "published", ("source", "settings", "figures"), required=("source", "figures"))
+    settings = {setting: _setting(root, setting, given, f"published.settings.{setting}")
+                for setting, given in _mapping(data.get("settings") or {}, "published.settings",
+                                               tuple(celery_settings_spec(root)), what="Celery setting").items()}
     if not isinstance(data["source"], str) or not data["source"].strip():
         raise ScenarioError("published.source", f"must say where the figures come from, got {data['source']!r}")
     figures = data["figures"]
     if not isinstance(figures, dict) or not figures:
         raise ScenarioError("published.figures", f"must map figures to their baseline and fault, got {figures!r}")
     return (tuple(_at(f"published.figures.{name}", parse_published, name, given, KINDS)
-                  for name, given in figures.items()), data["source"].strip())
+                  for name, given in figures.items()), data["source"].strip(), settings)
 
 
 def _nodes(value: Any) -> dict[str, dict[str, Any]]:

@@ -155,8 +155,8 @@ def scenario_entry(scenario: Scenario, root: Path) -> dict[str, Any]:
         "hypothesis": hypothesis_map(scenario),
         "cell_hypotheses": {label: hypothesis_map(cell) for label, cell in scenario.cells()
                             if cell.hypothesis != scenario.hypothesis},
-        "published": (published.to_data(scenario.published, scenario.published_source, TASK_KINDS, with_units=False)
-                      if scenario.published else None),
+        "published": (published.to_data(scenario.published, scenario.published_source, TASK_KINDS, with_units=False,
+                                        settings=scenario.published_settings) if scenario.published else None),
     }
 
 

@@ -724,11 +724,14 @@ def _same_direction(published: str, lab: str) -> str:
 
 
 def published_rows(study: Study) -> list[list[str]]:
-    """One row per published figure per configuration of each scenario that names published figures."""
+    """One row per published figure per configuration of each scenario that names published figures (those with
+    the Celery settings the figures were published for, where the scenario names them)."""
     rows = []
     for scenario in study.scenarios:
         figures = (scenario.published or {}).get("figures") or {}
-        for group in (group for group in study.groups_of(scenario.name) if not group.null_control):
+        settings = (scenario.published or {}).get("settings") or {}
+        for group in (group for group in study.groups_of(scenario.name) if not group.null_control
+                      and all(group.settings.get(name) == value for name, value in settings.items())):
             for name, given in figures.items():
                 baseline, fault = phase_figure(str(name), "baseline"), phase_figure(str(name), "fault")
                 fmt = figure_format(baseline)
