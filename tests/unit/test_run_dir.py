@@ -127,3 +127,20 @@ def test_the_run_directorys_file_names_are_spelled_in_one_module():
                for line, name in _literals(path)}
     assert {"run.json", "summary.json", "tasks.csv", "executions.csv", "snapshot.json"} <= FILE_NAMES
     assert not spelled, spelled
+
+
+def test_tasks_written_before_a_column_was_added_read_with_its_default(tmp_path):
+    run_files.write_check(checked_summary(), tmp_path, {"run_id": "r1", "cell": ""})
+    tasks = run_files.read_tasks(tmp_path)
+    assert tasks is not None and any(task.run_start is not None for task in tasks)
+    with (tmp_path / run_files.TASKS_FILE).open(newline="") as handle:
+        rows = list(csv.reader(handle))
+    drop = rows[0].index("run_start")  # as a checker before run_start wrote it
+    (tmp_path / run_files.TASKS_FILE).write_text(
+        "".join(",".join(cell for i, cell in enumerate(row) if i != drop) + "\n" for row in rows))
+    older = run_files.read_tasks(tmp_path)
+    assert older == [task._replace(run_start=None) for task in tasks]
+    without_id = [",".join(cell for i, cell in enumerate(row) if i != rows[0].index("kind")) for row in rows]
+    (tmp_path / run_files.TASKS_FILE).write_text("\n".join(without_id) + "\n")
+    with pytest.raises(ValueError, match="the header lacks a column of"):
+        run_files.read_tasks(tmp_path)

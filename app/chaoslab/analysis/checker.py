@@ -80,12 +80,14 @@ Fault windows
 
 Phases
     A task belongs to the phase in which it was due (``scheduled``; phases are half-open ``[start, end)``); its
-    class, kind, success and latencies count there. A completion (the first successful end) counts in the phase in
-    which it ended; throughput is completions per second of phase. ``fault_throughput`` is the completions per
-    second inside the fault windows (their union). Latencies: queue wait = first start - publish returned; run time
-    = end - start of the last successful execution (of the last ended one if none succeeded); end to end = last
-    successful end - scheduled (so it includes the load's schedule lag). Percentiles are nearest-rank. ``overall``
-    holds the same figures over the whole run (from the first phase start, or the first publish, to the run end).
+    class, kind, success, queue wait and end to end count there, its run time in the phase in which the execution it
+    measures started (a task queued behind others runs under the conditions of then). A completion (the first
+    successful end) counts in the phase in which it ended; throughput is completions per second of phase.
+    ``fault_throughput`` is the completions per second inside the fault windows (their union). Latencies: queue wait
+    = first start - publish returned; run time = end - start of the last successful execution (of the last ended one
+    if none succeeded); end to end = last successful end - scheduled (so it includes the load's schedule lag).
+    Percentiles are nearest-rank. ``overall`` holds the same figures over the whole run (from the first phase start,
+    or the first publish, to the run end).
 
 Recovery time
     Time bins of ``bin_s`` start at the end of the last fault window. Recovered at the first bin start ``t`` where,
@@ -211,6 +213,8 @@ class TaskResult(NamedTuple):
     finished_at: float | None
     result: str | None
     """The result backend's state at the end (None: no record, or not looked up)."""
+    run_start: float | None = None
+    """When the execution run_time measures started (the phase its run time counts in)."""
 
 
 class Execution(NamedTuple):
@@ -278,7 +282,8 @@ class PhaseStats:
     throughput: float | None
     success_ratio: dict[str, float]
     latency: dict[str, LatencyStats]
-    """Queue wait and end to end of the tasks published in the phase; run time of those that first started in it."""
+    """Queue wait and end to end of the tasks published in the phase; run time of those whose measured execution (the
+    last successful one, else the last that ended) started in it."""
     kinds: dict[str, KindStats] = field(default_factory=dict)
     """Per task kind (those published or started in the phase)."""
 
@@ -738,6 +743,7 @@ def _judge(task_id: str, state: list[Any], ctx: _Context, out: list[Execution]) 
         completed_at,
         terminal,
         meta.state if meta is not None else None,
+        decisive[0] if decisive else None,
     )
 
 
@@ -778,7 +784,7 @@ def phase_stats(
     started: Sequence[TaskResult] | None = None,
 ) -> PhaseStats:
     """Figures for the *tasks* published in *phase*; *completed* = completions in it; run times of *started*, the tasks
-    that first started in it (default: *tasks*, as over a whole run).
+    whose measured execution started in it (default: *tasks*, as over a whole run).
 
     *columns*, when given, are the tasks' latency_columns (saves sorting them again); *kind_completions*, when given,
     the ascending completion times of each kind over the whole run (the kinds' completions in the phase).
@@ -1053,7 +1059,7 @@ def _phase_figures(
             kind_completions.setdefault(task.kind, []).append(task.completed_at)
     for times in kind_completions.values():
         times.sort()
-    started = _by_phase(tasks, phases, "first_start")
+    started = _by_phase(tasks, phases, "run_start")
     per_phase = [
         phase_stats(phase, group, _count_between(completions, phase.start, phase.end), group_columns,
                     kind_completions, started_in)

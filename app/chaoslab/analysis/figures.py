@@ -48,6 +48,10 @@ _LATENCY_MEANINGS: Final = {
     "run_time": "end - start of the last successful execution",
     "end_to_end": "last successful end - when the task was due",
 }
+# Which tasks a phase's latency counts (chaoslab.analysis.checker, "Phases"): run time where the execution it measures
+# started, the others where the task was due.
+_COUNTED_IN: Final = {"queue_wait": "published in", "run_time": "whose measured execution started in",
+                      "end_to_end": "published in"}
 
 VOCABULARY: Final[tuple[Figure, ...]] = (
     *(Figure(cls, "count", f"tasks of the checker's class {cls}") for cls in CLASSES),
@@ -66,10 +70,11 @@ VOCABULARY: Final[tuple[Figure, ...]] = (
       for latency, meaning in _LATENCY_MEANINGS.items() for pct in PERCENTILES),
     Figure("success_ratio_baseline", "ratio", "success_ratio of the tasks published in the baseline phase"),
     Figure("success_ratio_fault", "ratio", "success_ratio of the tasks published in the fault phase"),
-    Figure("mean_run_time_baseline", "duration", "mean run time of the tasks published in the baseline phase"),
-    Figure("mean_run_time_fault", "duration", "mean run time of the tasks published in the fault phase"),
-    *(Figure(f"{stat}_{latency}_ratio", "factor", f"{stat} of {meaning} of the tasks published in the fault phase "
-                                                  "over that of the baseline phase's (1: unchanged; 2: twice as long)")
+    Figure("mean_run_time_baseline", "duration", "mean run time of the tasks that started in the baseline phase"),
+    Figure("mean_run_time_fault", "duration", "mean run time of the tasks that started in the fault phase"),
+    *(Figure(f"{stat}_{latency}_ratio", "factor", f"{stat} of {meaning} of the tasks {_COUNTED_IN[latency]} the "
+                                                  "fault phase over that of the baseline phase's (1: unchanged; 2: "
+                                                  "twice as long)")
       for stat in RATIO_STATS for latency, meaning in _LATENCY_MEANINGS.items()),
     Figure("fault_effect", "ratio", "the smallest measured effect of a fault window over what was asked (1: as "
                                     "asked; below 0.9: not effective)"),

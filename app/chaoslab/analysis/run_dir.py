@@ -293,13 +293,16 @@ def _read_rows(path: Path, row_type: type[_Row], header: Sequence[str]) -> list[
         names = next(reader, None)
         if names is None:
             return []
-        try:
-            columns = [names.index(name) for name in header]
-        except ValueError:
-            raise ValueError(f"{path}: the header lacks a column of {', '.join(header)}") from None
-        fields = list(zip(columns, (_parser(annotations[name]) for name in row_type._fields), strict=True))
+        # a column a later version added (it has a default) may be missing from an older file: its default then
+        defaults = row_type._field_defaults
+        missing = [name for name in header if name not in names]
+        if any(field not in defaults for field, name in zip(row_type._fields, header, strict=True) if name in missing):
+            raise ValueError(f"{path}: the header lacks a column of {', '.join(header)}")
+        fields = [(names.index(name) if name in names else None, _parser(annotations[field]), defaults.get(field))
+                  for field, name in zip(row_type._fields, header, strict=True)]
         make = row_type._make
-        return [make([parse(row[column]) for column, parse in fields]) for row in reader]
+        return [make([default if column is None else parse(row[column]) for column, parse, default in fields])
+                for row in reader]
 
 
 def read_tasks(run_dir: StrPath) -> list[TaskResult] | None:
