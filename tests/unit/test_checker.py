@@ -524,6 +524,18 @@ def test_run_time_counts_in_the_phase_a_task_started_in():
     assert fault.kinds["sleep"].run_time.count == 0 and fault.kinds["sleep"].published == 1
 
 
+def test_a_retried_task_counts_its_run_time_where_the_measured_execution_started():
+    # started in the baseline, retried; the successful execution ran 40 -> 50 s, under the fault
+    records = [pub("r", 10, kind="cpu"), start("r", 11, kind="cpu"), end("r", 12, "retry", kind="cpu"),
+               start("r", 40, attempt=1, kind="cpu"), end("r", 50, attempt=1, kind="cpu")]
+    summary = run(records, run_end=200, snapshot=snap())
+    baseline, fault, _recovery = summary.phases
+    assert baseline.latency["run_time"].count == 0 and baseline.kinds["cpu"].published == 1
+    assert (fault.latency["run_time"].max, fault.kinds["cpu"].run_time.mean) == (10.0, 10.0)
+    (task,) = summary.tasks
+    assert (task.first_start, task.run_start, task.run_time) == (11, 40, 10.0)
+
+
 def test_phases_are_half_open():
     summary = run([pub("edge", 30.0), start("edge", 30.5), end("edge", 60.0)])
     assert [stats.published for stats in summary.phases] == [0, 1, 0]
