@@ -41,7 +41,7 @@ help:
 	@echo "make lab       install, bring the local lab up and provision it (WORKERS=$(WORKERS))"
 	@echo "make experiment SCENARIO=experiments/<name>.yml   run an experiment on the lab"
 	@echo "make study     the whole study (experiments/study, REPEAT=$(REPEAT) runs per cell) -> experiments/reference"
-	@echo "               QUICK=1: a first look (one repeat, shorter runs, no seed experiments), not published"
+	@echo "               QUICK=1: a first look (one run of first and last configurations, no seeds), not published"
 	@echo "make down      stop and remove the local lab"
 	@echo "make lint      ruff and ansible-lint"
 	@echo "make bench     benchmarks (see bench/)"
@@ -80,8 +80,8 @@ experiment: install
 
 # The study: every scenario of experiments/study, each cell REPEAT times; the summaries and the comparison report
 # are published into experiments/reference (the committed reference results are made this way).
-# QUICK=1: a first look (one repeat, no null controls, the time around each fault shortened, the seed experiments
-# left out), into experiments/results only.
+# QUICK=1: a first look (one run of each scenario's first and last configuration, no null controls, the time around
+# each fault shortened, the seed experiments left out), into experiments/results only.
 study: lab
 ifeq ($(QUICK),1)
 	$(BIN)/chaoslab study experiments/study --quick

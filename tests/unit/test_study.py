@@ -3,6 +3,8 @@ before anything runs."""
 
 from __future__ import annotations
 
+import itertools
+import json
 import shutil
 
 import pytest
@@ -125,7 +127,13 @@ def test_a_quick_study_is_one_repeat_of_the_top_scenarios_with_the_time_around_e
     scenarios, runs = study.planned(STUDY, 5, quick=True)
     top = sorted(STUDY.glob("*.yml"))
     assert [s.path for s in scenarios] == top and len(top) < len(FILES)  # the seed experiments are left out
-    assert len(runs) == sum(len(s.cells()) for s in scenarios) and not any(run.null_control for run in runs)
+    assert not any(run.null_control for run in runs)
+    for scenario in scenarios:  # each scenario's first and last configuration
+        cells = [label for label, _cell in scenario.cells()]
+        assert sorted(run.cell for run in runs if run.scenario.name == scenario.name) == sorted({cells[0], cells[-1]})
+    settings = [run.scenario.celery for run in runs]
+    changes = sum(1 for before, after in itertools.pairwise(settings) if before != after)
+    assert changes == len({json.dumps(given, sort_keys=True) for given in settings}) - 1  # grouped by settings
     full = {s.name: s for s in study.load_all(top)}
     for scenario in scenarios:
         for quick, written in zip(scenario.phases, full[scenario.name].phases, strict=True):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -397,6 +398,15 @@ def test_publish_refuses_a_foreign_directory(study_dir, tmp_path):
     assert (foreign / "notes.txt").read_text() == "keep me"
     with pytest.raises(ValueError, match="would delete"):
         publish(study_dir, study_dir)
+
+
+def test_a_quick_study_is_never_published(study_dir, tmp_path):
+    data = json.loads((study_dir / "study.json").read_text())
+    (study_dir / "study.json").write_text(json.dumps({**data, "mode": "quick: a first look"}))
+    assert ("mode", "quick: a first look") in study_report.header_facts(load_study(study_dir))
+    with pytest.raises(ValueError, match=re.escape("was not run in full (quick: a first look): it is not published")):
+        publish(study_dir, tmp_path / "reference")
+    assert not (tmp_path / "reference").exists()
 
 
 def test_missing_files_give_dashes(tmp_path):

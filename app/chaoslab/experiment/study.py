@@ -44,12 +44,15 @@ EXPECTED_DRAIN_S = 5.0
 
 
 NULL_CONTROL_DIR = "null"
-# A quick study (a first look): one repeat, no null controls, the phases around each fault at most this long, and only
+# A quick study (a first look): one repeat, no null controls, the phases around each fault at most this long, only
+# the first and the last configuration of a scenario (e.g. early acknowledgement, and late with
+# reject_on_worker_lost), run grouped by their Celery settings (a change of settings restarts the workers), and only
 # the scenario files of the study directory itself (its subdirectories, e.g. the seed experiments' minutes-long runs
 # under the prototype's conditions, are left out).
-QUICK_PHASE_S = 4.0
-QUICK_NOTE = (f"quick: one repeat, no null controls, baseline and recovery at most {QUICK_PHASE_S:g} s, the scenarios "
-              "of subdirectories left out; a first look, not a result to publish")
+QUICK_PHASE_S = 3.0
+QUICK_NOTE = (f"quick: one repeat of each scenario's first and last configuration, grouped by settings, no null "
+              f"controls, baseline and recovery at most {QUICK_PHASE_S:g} s, the scenarios of subdirectories left "
+              "out; a first look, not a result to publish")
 
 
 @dataclass(frozen=True)
@@ -227,12 +230,13 @@ class Study:
             self.status = "aborted"
         finally:
             self.write()
-            for name, step in (("Redis and the node sizes not restored", worker.restore_settings),
+            for name, step in (("Redis and the node sizes not restored (the next run or study puts them back)",
+                                worker.restore_settings),
                                ("background load not restarted", self.control.background_load)):
                 try:
                     step()
-                except Exception as err:  # the study's results stand without it
-                    self.console.print(f"[yellow]{name}: {err}[/yellow]")
+                except (Exception, KeyboardInterrupt) as err:  # the study's results stand without it
+                    self.console.print(f"[yellow]{name}: {type(err).__name__}: {err}[/yellow]")
         return runner.EXIT_INTERRUPTED if self.status == "aborted" else runner.EXIT_PASS
 
 
@@ -258,8 +262,19 @@ def planned(source: Path, repeat: int, only: list[str] | None = None, null_contr
     scenarios = load_all(scenario_files(source, only, nested=not quick or bool(only)))  # one named runs anywhere
     if quick:
         scenarios = [scenario.shortened(QUICK_PHASE_S) for scenario in scenarios]
-        return scenarios, plan(scenarios, 1, null_controls=False)
+        return scenarios, quick_plan(scenarios)
     return scenarios, plan(scenarios, repeat, null_controls)
+
+
+def quick_plan(scenarios: list[Scenario]) -> list[PlannedRun]:
+    """One run of each scenario's first and last cell, those with the same Celery settings one after another (in
+    scenario order otherwise), so that the workers restart only when the settings change."""
+    runs = []
+    for scenario in scenarios:
+        cells = scenario.cells()
+        runs += [PlannedRun(cell, label, 1) for label, cell in (cells if len(cells) <= 2 else (cells[0], cells[-1]))]
+    order = list(dict.fromkeys(json.dumps(run.scenario.celery, sort_keys=True, default=str) for run in runs))
+    return sorted(runs, key=lambda run: order.index(json.dumps(run.scenario.celery, sort_keys=True, default=str)))
 
 
 def run_study(source: Path, repeat: int, control: LabControl, results: Path | None = None,
@@ -284,5 +299,6 @@ def run_study(source: Path, repeat: int, control: LabControl, results: Path | No
         return code
     study = study_report.load_study(directory)
     passed = study_report.study_passed(study)
-    console.print(f"study {'PASS' if passed else 'FAIL'}: {directory}")
+    verdict = "PASS" if passed else "FAIL"
+    console.print(f"study {verdict}{' (quick: a first look, without null controls)' if quick else ''}: {directory}")
     return runner.EXIT_PASS if passed else runner.EXIT_FAIL

@@ -1214,10 +1214,12 @@ def publish(study_dir: StrPath, reference_dir: StrPath) -> Path:
     """Copy study.json and each run's small files into *reference_dir* (replacing what it held), report there.
 
     Returns *reference_dir*. Refuses (ValueError) a directory that is neither absent, empty, nor a previous
-    reference (holds a study.json).
+    reference (holds a study.json), and a study not run in full (a quick study's ``mode``).
     """
     source, reference = Path(study_dir), Path(reference_dir)
     study = load_study(source)
+    if study.mode:
+        raise ValueError(f"{source} was not run in full ({study.mode}): it is not published")
     _check_reference(source, reference)
     paths = [_run_target(reference, repeat.path) for group in study.groups for repeat in group.repeats if repeat.path]
     if reference.is_dir():
