@@ -10,6 +10,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -480,6 +481,27 @@ def test_a_studys_runner_sizes_once_for_runs_that_want_the_same_and_restores_at_
     worker.restore_settings()
     worker.restore_settings()
     assert [call[1] for call in lab.calls if call[0] == "size"] == [wanted, {}, wanted, {}]
+
+
+def test_settings_left_changed_by_a_killed_study_are_put_back_by_the_next_runner(tmp_path: Path) -> None:
+    lab = FakeLab()
+    lab.info = replace(lab.info, secrets_file=str(tmp_path / "secrets.yml"))
+    marker = tmp_path / runner.SETTINGS_MARKER
+    (tmp_path / "sized.yml").write_text(SCENARIO + "nodes: {workers: {memory: 1000MiB}}\n", encoding="utf-8")
+    (tmp_path / "plain.yml").write_text(SCENARIO.replace("name: fake-worker-kill", "name: plain"), encoding="utf-8")
+    sized, plain = load_scenario(tmp_path / "sized.yml", ROOT), load_scenario(tmp_path / "plain.yml", ROOT)
+    killed = runner.Runner(lab, Console(file=io.StringIO()), background_load=False, restore=False)
+    assert not marker.exists()
+    killed.run_cell(sized, tmp_path / "r1", "r1")
+    assert marker.exists()  # the study died here, before restore_settings
+    lab.calls.clear()
+    after = runner.Runner(lab, Console(file=io.StringIO()))
+    assert after.run_cell(plain, tmp_path / "r2", "r2") == runner.EXIT_PASS
+    assert in_order(lab.calls, ("set_load", False), ("apply_redis", {}), ("size", {}), ("prepare", SETTINGS))
+    assert not marker.exists()
+    lab.calls.clear()
+    runner.Runner(lab, Console(file=io.StringIO())).run_cell(plain, tmp_path / "r3", "r3")
+    assert not [call for call in lab.calls if call[0] in ("apply_redis", "size")]  # back at the inventory's
 
 
 def test_a_fault_that_did_nothing_holds_no_hypothesis_unless_the_scenario_accepts_it(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ records, goes to ``snapshot.json``; a later check of the run directory reads it 
 
 from __future__ import annotations
 
+import json
 import math
 import platform
 import subprocess
@@ -38,6 +39,7 @@ from chaoslab.experiment.scenario import PhaseSpec, Scenario, node_sizes, to_yam
 from chaoslab.ledger import read_records
 
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+SETTINGS_MARKER = "run-settings.json"
 DRAIN_QUIET_S = 2.0
 PROGRESS_EVERY_S = 10.0  # a progress line this often when the output is not a terminal
 
@@ -192,9 +194,13 @@ class Runner:
         # whether a run ends by giving Redis and the nodes back the inventory's settings; a study keeps a run's for
         # the next run that wants the same (its repeats) and calls restore_settings once, at its end
         self.restore = restore
-        # the Redis variables and node sizes the lab has now, as this runner set them ({}: the inventory's)
+        # the Redis variables and node sizes the lab has now, as this runner set them ({}: the inventory's); unknown
+        # when a run or study that changed them ended without putting them back (its marker file is still there)
         self.redis_set: dict[str, Any] = {}
         self.sizes_set: dict[str, dict[str, Any]] = {}
+        marker = self._settings_marker()
+        if marker is not None and marker.exists():
+            self.redis_set, self.sizes_set = {"unknown": True}, {"unknown": {}}
         self.clearing: Background | None = None
         self.progress: tuple[str, float] = ("", 0.0)  # the phase and the time of the last progress line
 
@@ -319,11 +325,19 @@ class Runner:
         finally:
             self._background_started(background)
 
+    def _settings_marker(self) -> Path | None:
+        """A file beside the lab's secrets that exists while Redis or the nodes are not at the inventory's settings,
+        so that a runner after a run killed before it put them back provisions them again (None: no lab directory)."""
+        return Path(self.info.secrets_file).with_name(SETTINGS_MARKER) if self.info.secrets_file else None
+
     def _settings(self, redis_vars: dict[str, Any], sizes: dict[str, dict[str, Any]]) -> None:
         """Redis provisioned and the nodes sized as a run wants them, with the load stopped; nothing is done (no
         Ansible) where the lab has them already."""
         if redis_vars == self.redis_set and sizes == self.sizes_set:
             return
+        marker = self._settings_marker()
+        if marker is not None:  # written before anything changes, removed once all is back at the inventory's
+            marker.write_text(json.dumps({"redis": redis_vars, "sizes": sizes}) + "\n", encoding="utf-8")
         self.control.set_load(False)
         if redis_vars != self.redis_set:
             self.redis_set = {"unknown": True}  # until applied: a failure leaves it unknown, so it is applied again
@@ -333,6 +347,8 @@ class Runner:
             self.sizes_set = {"unknown": {}}
             self.control.size(sizes)
             self.sizes_set = dict(sizes)
+        if marker is not None and not self.redis_set and not self.sizes_set:
+            marker.unlink(missing_ok=True)
 
     def restore_settings(self) -> None:
         """Redis and the nodes back at the inventory's settings (where a run changed them)."""
