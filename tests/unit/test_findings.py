@@ -15,6 +15,8 @@ FINDINGS = ROOT / "docs" / "findings.md"
 
 RUN = "runs/demo/task_acks_late=false/r1"
 CELL = "runs/demo/task_acks_late=false"
+LATE = "runs/late/task_acks_late=false/r1"
+"""A run whose throughput_drop is negative (the fault phase completed more)."""
 
 
 def make_reference(root):
@@ -27,14 +29,18 @@ def make_reference(root):
         "scenarios": [{"name": "demo", "params": {"limit": "300MiB", "delay": "200ms", "bytes": "70%"},
                        "settings": {"visibility_timeout": 30}, "phases": {"fault": 10.0}}],
     }))
-    figures = {"r1": {"lost": 3.0, "success_ratio": 0.988372, "p95_end_to_end": 0.325568, "throughput_drop": 0.7},
-               "r2": {"lost": 5.0, "success_ratio": 0.980315, "p95_end_to_end": 0.327663, "throughput_drop": 0.72}}
-    for repeat, values in figures.items():
-        run = root / CELL / repeat
+    figures = {f"{CELL}/r1": {"lost": 3.0, "success_ratio": 0.988372, "p95_end_to_end": 0.325568,
+                              "throughput_drop": 0.7, "p95_end_to_end_ratio": 1.45, "success_ratio_fault": 1.0,
+                              "success_ratio_baseline": 0.996, "stuck": 2.0},
+               f"{CELL}/r2": {"lost": 5.0, "success_ratio": 0.980315, "p95_end_to_end": 0.327663,
+                              "throughput_drop": 0.72},
+               LATE: {"lost": 0.0, "success_ratio": 1.0, "throughput_drop": -0.000123}}
+    for path, values in figures.items():
+        run = root / path
         run.mkdir(parents=True)
         (run / "run.json").write_text(json.dumps({"status": "completed", "started": 0.0, "ended": 40.4}))
-        (run / "summary.json").write_text(json.dumps({"figures": values,
-                                                      "phases": [{"name": "recovery", "throughput": 16.99}]}))
+        (run / "summary.json").write_text(json.dumps({"figures": values, "phases": [
+            {"name": "recovery", "throughput": 16.99, "latency": {"end_to_end": {"count": 80, "p95": 0.551306}}}]}))
         (run / "scenario.yml").write_text("load:\n  rate: 12.0\n  mix:\n  - kind: memory\n    args: {mb: 64}\n"
                                           "  - kind: sleep\n    args: {ms: 500}\n")
     (root / "figures").mkdir()
@@ -178,3 +184,143 @@ def test_the_reference_figures_are_read_as_the_study_report_reads_them():
     p95 = json.loads((REFERENCE / run / "verdict.json").read_text())["figures"]["p95_end_to_end"] * 1000
     assert problems(f"{p95:.1f} ms `{run} p95_end_to_end`", REFERENCE) == []
     assert problems(f"{p95 + 0.2:.1f} ms `{run} p95_end_to_end`", REFERENCE) != []
+
+
+# ---------------------------------------------------------------------------------------
+# A number is a number: digits glued to letters, units of the wrong dimension, versions, rounding, signs
+
+
+@pytest.mark.parametrize("word", ["10k", "5GB", "200MB", "3sec", "2h", "16k", "0.8CPU", "1e3", "2nd", "12ab",
+                                  "1234xyz"])
+def test_digits_glued_to_letters_are_no_name(reference, word):
+    for text in (f"a {word} load", f"the `{word}` setting", f"{word} `{RUN} lost`"):
+        found = problems(GOOD + f"\n{text}\n", reference)
+        assert any(f"'{word}' is no number with a known unit" in message for message in found), (text, found)
+        assert all("\n" not in message for message in found)
+
+
+@pytest.mark.parametrize("name", ["36fec5b", "0123456789abcdef0123456789abcdef01234567", "20261125-202211-study",
+                                  "20260101-000000-study-2", "p95", "r1", "worker-1", "x86_64", "v669"])
+def test_names_that_hold_digits_pass(reference, name):
+    assert problems(GOOD + f"\nthe name {name} and `{name}`\n", reference) == []
+
+
+@pytest.mark.parametrize(("text", "why"), [
+    ("17x", "written as a factor (x), but the value is a rate"),
+    ("17 s", "written as a time (s), but the value is a rate"),
+    ("17 ms", "written as a time (ms), but the value is a rate"),
+])
+def test_a_unit_must_be_of_the_dimension_of_a_summary_value(reference, text, why):
+    found = problems(GOOD + f"\n{text} `{RUN}/summary.json phases.recovery.throughput`\n", reference)
+    assert len(found) == 1 and why in found[0], found
+
+
+@pytest.mark.parametrize(("text", "why"), [
+    ("10x `study.json scenarios.demo.phases.fault`", "written as a factor (x), but the value is a time"),
+    ("10/s `study.json scenarios.demo.phases.fault`", "written as a rate (/s), but the value is a time"),
+    ("10 `study.json scenarios.demo.phases.fault`", "written as a number, but the value is a time"),
+    (f"12 s `{RUN}/scenario.yml load.rate`", "written as a time (s), but the value is a rate"),
+    ("30x `study.json scenarios.demo.settings.visibility_timeout`", "but the value is a time"),
+    ("23.5 % `study.json machine.memory_gib`", "but the value is a size"),
+    ("40x `study.json duration`", "but the value is a time"),
+    ("326x `runs/demo/task_acks_late=false/r1/summary.json figures.p95_end_to_end`", "but the value is a time"),
+    ("551 MiB `runs/demo/task_acks_late=false/r1/summary.json phases.recovery.latency.end_to_end.p95`",
+     "but the value is a time"),
+    ("2 s `study.json machine.cpus`", "the cited key's unit is not known: write the number bare"),
+    ("2x `study.json repeat`", "the cited key's unit is not known"),
+    ("80 s `runs/demo/task_acks_late=false/r1/summary.json phases.recovery.latency.end_to_end.count`",
+     "the cited key's unit is not known"),
+    ("2 % `runs/demo/task_acks_late=false/r1 stuck`", "the cited key's unit is not known"),
+])
+def test_a_unit_must_be_of_the_dimension_of_a_key(reference, text, why):
+    found = problems(GOOD + f"\n{text}\n", reference)
+    assert len(found) == 1 and why in found[0], found
+
+
+def test_keys_of_a_known_unit_match_in_it(reference):
+    text = (f"\n551 ms `{RUN}/summary.json phases.recovery.latency.end_to_end.p95`, 80\n"
+            f"`{RUN}/summary.json phases.recovery.latency.end_to_end.count`, 326 ms `{RUN}/summary.json "
+            f"figures.p95_end_to_end`, 1.5x `{RUN}/summary.json figures.p95_end_to_end_ratio`, 2 `{RUN} stuck`\n")
+    assert problems(GOOD + text, reference) == []
+
+
+@pytest.mark.parametrize("text", [
+    "669 `study.json machine.kernel`", "18.44 `study.json machine.kernel`", "44 `study.json machine.kernel`",
+    "6.18.4 `study.json machine.kernel`", "6.18 ms `study.json machine.kernel`", "6.18x `study.json machine.kernel`",
+    "70/s `study.json scenarios.demo.params.bytes`", "70x `study.json scenarios.demo.params.bytes`",
+    "70 `study.json scenarios.demo.params.bytes`",
+    "200x `study.json scenarios.demo.params.delay`", "200/s `study.json scenarios.demo.params.delay`",
+    "200 `study.json scenarios.demo.params.delay`", "300 `study.json scenarios.demo.params.limit`",
+    "-5.7.0 `study.json versions.celery`", "5.7.0x `study.json versions.celery`",
+    "GNU `study.json machine.os`",
+])
+def test_a_number_matches_a_text_only_as_its_version(reference, text):
+    found = problems(GOOD + f"\n{text}\n", reference)
+    assert len(found) == 1 and "does not match" in found[0], found
+
+
+@pytest.mark.parametrize("text", [
+    "6 `study.json machine.kernel`", "6.18.44 `study.json machine.kernel`", "5 `study.json versions.celery`",
+    "5.7 `study.json versions.celery`", "12 `study.json machine.os`", "0.2 s `study.json scenarios.demo.params.delay`",
+    "0.29 GiB `study.json scenarios.demo.params.limit`",
+])
+def test_a_version_matches_its_leading_parts(reference, text):
+    assert problems(GOOD + f"\n{text}\n", reference) == []
+
+
+@pytest.mark.parametrize(("text", "why"), [
+    (f"1 `{RUN} success_ratio`", "too coarse for a ratio"),                 # 0.988
+    (f"100 % `{RUN} success_ratio_baseline`", "too coarse for a ratio"),    # 0.996: not all
+    (f"1 `{RUN} success_ratio_baseline`", "too coarse for a ratio"),
+    (f"1x `{RUN} p95_end_to_end_ratio`", "too coarse for a factor"),        # 1.45
+    (f"0 % `{LATE} throughput_drop`", "too coarse for a ratio"),            # -0.0123 %
+    (f"-0.01 % `{LATE} throughput_drop`", "too coarse for a ratio"),
+    (f"70 % `{RUN} throughput_drop`", None),                                # 0.7: exactly what is written
+])
+def test_a_ratio_or_factor_shows_two_significant_digits_unless_exact(reference, text, why):
+    found = problems(GOOD + f"\n{text}\n", reference)
+    if why is None:
+        assert found == []
+    else:
+        assert len(found) == 1 and why in found[0] and "write two significant digits" in found[0], found
+
+
+@pytest.mark.parametrize("text", [
+    f"0.99 `{RUN} success_ratio`", f"98.8 % `{RUN} success_ratio`", f"99.6 % `{RUN} success_ratio_baseline`",
+    f"1.0 `{RUN} success_ratio_baseline`", f"1 `{RUN} success_ratio_fault`", f"100 % `{RUN} success_ratio_fault`",
+    f"1.5x `{RUN} p95_end_to_end_ratio`", f"1.45\u00d7 `{RUN} p95_end_to_end_ratio`", f"2 `{RUN} stuck`",
+])
+def test_a_ratio_or_factor_with_enough_digits_or_exact_passes(reference, text):
+    assert problems(GOOD + f"\n{text}\n", reference) == []
+
+
+@pytest.mark.parametrize("text", [
+    f"-0.012 % `{LATE} throughput_drop`", f"\u22120.012 % `{LATE} throughput_drop`",
+    f"-0.0123 % `{LATE} throughput_drop`", f"-0.00012 `{LATE} throughput_drop`",
+    f"a drop of \u22120.012% `{LATE} throughput_drop`",
+])
+def test_a_negative_number_is_written_with_its_sign(reference, text):
+    assert problems(GOOD + f"\n{text}\n", reference) == []
+
+
+@pytest.mark.parametrize(("text", "why"), [
+    (f"0.012 % `{LATE} throughput_drop`", "the data say -0.012 %"),
+    (f"-0.013 % `{LATE} throughput_drop`", "the data say -0.012 %"),
+    (f"-70 % `{RUN} throughput_drop`", "the data say 70 %"),
+    (f"-3 `{RUN} lost`", "the data say 3"),
+    (f"\u22120.0 % `{RUN} stuck`", "unit is not known"),
+])
+def test_a_sign_is_checked(reference, text, why):
+    found = problems(GOOD + f"\n{text}\n", reference)
+    assert len(found) == 1 and "does not match" in found[0] and why in found[0], found
+
+
+def test_a_negative_number_needs_its_citation(reference):
+    found = problems(GOOD + "\na drop of -5 % and \u22123.5 s\n", reference)
+    assert [message.split(": ", 1)[1] for message in found] == ["-5: a number without a citation",
+                                                                "\u22123.5: a number without a citation"]
+
+
+def test_a_text_that_is_no_quantity_of_the_written_unit_says_so_once(reference):
+    found = problems(GOOD + "\n2 s `study.json versions.celery`\n", reference)
+    assert len(found) == 1 and found[0].endswith("the data say '5.7.0', not a time"), found

@@ -17,19 +17,33 @@ inline code span, with nothing but spaces (or one line break) between them:
     ``mean runs/<scenario>/<cell>/<file> <path>`` is that value's mean over the cell's repeats. ``duration`` of
     an item with ``started`` and ``ended`` is their difference (``study.json duration``).
 
-A number is a word made of digits (with dots: ``98.84``, ``5.7.0``), with its unit glued or as the next word:
-``%`` (of a ratio), ``ms``/``s``/``min``, ``MiB``/``GiB``, ``/s`` (a rate), ``x``/``\u00d7`` (a factor). It matches
-its value when the value, in the written unit, rounds to the digits written; a version (``5.7.0``, ``6.18``)
-matches a text value holding it or its leading parts (``6.18.44-fc-v669``). A bare number in a file is in the unit
-its key's last word names (``latency_ms``, ``memory_gib``, ``mb``: MiB), else in seconds, bytes or ones; a text
-value with a unit (``300MiB``, ``200ms``, ``70%``) is read with :mod:`chaoslab.units`. A name (a code span or a
-word with a letter in it) may be cited too: it must then equal the value (``36fec5b `study.json
+A number is a word made of digits (with dots: ``98.84``, ``5.7.0``), a minus sign first when it is negative
+(``-0.012 %``, ``\u22120.012 %``), with its unit glued or as the next word: ``%`` (of a ratio), ``ms``/``s``/``min``,
+``MiB``/``GiB``, ``/s`` (a rate), ``x``/``\u00d7`` (a factor). It matches its value when:
+
+- the unit is of the value's dimension: a figure's by :func:`chaoslab.analysis.figures.unit_of`; a number in a
+  file's by its key (:data:`KEY_DIMENSIONS`: ``duration``, a study's ``phases.<name>`` and ``visibility_timeout`` in
+  seconds, ``load.rate`` per second, ...; a key whose last word names a unit: ``latency_ms``, ``memory_gib``,
+  ``mb`` as MiB; ``figures.<figure>``). A key of no known dimension (``machine.cpus``) is cited by a bare number
+  only. A bare number may stand for a count or a ratio (``0.99``);
+- the value, in the written unit, rounds to the digits written, its sign included;
+- a ratio or a factor shows at least two significant digits (``0.010 %``, ``1.3x``), unless the value is exactly
+  what is written (``1`` or ``100 %`` of a success ratio of exactly 1, ``1x`` of exactly 1.0); a whole ``0 %`` or
+  ``100 %`` means none or all, so it too must be exact.
+
+A text value with a unit (``300MiB``, ``200ms``, ``70%``) is read with :mod:`chaoslab.units` as the written
+number's dimension. Any other text is matched only by a bare number (no sign, no unit) that is a version in it, a
+dotted number standing as its own word, or that version's leading parts: ``6.18`` and ``6.18.44`` of
+``6.18.44-fc-v669``, ``12`` of ``Debian GNU/Linux 12``; not ``669``, ``18.44`` or ``200`` of ``200ms``. A name (a
+code span or a word with a letter in it) may be cited too: it must then equal the value (``36fec5b `study.json
 versions.project_commit```).
 
 Numbers that are not data, each by one narrow rule:
 
-- digits inside a name are part of the name: a word holding a letter (``p95``, ``r1``, ``worker-1``, ``x86_64``,
-  ``36fec5b``, ``20261125-202211-study``), except a number glued to a word by a hyphen (``2-CPU``: a problem);
+- digits inside a name are part of the name: a word that starts with a letter (``p95``, ``r1``, ``worker-1``,
+  ``x86_64``). A word that starts with a digit is a number (with a unit above) or a problem (``10k``, ``5GB``,
+  ``2h``, ``1e3``, ``2nd``, ``2-CPU``), except two kinds of name: a commit id (7 to 40 hexadecimal digits, one of
+  them a letter: ``36fec5b``) and a study id (``20261125-202211-study``);
 - the inside of a citation (its run, cell, figure, path, version digits) is the citation;
 - fenced code blocks, link targets (``](...)``) and ordered-list markers (``1.`` starting a line).
 
@@ -75,8 +89,26 @@ UNIT_WORDS: Final = frozenset({"%", "ms", "s", "min", "MiB", "GiB", "/s"})
 """Units that may stand as their own word after the number (``x`` only glued: ``2.1x``)."""
 FIGURE_DIMENSIONS: Final = {"count": "number", "ratio": "ratio", "rate": "rate", "duration": "time",
                             "factor": "factor"}
+"""A figure's dimension by its unit (:func:`chaoslab.analysis.figures.unit_of`)."""
+FIGURES_KEY: Final = "figures"
+"""``figures.<figure>`` in summary.json or verdict.json: that figure, in its unit."""
+KEY_DIMENSIONS: Final[tuple[tuple[re.Pattern[str], str], ...]] = tuple((re.compile(key), unit) for key, unit in (
+    (r"(?:.+\.)?duration", "s"),                                     # study.json, run.json; scenario.yml's phases
+    (r"scenarios\.[^.]+\.phases\.[^.]+", "s"),                        # study.json: a phase's length
+    (r"(?:.+\.)?(?:settings|celery)\.visibility_timeout", "s"),       # kombu's, in seconds
+    (r"load\.rate", "/s"),                                            # scenario.yml: tasks published per second
+    (r"(?:phases\.[^.]+|overall)\.throughput", "/s"),                 # summary.json: completions per second
+    (r"(?:phases\.[^.]+|overall)\.latency\.[^.]+\.(?:p\d+|max)", "s"),  # summary.json: a latency statistic
+    (r"(?:phases\.[^.]+|overall)\.success_ratio\.[^.]+", ""),         # summary.json: one kind's, 0-1
+    (r"recovery\.baseline_rate", "/s"),                               # summary.json
+))
+"""The unit a bare number in a file is in, by its dotted key: the keys whose unit is known (a ``""`` unit: a ratio,
+0-1). Also a key whose last ``_``-separated word names a unit (:data:`KEY_UNITS`), and ``figures.<figure>``. A
+key not known holds a number of unknown dimension: it may be cited by a bare number only."""
 KEY_UNITS: Final = {"ms": "ms", "s": "s", "mb": "MiB", "gib": "GiB"}
 """The unit of a bare number in a file, by the last ``_``-separated word of its key (``latency_ms``, ``mb``)."""
+COARSE: Final = frozenset({"ratio", "factor"})
+"""Dimensions written with at least two significant digits, unless the value is exactly what is written."""
 PARSERS: Final[dict[str, Callable[[str], float]]] = {
     "time": units.parse_duration,
     "size": lambda text: float(units.parse_bytes(text)),
@@ -89,13 +121,23 @@ PLAIN_ALLOWED: Final = frozenset({"number", "ratio"})
 _FENCE: Final = re.compile(r"^[ \t]*(`{3,}|~{3,}).*?^[ \t]*\1[^\n]*$", re.MULTILINE | re.DOTALL)
 _LINK_TARGET: Final = re.compile(r"\]\(([^)\s]*)\)")
 _LIST_MARKER: Final = re.compile(r"^[ \t]*(\d+[.)])[ \t]", re.MULTILINE)
-_TOKEN: Final = re.compile(r"`(?P<code>[^`\n]+(?:\n[^`\n]+)*)`|(?P<word>[A-Za-z0-9_.%\u00d7/-]+)")
-_QUANTITY: Final = re.compile(r"(?P<number>\d+(?:\.\d+)*)(?P<unit>%|\u00d7|x|/s|ms|min|s|MiB|GiB)?")
+_TOKEN: Final = re.compile(r"`(?P<code>[^`\n]+(?:\n[^`\n]+)*)`|(?P<word>[A-Za-z0-9_.%\u00d7\u2212/-]+)")
+_QUANTITY: Final = re.compile(r"(?P<sign>[-\u2212])?(?P<number>\d+(?:\.\d+)*)"
+                              r"(?P<unit>%|\u00d7|x|/s|ms|min|s|MiB|GiB)?")
 _GLUED: Final = re.compile(r"\d[\d.]*-[A-Za-z]")
+_STARTS_WITH_NUMBER: Final = re.compile(r"[-\u2212.]?\d")
+_NAMES_WITH_DIGITS_FIRST: Final = (
+    re.compile(r"(?=[0-9a-f]*[a-f])[0-9a-f]{7,40}"),  # a commit id: 36fec5b
+    re.compile(r"\d{8}-\d{6}-[a-z0-9-]+"),             # a study id: 20261125-202211-study
+)
+"""The only words that start with a digit and are names, not numbers."""
 _CITATION: Final = re.compile(r"(?:(?P<mean>mean) )?(?P<path>runs/[\w.=,/-]+|" + re.escape(STUDY_FILE)
                               + r")(?: (?P<key>[\w.=,-]+))?")
 _REFERENCE_PATH: Final = re.compile(rf"(?:{RUNS_DIR}|{FIGURES_DIR})/[\w.=,/-]+")
-_VERSION_PART: Final = re.compile(r"\d+(?:\.\d+)*")
+_VERSION: Final = re.compile(r"(?<![\w.])\d+(?:\.\d+)*(?![\w.%/\u00d7])")
+"""A version in a text value: a dotted number that stands as its own word (``6.18.44`` of ``6.18.44-fc-v669``,
+``12`` of ``Debian GNU/Linux 12``), not digits glued to letters (``v669``), to a unit (``200ms``, ``70%``) or
+inside another number (``18.44``)."""
 _NEAR: Final = re.compile(r"[ \t]*\n?[ \t]*")
 """What may stand between a number, its unit and its citation."""
 
@@ -180,14 +222,20 @@ def quantity(word: str) -> re.Match[str] | None:
 
 
 def word_problem(word: str) -> str | None:
-    """Why a word holding digits is neither a number nor a name (a range, a number glued to a word), else None."""
+    """Why a word holding digits is neither a number nor a name, else None: a range (``30-45``), a number glued to
+    a word (``2-CPU``) or to letters that are no unit of :data:`UNITS` (``10k``, ``5GB``, ``2nd``, ``1e3``). A word
+    that starts with a letter (``p95``, ``worker-1``) is a name; of those that start with a digit, only a commit id
+    and a study id (:data:`_NAMES_WITH_DIGITS_FIRST`)."""
     if not any(char.isdigit() for char in word) or quantity(word):
+        return None
+    if not any(char.isalpha() for char in word):
+        return f"'{word}' is not one number: write each as its own cited number"
+    if not _STARTS_WITH_NUMBER.match(word) or any(name.fullmatch(word) for name in _NAMES_WITH_DIGITS_FIRST):
         return None
     if _GLUED.match(word):
         return f"'{word}': write the number as its own word, with its citation"
-    if not any(char.isalpha() for char in word):
-        return f"'{word}' is not one number: write each as its own cited number"
-    return None
+    return (f"'{word}' is no number with a known unit (%, ms, s, min, MiB, GiB, /s, x) and no name: write the "
+            f"number, its unit and its citation")
 
 
 def citation(code: str) -> Citation | None:
@@ -265,7 +313,7 @@ class Reference:
         found = figures[key]
         if found is None:
             raise Lookup(f"`{cited}`: figure {key} is unknown in {run.relative_to(self.root).as_posix()}")
-        return Quantity(float(found), FIGURE_DIMENSIONS.get(unit_of(key, TASK_KINDS) or "count"))
+        return Quantity(float(found), figure_dimension(key))
 
     def _in_file(self, path: Path, cited: Citation) -> Value:
         if not path.is_file():
@@ -313,16 +361,38 @@ def _walk(data: Any, key: str, cited: Citation) -> Any:
     return data
 
 
+def figure_dimension(name: str) -> str | None:
+    """The dimension of figure *name* (a per-kind one too: ``p95_run_time_ratio.cpu``); None for no figure."""
+    unit = unit_of(name, TASK_KINDS)
+    return None if unit is None else FIGURE_DIMENSIONS[unit]
+
+
+def key_dimension(key: str) -> tuple[str, float] | None:
+    """The dimension of a bare number at dotted *key* of a file, and how many base units one is; None when the key's
+    unit is not known: ``figures.<figure>`` by the figure's unit, a key of :data:`KEY_DIMENSIONS`, a key whose last
+    word names its unit (:data:`KEY_UNITS`)."""
+    head, sep, figure = key.partition(".")
+    if sep and head == FIGURES_KEY:
+        dimension = figure_dimension(figure)
+        return None if dimension is None else (dimension, 1.0)
+    unit = next((unit for pattern, unit in KEY_DIMENSIONS if pattern.fullmatch(key)), None)
+    if unit is None:
+        unit = KEY_UNITS.get(key.rsplit(".", 1)[-1].rsplit("_", 1)[-1])
+    if unit is None:
+        return None
+    return ("ratio", 1.0) if unit == "" else UNITS[unit]
+
+
 def _as_value(found: Any, key: str, cited: Citation) -> Value:
     if isinstance(found, bool):
         return str(found).lower()
     if isinstance(found, str):
         return found
     if isinstance(found, int | float):
-        unit = KEY_UNITS.get(key.rsplit(".", 1)[-1].rsplit("_", 1)[-1])
-        if unit is None:
+        known = key_dimension(key)
+        if known is None:
             return Quantity(float(found), None)
-        dimension, scale = UNITS[unit]
+        dimension, scale = known
         return Quantity(float(found) * scale, dimension)
     raise Lookup(f"`{cited}`: {key} is not a number or a text")
 
@@ -343,10 +413,25 @@ def _decimals(number: str) -> int:
     return len(number.partition(".")[2])
 
 
+def _significant(number: str) -> int:
+    """How many significant digits *number* (unsigned, as written) shows: ``0.01`` 1, ``1.0`` 2, ``100`` 3."""
+    return len(number.replace(".", "").lstrip("0"))
+
+
+def _signed(match: re.Match[str]) -> str:
+    """The number of a :func:`quantity` match with its sign, the minus sign as ``-``."""
+    return ("-" if match["sign"] else "") + match["number"]
+
+
 def matches_text(written: str, value: str) -> bool:
-    """*written* is the text, or a version in it or that version's leading parts (``6.18`` of ``6.18.44-fc``)."""
-    return written == value or any(part == written or part.startswith(f"{written}.")
-                                   for part in _VERSION_PART.findall(value))
+    """*written* is the text; or a bare number (no sign, no unit) that is a version in it (:data:`_VERSION`) or that
+    version's leading parts: ``6.18`` of ``6.18.44-fc-v669``, ``12`` of ``Debian GNU/Linux 12``, not ``669``,
+    ``18.44`` or ``200`` of ``200ms``."""
+    if written == value:
+        return True
+    if not re.fullmatch(r"\d+(?:\.\d+)*", written):
+        return False
+    return any(version == written or version.startswith(f"{written}.") for version in _VERSION.findall(value))
 
 
 def _quantity_of(value: str, dimension: str) -> Quantity | str:
@@ -358,23 +443,48 @@ def _quantity_of(value: str, dimension: str) -> Quantity | str:
 
 
 def mismatch(written: str, unit: str, value: Value) -> str | None:
-    """Why *written* (a number or a name as written, *unit* its written unit) does not match *value*; None when it
-    does: a number rounds to the digits written, a name or version matches by :func:`matches_text`."""
+    """Why *written* (a number, ``-`` its sign, or a name as written; *unit* its written unit) does not match
+    *value*; None when it does. A number's unit must be of the value's dimension (a value of unknown dimension: no
+    unit); it rounds to the digits written, and a ratio or a factor shows two significant digits unless it is
+    exactly what is written (:func:`_too_coarse`). A name or a version matches by :func:`matches_text`."""
     dimension, scale = UNITS[unit]
     if isinstance(value, str) and dimension in PARSERS:
-        value = _quantity_of(value, dimension)
+        read = _quantity_of(value, dimension)
+        if isinstance(read, str):
+            return read
+        value = read
     if isinstance(value, str):
-        return None if matches_text(written, value) else f"the data say '{value}'"
+        return None if unit == "" and matches_text(written, value) else f"the data say '{value}'"
     if not quantity(written) or written.count(".") > 1:
         return f"'{written}' is not a number, but the data say {value.base:g}"
+    shown = f" ({unit})" if unit else ""
+    if value.dimension is None and dimension != "number":
+        return f"written as a {dimension}{shown}, but the cited key's unit is not known: write the number bare"
     if value.dimension is not None and dimension != value.dimension and not (
             dimension == "number" and value.dimension in PLAIN_ALLOWED):
-        return f"written as a {dimension}{f' ({unit})' if unit else ''}, but the value is a {value.dimension}"
-    actual, places = value.base / scale, _decimals(written)
-    if abs(actual - float(written)) <= 0.5 * 10**-places + 1e-9 * max(1.0, abs(actual)):
+        return f"written as a {dimension}{shown}, but the value is a {value.dimension}"
+    number = written.lstrip("-")
+    actual, places, exact = value.base / scale, _decimals(number), f"{value.base / scale:.6g}"
+    close = abs(actual - float(written)) <= 0.5 * 10**-places + 1e-9 * max(1.0, abs(actual))
+    if close and written.startswith("-") and actual >= 0:
+        return f"the data say {exact}{f' {unit}' if unit else ''}, not a negative number"
+    if close and _too_coarse(number, value.dimension or dimension, float(number) * scale) and (
+            abs(actual - float(written)) > 1e-9 * max(1.0, abs(actual))):
+        return (f"too coarse for a {value.dimension or dimension}: the data say {exact}{f' {unit}' if unit else ''}; "
+                f"write two significant digits")
+    if close:
         return None
-    rounded, exact = f"{actual:.{places}f}", f"{actual:.6g}"
+    rounded = f"{actual:.{places}f}"
     return f"the data say {rounded}{f' {unit}' if unit else ''}{f' ({exact})' if exact != rounded else ''}"
+
+
+def _too_coarse(number: str, dimension: str, base: float) -> bool:
+    """Whether *number* (unsigned, as written; *base* it in base units) must equal its value exactly: a ratio or a
+    factor written with fewer than two significant digits (``1`` of a success ratio, ``1x``, ``0.01 %``), or a
+    ratio written as a whole none or all (``0 %``, ``100 %``; ``100.0 %`` is rounded)."""
+    if dimension not in COARSE:
+        return False
+    return _significant(number) < 2 or (dimension == "ratio" and "." not in number and base in (0.0, 1.0))
 
 
 # ---------------------------------------------------------------------------------------
@@ -415,7 +525,7 @@ def _check_value(reference: Reference, token: Token, unit: str, cited: Citation)
     except Lookup as missing:
         return str(missing)
     match = quantity(token.text)
-    why = mismatch(match["number"] if match else token.text, unit, value)
+    why = mismatch(_signed(match) if match else token.text, unit, value)
     shown = token.text if token.text.endswith(unit) else f"{token.text} {unit}"
     return None if why is None else f"{shown} does not match `{cited}`: {why}"
 
