@@ -72,16 +72,19 @@ def test_every_fault_scenario_names_its_effect_and_a_figure_it_must_move(path):
     study.check_falsifiable(scenario)
     if scenario.fault_phase is not None:
         for _label, cell in scenario.cells():
-            assert {c.figure for c in cell.hypothesis} - study.EFFECT_FIGURES - {"fault_effect"}
+            assert {c.figure for c in cell.hypothesis} & study.EFFECT_FIGURES
+            assert {c.figure for c in cell.hypothesis} - study.EFFECT_FIGURES
 
 
 def test_a_hypothesis_that_cannot_fail_is_refused(tmp_path):
     text = (STUDY / "cpu-exhaustion.yml").read_text()
-    (tmp_path / "no-effect.yml").write_text(text.replace('  fault_effect: ">= 0.9"\n', ""))
-    with pytest.raises(ValueError, match="does not name fault_effect"):
+    without = "".join(line for line in text.splitlines(keepends=True) if not line.startswith("  faults_not_effective:"))
+    assert without != text
+    (tmp_path / "no-effect.yml").write_text(without)
+    with pytest.raises(ValueError, match="does not name faults_not_effective or fault_effect"):
         study.load_all([tmp_path / "no-effect.yml"])
     hypothesis = text[text.index("hypothesis:"):]
-    (tmp_path / "effect-only.yml").write_text(text.replace(hypothesis, 'hypothesis:\n  fault_effect: ">= 0.9"\n'))
+    (tmp_path / "effect-only.yml").write_text(text.replace(hypothesis, 'hypothesis:\n  faults_not_effective: 0\n'))
     with pytest.raises(ValueError, match="names no figure the fault must move"):
         study.load_all([tmp_path / "effect-only.yml"])
 

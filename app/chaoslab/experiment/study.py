@@ -109,14 +109,16 @@ def plan(scenarios: list[Scenario], repeat: int, null_controls: bool = True) -> 
 
 def check_falsifiable(scenario: Scenario) -> None:
     """A study scenario with a fault says what the fault did and what it moved: its hypothesis (in every cell) names
-    ``fault_effect`` and at least one figure of the tasks (ValueError otherwise)."""
+    the fault's measured effect (``faults_not_effective``, each window as its node's measure judged it, or
+    ``fault_effect``, the smallest measured ratio) and at least one figure of the tasks (ValueError otherwise)."""
     if scenario.fault_phase is None:
         return
     for label, cell in scenario.cells():
         figures = {condition.figure for condition in cell.hypothesis}
         where = f"{scenario.path}: hypothesis" + (f" of {label}" if label else "")
-        if "fault_effect" not in figures:
-            raise ValueError(f"{where} does not name fault_effect (what the fault measurably did)")
+        if not figures & EFFECT_FIGURES:
+            raise ValueError(f"{where} does not name faults_not_effective or fault_effect (what the fault measurably "
+                             "did)")
         if not figures - EFFECT_FIGURES:
             raise ValueError(f"{where} names no figure the fault must move (a hypothesis that cannot fail)")
 
