@@ -47,8 +47,10 @@ def test_a_study_repeats_runs_reports_and_publishes(lab, tmp_path):
         assert {"run.json", "summary.json", "verdict.json", "report.html"} <= {p.name for p in run_dir.iterdir()}
     control = json.loads((study_dir / cell / "null" / "verdict.json").read_text())
     failed = {item["figure"] for item in control["conditions"] if not item["holds"]}
-    assert {"fault_effect", "failed_by_worker"} <= failed, control  # no fault acted, and no task died with a child
-    assert control["figures"]["failed_by_worker"] == 0 and control["figures"]["fault_effect"] is None
+    # no fault acted (no window measured: faults_not_effective is None), and no task died with a child
+    assert {"faults_not_effective", "failed_by_worker"} <= failed, control
+    assert control["figures"]["failed_by_worker"] == 0 and control["figures"]["faults_not_effective"] is None
+    assert control["figures"]["fault_effect"] is None
     assert json.loads((study_dir / cell / "null" / "run.json").read_text())["faults"] == []
     study = study_report.load_study(study_dir)
     (group, null) = study.groups
