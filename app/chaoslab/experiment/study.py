@@ -33,7 +33,6 @@ from chaoslab.experiment.scenario import Scenario, load_scenario
 from chaoslab.node.tasks import KINDS as TASK_KINDS
 from chaoslab.report import study_report
 
-RUNS_DIR = "runs"
 DEFAULT_REPEAT = 5
 DEFAULT_CELL = "default"
 # Seconds a run takes beyond its phases (settings, load on and off, collection, check, report; about 10 s measured
@@ -65,7 +64,7 @@ class PlannedRun:
     @property
     def path(self) -> str:
         last = NULL_CONTROL_DIR if self.null_control else f"r{self.repeat}"
-        return f"{RUNS_DIR}/{self.scenario.name}/{self.cell or DEFAULT_CELL}/{last}"
+        return f"{study_report.RUNS_DIR}/{self.scenario.name}/{self.cell or DEFAULT_CELL}/{last}"
 
     @property
     def planned_seconds(self) -> float:

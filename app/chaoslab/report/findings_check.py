@@ -67,11 +67,10 @@ from chaoslab import units
 from chaoslab.analysis import run_dir as run_files
 from chaoslab.analysis.figures import unit_of
 from chaoslab.node.tasks import KINDS as TASK_KINDS
-from chaoslab.report.study_report import STUDY_FILE
+from chaoslab.report.study_report import RUNS_DIR, STUDY_FILE
 
 MEAN: Final = "mean"
 TIMES: Final = "\u00d7"
-RUNS_DIR: Final = "runs"
 DURATION: Final = "duration"
 FIGURES_DIR: Final = "figures"
 REPEAT: Final = re.compile(r"r\d+")
