@@ -194,13 +194,13 @@ class Runner:
         # whether a run ends by giving Redis and the nodes back the inventory's settings; a study keeps a run's for
         # the next run that wants the same (its repeats) and calls restore_settings once, at its end
         self.restore = restore
-        # the Redis variables and node sizes the lab has now, as this runner set them ({}: the inventory's); unknown
-        # when a run or study that changed them ended without putting them back (its marker file is still there)
-        self.redis_set: dict[str, Any] = {}
-        self.sizes_set: dict[str, dict[str, Any]] = {}
+        # the Redis variables and node sizes the lab has now, as this runner set them ({}: the inventory's); None:
+        # not known, as when a run or study that changed them ended without putting them back (its marker is there)
+        self.redis_set: dict[str, Any] | None = {}
+        self.sizes_set: dict[str, dict[str, Any]] | None = {}
         marker = self._settings_marker()
         if marker is not None and marker.exists():
-            self.redis_set, self.sizes_set = {"unknown": True}, {"unknown": {}}
+            self.redis_set, self.sizes_set = None, None
         self.clearing: Background | None = None
         self.progress: tuple[str, float] = ("", 0.0)  # the phase and the time of the last progress line
 
@@ -340,14 +340,14 @@ class Runner:
             marker.write_text(json.dumps({"redis": redis_vars, "sizes": sizes}) + "\n", encoding="utf-8")
         self.control.set_load(False)
         if redis_vars != self.redis_set:
-            self.redis_set = {"unknown": True}  # until applied: a failure leaves it unknown, so it is applied again
+            self.redis_set = None  # until applied: a failure leaves it unknown, so it is applied again
             self.control.apply_redis(redis_vars)
             self.redis_set = dict(redis_vars)
         if sizes != self.sizes_set:
-            self.sizes_set = {"unknown": {}}
+            self.sizes_set = None
             self.control.size(sizes)
             self.sizes_set = dict(sizes)
-        if marker is not None and not self.redis_set and not self.sizes_set:
+        if marker is not None and self.redis_set == {} and self.sizes_set == {}:
             marker.unlink(missing_ok=True)
 
     def restore_settings(self) -> None:
