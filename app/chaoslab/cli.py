@@ -208,7 +208,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     from chaoslab.report.report import write_report
 
     for directory in args.run_dirs:
-        print(write_report(Path(directory)))
+        try:
+            print(write_report(Path(directory)))
+        except (FileNotFoundError, ValueError) as err:  # not a run directory, or one that cannot be read
+            print(f"chaoslab report: {err}", file=sys.stderr)
+            return 1
     return 0
 
 
@@ -355,8 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
     stud.add_argument("source", nargs="?", default="experiments/study", help="directory of scenario files")
     stud.add_argument("--repeat", type=int, help="runs of each cell (default 5)")
     stud.add_argument("--quick", action="store_true",
-                      help="a first look: one repeat, no null controls, the time around each fault shortened, "
-                           "subdirectories left out; not published")
+                      help="a first look: one repeat, no null controls, the time around each fault shortened; "
+                           "not published")
     stud.add_argument("--no-null-controls", action="store_true",
                       help="skip the null controls (each scenario's first cell run once without its faults)")
     stud.add_argument("--only", action="append", help="run only this scenario (file stem), repeatable")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import os
 import re
 import time
 from collections import Counter
@@ -664,3 +665,24 @@ def test_fifty_thousand_tasks_are_reported_quickly(tmp_path):
     began = time.perf_counter()
     write_report(run_dir)
     assert time.perf_counter() - began < 20.0
+
+
+def test_idle_reports_draw_each_run_in_an_idle_process_and_name_failures(tmp_path):
+    from chaoslab.experiment.idle_reports import IdleReports
+
+    run_dir, _ = make_run(tmp_path / "idle")
+    reports = IdleReports()
+    reports(run_dir)
+    reports(tmp_path / "no-such-run")
+    policies = []
+    for _directory, process in reports.pending:
+        try:
+            policies.append(os.sched_getscheduler(process.pid))
+        except ProcessLookupError:  # ended already (only the one that fails fast can)
+            policies.append(None)
+    assert policies[0] == os.SCHED_IDLE
+    failed = reports.wait()
+    assert reports.pending == []
+    assert (run_dir / "report.html").is_file()
+    assert len(failed) == 1 and failed[0].startswith(f"{tmp_path / 'no-such-run'}: report failed (")
+    assert failed[0].endswith("not a run directory)")  # the command's one-line error, not a traceback

@@ -184,7 +184,7 @@ class Background:
 class Runner:
     def __init__(self, control: Lab, console: Console | None = None,
                  sleep: Callable[[float], None] = time.sleep, background_load: bool = True,
-                 restore: bool = True) -> None:
+                 restore: bool = True, report: Callable[[Path], object] | None = None) -> None:
         self.control = control
         self.info = control.info
         self.console = console or Console()
@@ -194,6 +194,8 @@ class Runner:
         # whether a run ends by giving Redis and the nodes back the inventory's settings; a study keeps a run's for
         # the next run that wants the same (its repeats) and calls restore_settings once, at its end
         self.restore = restore
+        # how a run's report is written: by default here and now; a study hands it to processes beside it
+        self.report = report
         # the Redis variables and node sizes the lab has now, as this runner set them ({}: the inventory's); None:
         # not known, as when a run or study that changed them ended without putting them back (its marker is there)
         self.redis_set: dict[str, Any] | None = {}
@@ -441,6 +443,9 @@ class Runner:
         return EXIT_PASS if passed else EXIT_FAIL
 
     def _report(self, directory: Path) -> None:
+        if self.report is not None:
+            self.report(directory)
+            return
         from chaoslab.report.report import write_report
 
         path = write_report(directory)
