@@ -32,7 +32,7 @@ if [ -n "$$missing" ]; then \
 fi
 endef
 
-.PHONY: help install packages test-packages lab lab-up provision demo experiment study down test test-unit lint bench clean \
+.PHONY: help install packages test-packages lab lab-up provision demo experiment study study-seed down test test-unit lint bench clean \
 	vagrant-packages vagrant-box vagrant-test
 
 help:
@@ -40,8 +40,9 @@ help:
 	@echo "make test      install and run the tests (root: includes the local lab tests)"
 	@echo "make lab       install, bring the local lab up and provision it (WORKERS=$(WORKERS))"
 	@echo "make experiment SCENARIO=experiments/<name>.yml   run an experiment on the lab"
-	@echo "make study     the whole study (experiments/study, REPEAT=$(REPEAT) runs per cell) -> experiments/reference"
-	@echo "               QUICK=1: a first look (one run of first and last configurations, no seeds), not published"
+	@echo "make study     the lab's study (experiments/study, REPEAT=$(REPEAT) runs per cell) -> experiments/reference"
+	@echo "               QUICK=1: a first look (one run of first and last configurations), not published"
+	@echo "make study-seed   the prototype's experiments (experiments/study/seed) -> a part of experiments/reference"
 	@echo "make down      stop and remove the local lab"
 	@echo "make lint      ruff and ansible-lint"
 	@echo "make bench     benchmarks (see bench/)"
@@ -81,13 +82,18 @@ experiment: install
 # The study: every scenario of experiments/study, each cell REPEAT times; the summaries and the comparison report
 # are published into experiments/reference (the committed reference results are made this way).
 # QUICK=1: a first look (one run of each scenario's first and last configuration, no null controls, the time around
-# each fault shortened, the seed experiments left out), into experiments/results only.
+# each fault shortened), into experiments/results only.
 study: lab
 ifeq ($(QUICK),1)
 	$(BIN)/chaoslab study experiments/study --quick
 else
 	$(BIN)/chaoslab study experiments/study --repeat $(REPEAT) --publish experiments/reference
 endif
+
+# The seed experiments (the prototype's, under its conditions: minutes-long runs), a study of their own published
+# into the same reference beside the lab's study (a part of it: each keeps its machine, versions and commit).
+study-seed: lab
+	$(BIN)/chaoslab study experiments/study/seed --repeat $(REPEAT) --publish experiments/reference
 
 down: install
 	$(BIN)/ansible-playbook playbooks/lab-down.yml

@@ -627,3 +627,70 @@ def test_each_scenario_says_the_settings_its_configurations_share(tmp_path):
            "appendfsync=everysec" in markdown
     assert "- shared settings: Celery's defaults and the lab's" in markdown
     assert "<th>shared settings</th>" in to_html(study)
+
+
+def only(name: str) -> list[dict]:
+    return [scenario for scenario in SCENARIOS if scenario["name"] == name]
+
+
+def _restamp(study_dir: Path, **fields) -> Path:
+    data = json.loads((study_dir / "study.json").read_text())
+    (study_dir / "study.json").write_text(json.dumps({**data, **fields}, indent=2))
+    return study_dir
+
+
+def test_a_study_of_other_scenarios_is_published_as_a_part_beside_the_reference(tmp_path):
+    main = _restamp(make_study(tmp_path / "main", [run("baseline", "", 1), run("baseline", "", 2)],
+                               scenarios=only("baseline")), started=1000.0, ended=4600.0)
+    seed = _restamp(make_study(tmp_path / "seed", [run("cpu-exhaustion", ACKS, 1), run("cpu-exhaustion", ACKS, 2)],
+                               scenarios=only("cpu-exhaustion")),
+                    study_id="20261205-seed", source="experiments/study/seed", started=90000.0, ended=91800.0,
+                    machine={"hostname": "other", "cpus": 4, "memory_gib": 8, "kernel": "6.2"},
+                    versions={"celery": "5.6.0", "project_commit": "def5678"})
+    reference = publish(main, tmp_path / "reference")
+    assert not load_study(reference).parts  # one study: its own study.json, byte for byte
+    assert json.loads((reference / "study.json").read_text()) == json.loads((main / "study.json").read_text())
+    publish(seed, reference)
+    study = load_study(reference)
+    assert [group.scenario for group in study.groups] == ["baseline", "cpu-exhaustion"]
+    assert [part["source"] for part in study.parts] == ["experiments/study", "experiments/study/seed"]
+    assert [part["versions"]["project_commit"] for part in study.parts] == ["abc1234", "def5678"]
+    assert study.parts[1]["machine"]["hostname"] == "other" and study.versions["project_commit"] == "def5678"
+    for repeat in (repeat for group in study.groups for repeat in group.repeats):  # both parts' runs, as published
+        assert sorted(path.name for path in (reference / repeat.path).iterdir()) == ["run.json", "summary.json",
+                                                                                     "verdict.json"], repeat.path
+    facts = dict(study_report.header_facts(study))
+    assert facts["duration"] == "1 h 30 min 00 s" and facts["runs"] == "4"  # the parts' own times added up
+    text = to_markdown(study)
+    assert "## Parts" in text and "| experiments/study/seed | cpu-exhaustion | 2 |" in text and "def5678" in text
+    assert "<h2" in to_html(study) and "other: 4 CPUs, 8 GiB, kernel 6.2" in to_html(study)
+    # the same source again replaces its own part only; a leftover of an interrupted publish is cleared
+    (tmp_path / ".reference.new").mkdir()
+    again = _restamp(make_study(tmp_path / "main2", [run("baseline", "", 1)], scenarios=only("baseline")),
+                     study_id="20261206-main")
+    publish(again, reference)
+    study = load_study(reference)
+    assert [part["study_id"] for part in study.parts] == ["20261205-seed", "20261206-main"]
+    assert [len(group.repeats) for group in study.groups] == [2, 1]  # cpu-exhaustion kept, baseline replaced
+    assert not (reference / "runs/baseline/default/r2").exists()
+    assert not (tmp_path / ".reference.new").exists() and not (tmp_path / ".reference.old").exists()
+    # a study of the same scenarios from elsewhere replaces the part that had them
+    moved = _restamp(make_study(tmp_path / "moved", [run("cpu-exhaustion", ACKS, 1)],
+                                scenarios=only("cpu-exhaustion")), source="elsewhere")
+    publish(moved, reference)
+    assert [part["source"] for part in load_study(reference).parts] == ["experiments/study", "elsewhere"]
+    assert [len(group.repeats) for group in load_study(reference).groups] == [1, 1]
+
+
+def test_a_study_of_some_scenarios_of_a_source_replaces_only_those(tmp_path):
+    runs = [run("baseline", "", 1), run("cpu-exhaustion", ACKS, 1)]
+    whole = make_study(tmp_path / "whole", runs)
+    reference = publish(whole, tmp_path / "reference")
+    some = _restamp(make_study(tmp_path / "some", [run("baseline", "", 1), run("baseline", "", 2)],
+                               scenarios=only("baseline")), study_id="20261206-some", only=["baseline"])
+    publish(some, reference)
+    study = load_study(reference)
+    assert [part.get("only") for part in study.parts] == [None, ["baseline"]]
+    assert [(group.scenario, len(group.repeats)) for group in study.groups] == [("cpu-exhaustion", 1), ("baseline", 2)]
+    publish(whole, reference)  # the whole source again: every part from it goes
+    assert not load_study(reference).parts and [len(g.repeats) for g in load_study(reference).groups] == [1, 1]

@@ -6,8 +6,10 @@ lab into one directory, with one comparison report over all of it (:mod:`chaosla
     experiments/results/<study-id>/study.md, study.html, figures/   the comparison
 
 Every scenario is checked before anything runs. The repeats of a cell run back to back, so the lab's settings
-change once per cell; the lab's background load comes back once, at the end. A run that fails its hypothesis or
-errors does not stop the study (its exit code is kept); Ctrl-C stops it, and what ran so far is reported.
+change once per cell; the lab's background load comes back once, at the end. Each run's report is drawn by a
+process at the idle scheduling class while the next run goes on (:mod:`chaoslab.experiment.idle_reports`). A run
+that fails its hypothesis or errors does not stop the study (its exit code is kept); Ctrl-C stops it, and what ran
+so far is reported.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from chaoslab.analysis import run_dir
 from chaoslab.analysis.figures import EFFECT_FIGURES
 from chaoslab.experiment import published, runner
 from chaoslab.experiment.ansible_runner import project_root
+from chaoslab.experiment.idle_reports import IdleReports
 from chaoslab.experiment.lab import LabControl
 from chaoslab.experiment.scenario import Scenario, load_scenario
 from chaoslab.node.tasks import KINDS as TASK_KINDS
@@ -35,7 +38,7 @@ from chaoslab.report import study_report
 
 DEFAULT_REPEAT = 5
 DEFAULT_CELL = "default"
-# Seconds a run takes beyond its phases (settings, load on and off, collection, check, report; about 10 s measured
+# Seconds a run takes beyond its phases (settings, load on and off, collection, check; about 10 s measured
 # on the local lab of a 2-CPU machine) and the drain it usually needs (drains end when drained), for the estimate
 # of a study's time; while it runs, the estimate is scaled by how the runs so far compared with theirs.
 RUN_OVERHEAD_S = 10.0
@@ -45,13 +48,10 @@ EXPECTED_DRAIN_S = 5.0
 NULL_CONTROL_DIR = "null"
 # A quick study (a first look): one repeat, no null controls, the phases around each fault at most this long, only
 # the first and the last configuration of a scenario (e.g. early acknowledgement, and late with
-# reject_on_worker_lost), run grouped by their Celery settings (a change of settings restarts the workers), and only
-# the scenario files of the study directory itself (its subdirectories, e.g. the seed experiments' minutes-long runs
-# under the prototype's conditions, are left out).
+# reject_on_worker_lost), run grouped by their Celery settings (a change of settings restarts the workers).
 QUICK_PHASE_S = 3.0
 QUICK_NOTE = (f"quick: one repeat of each scenario's first and last configuration, grouped by settings, no null "
-              f"controls, baseline and recovery at most {QUICK_PHASE_S:g} s, the scenarios of subdirectories left "
-              "out; a first look, not a result to publish")
+              f"controls, baseline and recovery at most {QUICK_PHASE_S:g} s; a first look, not a result to publish")
 
 
 @dataclass(frozen=True)
@@ -77,10 +77,10 @@ def expected_seconds(runs: list[PlannedRun]) -> float:
     return sum(run.planned_seconds for run in runs)
 
 
-def scenario_files(source: Path, only: list[str] | None = None, nested: bool = True) -> list[Path]:
-    """The scenario files of a study directory and (*nested*) its subdirectories, sorted by path, or those named in
-    ``only`` (file stems)."""
-    files = sorted(source.rglob("*.yml") if nested else source.glob("*.yml"))
+def scenario_files(source: Path, only: list[str] | None = None) -> list[Path]:
+    """The scenario files of a study directory (not of its subdirectories: each is a study of its own, e.g.
+    experiments/study/seed), sorted by name, or those named in ``only`` (file stems)."""
+    files = sorted(source.glob("*.yml"))
     if not files:
         raise ValueError(f"{source}: no scenario files (*.yml)")
     if only:
@@ -172,7 +172,8 @@ class Study:
     """Runs a plan on the lab and keeps study.json up to date after every run."""
 
     def __init__(self, source: Path, scenarios: list[Scenario], repeat: int, control: LabControl,
-                 directory: Path, console: Console | None = None, quick: bool = False) -> None:
+                 directory: Path, console: Console | None = None, quick: bool = False,
+                 only: list[str] | None = None) -> None:
         self.repeat = repeat
         self.control = control
         self.directory = directory
@@ -184,7 +185,7 @@ class Study:
         root = project_root()
         # what study.json says of the study that does not change while it runs
         self.fixed = {"study_id": directory.name, "source": relative(source, root), "repeat": repeat,
-                      **({"mode": QUICK_NOTE} if quick else {}),
+                      **({"mode": QUICK_NOTE} if quick else {}), **({"only": sorted(only)} if only else {}),
                       "started": self.started, "machine": machine(),
                       "scenarios": [scenario_entry(scenario, root) for scenario in scenarios]}
 
@@ -208,7 +209,8 @@ class Study:
             soft_wrap=True)
 
     def run(self, runs: list[PlannedRun]) -> int:
-        worker = runner.Runner(self.control, self.console, background_load=False, restore=False)
+        reports = IdleReports()
+        worker = runner.Runner(self.control, self.console, background_load=False, restore=False, report=reports)
         self.write()
         try:
             for index, planned in enumerate(runs):
@@ -238,6 +240,8 @@ class Study:
                     step()
                 except (Exception, KeyboardInterrupt) as err:  # the study's results stand without it
                     self.console.print(f"[yellow]{name}: {type(err).__name__}: {err}[/yellow]")
+            for line in reports.wait():  # the runs' reports, drawn beside the study (its results stand without them)
+                self.console.print(f"[yellow]{line}[/yellow]", highlight=False, soft_wrap=True)
         return runner.EXIT_INTERRUPTED if self.status == "aborted" else runner.EXIT_PASS
 
 
@@ -260,7 +264,7 @@ def new_study_id(source: Path) -> str:
 def planned(source: Path, repeat: int, only: list[str] | None = None, null_controls: bool = True,
             quick: bool = False) -> tuple[list[Scenario], list[PlannedRun]]:
     """The study's scenarios (every one checked) and its runs; a quick study's as :data:`QUICK_NOTE` says."""
-    scenarios = load_all(scenario_files(source, only, nested=not quick or bool(only)))  # one named runs anywhere
+    scenarios = load_all(scenario_files(source, only))
     if quick:
         scenarios = [scenario.shortened(QUICK_PHASE_S) for scenario in scenarios]
         return scenarios, quick_plan(scenarios)
@@ -291,7 +295,7 @@ def run_study(source: Path, repeat: int, control: LabControl, results: Path | No
     directory = (results or project_root() / "experiments" / "results") / new_study_id(source)
     console.print(f"study of {len(scenarios)} scenarios, {len(runs)} runs ({repeat} per cell) -> {directory}"
                   + (f" ({QUICK_NOTE})" if quick else ""))
-    code = Study(source, scenarios, repeat, control, directory, console, quick).run(runs)
+    code = Study(source, scenarios, repeat, control, directory, console, quick, only).run(runs)
     markdown, page = study_report.write_study_report(directory)
     console.print(f"study report: {page} ({markdown})")
     if publish is not None and code != runner.EXIT_INTERRUPTED:

@@ -63,6 +63,7 @@ from chaoslab.analysis import run_dir as run_files
 from chaoslab.analysis.figures import EFFECT_FIGURES, phase_figure, unit_of
 from chaoslab.analysis.stats import Interval, difference, interval
 from chaoslab.node.tasks import KINDS as TASK_KINDS
+from chaoslab.report import study_parts
 from chaoslab.report.compare import (
     MISSING,
     StrPath,
@@ -209,6 +210,8 @@ class Study:
     scenarios: tuple[ScenarioInfo, ...]
     """Those study.json lists, then any other scenario its runs name."""
     groups: tuple[Group, ...]
+    parts: tuple[dict[str, Any], ...] = ()
+    """The studies a reference was published from, when more than one (:mod:`chaoslab.report.study_parts`)."""
 
     def groups_of(self, scenario: str) -> list[Group]:
         return [group for group in self.groups if group.scenario == scenario]
@@ -352,6 +355,7 @@ def load_study(study_dir: StrPath) -> Study:
         versions=dict(data.get("versions") or {}),
         scenarios=tuple(scenarios),
         groups=groups,
+        parts=tuple(study_parts.parts_of(data)) if data.get("parts") else (),
     )
 
 
@@ -614,7 +618,8 @@ def _value_text(value: Any) -> str:
 
 
 def header_facts(study: Study) -> list[tuple[str, str]]:
-    duration = None if study.started is None or study.ended is None else study.ended - study.started
+    duration = (study_parts.total_seconds(study.parts) if study.parts
+                else None if study.started is None or study.ended is None else study.ended - study.started)
     runs = sum(len(group.repeats) for group in study.groups)
     return [
         ("source", study.source or MISSING),
@@ -627,6 +632,25 @@ def header_facts(study: Study) -> list[tuple[str, str]]:
         ("duration", fmt_duration(duration)),
         ("runs", str(runs)),
     ]
+
+
+PART_HEADERS: Final = ("source", "scenarios", "repeats", "started", "duration", "status", "project commit",
+                        "machine")
+PARTS_INTRO: Final = ("The study was run in parts, each published into this reference when it ended (the duration "
+                      "above is theirs added up); each part ran on the machine and with the versions named here.")
+
+
+def part_rows(study: Study) -> list[list[str]]:
+    rows = []
+    for part in study.parts:
+        versions, machine = part.get("versions") or {}, part.get("machine") or {}
+        host = (f"{machine.get('hostname', MISSING)}: {machine.get('cpus', MISSING)} CPUs, "
+                f"{machine.get('memory_gib', MISSING)} GiB, kernel {machine.get('kernel', MISSING)}")
+        rows.append([str(part.get("source") or MISSING), ", ".join(part.get("scenarios") or []),
+                     _value_text(part.get("repeat")), fmt_utc(_float_or_none(part.get("started"))),
+                     fmt_duration(study_parts.total_seconds([part])), str(part.get("status") or MISSING),
+                     str(versions.get("project_commit") or MISSING), host])
+    return rows
 
 
 def _mapping_rows(values: Mapping[str, Any]) -> list[list[str]]:
@@ -919,6 +943,7 @@ def to_markdown(study: Study) -> str:
         "\n".join(f"- {name}: {text}" for name, text in header_facts(study)),
         *([f"> {FIRST_EDITION_NOTE}"] if study.first_edition else []),
         *(_md_published(study) if published_sources(study) else []),
+        *(["## Parts", PARTS_INTRO, md_table(PART_HEADERS, part_rows(study))] if study.parts else []),
         "## Machine",
         md_table(("name", "value"), _mapping_rows(study.machine)) if study.machine else "None recorded.",
         "## Versions",
@@ -1032,6 +1057,8 @@ def to_html(study: Study, out_dir: StrPath | None = None) -> str:
             header,
             note,
             *([_html_published(study)] if published_sources(study) else []),
+            *([_section("Parts", f"<p>{esc(PARTS_INTRO)}</p>\n" + html_table(PART_HEADERS, part_rows(study)))]
+              if study.parts else []),
             _section("Machine", _name_value_table(study.machine)),
             _section("Versions", _name_value_table(study.versions)),
             _section("Overview", f"<p>{esc(FIGURES_LEGEND)}</p>\n" + (f'<div class="scroll">\n{overview}\n</div>'
@@ -1197,14 +1224,6 @@ def _check_reference(study_dir: Path, reference: Path) -> None:
         raise ValueError(f"{reference} is not empty and holds no {STUDY_FILE}: refusing to replace its contents")
 
 
-def _clear(directory: Path) -> None:
-    for child in sorted(directory.iterdir()):
-        if child.is_dir() and not child.is_symlink():
-            shutil.rmtree(child)
-        else:
-            child.unlink()
-
-
 def _run_target(reference: Path, path: str) -> Path:
     target = reference / path
     if Path(path).is_absolute() or not target.resolve().is_relative_to(reference.resolve()):
@@ -1213,28 +1232,45 @@ def _run_target(reference: Path, path: str) -> Path:
 
 
 def publish(study_dir: StrPath, reference_dir: StrPath) -> Path:
-    """Copy study.json and each run's small files into *reference_dir* (replacing what it held), report there.
+    """Copy study.json and each run's small files into *reference_dir*, report there; returns *reference_dir*.
 
-    Returns *reference_dir*. Refuses (ValueError) a directory that is neither absent, empty, nor a previous
-    reference (holds a study.json), and a study not run in full (a quick study's ``mode``).
+    A study of other scenarios from another source is added to what the reference holds, as a part of it (each part
+    keeps its machine, versions and commit: :mod:`chaoslab.report.study_parts`); the part it replaces (same source,
+    or a scenario in common) goes. The new reference is made beside the old one and takes its place at the end.
+    Refuses (ValueError) a directory that is neither absent, empty, nor a previous reference (holds a study.json),
+    and a study not run in full (a quick study's ``mode``).
     """
     source, reference = Path(study_dir), Path(reference_dir)
     study = load_study(source)
     if study.mode:
         raise ValueError(f"{source} was not run in full ({study.mode}): it is not published")
     _check_reference(source, reference)
-    paths = [_run_target(reference, repeat.path) for group in study.groups for repeat in group.repeats if repeat.path]
-    if reference.is_dir():
-        _clear(reference)
-    reference.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source / STUDY_FILE, reference / STUDY_FILE)
-    for target in paths:
-        run_dir = source / target.relative_to(reference)
+    data = run_files.read_json(source / STUDY_FILE) or {}
+    previous = run_files.read_json(reference / STUDY_FILE) if reference.is_dir() else None
+    merged = study_parts.merge(previous, data)
+    kept = len(merged["runs"]) - len(data.get("runs") or [])
+    staging, old = reference.with_name(f".{reference.name}.new"), reference.with_name(f".{reference.name}.old")
+    for leftover in (staging, old):  # of a publish that was interrupted
+        if leftover.is_dir():
+            shutil.rmtree(leftover)
+    staging.mkdir(parents=True)
+    (staging / STUDY_FILE).write_text(json.dumps(merged, indent=2) + "\n", encoding="utf-8")
+    for index, run in enumerate(merged["runs"]):
+        path = str(run.get("path") or "")
+        if not path:
+            continue
+        target = _run_target(staging, path)
+        run_dir = (reference if index < kept else source) / target.relative_to(staging)
         for name in PUBLISHED_RUN_FILES:
             if (run_dir / name).is_file():
                 target.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(run_dir / name, target / name)
-    write_study_report(reference)
+    write_study_report(staging)
+    if reference.is_dir():
+        reference.rename(old)
+    staging.rename(reference)
+    if old.is_dir():
+        shutil.rmtree(old)
     return reference
 
 
