@@ -15,7 +15,9 @@ from chaoslab.report.study_report import fmt_duration
 from tests.conftest import BIN, ROOT
 
 STUDY = ROOT / "experiments" / "study"
-FILES = sorted(STUDY.rglob("*.yml"))
+SEED = STUDY / "seed"
+MAIN_FILES = sorted(STUDY.glob("*.yml"))
+FILES = sorted(MAIN_FILES + sorted(SEED.glob("*.yml")))  # the lab's study and the seed experiments' (a study each)
 # The prototype's experiments and the faults it never tried, as the study must cover them.
 REQUIRED_FAULTS = {"cpu-exhaustion", "memory-exhaustion", "network-delay", "network-loss", "network-partition",
                    "worker-kill", "worker-pause", "memory-limit", "redis-restart"}
@@ -33,15 +35,32 @@ def test_the_study_covers_the_prototype_and_the_faults_it_never_tried():
     assert persistence == {False, True}, "Redis restart with and without persistence"
 
 
+# Faults under which when a message is acknowledged decides what happens to its task: a process dies, a worker is cut
+# off from its messages, the broker restarts. Under the others nothing is redelivered (no process dies, no message
+# outlives the visibility timeout), so the study runs them with early acknowledgement only, Celery's default.
+ACKS_MATTER = {"worker-kill", "memory-limit", "network-partition", "redis-restart"}
+
+
 @pytest.mark.parametrize("path", FILES, ids=[path.stem for path in FILES])
-def test_every_study_scenario_compares_acknowledgement_settings(path):
+def test_study_scenarios_compare_acknowledgement_settings_where_they_can_matter(path):
     scenario = load_scenario(path, ROOT)
     cells = [cell.celery for _label, cell in scenario.cells()]
-    assert {cell.get("task_acks_late", False) for cell in cells} == {False, True}
     assert all(cell.hypothesis for _label, cell in scenario.cells())
+    acks = {cell.get("task_acks_late", False) for cell in cells}
+    if fault_of(scenario) in ACKS_MATTER or fault_of(scenario) is None or path.parent.name == "seed":
+        assert acks == {False, True}  # the baseline and the prototype's experiments, as it ran them, too
+    else:
+        assert acks == {False} and len(cells) == 1
     if fault_of(scenario) in ("worker-kill", "memory-limit"):  # where a pool process dies, reject_on_worker_lost
         late = {cell.get("task_reject_on_worker_lost", False) for cell in cells if cell.get("task_acks_late")}
         assert late == {False, True}
+
+
+def test_the_seeds_compare_both_settings_under_the_faults_the_study_runs_with_one():
+    scenarios = study.load_all(FILES)
+    single = {fault_of(s) for s in scenarios if s.path.parent.name != "seed" and len(s.cells()) == 1}
+    seeded = {fault_of(s) for s in scenarios if s.path.parent.name == "seed"}
+    assert single - seeded == {"network-loss", "worker-pause"}  # neither was in the prototype
 
 
 def test_the_plan_keeps_a_cells_repeats_together():
@@ -61,7 +80,7 @@ def test_the_plan_keeps_a_cells_repeats_together():
     assert control.scenario.hypothesis == runs[0].scenario.hypothesis
     assert not any(run.null_control for run in runs[7:])  # the baseline has no fault: no null control
     assert len(study.plan(scenarios, 2, null_controls=False)) == 2 * (3 + 2)
-    assert runs[0].planned_seconds == 8 + 10 + 10 + study.EXPECTED_DRAIN_S + study.RUN_OVERHEAD_S
+    assert runs[0].planned_seconds == 6 + 10 + 6 + study.EXPECTED_DRAIN_S + study.RUN_OVERHEAD_S
     with pytest.raises(ValueError, match="repeat must be 1 or more, got 0"):
         study.plan(scenarios, 0)
 
@@ -90,7 +109,8 @@ def test_a_hypothesis_that_cannot_fail_is_refused(tmp_path):
 
 
 def test_scenario_files_and_only(tmp_path):
-    assert study.scenario_files(STUDY) == FILES
+    assert study.scenario_files(STUDY) == MAIN_FILES  # a subdirectory is a study of its own
+    assert study.scenario_files(SEED) == sorted(SEED.glob("*.yml")) and len(MAIN_FILES) < len(FILES)
     assert study.scenario_files(STUDY, ["baseline"]) == [STUDY / "baseline.yml"]
     with pytest.raises(ValueError, match="no scenario 'nope' \\(available: baseline, "):
         study.scenario_files(STUDY, ["nope"])
@@ -115,21 +135,21 @@ def run_cli(*args: str):
 def test_check_counts_the_runs():
     proc = run_cli("--check")
     assert proc.returncode == 0, proc.stderr
-    scenarios = [load_scenario(path, ROOT) for path in FILES]
+    scenarios = [load_scenario(path, ROOT) for path in MAIN_FILES]
     cells = sum(len(scenario.cells()) for scenario in scenarios)
     controls = sum(scenario.fault_phase is not None for scenario in scenarios)
     _scenarios, runs = study.planned(STUDY, 5)
     about = fmt_duration(round(study.expected_seconds(runs)))
-    assert proc.stdout.strip() == (f"experiments/study: valid ({len(FILES)} scenarios, {5 * cells + controls} runs, "
-                                   f"about {about})")
+    assert proc.stdout.strip() == (f"experiments/study: valid ({len(MAIN_FILES)} scenarios, {5 * cells + controls} "
+                                   f"runs, about {about})")
     without = run_cli("--check", "--no-null-controls", "--repeat", "2")
-    assert without.stdout.startswith(f"experiments/study: valid ({len(FILES)} scenarios, {2 * cells} runs, about ")
+    assert without.stdout.startswith(f"experiments/study: valid ({len(MAIN_FILES)} scenarios, {2 * cells} runs, ")
 
 
-def test_a_quick_study_is_one_repeat_of_the_top_scenarios_with_the_time_around_each_fault_shortened():
+def test_a_quick_study_is_one_repeat_with_the_time_around_each_fault_shortened():
     scenarios, runs = study.planned(STUDY, 5, quick=True)
-    top = sorted(STUDY.glob("*.yml"))
-    assert [s.path for s in scenarios] == top and len(top) < len(FILES)  # the seed experiments are left out
+    top = MAIN_FILES
+    assert [s.path for s in scenarios] == top
     assert not any(run.null_control for run in runs)
     for scenario in scenarios:  # each scenario's first and last configuration
         cells = [label for label, _cell in scenario.cells()]
@@ -145,8 +165,8 @@ def test_a_quick_study_is_one_repeat_of_the_top_scenarios_with_the_time_around_e
             else:
                 assert quick.duration == min(written.duration, study.QUICK_PHASE_S)
     assert any(q.duration < w.duration for s in scenarios for q, w in zip(s.phases, full[s.name].phases, strict=True))
-    named, _runs = study.planned(STUDY, 5, only=["seed-cpu-stress"], quick=True)
-    assert [s.name for s in named] == ["seed-cpu-stress"]  # a scenario named runs wherever its file is
+    named, _runs = study.planned(SEED, 5, only=["seed-cpu-stress"], quick=True)
+    assert [s.name for s in named] == ["seed-cpu-stress"]
     proc = run_cli("--check", "--quick")
     assert proc.stdout.startswith(f"experiments/study: valid ({len(top)} scenarios, {len(runs)} runs, about "), proc
     for extra in (["--repeat", "3"], ["--publish", "experiments/reference"]):
