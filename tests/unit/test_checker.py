@@ -487,6 +487,30 @@ def test_fault_throughput_counts_completions_inside_the_windows():
     assert run(overlapping).fault_throughput == pytest.approx(15 / 15)
 
 
+def test_target_throughput_counts_the_faulted_nodes_completions_in_their_windows_against_their_baseline():
+    records = [fault_event("applied", 40.0, node="w1"), fault_event("reverted", 50.0, node="w1")]
+    for i in range(60):  # each node completes one task a second from 1 s to 60 s
+        for node in ("w1", "w2"):
+            task = f"{node}-{i}"
+            records += [pub(task, i + 0.2), start(task, i + 0.5, node=node), end(task, i + 1.0, node=node)]
+    records += [pub("twice", 41.0), start("twice", 41.2, node="w1"), end("twice", 41.5, node="w1"),  # first success
+                start("twice", 42.0, node="w2", attempt=1), end("twice", 42.5, node="w2", attempt=1)]
+    found = run(records).target_throughput
+    # ends at 1 s ... 29 s in the baseline [0, 30): 29 in 30 s; in the window [40, 50): 40 ... 49 s, and "twice"
+    assert (found.nodes, found.baseline, found.fault) == (["w1"], pytest.approx(29 / 30), pytest.approx(11 / 10))
+    assert run(records).fault_throughput == pytest.approx(21 / 10)  # both nodes, "twice" once, as before
+    # a node that stopped: nothing of its own completes inside its window
+    stopped = [r for r in records if not (r.get("node") == "w1" and r["type"] == "end" and 40 <= r["t"] < 50)]
+    assert run(stopped).target_throughput.fault == 0.0
+    summary = run(stopped).to_dict()
+    assert summary["target_throughput"] == {"nodes": ["w1"], "baseline": pytest.approx(29 / 30), "fault": 0.0}
+    # no window naming a node (planned, or none), or a target that ran nothing in the baseline (Redis): no figure
+    assert run(records[2:], faults=[FaultWindow("kill", 40, 50)]).target_throughput is None
+    assert run(records[2:]).target_throughput is None
+    broker = [fault_event("applied", 40.0, node="redis"), fault_event("reverted", 50.0, node="redis"), *records[2:]]
+    assert run(broker).target_throughput is None
+
+
 # --- phases ----------------------------------------------------------------------------------
 
 

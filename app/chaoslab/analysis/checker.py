@@ -83,11 +83,14 @@ Phases
     class, kind, success, queue wait and end to end count there, its run time in the phase in which the execution it
     measures started (a task queued behind others runs under the conditions of then). A completion (the first
     successful end) counts in the phase in which it ended; throughput is completions per second of phase.
-    ``fault_throughput`` is the completions per second inside the fault windows (their union). Latencies: queue wait
-    = first start - publish returned; run time = end - start of the last successful execution (of the last ended one
-    if none succeeded); end to end = last successful end - scheduled (so it includes the load's schedule lag).
-    Percentiles are nearest-rank. ``overall`` holds the same figures over the whole run (from the first phase start,
-    or the first publish, to the run end).
+    ``fault_throughput`` is the completions per second inside the fault windows (their union); ``target_throughput``
+    the same on the nodes the faults were applied to (the windows' targets), inside their own windows, beside those
+    nodes' completions per second in the baseline phase (a completion counts on the node of its successful
+    execution; None when no window names a node, or none of those nodes ran a task in the baseline). Latencies:
+    queue wait = first start - publish returned; run time = end - start of the last successful execution (of the
+    last ended one if none succeeded); end to end = last successful end - scheduled (so it includes the load's
+    schedule lag). Percentiles are nearest-rank. ``overall`` holds the same figures over the whole run (from the first
+    phase start, or the first publish, to the run end).
 
 Recovery time
     Time bins of ``bin_s`` start at the end of the last fault window. Recovered at the first bin start ``t`` where,
@@ -172,6 +175,16 @@ class FaultWindow:
     effect: dict[str, Any] | None = None
     """What the fault did while in force, as its node measured it (chaoslab.node.fault_effect); None: not
     measured."""
+
+
+@dataclass(frozen=True, slots=True)
+class TargetThroughput:
+    """Completions per second on the nodes the faults were applied to: in the baseline phase, and inside those
+    nodes' fault windows (their union)."""
+
+    nodes: list[str]
+    baseline: float
+    fault: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,6 +328,7 @@ class Summary:
     faults: list[FaultWindow]
     fault_source: str
     fault_throughput: float | None
+    target_throughput: TargetThroughput | None
     classes: dict[str, int]
     causes: dict[str, dict[str, int]]
     delivery: Delivery
@@ -930,6 +944,25 @@ def fault_throughput(windows: Sequence[FaultWindow], completions: Sequence[float
     return count / length if length > 0 else None
 
 
+def target_throughput(windows: Sequence[FaultWindow], executions: Sequence[Execution],
+                      baseline: Phase | None) -> TargetThroughput | None:
+    """Completions per second on the nodes the fault windows name, in the baseline phase and inside those windows
+    (each task's first successful end, on the node it ran on); None when no window names a node, the windows have
+    no length, or those nodes completed nothing in the baseline (nothing to fall from)."""
+    nodes = sorted({window.target for window in windows if window.target})
+    if not nodes or baseline is None or baseline.end <= baseline.start:
+        return None
+    first: dict[str, Execution] = {}
+    for execution in executions:
+        if execution.outcome == "success" and execution.end is not None and (
+                execution.id not in first or execution.end < (first[execution.id].end or math.inf)):
+            first[execution.id] = execution
+    ends = sorted(execution.end for execution in first.values() if execution.node in nodes and execution.end)
+    before = _count_between(ends, baseline.start, baseline.end) / (baseline.end - baseline.start)
+    during = fault_throughput([window for window in windows if window.target in nodes], ends)
+    return None if during is None or before <= 0 else TargetThroughput(nodes, before, during)
+
+
 # ---------------------------------------------------------------------------------------
 # Recovery and delivery
 
@@ -1161,6 +1194,7 @@ def check(
         faults=fault_list,
         fault_source=fault_source,
         fault_throughput=fault_throughput(fault_list, timeline.completed),
+        target_throughput=target_throughput(fault_list, executions, baseline),
         classes=_class_counts(tasks),
         causes=_cause_counts(tasks),
         delivery=_delivery(tasks),

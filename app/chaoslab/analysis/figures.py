@@ -64,6 +64,9 @@ VOCABULARY: Final[tuple[Figure, ...]] = (
     Figure("throughput_fault", "rate", "completions per second inside the fault windows"),
     Figure("throughput_drop", "ratio", "1 - throughput_fault / throughput_baseline (negative: the fault phase "
                                        "completed more, e.g. a backlog draining)"),
+    Figure("target_throughput_drop", "ratio", "1 - completions per second on the nodes the faults were applied to, "
+                                              "inside their fault windows / those nodes' in the baseline phase (1: "
+                                              "they completed nothing under the fault)"),
     Figure("recovery_time", "duration", "seconds from the end of the last fault window until the completion rate "
                                         "and the backlog are back at the baseline's"),
     *(Figure(f"{pct}_{latency}", "duration", f"nearest-rank {pct} over the run of {meaning}")
@@ -178,6 +181,8 @@ def measure(summary: Mapping[str, Any], ratio: float | None) -> Values:
     baseline, fault = _throughput(before), fault_throughput(summary)
     values["throughput_baseline"], values["throughput_fault"] = baseline, fault
     values["throughput_drop"] = throughput_drop(baseline, fault)
+    target = summary.get("target_throughput") or {}
+    values["target_throughput_drop"] = throughput_drop(target.get("baseline"), target.get("fault"))
     values["recovery_time"] = (summary.get("recovery") or {}).get("time_s")
     latency = overall.get("latency") or {}
     for name in LATENCIES:
