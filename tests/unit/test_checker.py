@@ -307,6 +307,18 @@ def test_a_task_never_received_before_a_main_process_kill_was_taken_by_the_kille
     assert found == {"before": ("lost", "taken_by_killed_worker"), "after": ("lost", "never_delivered")}
 
 
+def test_a_task_never_received_published_during_a_partition_was_taken_by_the_cut_off_worker():
+    # a worker waiting in BRPOP when the cut began has the next message popped for it; the reply is lost in the cut
+    cut = [fault_event("applied", 40.0, fault="network-partition"),
+           fault_event("reverted", 55.0, fault="network-partition")]
+    records = [*cut, pub("before", 39.0), pub("during", 41.2), pub("after", 56.0)]
+    found = {t.id: (t.cls, t.cause) for t in run(records, snapshot=snap()).tasks}
+    assert found == {"before": ("lost", "never_delivered"), "during": ("lost", "taken_by_cut_off_worker"),
+                     "after": ("lost", "never_delivered")}
+    paused = [{**record, "fault": "worker-pause"} if record["type"] == "fault" else record for record in records]
+    assert {t.cause for t in run(paused, snapshot=snap()).tasks} == {"never_delivered"}  # a pause cuts nothing
+
+
 def test_without_a_snapshot_only_the_ledgers_judge():
     summary = run([pub("a", 1), pub("b", 1), start("b", 2, pid=7, ps=DEAD_PS), alive("w1", (8, LIVE_PS))])
     assert [(t.cls, t.cause) for t in summary.tasks] == [("lost", "never_delivered"), ("lost", "killed_running")]

@@ -65,7 +65,10 @@ Classes (every published task id gets exactly one, decided in this order)
         the broker restarted after it was published, or evicted keys), ``taken_by_killed_worker`` (never received,
         and a worker's main process was killed after it was published: kombu's Redis transport moves a message
         from the queue to the unacknowledged set in two steps, and a main process killed between them takes the
-        message with it), ``never_delivered`` (never received, and nothing explains where it went).
+        message with it), ``taken_by_cut_off_worker`` (never received, and published while a network partition
+        cut a node off: a worker waiting in BRPOP when the cut began has the message popped for it, and the reply
+        is lost in the cut before the transport could record it as unacknowledged), ``never_delivered`` (never
+        received, and nothing explains where it went).
 
     Records for ids that were never published are not classified; their ids and executions count as ``unknown``.
 
@@ -134,6 +137,8 @@ CLASSES: Final = ("completed", "duplicated_completed", "duplicated_not_completed
                   "pending", "lost", "publish_failed")
 BAD_CLASSES: Final = CLASSES[1:]
 DUPLICATED: Final = ("duplicated_completed", "duplicated_not_completed")
+CUT_FAULTS: Final = frozenset({"network-partition"})
+"""Faults that cut a node off from its peers (the cause ``taken_by_cut_off_worker``)."""
 LATENCIES: Final = ("queue_wait", "run_time", "end_to_end")
 PERCENTILES: Final = (50, 95, 99)
 
@@ -580,6 +585,8 @@ class _Context:
     clocks: Mapping[str, Correction]
     starts: Sequence[float]
     phases: Sequence[Phase]
+    cuts: Sequence[tuple[float, float]] = ()
+    """When a network partition cut a node off (its fault windows)."""
 
     def process_alive(self, node: str, pid: int, ps: float | None) -> bool | None:
         """Whether a process was alive at collection (None: no alive record for its node)."""
@@ -597,6 +604,10 @@ class _Context:
             return done
         correction = self.clocks.get(worker.partition("@")[2])
         return done - correction.at(done) if correction is not None else done
+
+    def cut_off_at(self, t: float) -> bool:
+        """Whether a network partition was in force at *t*."""
+        return any(start <= t < end for start, end in self.cuts)
 
     def main_killed_after(self, t: float) -> bool:
         """Whether a worker's main process was killed after *t*."""
@@ -661,6 +672,8 @@ def _lost_cause(task: list[Any], executions: list[list[Any]], final: str, ctx: _
         return "broker_data_loss"
     if ctx.main_killed_after(task[3]):
         return "taken_by_killed_worker"
+    if ctx.cut_off_at(task[3]):
+        return "taken_by_cut_off_worker"
     return "never_delivered"
 
 
@@ -1170,19 +1183,20 @@ def check(
         collector = _Collector(run_end, clocks)
         collector.add_all(records)
         snapshot = _with_results(snapshot, collector.tasks, results)
+        if collector.faults:
+            fault_list, fault_source = fault_windows(collector.faults, run_end, collector.effects), "agents"
+        else:
+            planned = [_coerce(FaultWindow, fault) for fault in faults]
+            fault_list = [FaultWindow(w.fault, w.start, w.end, w.target, "planned") for w in planned]
+            fault_source = "planned" if fault_list else "none"
+        cuts = [(window.start, window.end) for window in fault_list if window.fault in CUT_FAULTS]
         ctx = _Context(collector.alive, sorted(collector.main_kills), snapshot, collector.clocks,
-                       [p.start for p in phase_list], phase_list)
+                       [p.start for p in phase_list], phase_list, cuts)
         tasks, executions, unknown_ids, unknown_executions = _judge_all(collector, ctx)
         collector.tasks.clear()
         tasks.sort(key=_PUBLISH_ORDER)  # the same order whatever order the records came in
         executions.sort(key=_execution_order)
         unknown_ids.sort()
-    if collector.faults:
-        fault_list, fault_source = fault_windows(collector.faults, run_end, collector.effects), "agents"
-    else:
-        planned = [_coerce(FaultWindow, fault) for fault in faults]
-        fault_list = [FaultWindow(w.fault, w.start, w.end, w.target, "planned") for w in planned]
-        fault_source = "planned" if fault_list else "none"
     timeline = _timeline(tasks)
     baseline = next((phase for phase in phase_list if phase.name == recovery.baseline_phase), None)
     run = Phase("run", phase_list[0].start if phase_list else _first_publish(tasks, run_end), run_end)
