@@ -34,7 +34,8 @@ def make_reference(root):
                               "success_ratio_baseline": 0.996, "stuck": 2.0},
                f"{CELL}/r2": {"lost": 5.0, "success_ratio": 0.980315, "p95_end_to_end": 0.327663,
                               "throughput_drop": 0.72},
-               LATE: {"lost": 0.0, "success_ratio": 1.0, "throughput_drop": -0.000123}}
+               LATE: {"lost": 0.0, "success_ratio": 1.0, "throughput_drop": -0.000123},
+               f"{CELL}/null": {"lost": 0.0, "success_ratio": 1.0, "p95_end_to_end": 0.1}}
     for path, values in figures.items():
         run = root / path
         run.mkdir(parents=True)
@@ -145,6 +146,15 @@ def test_a_mean_cited_as_a_run_or_a_run_as_a_mean_fails(reference):
                   f"326 ms `mean {CELL} p95_end_to_end`"):
         found = problems(GOOD + f"\n{wrong}\n", reference)
         assert len(found) == 1 and "does not match" in found[0], (wrong, found)
+
+
+def test_a_null_control_is_cited_as_a_run_and_is_no_repeat_of_a_mean(reference):
+    assert problems(GOOD + f"\nwithout the fault, 100 ms `{CELL}/null p95_end_to_end` and 0 `{CELL}/null lost`\n",
+                    reference) == []
+    found = problems(GOOD + f"\n0 `mean {CELL}/null lost`\n", reference)
+    assert len(found) == 1 and "a mean is over a cell's repeats" in found[0]
+    # the cell's mean stays over r1 and r2 (4 lost), the null control's 0 not among them
+    assert problems(GOOD + f"\n4 `mean {CELL} lost`\n", reference) == []
 
 
 def test_a_mean_names_a_cell_and_a_run_names_its_repeat(reference):

@@ -45,7 +45,6 @@ RUN_OVERHEAD_S = 10.0
 EXPECTED_DRAIN_S = 5.0
 
 
-NULL_CONTROL_DIR = "null"
 # A quick study (a first look): one repeat, no null controls, the phases around each fault at most this long, only
 # the first and the last configuration of a scenario (e.g. early acknowledgement, and late with
 # reject_on_worker_lost), run grouped by their Celery settings (a change of settings restarts the workers).
@@ -63,7 +62,7 @@ class PlannedRun:
 
     @property
     def path(self) -> str:
-        last = NULL_CONTROL_DIR if self.null_control else f"r{self.repeat}"
+        last = study_report.NULL_CONTROL_DIR if self.null_control else f"r{self.repeat}"
         return f"{study_report.RUNS_DIR}/{self.scenario.name}/{self.cell or DEFAULT_CELL}/{last}"
 
     @property

@@ -7,7 +7,8 @@ inline code span, with nothing but spaces (or one line break) between them:
 
 ``326 ms `runs/baseline/task_acks_late=false/r1 p95_end_to_end```
     One run's figure: the run directory, then a figure of :mod:`chaoslab.analysis.figures` (read by
-    :func:`chaoslab.analysis.run_dir.figures`, so a first-edition run's figures come from its verdict.json).
+    :func:`chaoslab.analysis.run_dir.figures`, so a first-edition run's figures come from its verdict.json). A
+    cell's null control is cited the same way: ``runs/<scenario>/<cell>/null <figure>``.
 ``327 ms `mean runs/baseline/task_acks_late=false p95_end_to_end```
     A cell's mean: the word ``mean``, the cell directory, a figure; the mean over the cell's ``r<k>`` directories.
 ``2 `study.json repeat```, ``12/s `runs/redis-restart/task_acks_late=false/r1/scenario.yml load.rate```
@@ -67,7 +68,7 @@ from chaoslab import units
 from chaoslab.analysis import run_dir as run_files
 from chaoslab.analysis.figures import unit_of
 from chaoslab.node.tasks import KINDS as TASK_KINDS
-from chaoslab.report.study_report import RUNS_DIR, STUDY_FILE
+from chaoslab.report.study_report import NULL_CONTROL_DIR, RUNS_DIR, STUDY_FILE
 
 MEAN: Final = "mean"
 TIMES: Final = "\u00d7"
@@ -75,6 +76,8 @@ DURATION: Final = "duration"
 FIGURES_DIR: Final = "figures"
 REPEAT: Final = re.compile(r"r\d+")
 """A repeat's directory name in a cell: ``r1``, ``r2``, ..."""
+RUN_NAME: Final = re.compile(rf"{REPEAT.pattern}|{NULL_CONTROL_DIR}")
+"""A run's directory name in a cell: a repeat, or the null control (cited like a repeat, never in a mean)."""
 UNITS: Final[dict[str, tuple[str, float]]] = {
     "": ("number", 1.0),
     "%": ("ratio", 0.01),
@@ -328,7 +331,7 @@ def _run_parts(cited: Citation) -> tuple[str, str, str, str]:
     if len(parts) < 2:
         raise Lookup(f"`{cited}`: a run is runs/<scenario>/<cell>/r<k>")
     scenario, cell, rest = parts[0], parts[1], parts[2:]
-    repeat = rest.pop(0) if rest and REPEAT.fullmatch(rest[0]) else ""
+    repeat = rest.pop(0) if rest and RUN_NAME.fullmatch(rest[0]) else ""
     file = "/".join(rest)
     if cited.mean and repeat:
         raise Lookup(f"`{cited}`: a mean is over a cell's repeats: cite the cell, without /{repeat}")

@@ -79,6 +79,8 @@ from chaoslab.report.compare import (
 STUDY_FILE: Final = "study.json"
 RUNS_DIR: Final = "runs"
 """Where a study keeps its run directories: ``runs/<scenario>/<cell-dir>/r<k>`` (and ``null``)."""
+NULL_CONTROL_DIR: Final = "null"
+"""A cell's null control run: ``runs/<scenario>/<cell-dir>/null``."""
 MARKDOWN_FILE: Final = "study.md"
 HTML_FILE: Final = "study.html"
 CSV_FILE: Final = run_files.COMPARISON_CSV
