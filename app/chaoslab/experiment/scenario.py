@@ -494,7 +494,7 @@ def _hypothesis(value: Any, key: str) -> list[Condition]:
             raise ScenarioError(_join(key, str(figure)),
                                 f"unknown figure (allowed: {', '.join(FIGURES)}{per_kind}, kind one of "
                                 f"{', '.join(KINDS)})")
-    return [_condition(figure, given, key) for figure, given in (value or {}).items()]
+    return [condition(figure, given, key) for figure, given in (value or {}).items()]
 
 
 def _matrix(root: Path, value: Any) -> tuple[dict[str, list[Any]] | list[dict[str, Any]], list[list[Condition]]]:
@@ -637,7 +637,8 @@ def _no_clash(faults: tuple[FaultSpec, ...], key: str) -> None:
                                                    f"overlaps faults[{i}] (one at a time on a node)")
 
 
-def _condition(figure: str, value: Any, prefix: str = "hypothesis") -> Condition:
+def condition(figure: str, value: Any, prefix: str = "hypothesis") -> Condition:
+    """A hypothesis's condition on *figure* as written (a number, or ``"<op> value"``); ScenarioError if bad."""
     key, kind = f"{prefix}.{figure}", unit_of(figure, KINDS) or ""
     if isinstance(value, int | float) and not isinstance(value, bool):
         op, text = "==", str(value)

@@ -62,6 +62,7 @@ from matplotlib.ticker import MaxNLocator
 from chaoslab.analysis import run_dir as run_files
 from chaoslab.analysis.figures import EFFECT_FIGURES, phase_figure, unit_of
 from chaoslab.analysis.stats import Interval, difference, interval
+from chaoslab.experiment.scenario import Condition, ScenarioError, condition
 from chaoslab.node.tasks import KINDS as TASK_KINDS
 from chaoslab.report import study_parts
 from chaoslab.report.compare import (
@@ -493,10 +494,11 @@ def _names(repeats: Iterable[RepeatFigures]) -> str:
     return ", ".join(repeat.name for repeat in repeats)
 
 
-def _interval_problem(group: Group, figure: str) -> str | None:
+def _interval_problem(group: Group, figure: str, condition: Condition | None = None) -> str | None:
     """Why the repeats' *figure* does not agree: unknown in some, or its 95 % interval wider than
-    :data:`AGREEMENT_TOLERANCE` of the mean (and than the unit's :data:`AGREEMENT_FLOOR`). None if it agrees or
-    too few repeats know it to tell."""
+    :data:`AGREEMENT_TOLERANCE` of the mean (and than the unit's :data:`AGREEMENT_FLOOR`) and, for a figure the
+    hypothesis names (*condition*), reaching beyond what the hypothesis asks (a wide interval that meets the
+    condition from end to end still agrees on the verdict). None if it agrees or too few repeats know it to tell."""
     title = figure.replace("_", " ")
     pairs = list(zip(group.repeats, values_of(group, figure), strict=True))
     unknown = [repeat for repeat, value in pairs if value is None]
@@ -508,9 +510,12 @@ def _interval_problem(group: Group, figure: str) -> str | None:
         return None
     if half <= max(AGREEMENT_TOLERANCE * abs(mean), AGREEMENT_FLOOR[unit_of(figure, TASK_KINDS) or "count"]):
         return None
+    if condition is not None and condition.holds(found.low) and condition.holds(found.high):
+        return None
     fmt = figure_format(figure)
     spread_text = f"\u00b1{half / abs(mean) * 100:.0f} %" if mean else f"\u00b1{fmt(half)}"
-    return f"{title} {spread_text} (95 % interval {fmt(found.low)}{RANGE_DASH}{fmt(found.high)})"
+    beyond = f", beyond the hypothesis's {condition.text}" if condition is not None else ""
+    return f"{title} {spread_text} (95 % interval {fmt(found.low)}{RANGE_DASH}{fmt(found.high)}{beyond})"
 
 
 def _class_problem(group: Group, figure: str) -> str | None:
@@ -527,15 +532,17 @@ def _class_problem(group: Group, figure: str) -> str | None:
     return f"{figure.replace('_', ' ')} in {where} but not in {_names(clean)}"
 
 
-def agreement(group: Group, figures: Iterable[str] = ()) -> Agreement:
+def agreement(group: Group, figures: Iterable[str] = (), conditions: Mapping[str, Condition] | None = None
+              ) -> Agreement:
     """Whether the repeats of *group* agree, figure by figure: exactly on whether each class of tasks occurred, and
-    on :data:`AGREEMENT_FIGURES` and *figures* (e.g. those the hypothesis names) within their intervals; a group
-    with one repeat always does, and continuous figures need :data:`MIN_REPEATS_TO_AGREE` repeats to tell."""
+    on :data:`AGREEMENT_FIGURES` and *figures* (e.g. those the hypothesis names, with their *conditions*) within
+    their intervals; a group with one repeat always does, and continuous figures need :data:`MIN_REPEATS_TO_AGREE`
+    repeats to tell."""
     if len(group.repeats) < 2:
         return Agreement(True, [], len(group.repeats))
     continuous = [name for name in dict.fromkeys((*AGREEMENT_FIGURES, *figures)) if not is_count(name)]
     found = [*(_class_problem(group, name) for name in AGREEMENT_CLASSES),
-             *(_interval_problem(group, name) for name in continuous)]
+             *(_interval_problem(group, name, (conditions or {}).get(name)) for name in continuous)]
     problems = [problem for problem in found if problem]
     if problems:
         return Agreement(False, problems, len(group.repeats))
@@ -571,9 +578,24 @@ def _figure_names(hypothesis: Any) -> list[str]:
     return []
 
 
+def hypothesis_conditions(study: Study, group: Group) -> dict[str, Condition]:
+    """The conditions of the group's hypothesis (the scenario's, its cell's over them), as study.json wrote them;
+    one that does not parse is left out."""
+    scenario = scenario_of(study, group.scenario)
+    found: dict[str, Condition] = {}
+    for written in (scenario.hypothesis, scenario.cell_hypotheses.get(group.cell)) if scenario else ():
+        for figure, text in (written.items() if isinstance(written, Mapping) else ()):
+            try:
+                found[str(figure)] = condition(str(figure), text)
+            except ScenarioError:
+                continue
+    return found
+
+
 def group_agreement(study: Study, group: Group) -> Agreement:
     """:func:`agreement` over the classes, the key figures and the figures its hypothesis names."""
-    return agreement(group, [name for name in hypothesis_figures(study, group) if unit_of(name, TASK_KINDS)])
+    return agreement(group, [name for name in hypothesis_figures(study, group) if unit_of(name, TASK_KINDS)],
+                     hypothesis_conditions(study, group))
 
 
 def study_passed(study: Study) -> bool:
