@@ -572,3 +572,34 @@ def test_several_faults_start_at_their_offsets_each_for_its_length(tmp_path: Pat
     assert [(fault["target"], fault["at"], round(fault["duration"], 2)) for fault in run["faults"]] == [
         ("workers[0]", 0.0, round(d1, 2)), ("workers[1]", 0.15, 0.1)]
     assert names(lab.calls).count("clear") == 1
+
+
+def test_a_drain_after_a_partition_lasts_as_long_again_as_the_cut(tmp_path: Path, monkeypatch) -> None:
+    """A message popped for a cut-off worker's BRPOP sits in TCP's retransmission queue, whose backoff doubles: it
+    may arrive as long after the cut as the cut lasted, so the drain does not end at the first quiet moment."""
+    assert runner.drain_not_before([{"fault": "network-partition", "end": 100.0, "duration": 15.0},
+                                    {"fault": "worker-pause", "end": 200.0, "duration": 50.0}]) == 115.0
+    assert runner.drain_not_before([{"fault": "worker-pause", "end": 200.0, "duration": 50.0}]) == 0.0
+    monkeypatch.setattr(runner, "DRAIN_QUIET_S", 0.0)  # the fake lab is always idle: the drain could end at once
+    path = tmp_path / "cut.yml"
+    path.write_text("""
+name: fake-partition
+description: worker-1 cut off from Redis, on a fake lab
+celery: {task_acks_late: false}
+load: {rate: 100, seed: 1, mix: [{kind: noop, weight: 1}]}
+phases:
+  - {name: baseline, duration: 0.2s}
+  - name: fault
+    duration: 1s
+    fault: {playbook: network-partition, target: "workers[0]", params: {peers: redis}}
+  - {name: recovery, duration: 0.1s}
+  - {name: drain, duration: 5s}
+hypothesis: {publish_failed: 0}
+""", encoding="utf-8")
+    lab = FakeLab()
+    runner.run(load_scenario(path, ROOT), lab, tmp_path / "results", Console(file=io.StringIO()), run_id="run-1")
+    run = read_json(tmp_path / "results" / "run-1" / "run.json")
+    (fault,) = run["faults"]
+    drain = run["phases"][-1]
+    assert drain["name"] == "drain" and run["drain"]["drained"] is True
+    assert run["drain"]["at"] >= fault["end"] + fault["duration"] > drain["start"] + 0.5

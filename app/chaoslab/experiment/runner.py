@@ -41,6 +41,18 @@ from chaoslab.ledger import read_records
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 SETTINGS_MARKER = "run-settings.json"
 DRAIN_QUIET_S = 2.0
+
+
+def drain_not_before(faults: list[dict[str, Any]]) -> float:
+    """The earliest time a drain may end: after a network partition, as long again as the cut lasted from its end.
+
+    A message popped for a cut-off worker's waiting BRPOP is in neither the broker nor the worker: it sits in
+    Redis's TCP retransmission queue, whose backoff doubles each time, so it may arrive about as long after the cut
+    ended as the cut lasted (a 15 s cut: 27 s after it was sent). A drain that ended at the first quiet moment called
+    it lost, and it ran during the next run.
+    """
+    return max((float(fault["end"]) + float(fault["duration"]) for fault in faults
+                if fault.get("fault") in checker.CUT_FAULTS and fault.get("end") is not None), default=0.0)
 PROGRESS_EVERY_S = 10.0  # a progress line this often when the output is not a terminal
 
 
@@ -228,10 +240,13 @@ class Runner:
     def _drained(self, state: RunState) -> Callable[[], bool]:
         """True once the broker has held no task message (queued or unacknowledged) and no worker has run a task
         for DRAIN_QUIET_S, as the broker and the workers themselves say (a killed execution's ledger never ends, so
-        the ledgers cannot tell)."""
+        the ledgers cannot tell), and not before :func:`drain_not_before`."""
         quiet_since: list[float | None] = [None]
+        not_before = drain_not_before(state.faults)
 
         def check() -> bool:
+            if time.time() < not_before:
+                return False
             try:
                 idle = self.control.idle()
             except Exception:  # a broker that does not answer is not drained
