@@ -41,6 +41,7 @@ from chaoslab.ledger import read_records
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 SETTINGS_MARKER = "run-settings.json"
 DRAIN_QUIET_S = 2.0
+PROGRESS_EVERY_S = 10.0  # a progress line this often when the output is not a terminal
 
 
 def drain_not_before(faults: list[dict[str, Any]]) -> float:
@@ -53,7 +54,6 @@ def drain_not_before(faults: list[dict[str, Any]]) -> float:
     """
     return max((float(fault["end"]) + float(fault["duration"]) for fault in faults
                 if fault.get("fault") in checker.CUT_FAULTS and fault.get("end") is not None), default=0.0)
-PROGRESS_EVERY_S = 10.0  # a progress line this often when the output is not a terminal
 
 
 @dataclass

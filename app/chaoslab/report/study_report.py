@@ -494,10 +494,10 @@ def _names(repeats: Iterable[RepeatFigures]) -> str:
     return ", ".join(repeat.name for repeat in repeats)
 
 
-def _interval_problem(group: Group, figure: str, condition: Condition | None = None) -> str | None:
+def _interval_problem(group: Group, figure: str, wanted: Condition | None = None) -> str | None:
     """Why the repeats' *figure* does not agree: unknown in some, or its 95 % interval wider than
     :data:`AGREEMENT_TOLERANCE` of the mean (and than the unit's :data:`AGREEMENT_FLOOR`) and, for a figure the
-    hypothesis names (*condition*), reaching beyond what the hypothesis asks (a wide interval that meets the
+    hypothesis names (*wanted*, its condition), reaching beyond what the hypothesis asks (a wide interval that meets the
     condition from end to end still agrees on the verdict). None if it agrees or too few repeats know it to tell."""
     title = figure.replace("_", " ")
     pairs = list(zip(group.repeats, values_of(group, figure), strict=True))
@@ -510,11 +510,11 @@ def _interval_problem(group: Group, figure: str, condition: Condition | None = N
         return None
     if half <= max(AGREEMENT_TOLERANCE * abs(mean), AGREEMENT_FLOOR[unit_of(figure, TASK_KINDS) or "count"]):
         return None
-    if condition is not None and condition.holds(found.low) and condition.holds(found.high):
+    if wanted is not None and wanted.holds(found.low) and wanted.holds(found.high):
         return None
     fmt = figure_format(figure)
     spread_text = f"\u00b1{half / abs(mean) * 100:.0f} %" if mean else f"\u00b1{fmt(half)}"
-    beyond = f", beyond the hypothesis's {condition.text}" if condition is not None else ""
+    beyond = f", beyond the hypothesis's {wanted.text}" if wanted is not None else ""
     return f"{title} {spread_text} (95 % interval {fmt(found.low)}{RANGE_DASH}{fmt(found.high)}{beyond})"
 
 
@@ -1258,18 +1258,19 @@ def _run_target(reference: Path, path: str) -> Path:
 def publish(study_dir: StrPath, reference_dir: StrPath) -> Path:
     """Copy study.json and each run's small files into *reference_dir*, report there; returns *reference_dir*.
 
-    A study of other scenarios from another source is added to what the reference holds, as a part of it (each part
-    keeps its machine, versions and commit: :mod:`chaoslab.report.study_parts`); the part it replaces (same source,
-    or a scenario in common) goes. The new reference is made beside the old one and takes its place at the end.
-    Refuses (ValueError) a directory that is neither absent, empty, nor a previous reference (holds a study.json),
-    and a study not run in full (a quick study's ``mode``).
+    The study is added to what the reference holds as a part of it (each part keeps its machine, versions and
+    commit), its runs replacing those of its scenarios, and of every part from its source unless it ran only some
+    of them (:func:`chaoslab.report.study_parts.merge`). The new reference is made beside the old one and takes its
+    place at the end. Refuses (ValueError) a directory that is neither absent, empty, nor a previous reference (holds
+    a study.json), and a study not run in full (a quick study's ``mode``); FileNotFoundError without study.json.
     """
     source, reference = Path(study_dir), Path(reference_dir)
-    study = load_study(source)
-    if study.mode:
-        raise ValueError(f"{source} was not run in full ({study.mode}): it is not published")
+    data = run_files.read_json(source / STUDY_FILE)
+    if data is None:
+        raise FileNotFoundError(f"{source / STUDY_FILE} does not exist: not a study directory")
+    if data.get("mode"):
+        raise ValueError(f"{source} was not run in full ({data['mode']}): it is not published")
     _check_reference(source, reference)
-    data = run_files.read_json(source / STUDY_FILE) or {}
     previous = run_files.read_json(reference / STUDY_FILE) if reference.is_dir() else None
     merged = study_parts.merge(previous, data)
     kept = len(merged["runs"]) - len(data.get("runs") or [])
