@@ -54,17 +54,16 @@ def fault_agent_args(params: dict[str, Any]) -> list[str]:
             for key, value in params.items()]
 
 
-def below_minimum(settings: dict[str, Any], minimums: dict[str, float]) -> list[str]:
-    """One message per setting below its minimum, e.g. "worker_concurrency must be >= 1, got 0"."""
-    found = []
-    for name, minimum in minimums.items():
-        value = settings.get(name)
-        if value is not None and float(value) < minimum:
-            found.append(f"{name} must be >= {minimum}, got {value}")
-    return found
+def celery_settings_errors(settings: Any) -> str:
+    """The first thing wrong with a worker's Celery settings (one line naming the setting), or "" when they are
+    fine: Celery's own names and types, and the lab's rules (see chaoslab.celery_settings)."""
+    from chaoslab.celery_settings import errors
+
+    return errors(settings)
 
 
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {"in_subnet": in_subnet, "lab_node_specs": lab_node_specs, "duration_seconds": duration_seconds,
-                "below_minimum": below_minimum, "fault_errors": fault_errors, "fault_agent_args": fault_agent_args}
+                "celery_settings_errors": celery_settings_errors, "fault_errors": fault_errors,
+                "fault_agent_args": fault_agent_args}

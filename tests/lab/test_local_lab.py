@@ -16,6 +16,8 @@ import redis
 import yaml
 
 from chaoslab.experiment.lab import LabControl, lab_info
+from chaoslab.node.loadgen import LoadGenerator, LoadProfile, MixEntry
+from chaoslab.node.publisher import Publisher
 from lab_state import (
     netns_inode,
     process_cgroups,
@@ -143,6 +145,40 @@ def test_changing_a_celery_setting_restarts_the_worker(lab):
     assert written["worker_prefetch_multiplier"] == 4
 
 
+def test_any_celery_setting_reaches_the_worker_and_takes_effect(lab):
+    """Settings outside the lab's usual handful, under Celery's own names: the worker runs with them (inspect conf),
+    and worker_max_tasks_per_child really replaces pool processes."""
+    control = LabControl(lab_info())
+    settings = {"worker_max_tasks_per_child": 2, "task_acks_on_failure_or_timeout": False,
+                "worker_cancel_long_running_tasks_on_connection_loss": True,
+                "broker_transport_options": {"visibility_timeout": 45, "polling_interval": 0.5}}
+    try:
+        run_playbook("playbooks/site.yml", "--limit", "worker-1", "-e",
+                     json.dumps({"celery_worker_settings": settings}))
+        assert given_once_ready(control) is not None
+        conf = control._inspect("conf")["celery@worker-1"]
+        assert conf["worker_max_tasks_per_child"] == 2 and conf["task_acks_on_failure_or_timeout"] is False
+        assert conf["worker_cancel_long_running_tasks_on_connection_loss"] is True
+        # the given mapping wins over the role's default visibility_timeout (3600)
+        assert conf["broker_transport_options"]["visibility_timeout"] == 45
+        assert conf["broker_transport_options"]["polling_interval"] == 0.5
+        children = {proc.pid for proc in service_processes("worker-1", "celery-worker")[1:]}
+        load_for_seconds(4)
+        after = {proc.pid for proc in service_processes("worker-1", "celery-worker")[1:]}
+        assert children - after, "no pool process was replaced after its second task"
+    finally:
+        run_playbook("playbooks/site.yml", "--limit", "worker-1")
+    assert given_once_ready(control) is not None
+    assert "worker_max_tasks_per_child" not in control._inspect("conf")["celery@worker-1"]["chaoslab_given"]
+
+
+def load_for_seconds(seconds: float) -> None:
+    """No-op tasks at 20/s from the controller, for a while."""
+    profile = LoadProfile(rate=20, mix=(MixEntry("noop"),), duration=seconds, publish_timeout=2.0)
+    LoadGenerator(profile, Publisher(lab_info().broker_url(), 2.0), None).run()
+    time.sleep(2)
+
+
 def given_once_ready(control: LabControl, timeout: float = 60.0) -> dict[str, Any] | None:
     """The settings the workers report once every worker answers (a restarted worker answers when ready)."""
     deadline = time.monotonic() + timeout
@@ -207,16 +243,34 @@ BAD_LAB_INPUT = {
         f"refusing to use the host's interface {FOREIGN_BRIDGE}: it exists and the lab did not make it",
     ),
     "unknown-pool": (
+        ["playbooks/site.yml", "-e", '{"celery_worker_settings": {"worker_pool": "custom"}}'], {},
+        "celery_worker_settings: worker_pool: must be one of prefork, eventlet, gevent, solo, processes, threads, "
+        "got 'custom'",
+    ),
+    "pool-the-node-lacks": (
         ["playbooks/site.yml", "-e", '{"celery_worker_settings": {"worker_pool": "gevent"}}'], {},
-        "value of worker_pool must be one of: prefork, threads, solo, got: gevent",
+        "celery_worker_settings: worker_pool: gevent cannot run on this node (No module named 'gevent')",
     ),
     "negative-prefetch": (
         ["playbooks/site.yml", "-e", '{"celery_worker_settings": {"worker_prefetch_multiplier": -1}}'], {},
-        "worker_prefetch_multiplier must be >= 0, got -1",
+        "celery_worker_settings: worker_prefetch_multiplier: must be >= 0, got -1",
     ),
     "unknown-celery-setting": (
         ["playbooks/site.yml", "-e", '{"celery_worker_settings": {"task_acks_lat": true}}'], {},
-        "celery_worker_settings: unknown parameter task_acks_lat",
+        "celery_worker_settings: task_acks_lat: unknown Celery setting (did you mean task_acks_late?)",
+    ),
+    "lab-owned-setting": (
+        ["playbooks/site.yml", "-e", '{"celery_worker_settings": {"broker_url": "redis://198.18.0.99:6379/0"}}'], {},
+        "celery_worker_settings: broker_url: the lab sets it (the lab points every worker at its own Redis)",
+    ),
+    "setting-of-the-wrong-type": (
+        ["playbooks/site.yml", "-e", '{"celery_worker_settings": {"worker_max_memory_per_child": "200MB"}}'], {},
+        "celery_worker_settings: worker_max_memory_per_child: must be a whole number, got '200MB'",
+    ),
+    "transport-key-renamed": (
+        ["playbooks/site.yml", "-e",
+         '{"celery_worker_settings": {"broker_transport_options": {"global_keyprefix": "app:"}}}'], {},
+        "celery_worker_settings: broker_transport_options: global_keyprefix: the lab reads the broker's keys",
     ),
 }
 

@@ -87,13 +87,25 @@ def test_node_command_joins_cgroups_before_entering_the_namespace(tmp_path):
 
 def test_celery_conf_maps_lab_settings_and_rejects_unknown_names():
     conf = celery_conf({"task_acks_late": True, "visibility_timeout": 30, "socket_timeout": 5,
-                        "task_time_limit": None})
-    assert conf["task_acks_late"] is True
+                        "task_time_limit": None, "worker_max_tasks_per_child": 10})
+    assert conf["task_acks_late"] is True and conf["worker_max_tasks_per_child"] == 10
     assert "task_time_limit" not in conf
     assert conf["broker_transport_options"] == {"visibility_timeout": 30, "socket_timeout": 5}
     assert conf["result_backend_transport_options"] == {"socket_timeout": 5}
-    with pytest.raises(ValueError, match="unknown Celery setting 'task_acks_lat'"):
+    with pytest.raises(ValueError, match="unknown Celery setting"):
         celery_conf({"task_acks_lat": True})
+    with pytest.raises(ValueError, match="the lab sets it"):
+        celery_conf({"broker_url": "redis://198.18.0.9/0"})
+
+
+def test_transport_options_given_whole_win_over_the_lab_defaults():
+    """The role's defaults hold visibility_timeout: a scenario's broker_transport_options overrides it."""
+    conf = celery_conf({"visibility_timeout": 3600, "socket_timeout": 10,
+                        "broker_transport_options": {"visibility_timeout": 30, "polling_interval": 0.5}})
+    assert conf["broker_transport_options"] == {"visibility_timeout": 30, "socket_timeout": 10,
+                                                "polling_interval": 0.5}
+    assert conf["result_backend_transport_options"] == {"socket_timeout": 10, "polling_interval": 0.5}
+    assert "visibility_timeout" not in conf
 
 
 def test_burst_tally_and_problems():

@@ -23,6 +23,7 @@ import yaml
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.errors import ArgumentTypeError
 
+from chaoslab import celery_settings
 from chaoslab.analysis.figures import KIND_FIGURES, KIND_SEPARATOR, unit_of
 from chaoslab.analysis.figures import RETIRED as RETIRED_FIGURES
 from chaoslab.analysis.figures import UNIT_OF as FIGURES
@@ -51,18 +52,11 @@ FAULT_KEYS = ("playbook", "target", "params", "at", "duration", "accept_ineffect
 PHASES = ("baseline", "fault", "recovery", "drain")
 REQUIRED_PHASES = ("baseline", "drain")
 NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
+CELL_TEXT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:+-]{0,63}")
 OPS: dict[str, Callable[[Any, Any], bool]] = {
     "<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt, "==": operator.eq, "!=": operator.ne,
 }
 CONDITION = re.compile(r"\s*(<=|>=|==|!=|<|>)\s*(\S.*?)\s*")
-# Celery settings with a lower bound: name -> (operator, bound).
-SETTING_BOUNDS: dict[str, tuple[str, float]] = {
-    "worker_prefetch_multiplier": (">=", 0), "worker_concurrency": (">=", 1), "visibility_timeout": (">=", 1),
-    "unacked_restore_interval": (">=", 1), "unacked_restore_throttle": (">=", 1),
-    "task_soft_time_limit": (">", 0), "task_time_limit": (">", 0), "socket_timeout": (">", 0),
-    "socket_connect_timeout": (">", 0), "broker_connection_timeout": (">", 0),
-}
-CELERY_SPEC = "roles/celery_worker/meta/argument_specs.yml"
 REDIS_SPEC = "roles/redis/meta/argument_specs.yml"
 # Redis settings a scenario may give (the redis role's variables without their prefix).
 REDIS_SETTINGS = ("aof", "appendfsync", "rdb")
@@ -290,17 +284,6 @@ def _specs(path: Path) -> dict[str, Any]:
         raise ScenarioError("", f"cannot read {path}: {error.strerror}") from None
 
 
-def celery_settings_spec(root: Path) -> dict[str, dict[str, Any]]:
-    """Allowed Celery settings: the options of celery_worker_settings in the celery_worker role."""
-    return _specs(root / CELERY_SPEC)["main"]["options"]["celery_worker_settings"]["options"]
-
-
-def nullable_settings(root: Path) -> set[str]:
-    """Celery settings that may be null: those whose role default is null (e.g. task_time_limit)."""
-    defaults = _specs(root / CELERY_SPEC)["main"]["options"]["celery_worker_defaults"]["default"]
-    return {name for name, value in defaults.items() if value is None}
-
-
 def fault_playbooks(root: Path) -> list[str]:
     """The fault kinds (app/chaoslab/fault_kinds.py) whose playbook faults/<kind>.yml the project holds."""
     return [name for name in FAULT_KINDS if (root / "faults" / f"{name}.yml").is_file()]
@@ -425,12 +408,8 @@ def _scenario(path: Path, root: Path, data: dict[str, Any]) -> Scenario:
     description = data.get("description") or ""
     if not isinstance(description, str):
         raise ScenarioError("description", f"must be text, got {description!r}")
-    settings = tuple(celery_settings_spec(root))
-    celery = {
-        setting: _setting(root, setting, value, f"celery.{setting}")
-        for setting, value in _mapping(data.get("celery") or {}, "celery", settings, what="Celery setting").items()
-    }
-    matrix, cell_hypotheses = _matrix(root, data.get("matrix") or {})
+    celery = _celery(data.get("celery") or {}, "celery")
+    matrix, cell_hypotheses = _matrix(data.get("matrix") or {})
     published, source, published_settings = _published(root, data.get("published"))
     return Scenario(path=path, name=name, description=description, celery=celery, load=_load(data["load"]),
                     phases=_phases(root, data["phases"]), hypothesis=_hypothesis(data.get("hypothesis"), "hypothesis"),
@@ -445,9 +424,7 @@ def _published(root: Path, value: Any) -> tuple[tuple[PublishedFigure, ...], str
     if value is None:
         return (), "", {}
     data = _mapping(value, "published", ("source", "settings", "figures"), required=("source", "figures"))
-    settings = {setting: _setting(root, setting, given, f"published.settings.{setting}")
-                for setting, given in _mapping(data.get("settings") or {}, "published.settings",
-                                               tuple(celery_settings_spec(root)), what="Celery setting").items()}
+    settings = _celery(data.get("settings") or {}, "published.settings")
     if not isinstance(data["source"], str) or not data["source"].strip():
         raise ScenarioError("published.source", f"must say where the figures come from, got {data['source']!r}")
     figures = data["figures"]
@@ -497,25 +474,54 @@ def _hypothesis(value: Any, key: str) -> list[Condition]:
     return [condition(figure, given, key) for figure, given in (value or {}).items()]
 
 
-def _matrix(root: Path, value: Any) -> tuple[dict[str, list[Any]] | list[dict[str, Any]], list[list[Condition]]]:
+def _matrix(value: Any) -> tuple[dict[str, list[Any]] | list[dict[str, Any]], list[list[Condition]]]:
     """A mapping setting -> values (every combination runs), or a list of mappings setting -> value (each entry
     runs, and its optional ``hypothesis`` adds to or changes the scenario's for that run)."""
-    settings = tuple(celery_settings_spec(root))
     if isinstance(value, list):
         cells, hypotheses = [], []
         for i, entry in enumerate(_list(value, "matrix", "mappings of Celery settings")):
-            given = dict(_mapping(entry, f"matrix[{i}]", (*settings, "hypothesis"), what="Celery setting"))
+            if not isinstance(entry, dict):
+                raise ScenarioError(f"matrix[{i}]", f"must be a mapping of Celery settings to values, got {entry!r}")
+            given = dict(entry)
             hypotheses.append(_hypothesis(given.pop("hypothesis", None), f"matrix[{i}].hypothesis"))
-            cell = {setting: _setting(root, setting, item, f"matrix[{i}].{setting}") for setting, item in given.items()}
+            cell = _celery(given, f"matrix[{i}]", cell=True)
             if cell in cells:
                 raise ScenarioError(f"matrix[{i}]", "repeats an earlier entry (each combination once)")
             cells.append(cell)
         return cells, hypotheses
-    return {
-        setting: [_setting(root, setting, given, f"matrix.{setting}[{i}]")
-                  for i, given in enumerate(_list(values, f"matrix.{setting}", "values"))]
-        for setting, values in _mapping(value, "matrix", settings, what="Celery setting").items()
-    }, []
+    if not isinstance(value, dict):
+        raise ScenarioError("matrix", f"must be a mapping of Celery settings to lists of values, got {value!r}")
+    cells = {}
+    for setting, values in value.items():
+        _at(f"matrix.{setting}", celery_settings.check_name, setting)
+        cells[setting] = [_cell_value(setting, given, f"matrix.{setting}[{i}]")
+                          for i, given in enumerate(_list(values, f"matrix.{setting}", "values"))]
+    return cells, []
+
+
+def _celery(value: Any, key: str, cell: bool = False) -> dict[str, Any]:
+    """Celery settings (any Celery knows, see chaoslab.celery_settings), each checked where it was given; in a
+    matrix cell each value also names the cell's directory."""
+    if not isinstance(value, dict):
+        raise ScenarioError(key, f"must be a mapping of Celery settings to values, got {value!r}")
+    checked = {name: (_cell_value if cell else _setting)(name, given, _join(key, str(name)))
+               for name, given in value.items()}
+    _at(key, celery_settings.check_all, checked)
+    return checked
+
+
+def _setting(name: Any, value: Any, key: str) -> Any:
+    return _at(key, celery_settings.check, name, value)
+
+
+def _cell_value(name: Any, value: Any, key: str) -> Any:
+    """A matrix value: a setting's value that also names the cell's directory (``task_acks_late=true``), so a
+    scalar, and text of letters, digits and ``._:+-`` only."""
+    checked = _setting(name, value, key)
+    if isinstance(checked, dict | list) or (isinstance(checked, str) and not CELL_TEXT.fullmatch(checked)):
+        raise ScenarioError(key, f"a matrix value names a directory: give a number, true/false, null or text of "
+                                 f"letters, digits and ._:+- (other values go in celery:), got {value!r}")
+    return checked
 
 
 def _redis(root: Path, value: Any) -> dict[str, Any]:
@@ -525,14 +531,6 @@ def _redis(root: Path, value: Any) -> dict[str, Any]:
     options = _specs(root / REDIS_SPEC)["main"]["options"]
     return {f"redis_{name}": _at(f"redis.{name}", _check_option, f"redis_{name}", options[f"redis_{name}"], given)
             for name, given in _mapping(value, "redis", REDIS_SETTINGS, what="Redis setting").items()}
-
-
-def _setting(root: Path, setting: str, value: Any, key: str) -> Any:
-    spec, nullable = celery_settings_spec(root)[setting], setting in nullable_settings(root)
-    converted = _at(key, _check_option, setting, spec, value, nullable)
-    if setting in SETTING_BOUNDS and converted is not None:
-        _number(converted, key, *SETTING_BOUNDS[setting])
-    return converted
 
 
 def _load(value: Any) -> LoadSpec:

@@ -126,14 +126,17 @@ class WorkerLedger:
 
 
 def effective_settings(consumer: Any) -> dict[str, Any]:
-    """What a ready worker runs with: its pool and concurrency as started, and Celery's settings as it reads them."""
+    """What a ready worker runs with: its pool and concurrency as started, and Celery's settings as it reads them
+    (the lab's usual ones and every one it was given)."""
     import celery
     import kombu
 
     app = consumer.app
     controller = getattr(consumer, "controller", None)
     pool = getattr(consumer, "pool", None)
-    found: dict[str, Any] = {name: app.conf.get(name) for name in REPORTED_SETTINGS}
+    lab = getattr(app.conf, "chaoslab", None)
+    given = [name for name in getattr(lab, "celery", {}) if name in app.conf]  # the transport's options are not
+    found: dict[str, Any] = {name: app.conf.get(name) for name in (*REPORTED_SETTINGS, *given)}
     found["worker_pool"] = type(pool).__module__.rsplit(".", 1)[-1] if pool is not None else None
     found["worker_concurrency"] = getattr(controller, "concurrency", None)
     found["celery"], found["kombu"] = celery.__version__, kombu.__version__
