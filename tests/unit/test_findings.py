@@ -27,7 +27,10 @@ def make_reference(root):
         "machine": {"cpus": 2, "memory_gib": 23.5, "kernel": "6.18.44-fc-v669", "os": "Debian GNU/Linux 12"},
         "versions": {"celery": "5.7.0", "project_commit": "36fec5b"},
         "scenarios": [{"name": "demo", "params": {"limit": "300MiB", "delay": "200ms", "bytes": "70%"},
-                       "settings": {"visibility_timeout": 30}, "phases": {"fault": 10.0}}],
+                       "settings": {"visibility_timeout": 30}, "phases": {"fault": 10.0},
+                       "published": {"source": "a prototype", "figures": {
+                           "mean_run_time.cpu": {"baseline": 1.41, "fault": 4.35},
+                           "success_ratio.memory": {"baseline": 1, "fault": 0.774}}}}],
     }))
     figures = {f"{CELL}/r1": {"lost": 3.0, "success_ratio": 0.988372, "p95_end_to_end": 0.325568,
                               "throughput_drop": 0.7, "p95_end_to_end_ratio": 1.45, "success_ratio_fault": 1.0,
@@ -334,3 +337,12 @@ def test_a_negative_number_needs_its_citation(reference):
 def test_a_text_that_is_no_quantity_of_the_written_unit_says_so_once(reference):
     found = problems(GOOD + "\n2 s `study.json versions.celery`\n", reference)
     assert len(found) == 1 and found[0].endswith("the data say '5.7.0', not a time"), found
+
+
+def test_a_key_that_holds_dots_is_cited_whole(reference):
+    """Published figures are keyed by per-kind figure names (mean_run_time.cpu)."""
+    key = "study.json scenarios.demo.published.figures"
+    text = (f"\nThe prototype: CPU tasks 1.41 s `{key}.mean_run_time.cpu.baseline` -> 4.35 s "
+            f"`{key}.mean_run_time.cpu.fault`, memory tasks' success 77.4 % `{key}.success_ratio.memory.fault`.\n")
+    assert problems(GOOD + text, reference) == []
+    assert problems(GOOD + text.replace("4.35 s", "4.36 s"), reference)

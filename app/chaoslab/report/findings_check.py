@@ -66,7 +66,7 @@ import yaml
 
 from chaoslab import units
 from chaoslab.analysis import run_dir as run_files
-from chaoslab.analysis.figures import unit_of
+from chaoslab.analysis.figures import phase_figure, unit_of
 from chaoslab.node.tasks import KINDS as TASK_KINDS
 from chaoslab.report.study_report import NULL_CONTROL_DIR, RUNS_DIR, STUDY_FILE
 
@@ -343,9 +343,17 @@ def _run_parts(cited: Citation) -> tuple[str, str, str, str]:
 def _walk(data: Any, key: str, cited: Citation) -> Any:
     """The item at dotted *key* in *data*: a list's element by its ``name`` or ``kind``, or by its index; the
     ``duration`` of an item with ``started`` and ``ended`` (study.json, run.json) and none of its own: their
-    difference."""
-    for part in key.split("."):
-        if isinstance(data, dict) and part in data:
+    difference. A mapping's key that holds dots itself (a per-kind figure, ``mean_run_time.cpu``) is matched whole,
+    the longest such key first."""
+    parts = key.split(".")
+    while parts:
+        part = parts.pop(0)
+        joined = next((".".join([part, *parts[:length]]) for length in range(len(parts), 0, -1)
+                       if isinstance(data, dict) and ".".join([part, *parts[:length]]) in data), None)
+        if joined is not None:
+            del parts[:joined.count(".")]
+            data = data[joined]
+        elif isinstance(data, dict) and part in data:
             data = data[part]
         elif isinstance(data, dict) and part == DURATION and all(
                 isinstance(data.get(name), int | float) for name in ("started", "ended")):
@@ -369,13 +377,18 @@ def figure_dimension(name: str) -> str | None:
     return None if unit is None else FIGURE_DIMENSIONS[unit]
 
 
+PUBLISHED_FIGURE = re.compile(r"(?:.*\.)?published\.figures\.(?P<figure>.+)\.(?P<side>baseline|fault)")
+"""A published figure's value beside this lab's (study.json, a run's scenario.yml): in the figure's unit."""
+
+
 def key_dimension(key: str) -> tuple[str, float] | None:
     """The dimension of a bare number at dotted *key* of a file, and how many base units one is; None when the key's
-    unit is not known: ``figures.<figure>`` by the figure's unit, a key of :data:`KEY_DIMENSIONS`, a key whose last
-    word names its unit (:data:`KEY_UNITS`)."""
+    unit is not known: ``figures.<figure>`` and ``published.figures.<figure>.<side>`` by the figure's unit, a key
+    of :data:`KEY_DIMENSIONS`, a key whose last word names its unit (:data:`KEY_UNITS`)."""
     head, sep, figure = key.partition(".")
-    if sep and head == FIGURES_KEY:
-        dimension = figure_dimension(figure)
+    published = PUBLISHED_FIGURE.fullmatch(key)
+    if published or (sep and head == FIGURES_KEY):
+        dimension = figure_dimension(phase_figure(published["figure"], published["side"]) if published else figure)
         return None if dimension is None else (dimension, 1.0)
     unit = next((unit for pattern, unit in KEY_DIMENSIONS if pattern.fullmatch(key)), None)
     if unit is None:
