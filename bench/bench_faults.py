@@ -100,7 +100,7 @@ def stress_running() -> bool:
 
 def worker_stopped() -> bool:
     out = subprocess.run(["ps", "-eo", "stat,args"], capture_output=True, text=True, check=True).stdout
-    return any(line.startswith("T") and "chaoslab.node.celery_app" in line for line in out.splitlines())
+    return any(line.startswith("T") and "chaoslab.node.worker_app" in line for line in out.splitlines())
 
 
 def memory_capped() -> bool:

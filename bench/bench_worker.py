@@ -35,7 +35,7 @@ def one_round(server: LocalRedis, count: int, instrumented: bool, workdir: Path)
     server.client(1).flushdb()
     preload(server, count)
     extra = {}
-    cmd = [sys.executable, "-m", "celery", "-A", "chaoslab.node.celery_app", "worker", "--pool", "prefork",
+    cmd = [sys.executable, "-m", "celery", "-A", "chaoslab.node.worker_app", "worker", "--pool", "prefork",
            "--concurrency", "2", "--loglevel", "WARNING", "--hostname", f"bench-{uuid.uuid4().hex[:6]}@bench",
            "--without-mingle", "--without-gossip"]
     if instrumented:

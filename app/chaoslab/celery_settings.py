@@ -17,7 +17,6 @@ own; they go into ``broker_transport_options`` beside what a scenario gives ther
 from __future__ import annotations
 
 import difflib
-import json
 import math
 import operator
 from collections.abc import Mapping
@@ -26,6 +25,8 @@ from typing import Any
 
 from celery.app.defaults import NAMESPACES, Option, flatten
 from celery.concurrency import ALIASES
+
+from chaoslab.inputs import is_json_data
 
 # The lab's names for options of kombu's Redis transport, with their bounds; they become keys of
 # broker_transport_options.
@@ -42,6 +43,8 @@ BROKER_ONLY = frozenset({"visibility_timeout", "unacked_restore_interval", "unac
 # kombu's default names, and would take a message under another name for a lost one.
 TRANSPORT_KEYS = frozenset({"global_keyprefix", "sep", "priority_steps", "unacked_key", "unacked_index_key",
                             "unacked_mutex_key", "fanout_prefix", "fanout_patterns"})
+RENAMED_KEYS = "the lab reads the broker's keys by kombu's default names (a renamed key would hide messages from its " \
+               "checker)"
 
 _BROKER = "the lab points every worker at its own Redis"
 _BACKEND = "the lab's checker reads results from its own result backend"
@@ -138,8 +141,7 @@ def check(name: Any, value: Any) -> Any:
 def _check_transport(options: dict[str, Any]) -> None:
     for key, value in options.items():
         if key in TRANSPORT_KEYS:
-            raise ValueError(f"{key}: the lab reads the broker's keys by kombu's default "
-                             "names (a renamed key would hide messages from its checker)")
+            raise ValueError(f"{key}: {RENAMED_KEYS}")
         if key in TRANSPORT_OPTIONS:
             try:
                 check(key, value)
@@ -176,7 +178,7 @@ def errors(settings: Any, once: bool = True) -> str:
 
 
 def _typed(kind: str, value: Any) -> Any:
-    ok = _TYPE_CHECKS.get(kind, _is_json)(value)
+    ok = _TYPE_CHECKS.get(kind, is_json_data)(value)
     if not ok:
         raise ValueError(f"must be {_TYPE_WORDS.get(kind, 'plain data')}, got {value!r}")
     if kind in ("list", "tuple"):
@@ -198,15 +200,6 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_json(value: Any) -> bool:
-    """Plain data: what a scenario file or a request can hold (no NaN, mapping keys are text)."""
-    try:
-        json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError):
-        return False
-    return not isinstance(value, dict) or all(isinstance(key, str) for key in value)
-
-
 _TYPE_CHECKS = {
     "bool": lambda value: isinstance(value, bool),
     "int": _is_int,
@@ -215,9 +208,9 @@ _TYPE_CHECKS = {
     "str": lambda value: isinstance(value, str),
     "bytes": lambda value: isinstance(value, str),
     "int_or_string": lambda value: _is_int(value) or isinstance(value, str),
-    "dict": lambda value: isinstance(value, dict) and _is_json(value),
-    "list": lambda value: isinstance(value, list | tuple) and _is_json(list(value)),
-    "tuple": lambda value: isinstance(value, list | tuple) and _is_json(list(value)),
+    "dict": lambda value: isinstance(value, dict) and is_json_data(value),
+    "list": lambda value: isinstance(value, list | tuple) and is_json_data(list(value)),
+    "tuple": lambda value: isinstance(value, list | tuple) and is_json_data(list(value)),
 }
 _TYPE_WORDS = {
     "bool": "true or false", "int": "a whole number", "float": "a number", "string": "text", "str": "text",

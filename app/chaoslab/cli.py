@@ -140,7 +140,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Validate a scenario completely, then run it on the lab (holding the lab's lock)."""
     from chaoslab.experiment import runner
     from chaoslab.experiment.lab import LabControl, lab_info
-    from chaoslab.experiment.scenario import ScenarioError, check_targets, load_scenario
+    from chaoslab.experiment.scenario import ScenarioError, check_targets, check_tasks, load_scenario
     from chaoslab.inputs import InputError, name
 
     try:
@@ -158,12 +158,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         return runner.EXIT_ERROR
     with lock:
         info = lab_info()
+        control = LabControl(info, quiet=not args.verbose)
         try:
             check_targets(scenario, info.groups)
+            registered = control.registered()
+            if registered is not None:  # workers that do not answer are restarted when the run starts
+                check_tasks(scenario, registered)
         except ScenarioError as err:
             print(f"chaoslab run: {err}", file=sys.stderr)
             return runner.EXIT_ERROR
-        control = LabControl(info, quiet=not args.verbose)
         results = Path(args.results) if args.results else None
         return runner.run(scenario, control, results, run_id=run_id)
 

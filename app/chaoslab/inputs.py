@@ -20,6 +20,7 @@ where a canonical value slips through a check by mistake.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -47,6 +48,20 @@ def plain(value: Any, what: str, max_length: int = MAX_TEXT) -> Any:
         if not value.isascii() or not value.isprintable():
             raise InputError(f"{prefix}{_shown(value)} holds characters other than printable ASCII")
     return value
+
+
+def is_json_data(value: Any) -> bool:
+    """Whether *value* is plain JSON data (what a task message or a setting carries): no NaN or infinity, no object
+    JSON cannot hold, mapping keys that are text."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return False
+    if isinstance(value, Mapping):
+        return all(isinstance(key, str) and is_json_data(item) for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return all(is_json_data(item) for item in value)
+    return True
 
 
 def text(value: Any, what: str, max_length: int = MAX_TEXT) -> str:

@@ -55,7 +55,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Literal, Self, TypedDict, get_args
+from typing import Any, Final, Literal, NotRequired, Self, TypedDict, get_args
 
 PublishOutcome = Literal["ok", "error", "timeout"]
 ExecutionOutcome = Literal["success", "failure", "retry"]
@@ -67,6 +67,9 @@ MAX_LINE_BYTES: Final = 4096
 """Largest line written; at or below PIPE_BUF so concurrent appends stay whole lines."""
 MAX_ERROR_CHARS: Final = 1024
 """Error texts longer than this are clipped when a record would exceed MAX_LINE_BYTES."""
+
+LAB_TASK_PREFIX: Final = "chaoslab."
+"""The lab's own tasks are named ``chaoslab.<kind>``."""
 
 _CLIPPABLE_FIELDS: Final = ("error", "error_type")
 _ENCODER: Final = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
@@ -118,6 +121,12 @@ class StartRecord(TypedDict):
     redelivered: bool
     received: float | None
     t: float
+    parent: NotRequired[str]
+    """The task that published this one (a chain's earlier link, a task calling ``apply_async``)."""
+    root: NotRequired[str]
+    """The first task of the workflow (absent when it is this task)."""
+    group: NotRequired[str]
+    """The group (or chord header) the task belongs to."""
 
 
 class EndRecord(TypedDict):
@@ -136,6 +145,12 @@ class EndRecord(TypedDict):
 
 
 Record = PublishRecord | ReceivedRecord | StartRecord | EndRecord
+
+
+def task_kind(name: str) -> str:
+    """A task's ``kind`` in the ledger: the lab's own tasks by their short name (``chaoslab.cpu`` -> ``cpu``), the
+    tasks of an app under test by their full name."""
+    return name.removeprefix(LAB_TASK_PREFIX)
 
 
 def encode_record(record: Mapping[str, Any]) -> bytes:

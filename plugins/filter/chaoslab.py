@@ -62,8 +62,15 @@ def celery_settings_errors(settings: Any) -> str:
     return errors(settings)
 
 
+def app_spec_errors(spec: Any) -> str:
+    """The first thing wrong with the app under test's spec (celery_worker_app), one line naming the key, or ""."""
+    from chaoslab.app_spec import errors
+
+    return errors(spec)
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {"in_subnet": in_subnet, "lab_node_specs": lab_node_specs, "duration_seconds": duration_seconds,
                 "celery_settings_errors": celery_settings_errors, "fault_errors": fault_errors,
-                "fault_agent_args": fault_agent_args}
+                "fault_agent_args": fault_agent_args, "app_spec_errors": app_spec_errors}

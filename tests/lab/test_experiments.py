@@ -172,6 +172,8 @@ BAD_SCENARIOS = {
     "negative-rate": ("load.rate=-5", "load.rate: must be > 0, got -5"),
     "phases-out-of-order": ("swap-phases", "phases[2].name"),
     "unknown-figure": ("hypothesis.happiness=1", "hypothesis.happiness"),
+    "task-the-workers-lack": ('load.mix[0]={"task": "minimal_app.add", "args": [2, 3]}',
+                              "load.mix[0].task: the workers' app has no task 'minimal_app.add' (it has: chaoslab.cpu"),
 }
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from chaoslab.node import burst
 from chaoslab.node.burst import Outcome, problems, tally
-from chaoslab.node.celery_app import celery_conf
+from chaoslab.node.celery_conf import celery_conf
 from tests.conftest import ROOT, inventory, load_plugin
 
 filters = load_plugin("plugins/filter/chaoslab.py")

@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import ROOT
 
 PACKAGE = ROOT / "app" / "chaoslab"
-SHARED = {"chaoslab.inputs", "chaoslab.celery_settings",
+SHARED = {"chaoslab.inputs", "chaoslab.celery_settings", "chaoslab.app_spec",
           "chaoslab.units", "chaoslab.ledger", "chaoslab.broker_state", "chaoslab.clock",
           "chaoslab.fault_params", "chaoslab.fault_kinds", "chaoslab.fault_values", "chaoslab.project"}
 LAB_CONTROL = {"chaoslab.experiment.lab", "chaoslab.experiment.labs", "chaoslab.experiment.lab_lock",

@@ -9,6 +9,7 @@ import yaml
 from chaoslab.experiment.scenario import (
     Condition,
     ScenarioError,
+    check_tasks,
     fault_playbooks,
     find_root,
     load_scenario,
@@ -240,6 +241,15 @@ PHASES_AWRY = [{"name": "baseline", "duration": "1s"}, {"name": "recovery", "dur
     pytest.param([(("celery", "worker_pool"), "custom")],
                  "celery.worker_pool: must be one of prefork, eventlet, gevent, solo, processes, threads, got 'custom'",
                  id="bad-pool"),
+    pytest.param([(("load", "mix"), [{"task": "shop.tasks.charge; id"}])],
+                 "load.mix[0].task: must be a task's registered name", id="app-task-name"),
+    pytest.param([(("load", "mix"), [{"task": "shop.tasks.charge", "args": {"amount": 3}}])],
+                 "load.mix[0].args: must be a list of plain data (the task's positional arguments)",
+                 id="app-task-args-mapping"),
+    pytest.param([(("load", "mix"), [{"task": "shop.tasks.charge", "kwargs": [3]}])],
+                 "load.mix[0].kwargs: must be a mapping of plain data", id="app-task-kwargs-list"),
+    pytest.param([(("load", "mix"), [{"task": "shop.tasks.charge", "kind": "noop"}])],
+                 "load.mix[0].kind: unknown key (allowed: task, weight, args, kwargs)", id="app-task-and-kind"),
     pytest.param([(("celery", "task_acks_late"), "maybe")], "celery.task_acks_late: must be true or false, got 'maybe'",
                  id="bad-bool"),
     pytest.param([(("celery", "task_acks_late"), None)],
@@ -506,3 +516,23 @@ def test_published_figures_load_with_their_units_and_write_back(root):
 ])
 def test_bad_published_figures_are_one_line(root, published, message):
     assert message in problem(root, changed((("published",), published)))
+
+
+def test_a_mix_of_an_apps_tasks_beside_the_labs_and_its_round_trip(root):
+    mix = [{"task": "shop.tasks.charge", "weight": 3, "args": [7, "EUR"], "kwargs": {"note": None}},
+           {"kind": "noop"}]
+    scenario = load_scenario(write(root, changed((("load", "mix"), mix))))
+    charge, noop = scenario.load.mix
+    assert (charge.kind, charge.task_name, charge.positional, charge.args) == (
+        "shop.tasks.charge", "shop.tasks.charge", (7, "EUR"), {"note": None})
+    assert noop.task_name == "chaoslab.noop"
+    again = load_scenario(write(root, to_yaml(scenario), "again.yml"))
+    assert again.load == scenario.load
+
+
+def test_the_loads_tasks_must_be_the_workers(root):
+    scenario = load_scenario(write(root, changed((("load", "mix"), [{"task": "shop.tasks.charge"}, {"kind": "noop"}]))))
+    check_tasks(scenario, {"shop.tasks.charge", "chaoslab.noop"})
+    with pytest.raises(ScenarioError, match=r"load.mix\[1\].kind: the workers' app has no task 'chaoslab.noop' "
+                                            r"\(it has: shop.tasks.charge\)"):
+        check_tasks(scenario, {"shop.tasks.charge"})

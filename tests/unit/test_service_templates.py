@@ -12,7 +12,7 @@ from tests.conftest import ROOT
 SERVICE = {
     "ansible_managed": "Ansible managed",
     "lab_service_name": "celery-worker",
-    "lab_service_command": ("/opt/chaoslab/venv/bin/celery -A chaoslab.node.celery_app worker"
+    "lab_service_command": ("/opt/chaoslab/venv/bin/python -m celery -A chaoslab.node.worker_app worker"
                             " --hostname celery@worker-1"),
     "lab_service_user": "chaoslab",
     "lab_service_directory": "/var/lib/chaoslab",

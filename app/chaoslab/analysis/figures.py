@@ -99,7 +99,7 @@ def unit_of(name: str, kinds: Iterable[str]) -> str | None:
     None for no figure."""
     if name in UNIT_OF:
         return UNIT_OF[name]
-    figure, sep, kind = name.rpartition(KIND_SEPARATOR)
+    figure, sep, kind = name.partition(KIND_SEPARATOR)
     return UNIT_OF[figure] if sep and figure in KIND_FIGURES and kind in set(kinds) else None
 
 

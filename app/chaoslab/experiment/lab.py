@@ -299,6 +299,18 @@ class LabControl:
         replies = self._inspect("active")
         return None if replies is None else {name: len(tasks or []) for name, tasks in replies.items()}
 
+    def registered(self) -> set[str] | None:
+        """The tasks every worker's app registers (Celery's ``inspect registered``); None unless every worker
+        answered."""
+        try:
+            replies = self._inspect("registered")
+        except Exception:  # a broker that does not answer
+            return None
+        if replies is None:
+            return None
+        names = [set(tasks or []) for tasks in replies.values()]
+        return set.intersection(*names) if names else set()
+
     def workers_given(self) -> dict[str, Any] | None:
         """The Celery settings each running worker was given (celery_worker_settings, as ``inspect conf`` shows
         them); None unless every worker answered."""

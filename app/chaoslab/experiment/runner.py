@@ -132,7 +132,7 @@ def load_profile(scenario: Scenario) -> dict[str, Any]:
     load = scenario.load
     return {
         "rate": load.rate, "seed": load.seed, "publish_timeout": load.publish_timeout,
-        "mix": [{"kind": entry.kind, "weight": entry.weight, "args": dict(entry.args)} for entry in load.mix],
+        "mix": [entry.to_data() for entry in load.mix],
     }
 
 

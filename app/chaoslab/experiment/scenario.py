@@ -34,7 +34,8 @@ from chaoslab.fault_kinds import KINDS as FAULT_KINDS
 from chaoslab.fault_kinds import FaultKind
 from chaoslab.fault_params import check as fault_check
 from chaoslab.fault_params import check_value
-from chaoslab.inputs import pattern, resolve
+from chaoslab.inputs import is_json_data, pattern, resolve
+from chaoslab.ledger import task_kind
 from chaoslab.node.loadgen import MixEntry
 from chaoslab.node.tasks import KINDS
 from chaoslab.project import find_project
@@ -47,6 +48,9 @@ CPUS_BOUNDS = (0.05, 64.0)
 MEMORY_MIB_BOUNDS = (64, 1024 * 1024)
 LOAD_KEYS = ("rate", "seed", "publish_timeout", "mix")
 MIX_KEYS = ("kind", "weight", "args")
+APP_MIX_KEYS = ("task", "weight", "args", "kwargs")
+# A task of the app under test, by the name the app registers (shop.tasks.charge).
+TASK_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*([.:-][A-Za-z0-9_]+)*")
 PHASE_KEYS = ("name", "duration", "fault", "faults")
 FAULT_KEYS = ("playbook", "target", "params", "at", "duration", "accept_ineffective")
 PHASES = ("baseline", "fault", "recovery", "drain")
@@ -197,6 +201,17 @@ def check_targets(scenario: Scenario, groups: dict[str, list[str]]) -> None:
     node_sizes(scenario, groups)
 
 
+def check_tasks(scenario: Scenario, registered: set[str]) -> None:
+    """Every task of the load is one the workers' app registers (ScenarioError naming the mix entry otherwise):
+    checked when a run starts, against what the running workers say they have."""
+    for index, entry in enumerate(scenario.load.mix):
+        if entry.task_name not in registered:
+            key = f"load.mix[{index}].{'task' if entry.task else 'kind'}"
+            have = ", ".join(sorted(registered)[:12]) + (", ..." if len(registered) > 12 else "")
+            raise ScenarioError(key, f"the workers' app has no task {entry.task_name!r} (it has: {have or 'none'})",
+                                str(scenario.path))
+
+
 def node_sizes(scenario: Scenario, groups: dict[str, list[str]]) -> dict[str, dict[str, Any]]:
     """The scenario's node sizes by inventory host (a later pattern's size wins for a host two patterns name);
     ScenarioError when a pattern names no node of the lab."""
@@ -231,8 +246,7 @@ def to_yaml(scenario: Scenario, header: str = "") -> str:
                                     **({"memory": f"{size['memory_mib']}MiB"} if "memory_mib" in size else {})}
                          for selector, size in scenario.nodes.items()}
     data["load"] = {"rate": load.rate, "seed": load.seed, "publish_timeout": format_duration(load.publish_timeout),
-                    "mix": [{"kind": entry.kind, "weight": entry.weight, **({"args": dict(entry.args)} if entry.args
-                                                                             else {})} for entry in load.mix]}
+                    "mix": [entry.to_data() for entry in load.mix]}
     data["phases"] = [_phase_data(phase) for phase in scenario.phases]
     if scenario.hypothesis:
         data["hypothesis"] = {condition.figure: condition.text for condition in scenario.hypothesis}
@@ -542,6 +556,8 @@ def _load(value: Any) -> LoadSpec:
 
 
 def _mix_entry(value: Any, key: str) -> MixEntry:
+    if isinstance(value, dict) and "task" in value:
+        return _app_mix_entry(value, key)
     entry = _mapping(value, key, MIX_KEYS, required=("kind",))
     kind = entry["kind"]
     if not isinstance(kind, str) or kind not in KINDS:
@@ -555,6 +571,25 @@ def _mix_entry(value: Any, key: str) -> MixEntry:
             raise ScenarioError(f"{key}.args.{arg}", f"must be {expected.__name__} like the default {default!r}, "
                                                      f"got {given!r}")
     return MixEntry(kind=kind, weight=float(_number(entry.get("weight", 1), f"{key}.weight")), args=dict(args))
+
+
+def _app_mix_entry(value: dict[str, Any], key: str) -> MixEntry:
+    """A task of the app under test: its name, positional ``args`` (a list) and ``kwargs`` (a mapping), plain data
+    the broker carries as JSON. Whether the app has the task is checked on a worker node when the run starts."""
+    entry = _mapping(value, key, APP_MIX_KEYS)
+    task = entry["task"]
+    if not isinstance(task, str) or len(task) > 200 or not TASK_NAME.fullmatch(task):
+        raise ScenarioError(f"{key}.task", f"must be a task's registered name (letters, digits, _ and .:- between "
+                                           f"them), got {task!r}")
+    args, kwargs = entry.get("args") or [], entry.get("kwargs") or {}
+    if not isinstance(args, list) or not is_json_data(args):
+        raise ScenarioError(f"{key}.args", f"must be a list of plain data (the task's positional arguments), "
+                                           f"got {args!r}")
+    if not isinstance(kwargs, dict) or not is_json_data(kwargs):
+        raise ScenarioError(f"{key}.kwargs", f"must be a mapping of plain data (the task's keyword arguments), "
+                                             f"got {kwargs!r}")
+    return MixEntry(kind=task_kind(task), weight=float(_number(entry.get("weight", 1), f"{key}.weight")),
+                    args=dict(kwargs), task=task, positional=tuple(args))
 
 
 def _is_type(value: Any, expected: type) -> bool:

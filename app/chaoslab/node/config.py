@@ -31,6 +31,8 @@ class LabConfig:
     # The worker's task ledger (workers only) and its fsync policy: always, batch or never.
     ledger_path: str = ""
     ledger_fsync: str = "batch"
+    # The app under test (``package.module:attribute``, workers only): "" runs the lab's own app.
+    app: str = ""
 
 
 def _read_yaml(path: str) -> dict[str, Any]:
@@ -64,4 +66,5 @@ def load(path: str | None = None) -> LabConfig:
         given=dict(worker.get("given") or {}),
         ledger_path=worker.get("ledger_path", ""),
         ledger_fsync=worker.get("ledger_fsync", "batch"),
+        app=worker.get("app") or "",
     )

@@ -20,22 +20,38 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge
 
-from chaoslab.ledger import LedgerWriter
+from chaoslab.ledger import LAB_TASK_PREFIX, LedgerWriter, task_kind
 from chaoslab.node.publisher import Publisher
 
 PUBLISHED = Counter("chaoslab_loadgen_published", "Tasks the load generator tried to publish", ["kind", "outcome"])
 PUBLISH_ERRORS = Counter("chaoslab_loadgen_publish_errors", "Publishes that failed (error or timeout)", ["kind"])
 LAG = Gauge("chaoslab_loadgen_schedule_lag_seconds", "How late the last batch was against the schedule")
 RATE = Gauge("chaoslab_loadgen_target_rate", "Tasks per second the load generator is asked for")
-TASK_PREFIX = "chaoslab."
 MAX_BATCH = 500
 
 
 @dataclass(frozen=True)
 class MixEntry:
+    """One kind of task in the load: a lab task kind (``kind``, keyword arguments in ``args``), or a task of the app
+    under test by its name (``task``, positional arguments in ``positional``, keyword arguments in ``args``)."""
+
     kind: str
     weight: float = 1.0
     args: dict[str, Any] = field(default_factory=dict)
+    task: str = ""
+    positional: tuple[Any, ...] = ()
+
+    @property
+    def task_name(self) -> str:
+        return self.task or LAB_TASK_PREFIX + self.kind
+
+    def to_data(self) -> dict[str, Any]:
+        """The YAML/JSON form :func:`mix_entry` reads back."""
+        if self.task:
+            return {"task": self.task, "weight": self.weight, **({"args": list(self.positional)} if self.positional
+                                                                  else {}),
+                    **({"kwargs": dict(self.args)} if self.args else {})}
+        return {"kind": self.kind, "weight": self.weight, **({"args": dict(self.args)} if self.args else {})}
 
 
 @dataclass(frozen=True)
@@ -76,7 +92,7 @@ class LoadGenerator:
         self._rng = random.Random(profile.seed)
         self._entries = list(profile.mix)
         self._weights = [entry.weight for entry in profile.mix]
-        self._templates = [publisher.template(TASK_PREFIX + entry.kind, entry.args) for entry in profile.mix]
+        self._templates = [publisher.template(entry.task_name, entry.args, entry.positional) for entry in profile.mix]
 
     def _next_tasks(self, count: int) -> list[tuple[str, int]]:
         picks = self._rng.choices(range(len(self._entries)), weights=self._weights, k=count)
@@ -137,9 +153,18 @@ class LoadGenerator:
         self.stop_event.set()
 
 
+def mix_entry(data: dict[str, Any]) -> MixEntry:
+    """A mix entry from its YAML/JSON form: {kind, weight, args} for a lab task kind, {task, weight, args, kwargs} for
+    a task of the app under test (args positional)."""
+    weight = float(data.get("weight", 1))
+    if data.get("task"):
+        return MixEntry(task_kind(data["task"]), weight, dict(data.get("kwargs") or {}), data["task"],
+                        tuple(data.get("args") or ()))
+    return MixEntry(data["kind"], weight, dict(data.get("args") or {}))
+
+
 def profile_from_mapping(data: dict[str, Any], duration: float | None = None) -> LoadProfile:
-    """A profile from its YAML/JSON form: rate, mix [{kind, weight, args}], seed, publish_timeout (seconds)."""
-    mix = tuple(MixEntry(entry["kind"], float(entry.get("weight", 1)), dict(entry.get("args") or {}))
-                for entry in data.get("mix") or [])
+    """A profile from its YAML/JSON form: rate, mix [mix entries], seed, publish_timeout (seconds)."""
+    mix = tuple(mix_entry(entry) for entry in data.get("mix") or [])
     return LoadProfile(rate=float(data["rate"]), mix=mix, seed=int(data.get("seed", 0)),
                        publish_timeout=float(data.get("publish_timeout", 2.0)), duration=duration)

@@ -19,7 +19,7 @@ import psutil
 
 from chaoslab.ledger import LedgerWriter
 
-WORKER_MARKERS = ("chaoslab.node.celery_app", "worker")
+WORKER_MARKERS = ("chaoslab.node.worker_app", "worker")
 
 
 def same_netns(pid: int) -> bool:

@@ -36,10 +36,12 @@ class Outcome:
 class MessageTemplate:
     """The parts of a task message that do not change between tasks of one kind and arguments."""
 
-    def __init__(self, task_name: str, kwargs: dict[str, Any], queue: str, origin: str, reply_to: str) -> None:
+    def __init__(self, task_name: str, kwargs: dict[str, Any], queue: str, origin: str, reply_to: str,
+                 args: tuple[Any, ...] = ()) -> None:
         self.task_name = task_name
         self.queue = queue
-        self.body = base64.b64encode(json.dumps([[], kwargs, EMBED]).encode()).decode()
+        self.body = base64.b64encode(json.dumps([list(args), kwargs, EMBED]).encode()).decode()
+        self.argsrepr = repr(args)
         self.kwargsrepr = repr(kwargs)
         self.origin = origin
         self.reply_to = reply_to
@@ -48,7 +50,7 @@ class MessageTemplate:
         headers = {
             "lang": "py", "task": self.task_name, "id": task_id, "shadow": None, "eta": None, "expires": None,
             "group": None, "group_index": None, "retries": 0, "timelimit": [None, None], "root_id": task_id,
-            "parent_id": None, "argsrepr": "()", "kwargsrepr": self.kwargsrepr, "origin": self.origin,
+            "parent_id": None, "argsrepr": self.argsrepr, "kwargsrepr": self.kwargsrepr, "origin": self.origin,
             "ignore_result": False, "replaced_task_nesting": 0, "stamped_headers": None, "stamps": {},
             SENT_HEADER: time.time(),
         }
@@ -73,8 +75,8 @@ class Publisher:
         self.origin = f"loadgen{os.getpid()}@{socket.gethostname()}"
         self.reply_to = str(uuid.uuid4())
 
-    def template(self, task_name: str, kwargs: dict[str, Any]) -> MessageTemplate:
-        return MessageTemplate(task_name, kwargs, self.queue, self.origin, self.reply_to)
+    def template(self, task_name: str, kwargs: dict[str, Any], args: tuple[Any, ...] = ()) -> MessageTemplate:
+        return MessageTemplate(task_name, kwargs, self.queue, self.origin, self.reply_to, args)
 
     def publish(self, messages: list[str]) -> Outcome:
         """LPUSH the messages in one command; Celery's workers pop from the other end (FIFO)."""

@@ -24,7 +24,7 @@ from typing import Any
 import psutil
 from celery import Celery, signals
 
-from chaoslab.ledger import FsyncPolicy, LedgerWriter
+from chaoslab.ledger import FsyncPolicy, LedgerWriter, task_kind
 
 RECEIVED_KEY = "chaoslab_received"
 # The time the load generator sent the message (a header of its own; Celery puts it on the task's request).
@@ -35,6 +35,14 @@ REPORTED_SETTINGS = ("task_acks_late", "task_reject_on_worker_lost", "task_acks_
                      "worker_prefetch_multiplier", "task_soft_time_limit", "task_time_limit", "result_extended",
                      "task_track_started", "broker_transport_options", "broker_connection_timeout",
                      "broker_pool_limit", "result_expires")
+
+
+def canvas_ids(request: Any) -> dict[str, str]:
+    """Where an execution sits in a canvas: the task that published it (``parent``), the first of its workflow
+    (``root``) and its group; only those it has (a task published on its own has none)."""
+    found = {"parent": request.parent_id, "root": request.root_id, "group": request.group}
+    return {key: value for key, value in found.items()
+            if isinstance(value, str) and value and not (key == "root" and value == request.id)}
 
 
 def process_start(pid: int | None = None) -> float:
@@ -82,7 +90,7 @@ class WorkerLedger:
         pid, start = self._process()
         return {
             "id": request.id,
-            "kind": task.name.rsplit(".", 1)[-1],
+            "kind": task_kind(task.name),
             "node": self.node,
             "pid": pid,
             "ps": start,
@@ -98,6 +106,7 @@ class WorkerLedger:
             received=getattr(request, RECEIVED_KEY, None),
             t=time.time(),
         )
+        record.update(canvas_ids(request))
         self.writer().write(record)
 
     def on_postrun(self, task: Any = None, state: str | None = None, retval: Any = None, **_kwargs: Any) -> None:

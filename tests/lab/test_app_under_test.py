@@ -1,0 +1,116 @@
+"""A user's own Celery app under test, unchanged: examples/minimal (one module, one task, no lab code) runs on the
+lab's workers, every task of it is in the ledger, and bad app specs stop before anything changes."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from chaoslab.experiment.lab import LabControl, lab_info
+from chaoslab.ledger import LedgerWriter, read_records
+from chaoslab.node.loadgen import LoadGenerator, LoadProfile, MixEntry
+from chaoslab.node.publisher import Publisher
+from lab_state import service_pid, service_processes, snapshot
+from tests.conftest import ROOT, run_playbook
+
+MINIMAL = {"app": "minimal_app:app", "source": "examples/minimal"}
+WORKERS = ("worker-1", "worker-2")
+
+
+def ledger(node: str) -> Path:
+    return Path(f"/var/lib/chaoslab/nodes/{node}/ledger/{node}.jsonl")
+
+
+def registered(control: LabControl, timeout: float = 60.0) -> dict[str, list[str]]:
+    """Every worker's registered tasks, once every worker answers."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        replies = control._inspect("registered")
+        if replies is not None:
+            return replies
+        time.sleep(0.5)
+    raise AssertionError("the workers did not answer")
+
+
+def test_a_users_app_runs_unchanged_and_every_task_is_ledgered(lab, tmp_path):
+    control = LabControl(lab_info())
+    source = (ROOT / "examples" / "minimal" / "minimal_app.py").read_text()
+    assert "chaoslab" not in source.replace('"""', "").split("from celery")[1], "the example must need no lab code"
+    try:
+        proc = run_playbook("playbooks/site.yml", "--limit", "workers", "-e",
+                            json.dumps({"celery_worker_app": MINIMAL}))
+        assert "failed=0" in proc.stdout
+        replies = registered(control)
+        for worker in WORKERS:
+            assert replies[f"celery@{worker}"] == ["minimal_app.add"], replies
+            main = service_processes(worker, "celery-worker")[0]
+            assert "chaoslab.node.worker_app" in " ".join(main.cmdline())
+        sizes = {worker: ledger(worker).stat().st_size for worker in WORKERS}
+        published = tmp_path / "publish.jsonl"
+        profile = LoadProfile(rate=20, mix=(MixEntry("minimal_app.add", task="minimal_app.add", positional=(2, 3)),),
+                              duration=3, publish_timeout=2.0)
+        with LedgerWriter(published) as writer:
+            stats = LoadGenerator(profile, Publisher(lab_info().broker_url(), 2.0), writer).run()
+        assert stats.published == 60 and stats.errors == 0
+        ids = {record["id"] for record in read_records(published)}
+        deadline = time.monotonic() + 30
+        ends: dict[str, dict] = {}
+        while time.monotonic() < deadline and set(ends) != ids:
+            time.sleep(1)
+            for worker in WORKERS:
+                with ledger(worker).open("rb") as handle:
+                    handle.seek(sizes[worker])
+                    lines = handle.read().decode().splitlines()
+                for line in lines:
+                    record = json.loads(line)
+                    if record.get("type") == "end" and record["id"] in ids:
+                        ends[record["id"]] = record
+        assert set(ends) == ids, f"{len(ids) - len(ends)} of the app's tasks have no end record"
+        assert {record["kind"] for record in ends.values()} == {"minimal_app.add"}
+        assert {record["outcome"] for record in ends.values()} == {"success"}
+        assert {record["node"] for record in ends.values()} == set(WORKERS)
+        assert control.task_results(list(ids))  # the lab's result backend holds the app's results
+    finally:
+        pids = {worker: service_pid(worker, "celery-worker") for worker in WORKERS}
+        run_playbook("playbooks/site.yml", "--limit", "workers")
+    for worker in WORKERS:
+        assert service_pid(worker, "celery-worker") != pids[worker], "the lab's own app was not put back"
+    assert all("chaoslab.noop" in tasks for tasks in registered(control).values())
+
+
+BAD_APPS = {
+    "app-does-not-import": ({**MINIMAL, "app": "no_such_module:app"},
+                            "celery_worker_app: app no_such_module:app does not import: ModuleNotFoundError: "
+                            "No module named 'no_such_module'"),
+    "attribute-missing": ({**MINIMAL, "app": "minimal_app:application"},
+                          "celery_worker_app: app minimal_app:application: module minimal_app has no application"),
+    "not-an-app": ({**MINIMAL, "app": "minimal_app:add"},
+                   "celery_worker_app: app minimal_app:add is a PromiseProxy, not a Celery app"),
+    "app-path-injection": ({**MINIMAL, "app": "minimal_app:app; rm -rf /"},
+                           "celery_worker_app: app: name the Celery app as celery -A takes it"),
+    "source-as-option": ({**MINIMAL, "source": "--checkpoint-action=exec=sh"},
+                         "celery_worker_app: source: a directory's path (printable, not starting with '-')"),
+    "requirement-option": ({**MINIMAL, "requirements": ["--index-url=http://198.18.0.99/"]},
+                           "celery_worker_app: requirements[0]: a requirement such as requests==2.32.3"),
+    "requirement-url": ({**MINIMAL, "requirements": ["evil @ http://198.18.0.99/evil.whl"]},
+                        "celery_worker_app: requirements[0]: a requirement by name and version, not by URL"),
+    "missing-app": ({"source": "examples/minimal"}, "celery_worker_app: app: missing (required)"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_APPS))
+def test_a_bad_app_gets_one_line_and_the_workers_keep_running(lab, case):
+    spec, message = BAD_APPS[case]
+    before = {worker: service_pid(worker, "celery-worker") for worker in WORKERS}
+    nodes = ["redis", "monitor", *WORKERS]
+    state = snapshot(nodes)
+    proc = run_playbook("playbooks/site.yml", "--limit", "workers", "-e", json.dumps({"celery_worker_app": spec}),
+                        check=False)
+    assert proc.returncode != 0
+    assert message in proc.stdout + proc.stderr, proc.stdout[-3000:]
+    assert {worker: service_pid(worker, "celery-worker") for worker in WORKERS} == before
+    if case not in ("app-does-not-import", "attribute-missing", "not-an-app"):
+        assert snapshot(nodes) == state  # refused before anything on a node changed
