@@ -187,7 +187,8 @@ def bad_scenario(tmp_path: Path, change: str) -> Path:
         parts = key.replace("]", "").replace("[", ".").split(".")
         for part in parts[:-1]:
             node = node[int(part)] if part.isdigit() else node[part]
-        node[parts[-1]] = yaml.safe_load(value)
+        last = parts[-1]
+        node[int(last) if last.isdigit() else last] = yaml.safe_load(value)
     path = tmp_path / "bad.yml"
     text = yaml.safe_dump(data) + (change if change.endswith("\n") else "")
     path.write_text(text)

@@ -656,7 +656,7 @@ def test_rendered_message_carries_the_send_time():
 
 def fake_task(**request) -> SimpleNamespace:
     base = {"id": "task-1", "retries": 0, "delivery_info": {"redelivered": False}}
-    return SimpleNamespace(name="chaoslab.node.tasks.noop", request=SimpleNamespace(**{**base, **request}))
+    return SimpleNamespace(name="chaoslab.noop", request=SimpleNamespace(**{**base, **request}))
 
 
 def ledger_records(ledger: WorkerLedger, path: Path) -> list[dict]:

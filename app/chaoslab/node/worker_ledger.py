@@ -40,7 +40,8 @@ REPORTED_SETTINGS = ("task_acks_late", "task_reject_on_worker_lost", "task_acks_
 def canvas_ids(request: Any) -> dict[str, str]:
     """Where an execution sits in a canvas: the task that published it (``parent``), the first of its workflow
     (``root``) and its group; only those it has (a task published on its own has none)."""
-    found = {"parent": request.parent_id, "root": request.root_id, "group": request.group}
+    found = {key: getattr(request, name, None) for key, name in (("parent", "parent_id"), ("root", "root_id"),
+                                                                  ("group", "group"))}
     return {key: value for key, value in found.items()
             if isinstance(value, str) and value and not (key == "root" and value == request.id)}
 
