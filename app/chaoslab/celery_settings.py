@@ -159,10 +159,16 @@ def check_all(settings: Mapping[Any, Any], once: bool = True) -> dict[str, Any]:
             checked[name] = check(name, value)
         except ValueError as err:
             raise ValueError(f"{name}: {err}") from None
-    twice = once and sorted(set(checked.get("broker_transport_options") or {}) & set(checked) & set(TRANSPORT_OPTIONS))
+    if once:
+        check_given_once(checked)
+    return checked
+
+
+def check_given_once(settings: Mapping[str, Any]) -> None:
+    """ValueError when a transport option is given both as a setting and in broker_transport_options."""
+    twice = sorted(set(settings.get("broker_transport_options") or {}) & set(settings) & set(TRANSPORT_OPTIONS))
     if twice:
         raise ValueError(f"{twice[0]}: given both as a setting and in broker_transport_options (give it once)")
-    return checked
 
 
 def errors(settings: Any, once: bool = True) -> str:

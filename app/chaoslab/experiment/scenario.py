@@ -520,7 +520,7 @@ def _celery(value: Any, key: str, cell: bool = False) -> dict[str, Any]:
         raise ScenarioError(key, f"must be a mapping of Celery settings to values, got {value!r}")
     checked = {name: (_cell_value if cell else _setting)(name, given, _join(key, str(name)))
                for name, given in value.items()}
-    _at(key, celery_settings.check_all, checked)
+    _at(key, celery_settings.check_given_once, checked)
     return checked
 
 

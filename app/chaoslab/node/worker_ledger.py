@@ -145,7 +145,8 @@ def effective_settings(consumer: Any) -> dict[str, Any]:
     controller = getattr(consumer, "controller", None)
     pool = getattr(consumer, "pool", None)
     lab = getattr(app.conf, "chaoslab", None)
-    given = [name for name in getattr(lab, "celery", {}) if name in app.conf]  # the transport's options are not
+    # the settings it was given that are Celery's (the lab's transport options are in broker_transport_options)
+    given = [name for name in getattr(lab, "celery", {}) if name in app.conf]
     found: dict[str, Any] = {name: app.conf.get(name) for name in (*REPORTED_SETTINGS, *given)}
     found["worker_pool"] = type(pool).__module__.rsplit(".", 1)[-1] if pool is not None else None
     found["worker_concurrency"] = getattr(controller, "concurrency", None)
