@@ -21,6 +21,11 @@ from chaoslab import celery_settings
 from chaoslab.app_spec import check_app_path
 
 
+def _one_line(err: BaseException) -> str:
+    """An exception as one line: its type and the first line of its message."""
+    return f"{type(err).__name__}: {(str(err).splitlines() or [''])[0]}"
+
+
 def load_app(path: str) -> celery.Celery:
     """The Celery app *path* names (``package.module:attribute``, or a module holding ``app`` or ``celery``), imported
     as a worker would; ValueError with one line when it cannot be."""
@@ -29,8 +34,7 @@ def load_app(path: str) -> celery.Celery:
     try:
         module = importlib.import_module(module_name)
     except Exception as err:  # the user's code may raise anything on import
-        first = (str(err).splitlines() or [""])[0]
-        raise ValueError(f"app {path} does not import: {type(err).__name__}: {first}") from None
+        raise ValueError(f"app {path} does not import: {_one_line(err)}") from None
     names = [attribute] if attribute else ["app", "celery"]
     found = next((getattr(module, name) for name in names if hasattr(module, name)), None)
     if found is None:
@@ -46,8 +50,7 @@ def registered(path: str) -> dict[str, Any]:
     try:
         app.loader.import_default_modules()  # the app's imports/include and autodiscovered modules, as a worker does
     except Exception as err:
-        first = (str(err).splitlines() or [""])[0]
-        raise ValueError(f"app {path}: its task modules do not import: {type(err).__name__}: {first}") from None
+        raise ValueError(f"app {path}: its task modules do not import: {_one_line(err)}") from None
     renamed = sorted(set(app.conf.broker_transport_options or {}) & celery_settings.TRANSPORT_KEYS)
     if renamed:
         raise ValueError(f"app {path}: broker_transport_options.{renamed[0]}: {celery_settings.RENAMED_KEYS}")

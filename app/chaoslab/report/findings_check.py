@@ -348,13 +348,11 @@ def _walk(data: Any, key: str, cited: Citation) -> Any:
     parts = key.split(".")
     while parts:
         part = parts.pop(0)
-        joined = next((".".join([part, *parts[:length]]) for length in range(len(parts), 0, -1)
-                       if isinstance(data, dict) and ".".join([part, *parts[:length]]) in data), None)
+        candidates = (".".join([part, *parts[:length]]) for length in range(len(parts), -1, -1))
+        joined = next((name for name in candidates if name in data), None) if isinstance(data, dict) else None
         if joined is not None:
             del parts[:joined.count(".")]
             data = data[joined]
-        elif isinstance(data, dict) and part in data:
-            data = data[part]
         elif isinstance(data, dict) and part == DURATION and all(
                 isinstance(data.get(name), int | float) for name in ("started", "ended")):
             data = data["ended"] - data["started"]
