@@ -92,6 +92,8 @@ def cmd_load(args: argparse.Namespace) -> int:
     from chaoslab import units
     from chaoslab.ledger import LedgerWriter
     from chaoslab.node import config, loadgen
+    from chaoslab.node.canvas_publisher import CanvasPublisher
+    from chaoslab.node.load_mix import CanvasEntry
     from chaoslab.node.publisher import Publisher
 
     data: dict[str, Any] = yaml.safe_load(Path(args.profile).read_text(encoding="utf-8")) if args.profile else {}
@@ -110,8 +112,11 @@ def cmd_load(args: argparse.Namespace) -> int:
     ledger = LedgerWriter(args.ledger, "batch") if args.ledger else None
     if args.metrics_port:
         start_http_server(args.metrics_port, addr=args.metrics_addr)
+    canvases = None
+    if any(isinstance(entry, CanvasEntry) for entry in profile.mix):
+        canvases = CanvasPublisher(lab.broker_url, lab.result_backend, profile.publish_timeout)
     generator = loadgen.LoadGenerator(profile, Publisher(lab.broker_url, profile.publish_timeout), ledger,
-                                      node=lab.node)
+                                      node=lab.node, canvases=canvases)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: generator.stop())
     stats = generator.run()

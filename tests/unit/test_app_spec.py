@@ -12,7 +12,7 @@ import pytest
 
 from chaoslab.app_spec import AppSpec, errors, parse
 from chaoslab.ledger import task_kind
-from chaoslab.node.loadgen import MixEntry, mix_entry
+from chaoslab.node.load_mix import MixEntry, mix_entry
 from chaoslab.node.publisher import MessageTemplate
 from chaoslab.node.worker_ledger import canvas_ids
 from tests.conftest import ROOT

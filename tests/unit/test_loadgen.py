@@ -89,3 +89,67 @@ def test_profile_from_mapping_and_bad_profiles():
     assert profile.total == 6 and profile.mix[0] == MixEntry("cpu", 2.0, {"limit": 10})
     with pytest.raises(ValueError, match="rate > 0"):
         LoadGenerator(LoadProfile(rate=0, mix=MIX), Publisher("redis://127.0.0.1:1/0", 0.1), None)
+
+
+def test_canvases_are_published_through_celery_with_their_ids_known_in_advance(tmp_path):
+    from base64 import b64decode
+
+    from chaoslab.node.canvas_publisher import CanvasPublisher
+    from chaoslab.node.load_mix import mix_item
+
+    mix = tuple(mix_item(data) for data in (
+        {"chain": [{"task": "shop.reserve", "args": [1]}, {"task": "shop.charge"}, {"task": "shop.ship"}]},
+        {"group": [{"task": "shop.line"}, {"task": "shop.line"}]},
+        {"chord": [{"task": "shop.line"}, {"task": "shop.line"}], "callback": {"task": "shop.total"},
+         "immutable": True},
+        {"task": "shop.remind", "options": {"countdown": "1h", "expires": "2h"}},
+    ))
+    with local_redis() as server:
+        profile = LoadProfile(rate=40, mix=mix, seed=1, publish_timeout=1.0, duration=0.5)
+        with LedgerWriter(tmp_path / "p.jsonl", "never") as writer:
+            stats = LoadGenerator(profile, Publisher(server.url(), 1.0), writer,
+                                  canvases=CanvasPublisher(server.url(), server.url(), 1.0)).run()
+        queued = {message["headers"]["id"]: message for message in map(json.loads,
+                                                                        server.client().lrange("celery", 0, -1))}
+        chord_sizes = {key.decode(): int(server.client().get(key)) for key in server.client().keys("*.s")}
+        subscribed = server.client().pubsub_channels()
+    assert subscribed == []  # a publisher never subscribes to the results of what it publishes
+    records = list(read_records([tmp_path / "p.jsonl"]))
+    workflows = [record for record in records if record["type"] == "workflow"]
+    publishes = {record["id"]: record for record in records if record["type"] == "publish"}
+    assert stats.published == 20 and stats.errors == 0
+    assert {w["shape"] for w in workflows} == {"chain", "group", "chord"}
+    for flow in workflows:
+        ids = [task_id for task_id, _kind in flow["tasks"]]
+        sent = ids[:1] if flow["shape"] == "chain" else ids
+        # the load publishes what it sends itself, and the broker holds exactly that, under the ids recorded
+        assert set(sent) <= set(publishes) and set(sent) <= set(queued) and flow["outcome"] == "ok"
+        body = json.loads(b64decode(queued[sent[0]]["body"]))
+        embed = body[2]
+        if flow["shape"] == "chain":  # the later links ride in the first link's message, last first
+            assert [link["options"]["task_id"] for link in embed["chain"]] == ids[:0:-1]
+            assert not set(ids[1:]) & set(queued)
+        if flow["shape"] == "chord":  # each header task carries the callback, its size is in the result backend
+            assert embed["chord"]["options"]["task_id"] == flow["callback"][0] and embed["chord"]["immutable"]
+            group_id = queued[sent[0]]["headers"]["group"]
+            assert chord_sizes[f"celery-taskset-meta-{group_id}.s"] == 2
+    single = next(message for message in queued.values() if message["headers"]["task"] == "shop.remind")
+    assert single["headers"]["eta"] and single["headers"]["expires"] > single["headers"]["eta"]
+
+
+def test_a_canvas_publish_to_a_dead_broker_is_recorded_as_failed_in_bounded_time(tmp_path):
+    from chaoslab.node.canvas_publisher import CanvasPublisher
+    from chaoslab.node.load_mix import mix_item
+
+    with local_redis() as server:
+        url = server.url()
+    mix = (mix_item({"chain": [{"task": "shop.reserve"}, {"task": "shop.charge"}]}),)
+    profile = LoadProfile(rate=4, mix=mix, seed=1, publish_timeout=0.5, duration=0.5)
+    with LedgerWriter(tmp_path / "p.jsonl", "never") as writer:
+        start = time.monotonic()
+        stats = LoadGenerator(profile, Publisher(url, 0.5), writer, canvases=CanvasPublisher(url, url, 0.5)).run()
+        elapsed = time.monotonic() - start
+    records = list(read_records([tmp_path / "p.jsonl"]))
+    assert stats.errors == 2 and elapsed < 5
+    assert {record["outcome"] for record in records} == {"error"}
+    assert [record["type"] for record in records].count("workflow") == 2

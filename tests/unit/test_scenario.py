@@ -248,8 +248,28 @@ PHASES_AWRY = [{"name": "baseline", "duration": "1s"}, {"name": "recovery", "dur
                  id="app-task-args-mapping"),
     pytest.param([(("load", "mix"), [{"task": "shop.tasks.charge", "kwargs": [3]}])],
                  "load.mix[0].kwargs: must be a mapping of plain data", id="app-task-kwargs-list"),
+    pytest.param([(("load", "mix"), [{"chain": [{"task": "a"}], "group": [{"task": "b"}]}])],
+                 "load.mix[0]: give one canvas shape, not chain and group", id="canvas-two-shapes"),
+    pytest.param([(("load", "mix"), [{"chord": [{"task": "a"}]}])],
+                 "load.mix[0].callback: a chord needs a callback", id="chord-without-callback"),
+    pytest.param([(("load", "mix"), [{"group": [{"task": "a"}], "callback": {"task": "b"}}])],
+                 "load.mix[0].callback: only a chord has a callback, not a group", id="group-with-callback"),
+    pytest.param([(("load", "mix"), [{"chain": [{"task": "a", "weight": 3}]}])],
+                 "load.mix[0].chain[0].weight: a task inside a canvas has no weight", id="canvas-member-weight"),
+    pytest.param([(("load", "mix"), [{"chain": [{"task": "a; rm -rf /"}]}])],
+                 "load.mix[0].chain[0].task: must be a task's registered name", id="canvas-member-name"),
+    pytest.param([(("load", "mix"), [{"chain": [{"task": "a"}] * 101}])],
+                 "load.mix[0].chain: must hold 1 to 100 tasks, got 101", id="canvas-too-long"),
+    pytest.param([(("load", "mix"), [{"task": "a", "options": {"countdown": 30}}])],
+                 "load.mix[0].options.countdown: '30' has no unit", id="countdown-no-unit"),
+    pytest.param([(("load", "mix"), [{"task": "a", "options": {"expires": "0s"}}])],
+                 "load.mix[0].options.expires: must be between 1ms and 168h", id="expires-zero"),
+    pytest.param([(("load", "mix"), [{"task": "a", "options": {"priority": 3}}])],
+                 "load.mix[0].options.priority: unknown publish option (allowed: countdown, expires)",
+                 id="unknown-publish-option"),
     pytest.param([(("load", "mix"), [{"task": "shop.tasks.charge", "kind": "noop"}])],
-                 "load.mix[0].kind: unknown key (allowed: task, weight, args, kwargs)", id="app-task-and-kind"),
+                 "load.mix[0].kind: unknown key (allowed: task, weight, args, kwargs, options)",
+                 id="app-task-and-kind"),
     pytest.param([(("celery", "task_acks_late"), "maybe")], "celery.task_acks_late: must be true or false, got 'maybe'",
                  id="bad-bool"),
     pytest.param([(("celery", "task_acks_late"), None)],
@@ -528,6 +548,25 @@ def test_a_mix_of_an_apps_tasks_beside_the_labs_and_its_round_trip(root):
     assert noop.task_name == "chaoslab.noop"
     again = load_scenario(write(root, to_yaml(scenario), "again.yml"))
     assert again.load == scenario.load
+
+
+def test_every_task_of_a_canvas_must_be_the_workers(root):
+    mix = [{"chord": [{"task": "shop.line"}], "callback": {"task": "shop.total"}}]
+    scenario = load_scenario(write(root, changed((("load", "mix"), mix))))
+    check_tasks(scenario, {"shop.line", "shop.total"})
+    with pytest.raises(ScenarioError, match=r"load.mix\[0\].callback.task: the workers' app has no task 'shop.total'"):
+        check_tasks(scenario, {"shop.line"})
+
+
+def test_a_canvas_and_publish_options_survive_the_scenarios_own_dump(root):
+    mix = [{"chain": [{"task": "shop.reserve", "args": [1], "options": {"countdown": "90s"}}, {"kind": "noop"}],
+            "weight": 2, "immutable": True}]
+    scenario = load_scenario(write(root, changed((("load", "mix"), mix))))
+    (canvas,) = scenario.load.mix
+    assert canvas.members[0].options == {"countdown": 90.0} and canvas.immutable
+    assert canvas.to_data() == {"weight": 2.0, "chain": [{"task": "shop.reserve", "args": [1],
+                                                          "options": {"countdown": "90s"}}, {"kind": "noop"}],
+                                "immutable": True}
 
 
 def test_the_loads_tasks_must_be_the_workers(root):

@@ -41,7 +41,9 @@ Classes (every published task id gets exactly one, decided in this order)
         number executed twice, or an execution flagged ``redelivered``), split by whether any execution succeeded.
         A not-completed duplicate's cause is how it ended: ``failed``, ``failed_by_worker`` or ``gone``.
         Retries the task asked for (``self.retry``, ``autoretry_for``) are not duplicates: they run with increasing
-        attempt numbers, and count in ``retries``.
+        attempt numbers, and count in ``retries``. A completed duplicate's cause is ``eta_beyond_visibility_timeout``
+        when it waited for an ETA (a countdown) that lay further after its publish than the broker's visibility
+        timeout: the worker held the message unacknowledged until then, the broker handed it out again meanwhile.
     ``completed``
         Succeeded: a successful end record, or the result backend's SUCCESS (the pool process stored its result and
         died before it wrote the end record; or it finished after the ledgers were read).
@@ -71,6 +73,18 @@ Classes (every published task id gets exactly one, decided in this order)
         received, and nothing explains where it went).
 
     Records for ids that were never published are not classified; their ids and executions count as ``unknown``.
+
+Workflows (canvases)
+    A ``workflow`` record (the load generator's) names a canvas's tasks before any runs: a chain's links in order, a
+    group's members, a chord's header and callback. The load publishes a chain's first link, a group and a chord's
+    header itself (publish records); the workers publish the rest: a chain's next link when the one before
+    succeeded, a chord's callback when its whole header did. Those count as published at that success (the last of
+    the header's) and are classified like any task; a link whose predecessor never succeeded was never published
+    and is ``not_reached``. Each workflow gets one verdict (:class:`WorkflowResult`): ``finished`` (every task
+    completed, the callback once), ``pending`` (a task not completed is still pending), ``broken`` (the first task
+    in order that did not complete, its position ``link`` from 1 and its class: "its third link was lost"),
+    ``callback_repeated`` (a chord's callback ran more than once), ``callback_never`` (the header completed, the
+    callback was lost), ``publish_failed``.
 
 Each task's ``final`` state is ``success`` if it succeeded, else the end of its last-started execution: ``failure``,
 ``retry``, ``unfinished`` (no end), or ``none`` (no execution); a failure only the result backend knows is
@@ -235,6 +249,32 @@ class TaskResult(NamedTuple):
     """When the execution run_time measures started (the phase its run time counts in)."""
 
 
+class WorkflowResult(NamedTuple):
+    """The verdict on one published canvas; one row of workflows.csv."""
+
+    id: str
+    shape: str
+    phase: str
+    verdict: str
+    link: int | None
+    """The position (from 1; a chord's callback after its header) of the first task that did not complete."""
+    link_class: str | None
+    """That task's class, or ``not_reached``."""
+    link_cause: str | None
+    tasks: int
+    completed: int
+    """Its tasks that completed (a chord's callback among them)."""
+    duplicated: int
+    """Its tasks that ran more than once."""
+    callback_runs: int | None
+    """How often a chord's callback ran (None for a chain or a group)."""
+
+
+WORKFLOW_VERDICTS: Final = ("finished", "pending", "broken", "callback_repeated", "callback_never",
+                            "publish_failed")
+WORKFLOW_HEADER: Final = WorkflowResult._fields
+
+
 class Execution(NamedTuple):
     """One execution of a task: a start record and the end record that closes it; one row of executions.csv."""
 
@@ -347,6 +387,12 @@ class Summary:
     unknown_executions: int
     tasks: list[TaskResult] = field(repr=False)
     executions: list[Execution] = field(default_factory=list, repr=False)
+    workflows: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Per canvas shape, how many workflows got each verdict."""
+    workflow_gaps: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Per canvas shape, where the workflows that did not finish stopped: ``"<link>: <class> (<cause>)"`` -> how
+    many (``"2: lost (killed_running)"``: its second task was lost, killed while it ran)."""
+    workflow_results: list[WorkflowResult] = field(default_factory=list, repr=False)
 
     def ids(self, cls: str) -> list[str]:
         """Ids of the tasks of one class, in the order they were due."""
@@ -366,7 +412,7 @@ class Summary:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able view: all figures and the ids of every class but completed (not the task rows)."""
-        skipped = {"tasks", "executions", "unknown_ids", "unknown_executions"}
+        skipped = {"tasks", "executions", "unknown_ids", "unknown_executions", "workflow_results"}
         data = {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name not in skipped}
         data["tasks"] = len(self.tasks)
         data["duplicated"] = self.duplicated
@@ -376,6 +422,8 @@ class Summary:
         data["publish_failed_executed"] = len(executed)
         data["retried"] = sum(task.retries > 0 for task in self.tasks)
         data["ids"] = {**_ids_by_class(self.tasks), "publish_failed_executed": executed, "unknown": self.unknown_ids}
+        data["workflow_ids"] = {verdict: [w.id for w in self.workflow_results if w.verdict == verdict]
+                                for verdict in WORKFLOW_VERDICTS[1:]} if self.workflow_results else {}
         return data
 
     def publish_failed_executed(self) -> list[str]:
@@ -417,8 +465,9 @@ class _Collector:
     def __init__(self, run_end: float, clocks: Mapping[str, Correction] | None = None) -> None:
         self.run_end = run_end
         self.tasks: dict[str, list[Any]] = {}
-        self.counts = dict.fromkeys(("publish", "received", "start", "end", "fault", "clock", "alive", "other",
-                                     "after_run_end", "repeated_publish", "malformed"), 0)
+        self.counts = dict.fromkeys(("publish", "received", "start", "end", "fault", "clock", "alive", "workflow",
+                                     "other", "after_run_end", "repeated_publish", "malformed"), 0)
+        self.workflows: list[_Workflow] = []
         self.malformed: list[str] = []
         self._atoms: dict[Any, Any] = {}
         # node -> ((pid, process start) pairs, pids) alive when the ledgers were collected (``alive`` records)
@@ -434,7 +483,7 @@ class _Collector:
         as examples (``malformed``), and the check goes on."""
         handlers = {"start": self._add_start, "end": self._add_end, "publish": self._add_publish,
                     "received": self._add_received, "alive": self._add_alive, "fault": self._add_fault,
-                    "clock": self._add_clock}
+                    "clock": self._add_clock, "workflow": self._add_workflow}
         counts = self.counts
         for record in records:
             try:
@@ -475,6 +524,45 @@ class _Collector:
         elif event == "kill" and record.get("main"):
             self.main_kills.append(self._t(record))
 
+    def _add_workflow(self, record: Mapping[str, Any]) -> None:
+        intern = self._atoms.setdefault
+        members = tuple((_text(task_id), intern(kind, _text(kind))) for task_id, kind in record["tasks"])
+        callback = record.get("callback")
+        self.workflows.append(_Workflow(
+            _text(record["id"]), intern(record["shape"], _text(record["shape"])), members,
+            (_text(callback[0]), _text(callback[1])) if callback else None,
+            self._t(record, "scheduled") if record.get("scheduled") is not None else self._t(record),
+            _text(record["outcome"])))
+
+    def imply_publishes(self) -> None:
+        """The tasks of a workflow the workers published: a chain's link once the one before succeeded, a chord's
+        callback once its whole header did (see the module doc)."""
+        for workflow in self.workflows:
+            if workflow.outcome != "ok":
+                continue
+            if workflow.shape == "chain":
+                for (before, _kind), (task_id, kind) in pairwise(workflow.members):
+                    done = self._succeeded_at(before)
+                    if done is None:
+                        break
+                    self._implied(task_id, kind, done)
+            elif workflow.callback is not None:
+                done_times = [self._succeeded_at(task_id) for task_id, _kind in workflow.members]
+                if all(done is not None for done in done_times):
+                    self._implied(*workflow.callback, max(done for done in done_times if done is not None))
+
+    def _succeeded_at(self, task_id: str) -> float | None:
+        """When a task first ended in success (its ledger's end records); None if it never did."""
+        state = self.tasks.get(task_id)
+        if state is None:
+            return None
+        return min((event[0] for event in state[_HEAD:] if event[1] == _END and event[5] == "success"), default=None)
+
+    def _implied(self, task_id: str, kind: str, t: float) -> None:
+        state = self._state(task_id)
+        if state[2] is None:
+            state[0], state[1], state[2], state[3] = kind, t, "ok", t
+
     def _state(self, task_id: str) -> list[Any]:
         state = self.tasks.get(task_id)
         if state is None:
@@ -490,7 +578,10 @@ class _Collector:
 
     def _add_start(self, record: Mapping[str, Any]) -> None:
         ps = record.get("ps")
-        self._add_event(record, (_START, bool(record["redelivered"]), self._atoms.setdefault(ps, ps)))
+        eta, vt = record.get("eta"), record.get("vt")
+        # an execution held for an ETA: the latest publish time from which that ETA lay beyond the visibility timeout
+        held = self._t(record, "eta") - float(vt) if eta is not None and vt is not None else None
+        self._add_event(record, (_START, bool(record["redelivered"]), self._atoms.setdefault(ps, ps), held))
 
     def _add_end(self, record: Mapping[str, Any]) -> None:
         intern = self._atoms.setdefault
@@ -518,6 +609,16 @@ class _Collector:
             if not _better_publish(returned, outcome, state[3], state[2]):
                 return
         state[0], state[1], state[2], state[3] = intern(kind, kind), scheduled, intern(outcome, outcome), returned
+
+
+class _Workflow(NamedTuple):
+    id: str
+    shape: str
+    members: tuple[tuple[str, str], ...]
+    """(id, kind) of a chain's links in order, a group's members or a chord's header."""
+    callback: tuple[str, str] | None
+    scheduled: float
+    outcome: str
 
 
 def _text(value: Any) -> str:
@@ -554,7 +655,8 @@ def _with_results(snapshot: BrokerState | None, states: Mapping[str, list[Any]],
 
 
 def _pair_executions(events: list[tuple[Any, ...]]) -> list[list[Any]]:
-    """Executions ``[start_t, end_t, outcome, node, attempt, redelivered, pid, ps, error_type]`` in time order."""
+    """Executions ``[start_t, end_t, outcome, node, attempt, redelivered, pid, ps, error_type, held]`` in time order
+    (``held``: for an execution held for an ETA, its ETA less the visibility timeout)."""
     events.sort(key=itemgetter(0, 1))
     executions: list[list[Any]] = []
     open_by_key: dict[tuple[Any, ...], list[list[Any]]] = {}
@@ -562,7 +664,7 @@ def _pair_executions(events: list[tuple[Any, ...]]) -> list[list[Any]]:
         t, what, node, pid, attempt = event[:5]
         key = (node, pid, event[6], attempt)
         if what == _START:
-            execution = [t, None, None, node, attempt, event[5], pid, event[6], None]
+            execution = [t, None, None, node, attempt, event[5], pid, event[6], None, event[7]]
             open_by_key.setdefault(key, []).append(execution)
             executions.append(execution)
             continue
@@ -571,7 +673,7 @@ def _pair_executions(events: list[tuple[Any, ...]]) -> list[list[Any]]:
             execution = stack.pop()
             execution[1], execution[2], execution[8] = t, event[5], event[7]
         else:
-            executions.append([None, t, event[5], node, attempt, False, pid, event[6], event[7]])
+            executions.append([None, t, event[5], node, attempt, False, pid, event[6], event[7], None])
     return executions
 
 
@@ -691,13 +793,22 @@ def _classify(task: list[Any], task_id: str, executions: list[list[Any]], ctx: _
     failure_cls, failure_cause = _failure(executions, meta)
     if _redelivered(executions):
         if success:
-            return "duplicated_completed", None
+            return "duplicated_completed", _duplicate_cause(task, executions)
         return "duplicated_not_completed", failure_cls or "gone"
     if success:
         return "completed", None
     if failure_cls:
         return failure_cls, failure_cause
     return "lost", _lost_cause(task, executions, final, ctx)
+
+
+def _duplicate_cause(task: list[Any], executions: list[list[Any]]) -> str | None:
+    """``eta_beyond_visibility_timeout`` when the task waited for an ETA further from its publish than the broker's
+    visibility timeout: the worker holds such a message unacknowledged until its ETA, and kombu's Redis transport
+    hands it out again when the timeout passes, so it runs twice (Celery's docs warn of it)."""
+    if any(execution[9] is not None and execution[9] > task[3] for execution in executions):
+        return "eta_beyond_visibility_timeout"
+    return None
 
 
 def _failure(executions: list[list[Any]], meta: Any) -> tuple[str | None, str | None]:
@@ -772,6 +883,61 @@ def _judge(task_id: str, state: list[Any], ctx: _Context, out: list[Execution]) 
         meta.state if meta is not None else None,
         decisive[0] if decisive else None,
     )
+
+
+# ---------------------------------------------------------------------------------------
+# Judging workflows
+
+_COMPLETED: Final = frozenset(("completed", "duplicated_completed"))
+
+
+def _judge_workflow(workflow: _Workflow, by_id: Mapping[str, TaskResult], ctx: _Context) -> WorkflowResult:
+    """The verdict on one canvas, from its tasks' verdicts (see the module doc)."""
+    ids = [task_id for task_id, _kind in workflow.members]
+    if workflow.callback is not None:
+        ids.append(workflow.callback[0])
+    results = [by_id.get(task_id) for task_id in ids]
+    completed = sum(result is not None and result.cls in _COMPLETED for result in results)
+    duplicated = sum(result is not None and result.cls in DUPLICATED for result in results)
+    callback = results[-1] if workflow.callback is not None else None
+    runs = (callback.executions if callback is not None else 0) if workflow.callback is not None else None
+    base = dict(id=workflow.id, shape=workflow.shape, phase=ctx.phase(workflow.scheduled), tasks=len(ids),
+                completed=completed, duplicated=duplicated, callback_runs=runs)
+    if workflow.outcome != "ok":
+        return WorkflowResult(**base, verdict="publish_failed", link=1, link_class="publish_failed",
+                              link_cause=workflow.outcome)
+    gap = next(((position, result) for position, result in enumerate(results, 1)
+                if result is None or result.cls not in _COMPLETED), None)
+    if gap is None:
+        verdict = "callback_repeated" if callback is not None and callback.cls in DUPLICATED else "finished"
+        return WorkflowResult(**base, verdict=verdict, link=None, link_class=None, link_cause=None)
+    position, result = gap
+    if result is None:
+        return WorkflowResult(**base, verdict="broken", link=position, link_class="not_reached", link_cause=None)
+    if result.cls == "pending":
+        verdict = "pending"
+    elif result is callback and result.cls == "lost":
+        verdict = "callback_never"
+    else:
+        verdict = "broken"
+    return WorkflowResult(**base, verdict=verdict, link=position, link_class=result.cls, link_cause=result.cause)
+
+
+def _workflow_counts(results: Iterable[WorkflowResult]) -> dict[str, dict[str, int]]:
+    counts: dict[str, Counter[str]] = {}
+    for result in results:
+        counts.setdefault(result.shape, Counter())[result.verdict] += 1
+    return {shape: {verdict: counter[verdict] for verdict in WORKFLOW_VERDICTS if counter[verdict]}
+            for shape, counter in sorted(counts.items())}
+
+
+def _workflow_gaps(results: Iterable[WorkflowResult]) -> dict[str, dict[str, int]]:
+    gaps: dict[str, Counter[str]] = {}
+    for result in results:
+        if result.link is not None:
+            cause = f" ({result.link_cause})" if result.link_cause else ""
+            gaps.setdefault(result.shape, Counter())[f"{result.link}: {result.link_class}{cause}"] += 1
+    return {shape: dict(sorted(counter.items())) for shape, counter in sorted(gaps.items())}
 
 
 # ---------------------------------------------------------------------------------------
@@ -1182,6 +1348,7 @@ def check(
     with _gc_paused():
         collector = _Collector(run_end, clocks)
         collector.add_all(records)
+        collector.imply_publishes()
         snapshot = _with_results(snapshot, collector.tasks, results)
         if collector.faults:
             fault_list, fault_source = fault_windows(collector.faults, run_end, collector.effects), "agents"
@@ -1195,6 +1362,9 @@ def check(
         tasks, executions, unknown_ids, unknown_executions = _judge_all(collector, ctx)
         collector.tasks.clear()
         tasks.sort(key=_PUBLISH_ORDER)  # the same order whatever order the records came in
+        by_id = {task.id: task for task in tasks} if collector.workflows else {}
+        workflow_results = sorted((_judge_workflow(workflow, by_id, ctx) for workflow in collector.workflows),
+                                  key=itemgetter(0))
         executions.sort(key=_execution_order)
         unknown_ids.sort()
     timeline = _timeline(tasks)
@@ -1221,6 +1391,9 @@ def check(
         unknown_executions=unknown_executions,
         tasks=tasks,
         executions=executions,
+        workflows=_workflow_counts(workflow_results),
+        workflow_gaps=_workflow_gaps(workflow_results),
+        workflow_results=workflow_results,
     )
 
 

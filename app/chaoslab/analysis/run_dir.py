@@ -44,7 +44,15 @@ from typing import Any, Final, NamedTuple, TypeVar
 
 from chaoslab import broker_state
 from chaoslab.analysis import figures as run_figures
-from chaoslab.analysis.checker import CSV_HEADER, EXECUTION_HEADER, Execution, Summary, TaskResult
+from chaoslab.analysis.checker import (
+    CSV_HEADER,
+    EXECUTION_HEADER,
+    WORKFLOW_HEADER,
+    Execution,
+    Summary,
+    TaskResult,
+    WorkflowResult,
+)
 
 RUN_FILE: Final = "run.json"
 SCENARIO_FILE: Final = "scenario.yml"
@@ -58,6 +66,7 @@ METRICS_FILE: Final = "metrics.json"
 SUMMARY_FILE: Final = "summary.json"
 TASKS_FILE: Final = "tasks.csv"
 EXECUTIONS_FILE: Final = "executions.csv"
+WORKFLOWS_FILE: Final = "workflows.csv"
 VERDICT_FILE: Final = "verdict.json"
 REPORT_FILE: Final = "report.html"
 FIGURES_DIR: Final = "figures"
@@ -68,7 +77,7 @@ COMPARISON_CSV: Final = "comparison.csv"
 COMPARISON_JSON: Final = "comparison.json"
 
 StrPath = str | os.PathLike[str]
-_Row = TypeVar("_Row", TaskResult, Execution)
+_Row = TypeVar("_Row", TaskResult, Execution, WorkflowResult)
 
 
 # ---------------------------------------------------------------------------------------
@@ -256,9 +265,10 @@ def _write_rows(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]
 
 
 def write_check(summary: Summary, run_dir: StrPath, labels: Mapping[str, str] | None = None) -> Check:
-    """Write ``summary.json`` (with the run's figures), ``tasks.csv`` and ``executions.csv`` into *run_dir*.
+    """Write ``summary.json`` (with the run's figures), ``tasks.csv``, ``executions.csv`` and, for a load with
+    canvases, ``workflows.csv`` (one verdict per canvas) into *run_dir*.
 
-    *labels* (e.g. ``{"run_id": ..., "cell": ...}``) become leading columns of every row of both CSV files, so that
+    *labels* (e.g. ``{"run_id": ..., "cell": ...}``) become leading columns of every row of the CSV files, so that
     the tasks and executions of many runs can be read as one table.
     """
     out = Path(run_dir)
@@ -267,6 +277,8 @@ def write_check(summary: Summary, run_dir: StrPath, labels: Mapping[str, str] | 
     write_json(out / SUMMARY_FILE, output.summary)
     _write_rows(out / TASKS_FILE, CSV_HEADER, output.tasks, labels)
     _write_rows(out / EXECUTIONS_FILE, EXECUTION_HEADER, output.executions, labels)
+    if summary.workflow_results:
+        _write_rows(out / WORKFLOWS_FILE, WORKFLOW_HEADER, summary.workflow_results, labels)
     return output
 
 
@@ -308,6 +320,11 @@ def _read_rows(path: Path, row_type: type[_Row], header: Sequence[str]) -> list[
 def read_tasks(run_dir: StrPath) -> list[TaskResult] | None:
     """tasks.csv, one TaskResult per published task; None without the file."""
     return _read_rows(Path(run_dir) / TASKS_FILE, TaskResult, CSV_HEADER)
+
+
+def read_workflows(run_dir: StrPath) -> list[WorkflowResult] | None:
+    """workflows.csv, one WorkflowResult per canvas; None without the file (a load without canvases)."""
+    return _read_rows(Path(run_dir) / WORKFLOWS_FILE, WorkflowResult, WORKFLOW_HEADER)
 
 
 def read_executions(run_dir: StrPath) -> list[Execution] | None:

@@ -13,7 +13,7 @@ import itertools
 import json
 import operator
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
@@ -36,7 +36,7 @@ from chaoslab.fault_params import check as fault_check
 from chaoslab.fault_params import check_value
 from chaoslab.inputs import is_json_data, pattern, resolve
 from chaoslab.ledger import task_kind
-from chaoslab.node.loadgen import MixEntry
+from chaoslab.node.load_mix import OPTIONS, SHAPES, CanvasEntry, MixEntry, MixItem
 from chaoslab.node.tasks import KINDS
 from chaoslab.project import find_project
 from chaoslab.units import format_duration, parse_bytes, parse_duration
@@ -47,8 +47,12 @@ SIZE_KEYS = ("cpus", "memory")
 CPUS_BOUNDS = (0.05, 64.0)
 MEMORY_MIB_BOUNDS = (64, 1024 * 1024)
 LOAD_KEYS = ("rate", "seed", "publish_timeout", "mix")
-MIX_KEYS = ("kind", "weight", "args")
-APP_MIX_KEYS = ("task", "weight", "args", "kwargs")
+MIX_KEYS = ("kind", "weight", "args", "options")
+APP_MIX_KEYS = ("task", "weight", "args", "kwargs", "options")
+CANVAS_KEYS = (*SHAPES, "callback", "weight", "immutable")
+CANVAS_SIZE = (1, 100)
+"""How many tasks a canvas may hold (a chord's header; a chain's links)."""
+MAX_COUNTDOWN = 7 * 86400.0
 # A task of the app under test, by the name the app registers (shop.tasks.charge).
 TASK_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*([.:-][A-Za-z0-9_]+)*")
 PHASE_KEYS = ("name", "duration", "fault", "faults")
@@ -83,7 +87,7 @@ class LoadSpec:
     rate: float
     seed: int
     publish_timeout: float
-    mix: list[MixEntry]
+    mix: list[MixItem]
 
 
 @dataclass(frozen=True)
@@ -204,12 +208,25 @@ def check_targets(scenario: Scenario, groups: dict[str, list[str]]) -> None:
 def check_tasks(scenario: Scenario, registered: set[str]) -> None:
     """Every task of the load is one the workers' app registers (ScenarioError naming the mix entry otherwise):
     checked when a run starts, against what the running workers say they have."""
-    for index, entry in enumerate(scenario.load.mix):
+    have = ", ".join(sorted(registered)[:12]) + (", ..." if len(registered) > 12 else "")
+    for key, entry in _mix_tasks(scenario.load.mix):
         if entry.task_name not in registered:
-            key = f"load.mix[{index}].{'task' if entry.task else 'kind'}"
-            have = ", ".join(sorted(registered)[:12]) + (", ..." if len(registered) > 12 else "")
-            raise ScenarioError(key, f"the workers' app has no task {entry.task_name!r} (it has: {have or 'none'})",
+            raise ScenarioError(f"{key}.{'task' if entry.task else 'kind'}",
+                                f"the workers' app has no task {entry.task_name!r} (it has: {have or 'none'})",
                                 str(scenario.path))
+
+
+def _mix_tasks(mix: list[MixItem]) -> Iterator[tuple[str, MixEntry]]:
+    """Every task of a mix with its key (load.mix[2].chain[1]), those inside canvases too."""
+    for index, item in enumerate(mix):
+        key = f"load.mix[{index}]"
+        if isinstance(item, MixEntry):
+            yield key, item
+            continue
+        for position, member in enumerate(item.members):
+            yield f"{key}.{item.shape}[{position}]", member
+        if item.callback is not None:
+            yield f"{key}.callback", item.callback
 
 
 def node_sizes(scenario: Scenario, groups: dict[str, list[str]]) -> dict[str, dict[str, Any]]:
@@ -549,10 +566,63 @@ def _redis(root: Path, value: Any) -> dict[str, Any]:
 
 def _load(value: Any) -> LoadSpec:
     load = _mapping(value, "load", LOAD_KEYS, required=("rate", "mix"))
-    mix = [_mix_entry(entry, f"load.mix[{i}]") for i, entry in enumerate(_list(load["mix"], "load.mix", "tasks"))]
+    mix = [_mix_item(entry, f"load.mix[{i}]") for i, entry in enumerate(_list(load["mix"], "load.mix", "tasks"))]
     return LoadSpec(rate=float(_number(load["rate"], "load.rate")), mix=mix,
                     seed=_number(load.get("seed", 0), "load.seed", ">=", 0, whole=True),
                     publish_timeout=_duration(load.get("publish_timeout", "2s"), "load.publish_timeout"))
+
+
+def _mix_item(value: Any, key: str) -> MixItem:
+    """One entry of the load's mix: a task (``kind`` of the lab's, or ``task`` of the app under test) or a canvas
+    of tasks (``chain``, ``group``, ``chord`` with its ``callback``)."""
+    if isinstance(value, dict) and any(shape in value for shape in SHAPES):
+        return _canvas(value, key)
+    return _mix_entry(value, key)
+
+
+def _canvas(value: dict[str, Any], key: str) -> CanvasEntry:
+    entry = _mapping(value, key, CANVAS_KEYS)
+    shapes = [shape for shape in SHAPES if shape in entry]
+    if len(shapes) > 1:
+        raise ScenarioError(key, f"give one canvas shape, not {' and '.join(shapes)}")
+    shape = shapes[0]
+    tasks = _list(entry[shape], f"{key}.{shape}", "tasks")
+    if not CANVAS_SIZE[0] <= len(tasks) <= CANVAS_SIZE[1]:
+        raise ScenarioError(f"{key}.{shape}", f"must hold {CANVAS_SIZE[0]} to {CANVAS_SIZE[1]} tasks, "
+                                              f"got {len(tasks)}")
+    immutable = entry.get("immutable", False)
+    if not isinstance(immutable, bool):
+        raise ScenarioError(f"{key}.immutable", f"must be true or false, got {immutable!r}")
+    members = tuple(_member(task, f"{key}.{shape}[{i}]") for i, task in enumerate(tasks))
+    callback = None
+    if shape == "chord":
+        if "callback" not in entry:
+            raise ScenarioError(f"{key}.callback", "a chord needs a callback: the task run once its header is done")
+        callback = _member(entry["callback"], f"{key}.callback")
+    elif "callback" in entry:
+        raise ScenarioError(f"{key}.callback", f"only a chord has a callback, not a {shape}")
+    return CanvasEntry(shape, members, callback, float(_number(entry.get("weight", 1), f"{key}.weight")), immutable)
+
+
+def _member(value: Any, key: str) -> MixEntry:
+    """A task inside a canvas (its weight is the canvas's)."""
+    if isinstance(value, dict) and "weight" in value:
+        raise ScenarioError(f"{key}.weight", "a task inside a canvas has no weight of its own: weigh the canvas")
+    return _mix_entry(value, key)
+
+
+def _options(value: Any, key: str) -> dict[str, float]:
+    """Publish options in seconds: ``countdown`` (>= 0) and ``expires`` (> 0), as durations (30s, 2m)."""
+    options = _mapping(value, key, OPTIONS, what="publish option")
+    found: dict[str, float] = {}
+    for name, given in options.items():
+        seconds = _at(f"{key}.{name}", parse_duration, given)
+        low = 0.0 if name == "countdown" else 1e-3
+        if not low <= seconds <= MAX_COUNTDOWN:
+            raise ScenarioError(f"{key}.{name}", f"must be between {format_duration(low)} and "
+                                                 f"{format_duration(MAX_COUNTDOWN)}, got {given!r}")
+        found[name] = seconds
+    return found
 
 
 def _mix_entry(value: Any, key: str) -> MixEntry:
@@ -570,7 +640,8 @@ def _mix_entry(value: Any, key: str) -> MixEntry:
         if default not in (None, inspect.Parameter.empty) and not _is_type(given, expected):
             raise ScenarioError(f"{key}.args.{arg}", f"must be {expected.__name__} like the default {default!r}, "
                                                      f"got {given!r}")
-    return MixEntry(kind=kind, weight=float(_number(entry.get("weight", 1), f"{key}.weight")), args=dict(args))
+    return MixEntry(kind=kind, weight=float(_number(entry.get("weight", 1), f"{key}.weight")), args=dict(args),
+                    options=_options(entry.get("options") or {}, f"{key}.options"))
 
 
 def _app_mix_entry(value: dict[str, Any], key: str) -> MixEntry:
@@ -589,7 +660,8 @@ def _app_mix_entry(value: dict[str, Any], key: str) -> MixEntry:
         raise ScenarioError(f"{key}.kwargs", f"must be a mapping of plain data (the task's keyword arguments), "
                                              f"got {kwargs!r}")
     return MixEntry(kind=task_kind(task), weight=float(_number(entry.get("weight", 1), f"{key}.weight")),
-                    args=dict(kwargs), task=task, positional=tuple(args))
+                    args=dict(kwargs), task=task, positional=tuple(args),
+                    options=_options(entry.get("options") or {}, f"{key}.options"))
 
 
 def _is_type(value: Any, expected: type) -> bool:

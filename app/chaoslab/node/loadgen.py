@@ -20,8 +20,10 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge
 
-from chaoslab.ledger import LAB_TASK_PREFIX, LedgerWriter, task_kind
-from chaoslab.node.publisher import Publisher
+from chaoslab.ledger import LedgerWriter
+from chaoslab.node.canvas_publisher import CanvasPublisher
+from chaoslab.node.load_mix import CanvasEntry, MixEntry, MixItem, mix_item
+from chaoslab.node.publisher import Outcome, Publisher
 
 PUBLISHED = Counter("chaoslab_loadgen_published", "Tasks the load generator tried to publish", ["kind", "outcome"])
 PUBLISH_ERRORS = Counter("chaoslab_loadgen_publish_errors", "Publishes that failed (error or timeout)", ["kind"])
@@ -31,33 +33,9 @@ MAX_BATCH = 500
 
 
 @dataclass(frozen=True)
-class MixEntry:
-    """One kind of task in the load: a lab task kind (``kind``, keyword arguments in ``args``), or a task of the app
-    under test by its name (``task``, positional arguments in ``positional``, keyword arguments in ``args``)."""
-
-    kind: str
-    weight: float = 1.0
-    args: dict[str, Any] = field(default_factory=dict)
-    task: str = ""
-    positional: tuple[Any, ...] = ()
-
-    @property
-    def task_name(self) -> str:
-        return self.task or LAB_TASK_PREFIX + self.kind
-
-    def to_data(self) -> dict[str, Any]:
-        """The YAML/JSON form :func:`mix_entry` reads back."""
-        if self.task:
-            return {"task": self.task, "weight": self.weight, **({"args": list(self.positional)} if self.positional
-                                                                  else {}),
-                    **({"kwargs": dict(self.args)} if self.args else {})}
-        return {"kind": self.kind, "weight": self.weight, **({"args": dict(self.args)} if self.args else {})}
-
-
-@dataclass(frozen=True)
 class LoadProfile:
     rate: float
-    mix: tuple[MixEntry, ...]
+    mix: tuple[MixItem, ...]
     seed: int = 0
     publish_timeout: float = 2.0
     duration: float | None = None  # None: until stopped
@@ -78,11 +56,14 @@ class LoadStats:
 class LoadGenerator:
     def __init__(self, profile: LoadProfile, publisher: Publisher, ledger: LedgerWriter | None,
                  clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
-                 node: str = "") -> None:
+                 node: str = "", canvases: CanvasPublisher | None = None) -> None:
         if profile.rate <= 0 or not profile.mix:
             raise ValueError("a load needs a rate > 0 and at least one task kind")
+        if canvases is None and any(isinstance(entry, CanvasEntry) for entry in profile.mix):
+            raise ValueError("a load with canvases needs a canvas publisher")
         self.profile = profile
         self.publisher = publisher
+        self.canvases = canvases
         self.ledger = ledger
         self.clock = clock
         self.wall = wall
@@ -92,32 +73,61 @@ class LoadGenerator:
         self._rng = random.Random(profile.seed)
         self._entries = list(profile.mix)
         self._weights = [entry.weight for entry in profile.mix]
-        self._templates = [publisher.template(entry.task_name, entry.args, entry.positional) for entry in profile.mix]
+        self._templates = [publisher.template(entry.task_name, entry.args, entry.positional, entry.options)
+                           if isinstance(entry, MixEntry) else None for entry in profile.mix]
 
     def _next_tasks(self, count: int) -> list[tuple[str, int]]:
         picks = self._rng.choices(range(len(self._entries)), weights=self._weights, k=count)
         return [(str(uuid.uuid4()), index) for index in picks]
 
-    def _record(self, tasks: list[tuple[str, int]], scheduled: list[float], t: float, outcome: str,
-                error: str | None) -> None:
-        for (task_id, index), due in zip(tasks, scheduled, strict=True):
-            kind = self._entries[index].kind
-            PUBLISHED.labels(kind, outcome).inc()
-            if outcome != "ok":
+    def _record(self, tasks: list[tuple[str, str]], scheduled: list[float], t: float, result: Outcome) -> None:
+        """A publish record per task sent: (id, kind) with the time it was due."""
+        for (task_id, kind), due in zip(tasks, scheduled, strict=True):
+            PUBLISHED.labels(kind, result.outcome).inc()
+            if result.outcome != "ok":
                 PUBLISH_ERRORS.labels(kind).inc()
             if self.ledger is not None:
                 self.ledger.write({"type": "publish", "id": task_id, "kind": kind, "node": self.node,
-                                   "scheduled": due, "t": t, "outcome": outcome, "error": error})
+                                   "scheduled": due, "t": t, "outcome": result.outcome, "error": result.error})
+
+    def _send_canvas(self, workflow: str, entry: CanvasEntry, due: float) -> Outcome:
+        """Publish one canvas: its members' ids first in a ``workflow`` record, then a publish record for each task
+        the load sends itself (a chain's first link, every member of a group or a chord's header); the rest are
+        published by the workers that run their predecessors."""
+        assert self.canvases is not None
+        members = [*entry.members, *((entry.callback,) if entry.callback else ())]
+        ids = [str(uuid.uuid4()) for _ in members]
+        result = self.canvases.publish(entry, ids)
+        t = self.wall()
+        sent = 1 if entry.shape == "chain" else len(entry.members)
+        if self.ledger is not None:
+            self.ledger.write({"type": "workflow", "id": workflow, "shape": entry.shape, "node": self.node,
+                               "tasks": [[task_id, member.kind] for task_id, member in zip(ids, entry.members,
+                                                                                           strict=False)],
+                               "callback": [ids[-1], entry.callback.kind] if entry.callback else None,
+                               "scheduled": due, "t": t, "outcome": result.outcome})
+        self._record([(task_id, member.kind) for task_id, member in zip(ids[:sent], members, strict=False)],
+                     [due] * sent, t, result)
+        return result
 
     def _send(self, tasks: list[tuple[str, int]], due: float, scheduled: list[float]) -> None:
-        messages = [self._templates[index].render(task_id) for task_id, index in tasks]
-        result = self.publisher.publish(messages)
-        t = self.wall()
-        self._record(tasks, scheduled, t, result.outcome, result.error)
+        singles = [(task_id, index, when) for (task_id, index), when in zip(tasks, scheduled, strict=True)
+                   if self._templates[index] is not None]
+        failed = 0
+        if singles:
+            messages = [self._templates[index].render(task_id) for task_id, index, _ in singles]  # type: ignore[union-attr]
+            result = self.publisher.publish(messages)
+            self._record([(task_id, self._entries[index].kind) for task_id, index, _ in singles],
+                         [when for *_, when in singles], self.wall(), result)
+            failed += 0 if result.outcome == "ok" else len(singles)
+        for (task_id, index), when in zip(tasks, scheduled, strict=True):
+            entry = self._entries[index]
+            if isinstance(entry, CanvasEntry):
+                failed += self._send_canvas(task_id, entry, when).outcome != "ok"
         lag = max(self.clock() - due, 0.0)
         LAG.set(lag)
         self.stats.published += len(tasks)
-        self.stats.errors += 0 if result.outcome == "ok" else len(tasks)
+        self.stats.errors += failed
         self.stats.max_lag = max(self.stats.max_lag, lag)
         self.stats.lags.append(lag)
 
@@ -125,8 +135,9 @@ class LoadGenerator:
         """Publish until the profile's duration is over or stop() is called."""
         RATE.set(self.profile.rate)
         for entry in self.profile.mix:  # every kind's series exists from the start, errors at 0
-            PUBLISHED.labels(entry.kind, "ok")
-            PUBLISH_ERRORS.labels(entry.kind)
+            for member in entry.members if isinstance(entry, CanvasEntry) else (entry,):
+                PUBLISHED.labels(member.kind, "ok")
+                PUBLISH_ERRORS.labels(member.kind)
         interval = 1.0 / self.profile.rate
         total = self.profile.total
         start = self.clock()
@@ -153,18 +164,8 @@ class LoadGenerator:
         self.stop_event.set()
 
 
-def mix_entry(data: dict[str, Any]) -> MixEntry:
-    """A mix entry from its YAML/JSON form: {kind, weight, args} for a lab task kind, {task, weight, args, kwargs} for
-    a task of the app under test (args positional)."""
-    weight = float(data.get("weight", 1))
-    if data.get("task"):
-        return MixEntry(task_kind(data["task"]), weight, dict(data.get("kwargs") or {}), data["task"],
-                        tuple(data.get("args") or ()))
-    return MixEntry(data["kind"], weight, dict(data.get("args") or {}))
-
-
 def profile_from_mapping(data: dict[str, Any], duration: float | None = None) -> LoadProfile:
-    """A profile from its YAML/JSON form: rate, mix [mix entries], seed, publish_timeout (seconds)."""
-    mix = tuple(mix_entry(entry) for entry in data.get("mix") or [])
+    """A profile from its YAML/JSON form: rate, mix [tasks and canvases], seed, publish_timeout (seconds)."""
+    mix = tuple(mix_item(entry) for entry in data.get("mix") or [])
     return LoadProfile(rate=float(data["rate"]), mix=mix, seed=int(data.get("seed", 0)),
                        publish_timeout=float(data.get("publish_timeout", 2.0)), duration=duration)

@@ -14,7 +14,9 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
@@ -37,8 +39,10 @@ class MessageTemplate:
     """The parts of a task message that do not change between tasks of one kind and arguments."""
 
     def __init__(self, task_name: str, kwargs: dict[str, Any], queue: str, origin: str, reply_to: str,
-                 args: tuple[Any, ...] = ()) -> None:
+                 args: tuple[Any, ...] = (), options: Mapping[str, float] | None = None) -> None:
         self.task_name = task_name
+        self.countdown = (options or {}).get("countdown")
+        self.expires = (options or {}).get("expires")
         self.queue = queue
         self.body = base64.b64encode(json.dumps([list(args), kwargs, EMBED]).encode()).decode()
         self.argsrepr = repr(args)
@@ -47,12 +51,14 @@ class MessageTemplate:
         self.reply_to = reply_to
 
     def render(self, task_id: str) -> str:
+        now = time.time()
         headers = {
-            "lang": "py", "task": self.task_name, "id": task_id, "shadow": None, "eta": None, "expires": None,
+            "lang": "py", "task": self.task_name, "id": task_id, "shadow": None, "eta": _after(now, self.countdown),
+            "expires": _after(now, self.expires),
             "group": None, "group_index": None, "retries": 0, "timelimit": [None, None], "root_id": task_id,
             "parent_id": None, "argsrepr": self.argsrepr, "kwargsrepr": self.kwargsrepr, "origin": self.origin,
             "ignore_result": False, "replaced_task_nesting": 0, "stamped_headers": None, "stamps": {},
-            SENT_HEADER: time.time(),
+            SENT_HEADER: now,
         }
         properties = {
             "correlation_id": task_id, "reply_to": self.reply_to, "delivery_mode": 2,
@@ -65,6 +71,11 @@ class MessageTemplate:
         })
 
 
+def _after(now: float, seconds: float | None) -> str | None:
+    """*seconds* after *now* as Celery writes an ETA or an expiry (ISO 8601, UTC); None without one."""
+    return None if seconds is None else datetime.fromtimestamp(now + seconds, tz=UTC).isoformat()
+
+
 class Publisher:
     def __init__(self, broker_url: str, timeout: float, queue: str = "celery") -> None:
         self.queue = queue
@@ -75,8 +86,9 @@ class Publisher:
         self.origin = f"loadgen{os.getpid()}@{socket.gethostname()}"
         self.reply_to = str(uuid.uuid4())
 
-    def template(self, task_name: str, kwargs: dict[str, Any], args: tuple[Any, ...] = ()) -> MessageTemplate:
-        return MessageTemplate(task_name, kwargs, self.queue, self.origin, self.reply_to, args)
+    def template(self, task_name: str, kwargs: dict[str, Any], args: tuple[Any, ...] = (),
+                 options: Mapping[str, float] | None = None) -> MessageTemplate:
+        return MessageTemplate(task_name, kwargs, self.queue, self.origin, self.reply_to, args, options)
 
     def publish(self, messages: list[str]) -> Outcome:
         """LPUSH the messages in one command; Celery's workers pop from the other end (FIFO)."""

@@ -18,6 +18,7 @@ import json
 import os
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,24 @@ def canvas_ids(request: Any) -> dict[str, str]:
                                                                   ("group", "group"))}
     return {key: value for key, value in found.items()
             if isinstance(value, str) and value and not (key == "root" and value == request.id)}
+
+
+REDIS_VISIBILITY_TIMEOUT = 3600
+"""kombu's Redis transport hands an unacknowledged message out again after this many seconds unless told otherwise."""
+
+
+def eta_fields(eta: Any, transport_options: dict[str, Any] | None) -> dict[str, float]:
+    """An execution held for an ETA or countdown: the ETA (epoch seconds) and the broker's visibility timeout then in
+    force (``vt``; a message held unacknowledged longer than it is handed out again); nothing without an ETA."""
+    if isinstance(eta, str):
+        try:
+            eta = datetime.fromisoformat(eta)
+        except ValueError:
+            return {}
+    if not isinstance(eta, datetime):
+        return {}
+    timeout = (transport_options or {}).get("visibility_timeout", REDIS_VISIBILITY_TIMEOUT)
+    return {"eta": round(eta.timestamp(), 3), "vt": float(timeout)}
 
 
 def process_start(pid: int | None = None) -> float:
@@ -108,6 +127,9 @@ class WorkerLedger:
             t=time.time(),
         )
         record.update(canvas_ids(request))
+        eta = getattr(request, "eta", None)
+        if eta:
+            record.update(eta_fields(eta, task.app.conf.broker_transport_options))
         self.writer().write(record)
 
     def on_postrun(self, task: Any = None, state: str | None = None, retval: Any = None, **_kwargs: Any) -> None:

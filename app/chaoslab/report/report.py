@@ -68,7 +68,7 @@ from matplotlib.figure import Figure
 
 from chaoslab.analysis import run_dir as run_files
 from chaoslab.analysis import run_history, verdict
-from chaoslab.analysis.checker import BAD_CLASSES, CLASSES, Execution, TaskResult
+from chaoslab.analysis.checker import BAD_CLASSES, CLASSES, WORKFLOW_VERDICTS, Execution, TaskResult
 from chaoslab.experiment import series
 from chaoslab.report.compare import (
     MISSING,
@@ -747,6 +747,32 @@ def _classes_section(summary: Mapping[str, Any], drain: Mapping[str, Any] | None
     return _section("Tasks by class", f"<ul class=\"outcome\">{said}</ul>\n{counts}\n{table}")
 
 
+WORKFLOW_MEANINGS: Final = {
+    "finished": "every task completed (a chord's callback once)",
+    "pending": "a task not completed is still queued, reserved or running",
+    "broken": "a task did not complete: the workflow stopped there",
+    "callback_repeated": "the chord's callback ran more than once",
+    "callback_never": "the chord's header completed; its callback was lost",
+    "publish_failed": "the publish failed or timed out: the producer was told",
+}
+
+
+def _workflows_section(summary: Mapping[str, Any]) -> str:
+    """Each canvas shape's verdicts, and where those that did not finish stopped; nothing for a load without
+    canvases."""
+    counts, gaps = summary.get("workflows") or {}, summary.get("workflow_gaps") or {}
+    if not counts:
+        return ""
+    rows = [[shape, *(fmt_count(counts[shape].get(verdict, 0)) for verdict in WORKFLOW_VERDICTS),
+             ", ".join(f"task {gap} x{count}" for gap, count in (gaps.get(shape) or {}).items()) or MISSING]
+            for shape in counts]
+    table = html_table(["shape", *(verdict.replace("_", " ") for verdict in WORKFLOW_VERDICTS), "stopped at"], rows,
+                       table_class="workflows")
+    meanings = "".join(f"<li><b>{esc(verdict.replace('_', ' '))}</b>: {esc(text)}</li>"
+                       for verdict, text in WORKFLOW_MEANINGS.items())
+    return _section("Workflows (canvases)", f"{table}\n<ul>{meanings}</ul>")
+
+
 def _success_text(ratios: Mapping[str, float]) -> str:
     if len(ratios) == 1:
         return fmt_ratio(next(iter(ratios.values())))
@@ -919,6 +945,7 @@ def render_html(data: RunData, pngs: Mapping[str, Path]) -> str:
             _header(data),
             _verdict_section(data.verdict),
             _classes_section(data.summary, data.run.get("drain")),
+            _workflows_section(data.summary),
             _phases_section(data),
             _recovery_section(data),
             _ids_section(data.summary),
