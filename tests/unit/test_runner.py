@@ -130,6 +130,9 @@ class FakeLab:
     def size(self, sizes: dict[str, dict[str, Any]]) -> None:
         self._call("size", sizes)
 
+    def apply_app(self, app: dict[str, Any]) -> None:
+        self._call("apply_app", app)
+
     def set_load(self, enabled: bool, profile: dict[str, Any] | None = None) -> None:
         if enabled:
             self.stage = "baseline"
@@ -603,3 +606,15 @@ hypothesis: {publish_failed: 0}
     drain = run["phases"][-1]
     assert drain["name"] == "drain" and run["drain"]["drained"] is True
     assert run["drain"]["at"] >= fault["end"] + fault["duration"] > drain["start"] + 0.5
+
+
+def test_a_scenarios_app_is_put_on_the_workers_before_its_settings_and_taken_off_after(tmp_path: Path) -> None:
+    source = ROOT / "examples" / "minimal"
+    (tmp_path / "app.yml").write_text(SCENARIO + f"app: {{app: 'minimal_app:app', source: '{source}'}}\n",
+                                      encoding="utf-8")
+    scenario = load_scenario(tmp_path / "app.yml", ROOT)
+    assert scenario.app == {"app": "minimal_app:app", "source": str(source), "requirements": []}
+    lab = FakeLab()
+    runner.Runner(lab, Console(file=io.StringIO())).run_cell(scenario, tmp_path / "r1", "r1")
+    assert in_order(lab.calls, ("set_load", False), ("apply_app", scenario.app), ("prepare", SETTINGS),
+                    ("set_load", True), ("apply_app", {}))

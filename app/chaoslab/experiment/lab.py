@@ -125,6 +125,7 @@ class Lab(Protocol):
 
     def apply_redis(self, settings: dict[str, Any]) -> None: ...
     def size(self, sizes: dict[str, dict[str, Any]]) -> None: ...
+    def apply_app(self, app: dict[str, Any]) -> None: ...
     def set_load(self, enabled: bool, profile: dict[str, Any] | None = None) -> None: ...
     def background_load(self) -> None: ...
     def prepare(self, celery: dict[str, Any]) -> None: ...
@@ -185,6 +186,9 @@ class LabControl:
         # Whether the load is on as this handle last set it (None: not known).
         self.load_on: bool | None = None
         self._control_app: Any = None
+        # The app under test this handle put on the workers ({}: the inventory's); every later run of the worker
+        # role is given it, so that applying a run's settings keeps the app.
+        self.app: dict[str, Any] = {}
 
     def _play(self, path: str, extra: dict[str, Any] | None = None, tags: str | None = None) -> None:
         proc = playbook(path, extra, quiet=self.quiet, tags=tags, check=False)
@@ -199,6 +203,12 @@ class LabControl:
         """Each node at its size for a run (host -> cpus and/or memory_mib); every other node, or every node
         with {}, at the inventory's."""
         self._play("playbooks/size.yml", {"lab_node_sizes": sizes})
+
+    def apply_app(self, app: dict[str, Any]) -> None:
+        """The workers running *app* (``celery_worker_app``: app, source, requirements); {}: the inventory's."""
+        self.app = {}
+        self._play("playbooks/site.yml", {"celery_worker_app": app} if app else None, tags="celery_worker")
+        self.app = dict(app)
 
     def set_load(self, enabled: bool, profile: dict[str, Any] | None = None) -> None:
         if not enabled and self.load_on is False:
@@ -226,6 +236,8 @@ class LabControl:
             extra["celery_worker_settings"] = celery
         if given is None:  # a worker that does not answer is gone or deaf (its control bindings lost): restart
             extra["celery_worker_restart"] = True
+        if self.app and "celery_worker_settings" in extra:
+            extra["celery_worker_app"] = self.app
         self.load_on = None
         self._play("playbooks/prepare.yml", extra)
         self.load_on = False

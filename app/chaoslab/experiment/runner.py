@@ -212,9 +212,11 @@ class Runner:
         # not known, as when a run or study that changed them ended without putting them back (its marker is there)
         self.redis_set: dict[str, Any] | None = {}
         self.sizes_set: dict[str, dict[str, Any]] | None = {}
+        # the app under test the workers run, as this runner put it there ({}: the inventory's; None: not known)
+        self.app_set: dict[str, Any] | None = {}
         marker = self._settings_marker()
         if marker is not None and marker.exists():
-            self.redis_set, self.sizes_set = None, None
+            self.redis_set, self.sizes_set, self.app_set = None, None, None
         self.clearing: Background | None = None
         self.progress: tuple[str, float] = ("", 0.0)  # the phase and the time of the last progress line
 
@@ -305,7 +307,8 @@ class Runner:
         events = self.control.task_events()
         try:
             self.console.print(f"[bold]{scenario.name}[/bold] {cell} -> {directory}")
-            self._settings(scenario.redis, node_sizes(scenario, self.info.groups) if scenario.nodes else {})
+            self._settings(scenario.redis, node_sizes(scenario, self.info.groups) if scenario.nodes else {},
+                           scenario.app)
             self.control.prepare(scenario.celery)
             state.broker_before = self.control.broker_info()
             state.controller_clock.append(self.control.controller_clock())
@@ -347,14 +350,16 @@ class Runner:
         so that a runner after a run killed before it put them back provisions them again (None: no lab directory)."""
         return Path(self.info.secrets_file).with_name(SETTINGS_MARKER) if self.info.secrets_file else None
 
-    def _settings(self, redis_vars: dict[str, Any], sizes: dict[str, dict[str, Any]]) -> None:
-        """Redis provisioned and the nodes sized as a run wants them, with the load stopped; nothing is done (no
-        Ansible) where the lab has them already."""
-        if redis_vars == self.redis_set and sizes == self.sizes_set:
+    def _settings(self, redis_vars: dict[str, Any], sizes: dict[str, dict[str, Any]],
+                  app: dict[str, Any] | None = None) -> None:
+        """Redis provisioned, the nodes sized and the workers running the app under test as a run wants them, with
+        the load stopped; nothing is done (no Ansible) where the lab has them already."""
+        app = app or {}
+        if redis_vars == self.redis_set and sizes == self.sizes_set and app == self.app_set:
             return
         marker = self._settings_marker()
         if marker is not None:  # written before anything changes, removed once all is back at the inventory's
-            marker.write_text(json.dumps({"redis": redis_vars, "sizes": sizes}) + "\n", encoding="utf-8")
+            marker.write_text(json.dumps({"redis": redis_vars, "sizes": sizes, "app": app}) + "\n", encoding="utf-8")
         self.control.set_load(False)
         if redis_vars != self.redis_set:
             self.redis_set = None  # until applied: a failure leaves it unknown, so it is applied again
@@ -364,12 +369,16 @@ class Runner:
             self.sizes_set = None
             self.control.size(sizes)
             self.sizes_set = dict(sizes)
-        if marker is not None and self.redis_set == {} and self.sizes_set == {}:
+        if app != self.app_set:
+            self.app_set = None
+            self.control.apply_app(app)
+            self.app_set = dict(app)
+        if marker is not None and self.redis_set == {} and self.sizes_set == {} and self.app_set == {}:
             marker.unlink(missing_ok=True)
 
     def restore_settings(self) -> None:
-        """Redis and the nodes back at the inventory's settings (where a run changed them)."""
-        self._settings({}, {})
+        """Redis, the nodes and the workers' app back at the inventory's settings (where a run changed them)."""
+        self._settings({}, {}, {})
 
     def _background_started(self, background: Background | None) -> None:
         """Wait for the background load to have started; say so when it could not (the run's outcome stands)."""
@@ -404,7 +413,7 @@ class Runner:
             ("store metrics", lambda: self.control.store_metrics(state.started, time.time(), state.directory)),
         ]
         if self.restore:
-            steps.append(("restore Redis and the node sizes", self.restore_settings))
+            steps.append(("restore Redis, the node sizes and the workers' app", self.restore_settings))
         for name, step in steps:
             if name == "clear faults" and not state.fault_active and state.status == "completed":
                 continue

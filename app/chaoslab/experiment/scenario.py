@@ -23,7 +23,7 @@ import yaml
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.errors import ArgumentTypeError
 
-from chaoslab import celery_settings
+from chaoslab import app_spec, celery_settings
 from chaoslab.analysis.figures import KIND_FIGURES, KIND_SEPARATOR, unit_of
 from chaoslab.analysis.figures import RETIRED as RETIRED_FIGURES
 from chaoslab.analysis.figures import UNIT_OF as FIGURES
@@ -41,7 +41,8 @@ from chaoslab.node.tasks import KINDS
 from chaoslab.project import find_project
 from chaoslab.units import format_duration, parse_bytes, parse_duration
 
-TOP_KEYS = ("name", "description", "celery", "redis", "nodes", "load", "phases", "hypothesis", "matrix", "published")
+TOP_KEYS = ("name", "description", "app", "celery", "redis", "nodes", "load", "phases", "hypothesis", "matrix",
+            "published")
 # A node size a scenario may set (nodes: {workers: {memory: 1000MiB, cpus: 1}}), and its bounds.
 SIZE_KEYS = ("cpus", "memory")
 CPUS_BOUNDS = (0.05, 64.0)
@@ -152,6 +153,9 @@ class Scenario:
     published_source: str = ""
     published_settings: dict[str, Any] = field(default_factory=dict)
     """The Celery settings the published figures were measured with ({}: any configuration)."""
+    app: dict[str, Any] = field(default_factory=dict)
+    """The app under test the workers run for this scenario, as the inventory's ``celery_worker_app`` takes it (its
+    source an absolute path); {}: the inventory's."""
 
     @property
     def fault_phase(self) -> PhaseSpec | None:
@@ -254,6 +258,8 @@ def to_yaml(scenario: Scenario, header: str = "") -> str:
     data: dict[str, Any] = {"name": scenario.name}
     if scenario.description:
         data["description"] = scenario.description
+    if scenario.app:
+        data["app"] = dict(scenario.app)
     if scenario.celery:
         data["celery"] = dict(scenario.celery)
     if scenario.redis:
@@ -446,7 +452,24 @@ def _scenario(path: Path, root: Path, data: dict[str, Any]) -> Scenario:
                     phases=_phases(root, data["phases"]), hypothesis=_hypothesis(data.get("hypothesis"), "hypothesis"),
                     matrix=matrix, redis=_redis(root, data.get("redis") or {}), cell_hypotheses=cell_hypotheses,
                     nodes=_nodes(data.get("nodes") or {}), published=published, published_source=source,
-                    published_settings=published_settings)
+                    published_settings=published_settings, app=_app(path, data.get("app")))
+
+
+def _app(path: Path, value: Any) -> dict[str, Any]:
+    """The scenario's app under test (``app: {app, source, requirements}``, the source relative to the scenario's
+    own directory), checked as the inventory's would be; {} without one."""
+    try:
+        spec = app_spec.parse(value)
+        if spec is None:
+            return {}
+        source = (path.parent / spec.source).resolve()
+        if not source.is_dir():
+            raise ValueError(f"source: no such directory: {source}")
+        app_spec.parse({"app": spec.app, "source": str(source)})  # the resolved path in the grammar too
+    except ValueError as err:
+        key, _sep, message = str(err).partition(": ")
+        raise ScenarioError(f"app.{key}" if message else "app", message or str(err)) from None
+    return {"app": spec.app, "source": str(source), "requirements": list(spec.requirements)}
 
 
 def _published(root: Path, value: Any) -> tuple[tuple[PublishedFigure, ...], str, dict[str, Any]]:
