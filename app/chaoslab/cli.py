@@ -166,8 +166,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         control = LabControl(info, quiet=not args.verbose)
         try:
             check_targets(scenario, info.groups)
-            registered = control.registered()
-            if registered is not None:  # workers that do not answer are restarted when the run starts
+            # workers that do not answer are restarted when the run starts; a scenario's own app is checked once it
+            # is on the workers
+            registered = None if scenario.app else control.registered()
+            if registered is not None:
                 check_tasks(scenario, registered)
         except ScenarioError as err:
             print(f"chaoslab run: {err}", file=sys.stderr)

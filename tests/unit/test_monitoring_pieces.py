@@ -689,6 +689,30 @@ def test_end_record_without_sent(tmp_path, request_fields):
     assert (end["outcome"], end["error_type"]) == ("failure", "RuntimeError")
 
 
+def test_an_execution_cut_short_without_a_state_has_no_end_record(tmp_path):
+    """A hard time limit: the pool SIGTERMs the child, SystemExit unwinds the trace and Celery still sends
+    task_postrun (from a finally block) with no state. The task did not end by itself: no end record, as for a
+    SIGKILL (the result backend's TimeLimitExceeded then says failed_by_worker), never a made-up failure."""
+    from celery import Celery, signals
+    from celery.app.trace import build_tracer
+
+    path = tmp_path / "worker-1.jsonl"
+    ledger = WorkerLedger(str(path), "worker-1", "never")
+    app = Celery("cut", broker="memory://", backend="cache+memory://", set_as_current=False)
+
+    @app.task(name="cut.slow")
+    def slow() -> None:
+        raise SystemExit(1)  # what billiard's SIGTERM handler raises in the child
+
+    signals.task_postrun.connect(ledger.on_postrun, weak=False)
+    try:
+        with pytest.raises(SystemExit):
+            build_tracer(slow.name, slow, eager=False, propagate=False, app=app)("id-1", (), {}, {"id": "id-1"})
+    finally:
+        signals.task_postrun.disconnect(ledger.on_postrun)
+    assert not path.exists() or ledger_records(ledger, path) == []
+
+
 def test_sent_header_reaches_the_task_request_and_the_ledger(tmp_path):
     """The publisher's message as Celery's worker reads it: the header is on task.request."""
     from celery import Celery

@@ -132,6 +132,10 @@ class FakeLab:
 
     def apply_app(self, app: dict[str, Any]) -> None:
         self._call("apply_app", app)
+        self.app_tasks = {"minimal_app.add", "chaoslab.noop"} if app else None
+
+    def registered(self) -> set[str] | None:
+        return getattr(self, "app_tasks", None)
 
     def set_load(self, enabled: bool, profile: dict[str, Any] | None = None) -> None:
         if enabled:
@@ -618,3 +622,12 @@ def test_a_scenarios_app_is_put_on_the_workers_before_its_settings_and_taken_off
     runner.Runner(lab, Console(file=io.StringIO())).run_cell(scenario, tmp_path / "r1", "r1")
     assert in_order(lab.calls, ("set_load", False), ("apply_app", scenario.app), ("prepare", SETTINGS),
                     ("set_load", True), ("apply_app", {}))
+    # a task the app turns out not to have, once it is on the workers: the run stops before the load starts
+    (tmp_path / "missing.yml").write_text(SCENARIO.replace("kind: noop", "task: minimal_app.sub") +
+                                          f"app: {{app: 'minimal_app:app', source: '{source}'}}\n", encoding="utf-8")
+    lab = FakeLab()
+    code = runner.Runner(lab, Console(file=io.StringIO())).run_cell(load_scenario(tmp_path / "missing.yml", ROOT),
+                                                                    tmp_path / "r2", "r2")
+    assert code == runner.EXIT_ERROR and ("set_load", True) not in lab.calls
+    state = json.loads((tmp_path / "r2" / "run.json").read_text())
+    assert "has no task 'minimal_app.sub'" in state["error"] and ("apply_app", {}) in lab.calls

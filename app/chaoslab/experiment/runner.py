@@ -35,7 +35,7 @@ from chaoslab.analysis import checker, run_dir, run_history, verdict
 from chaoslab.experiment.ansible_runner import project_root
 from chaoslab.experiment.lab import Lab, LabInfo, TaskCounter
 from chaoslab.experiment.redis_snapshot import BrokerInfo
-from chaoslab.experiment.scenario import PhaseSpec, Scenario, node_sizes, to_yaml
+from chaoslab.experiment.scenario import PhaseSpec, Scenario, check_tasks, node_sizes, to_yaml
 from chaoslab.ledger import read_records
 
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -310,6 +310,10 @@ class Runner:
             self._settings(scenario.redis, node_sizes(scenario, self.info.groups) if scenario.nodes else {},
                            scenario.app)
             self.control.prepare(scenario.celery)
+            if scenario.app:  # the scenario's app is on the workers now: do they have every task of the load?
+                registered = self.control.registered()
+                if registered is not None:
+                    check_tasks(scenario, registered)
             state.broker_before = self.control.broker_info()
             state.controller_clock.append(self.control.controller_clock())
             state.versions = versions(self.info)

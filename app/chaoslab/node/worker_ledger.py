@@ -133,12 +133,17 @@ class WorkerLedger:
         self.writer().write(record)
 
     def on_postrun(self, task: Any = None, state: str | None = None, retval: Any = None, **_kwargs: Any) -> None:
+        if state is None:
+            # Cut short before it had a state: Celery sends task_postrun from a finally block, also while a
+            # SystemExit raised by the SIGTERM the pool sends at a hard time limit (or a terminate) unwinds it. The
+            # task did not end by itself: no end record, as for a SIGKILL; the result backend says how it ended.
+            return
         record = self._base(task)
         failed = isinstance(retval, BaseException)
         record.update(
             type="end",
             t=time.time(),
-            outcome=OUTCOMES.get(state or "", "failure"),
+            outcome=OUTCOMES.get(state, "failure"),
             error_type=type(retval).__name__ if failed else None,
         )
         sent = getattr(task.request, SENT_KEY, None)
