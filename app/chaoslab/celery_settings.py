@@ -11,7 +11,8 @@ of Celery's table the lab adds what it cannot say:
 * lower bounds (a concurrency of 0 is no worker) and the pools Celery has.
 
 The lab's own names for options of the Redis transport (``visibility_timeout``, ...) are kept as settings of their
-own; they go into ``broker_transport_options`` beside what a scenario gives there.
+own; they go into ``broker_transport_options`` beside what a scenario gives there. ``celery_version`` and
+``kombu_version`` choose the Celery and kombu the worker runs (installed on its node).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import difflib
 import math
 import operator
+import re
 from collections.abc import Mapping
 from functools import cache
 from typing import Any
@@ -37,6 +39,11 @@ TRANSPORT_OPTIONS: dict[str, tuple[type, str, float]] = {
     "socket_timeout": (float, ">", 0),
     "socket_connect_timeout": (float, ">", 0),
 }
+# The versions of Celery and kombu a worker runs, installed on its node for the run (a matrix axis: did the upgrade
+# change what a worker kill loses?); not settings Celery knows. Name -> the package.
+VERSIONS: dict[str, str] = {"celery_version": "celery", "kombu_version": "kombu"}
+VERSION = re.compile(r"\d{1,4}(\.\d{1,4}){1,3}((a|b|rc)\d{1,3})?(\.post\d{1,3})?")
+"""A release as PyPI names it (5.4.0, 5.5.0rc1): no ranges, no URLs."""
 # Transport options that only the broker connection knows (not the result backend's).
 BROKER_ONLY = frozenset({"visibility_timeout", "unacked_restore_interval", "unacked_restore_throttle"})
 # Options of the Redis transport that rename the broker's keys: the lab reads queues and unacknowledged messages by
@@ -99,7 +106,7 @@ def check_name(name: Any) -> None:
     """ValueError unless a worker may be given the setting *name*."""
     if not isinstance(name, str):
         raise ValueError(f"a Celery setting's name is text, got {name!r}")
-    if name in TRANSPORT_OPTIONS:
+    if name in TRANSPORT_OPTIONS or name in VERSIONS:
         return
     if name in OWNED:
         raise ValueError(f"the lab sets it ({OWNED[name]})")
@@ -109,7 +116,7 @@ def check_name(name: Any) -> None:
         return
     if name.lower() in _old_names():
         raise ValueError(f"Celery's old name: use {_old_names()[name.lower()]}")
-    near = difflib.get_close_matches(name, [*celery_options(), *TRANSPORT_OPTIONS], n=1)
+    near = difflib.get_close_matches(name, [*celery_options(), *TRANSPORT_OPTIONS, *VERSIONS], n=1)
     hint = f" (did you mean {near[0]}?)" if near else ""
     raise ValueError(f"unknown Celery setting{hint}")
 
@@ -119,6 +126,10 @@ def check(name: Any, value: Any) -> Any:
     one-line message otherwise, which the caller prefixes with where the setting was given). Returns the value as
     the worker will be given it."""
     check_name(name)
+    if name in VERSIONS:
+        if value is not None and not (isinstance(value, str) and VERSION.fullmatch(value)):
+            raise ValueError(f"must be a release of {VERSIONS[name]} such as 5.4.0 (quoted, in YAML), got {value!r}")
+        return value
     if name in TRANSPORT_OPTIONS:
         kind, op, bound = TRANSPORT_OPTIONS[name]
         return _bounded(_typed("int" if kind is int else "float", value), op, bound)

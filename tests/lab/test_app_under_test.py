@@ -24,6 +24,24 @@ def ledger(node: str) -> Path:
     return Path(f"/var/lib/chaoslab/nodes/{node}/ledger/{node}.jsonl")
 
 
+def ends_of(ids: set[str], sizes: dict[str, int], timeout: float = 30.0) -> dict[str, dict]:
+    """The end records of *ids* the workers write after the ledger sizes *sizes*, once all are there or *timeout*
+    passed."""
+    deadline = time.monotonic() + timeout
+    ends: dict[str, dict] = {}
+    while time.monotonic() < deadline and set(ends) != ids:
+        time.sleep(1)
+        for worker in WORKERS:
+            with ledger(worker).open("rb") as handle:
+                handle.seek(sizes[worker])
+                lines = handle.read().decode().splitlines()
+            for line in lines:
+                record = json.loads(line)
+                if record.get("type") == "end" and record["id"] in ids:
+                    ends[record["id"]] = record
+    return ends
+
+
 def registered(control: LabControl, timeout: float = 60.0) -> dict[str, list[str]]:
     """Every worker's registered tasks, once every worker answers."""
     deadline = time.monotonic() + timeout
@@ -56,18 +74,7 @@ def test_a_users_app_runs_unchanged_and_every_task_is_ledgered(lab, tmp_path):
             stats = LoadGenerator(profile, Publisher(lab_info().broker_url(), 2.0), writer).run()
         assert stats.published == 60 and stats.errors == 0
         ids = {record["id"] for record in read_records(published)}
-        deadline = time.monotonic() + 30
-        ends: dict[str, dict] = {}
-        while time.monotonic() < deadline and set(ends) != ids:
-            time.sleep(1)
-            for worker in WORKERS:
-                with ledger(worker).open("rb") as handle:
-                    handle.seek(sizes[worker])
-                    lines = handle.read().decode().splitlines()
-                for line in lines:
-                    record = json.loads(line)
-                    if record.get("type") == "end" and record["id"] in ids:
-                        ends[record["id"]] = record
+        ends = ends_of(ids, sizes)
         assert set(ends) == ids, f"{len(ids) - len(ends)} of the app's tasks have no end record"
         assert {record["kind"] for record in ends.values()} == {"minimal_app.add"}
         assert {record["outcome"] for record in ends.values()} == {"success"}
@@ -114,3 +121,39 @@ def test_a_bad_app_gets_one_line_and_the_workers_keep_running(lab, case):
     assert {worker: service_pid(worker, "celery-worker") for worker in WORKERS} == before
     if case not in ("app-does-not-import", "attribute-missing", "not-an-app"):
         assert snapshot(nodes) == state  # refused before anything on a node changed
+
+
+def test_a_celery_release_under_test_runs_in_a_venv_of_its_own_and_the_labs_comes_back(lab, tmp_path):
+    """celery_version 5.4.0: each worker runs that Celery (as it reports it) from a venv of its own, runs tasks with
+    it, and the lab's Celery is back once the setting is gone."""
+    def reported() -> dict[str, str]:
+        return {worker: json.loads(Path(f"{ledger(worker)}.settings.json").read_text())["settings"]["celery"]
+                for worker in WORKERS}
+
+    try:
+        proc = run_playbook("playbooks/site.yml", "--tags", "celery_worker", "-e",
+                            json.dumps({"celery_worker_settings": {"celery_version": "5.4.0"}}))
+        assert "failed=0" in proc.stdout
+        deadline = time.monotonic() + 30
+        while reported() != dict.fromkeys(WORKERS, "5.4.0") and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert reported() == dict.fromkeys(WORKERS, "5.4.0")
+        for worker in WORKERS:
+            main = service_processes(worker, "celery-worker")[0]
+            assert "/venv-celery-5.4.0/bin/python" in main.cmdline()[0]
+        sizes = {worker: ledger(worker).stat().st_size for worker in WORKERS}
+        published = tmp_path / "publish.jsonl"
+        profile = LoadProfile(rate=20, mix=(MixEntry("noop"),), duration=1, publish_timeout=2.0)
+        with LedgerWriter(published) as writer:
+            stats = LoadGenerator(profile, Publisher(lab_info().broker_url(), 2.0), writer).run()
+        assert stats.published == 20 and stats.errors == 0
+        ends = ends_of({record["id"] for record in read_records(published)}, sizes)
+        assert len(ends) == 20 and {end["outcome"] for end in ends.values()} == {"success"}
+    finally:
+        run_playbook("playbooks/site.yml", "--tags", "celery_worker")
+    import celery
+
+    deadline = time.monotonic() + 30
+    while reported() != dict.fromkeys(WORKERS, celery.__version__) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert reported() == dict.fromkeys(WORKERS, celery.__version__)

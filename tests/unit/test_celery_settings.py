@@ -106,3 +106,31 @@ def test_a_node_refuses_a_pool_whose_package_it_lacks():
             assert problem({"worker_pool": pool}).startswith(f"worker_pool: {pool} cannot run on this node (")
     assert problem({"worker_pool": "threads", "task_acks_late": True}) == ""
     assert problem({"task_acks_late": "yes"}) == "task_acks_late: must be true or false, got 'yes'"
+
+
+@pytest.mark.parametrize("value", ["5.4.0", "5.5.0rc1", "5.3.6.post1", None])
+def test_a_celery_or_kombu_release_is_a_setting(value):
+    assert check("celery_version", value) == value and check("kombu_version", value) == value
+
+
+@pytest.mark.parametrize("value", [5.4, "5", ">=5.4", "5.4.0; rm -rf /", "latest", "5.4.0 --pre", "../5.4.0"])
+def test_a_release_is_a_plain_version_nothing_pip_would_read_as_more(value):
+    with pytest.raises(ValueError, match="must be a release of celery such as 5.4.0"):
+        check("celery_version", value)
+
+
+def test_a_release_is_no_configuration_of_celery():
+    from chaoslab.node.celery_conf import celery_conf
+
+    conf = celery_conf({"celery_version": "5.4.0", "kombu_version": "5.4.2", "task_acks_late": True})
+    assert "celery_version" not in conf and "kombu_version" not in conf and conf["task_acks_late"] is True
+
+
+def test_a_node_refuses_to_run_a_release_it_does_not_have():
+    import celery
+
+    from chaoslab.node.settings_check import problem
+
+    assert problem({"celery_version": celery.__version__}) == ""
+    assert problem({"celery_version": "5.0.0"}) == (f"celery_version: asked for celery 5.0.0, this node's worker has "
+                                                    f"{celery.__version__}")

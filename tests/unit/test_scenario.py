@@ -583,3 +583,14 @@ def test_the_loads_tasks_must_be_the_workers(root):
     with pytest.raises(ScenarioError, match=r"load.mix\[1\].kind: the workers' app has no task 'chaoslab.noop' "
                                             r"\(it has: shop.tasks.charge\)"):
         check_tasks(scenario, {"shop.tasks.charge"})
+
+
+def test_a_hypothesis_may_name_the_apps_tasks_the_load_publishes(root):
+    mix = [{"task": "shop.charge"}, {"chord": [{"task": "shop.line"}], "callback": {"task": "shop.total"}}]
+    hypothesis = {"success_ratio.shop.total": ">= 0.99", "p95_run_time_ratio.shop.charge": "< 2", "lost": 0}
+    scenario = load_scenario(write(root, changed((("load", "mix"), mix), (("hypothesis",), hypothesis))))
+    assert [condition.figure for condition in scenario.hypothesis] == list(hypothesis)
+    with pytest.raises(ScenarioError, match=r"hypothesis.success_ratio.shop.refund: unknown figure .* kind one of "
+                                            r"noop, .*, shop.charge, shop.line, shop.total\)"):
+        load_scenario(write(root, changed((("load", "mix"), mix),
+                                          (("hypothesis",), {"success_ratio.shop.refund": ">= 0.99"}))))

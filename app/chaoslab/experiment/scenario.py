@@ -446,10 +446,13 @@ def _scenario(path: Path, root: Path, data: dict[str, Any]) -> Scenario:
     if not isinstance(description, str):
         raise ScenarioError("description", f"must be text, got {description!r}")
     celery = _celery(data.get("celery") or {}, "celery")
-    matrix, cell_hypotheses = _matrix(data.get("matrix") or {})
+    load = _load(data["load"])
+    kinds = task_kinds(load.mix)
+    matrix, cell_hypotheses = _matrix(data.get("matrix") or {}, kinds)
     published, source, published_settings = _published(root, data.get("published"))
-    return Scenario(path=path, name=name, description=description, celery=celery, load=_load(data["load"]),
-                    phases=_phases(root, data["phases"]), hypothesis=_hypothesis(data.get("hypothesis"), "hypothesis"),
+    return Scenario(path=path, name=name, description=description, celery=celery, load=load,
+                    phases=_phases(root, data["phases"]),
+                    hypothesis=_hypothesis(data.get("hypothesis"), "hypothesis", kinds),
                     matrix=matrix, redis=_redis(root, data.get("redis") or {}), cell_hypotheses=cell_hypotheses,
                     nodes=_nodes(data.get("nodes") or {}), published=published, published_source=source,
                     published_settings=published_settings, app=_app(path, data.get("app")))
@@ -513,22 +516,31 @@ def _nodes(value: Any) -> dict[str, dict[str, Any]]:
     return sizes
 
 
-def _hypothesis(value: Any, key: str) -> list[Condition]:
+def task_kinds(mix: list[MixItem]) -> tuple[str, ...]:
+    """The task kinds a hypothesis may name per kind (``success_ratio.<kind>``): the lab's, and the app's tasks the
+    load publishes (those in canvases too)."""
+    found = dict.fromkeys(KINDS)
+    found.update(dict.fromkeys(entry.kind for _key, entry in _mix_tasks(mix)))
+    return tuple(found)
+
+
+def _hypothesis(value: Any, key: str, kinds: tuple[str, ...] = tuple(KINDS)) -> list[Condition]:
     for figure in value or {} if isinstance(value, dict) else ():
         if figure in RETIRED_FIGURES:
             raise ScenarioError(_join(key, figure), f"is no longer a figure: {RETIRED_FIGURES[figure]}")
     if not isinstance(value or {}, dict):
         _mapping(value, key, tuple(FIGURES), what="figure")
     for figure in value or {}:
-        if not isinstance(figure, str) or unit_of(figure, KINDS) is None:
+        if not isinstance(figure, str) or unit_of(figure, kinds) is None:
             per_kind = f"; per task kind: <figure>{KIND_SEPARATOR}<kind>, figure one of {', '.join(KIND_FIGURES)}"
             raise ScenarioError(_join(key, str(figure)),
                                 f"unknown figure (allowed: {', '.join(FIGURES)}{per_kind}, kind one of "
-                                f"{', '.join(KINDS)})")
-    return [condition(figure, given, key) for figure, given in (value or {}).items()]
+                                f"{', '.join(kinds)})")
+    return [condition(figure, given, key, kinds) for figure, given in (value or {}).items()]
 
 
-def _matrix(value: Any) -> tuple[dict[str, list[Any]] | list[dict[str, Any]], list[list[Condition]]]:
+def _matrix(value: Any, kinds: tuple[str, ...]) -> tuple[dict[str, list[Any]] | list[dict[str, Any]],
+                                                       list[list[Condition]]]:
     """A mapping setting -> values (every combination runs), or a list of mappings setting -> value (each entry
     runs, and its optional ``hypothesis`` adds to or changes the scenario's for that run)."""
     if isinstance(value, list):
@@ -537,7 +549,7 @@ def _matrix(value: Any) -> tuple[dict[str, list[Any]] | list[dict[str, Any]], li
             if not isinstance(entry, dict):
                 raise ScenarioError(f"matrix[{i}]", f"must be a mapping of Celery settings to values, got {entry!r}")
             given = dict(entry)
-            hypotheses.append(_hypothesis(given.pop("hypothesis", None), f"matrix[{i}].hypothesis"))
+            hypotheses.append(_hypothesis(given.pop("hypothesis", None), f"matrix[{i}].hypothesis", kinds))
             cell = _celery(given, f"matrix[{i}]", cell=True)
             if cell in cells:
                 raise ScenarioError(f"matrix[{i}]", "repeats an earlier entry (each combination once)")
@@ -765,9 +777,9 @@ def _no_clash(faults: tuple[FaultSpec, ...], key: str) -> None:
                                                    f"overlaps faults[{i}] (one at a time on a node)")
 
 
-def condition(figure: str, value: Any, prefix: str = "hypothesis") -> Condition:
+def condition(figure: str, value: Any, prefix: str = "hypothesis", kinds: tuple[str, ...] = tuple(KINDS)) -> Condition:
     """A hypothesis's condition on *figure* as written (a number, or ``"<op> value"``); ScenarioError if bad."""
-    key, kind = f"{prefix}.{figure}", unit_of(figure, KINDS) or ""
+    key, kind = f"{prefix}.{figure}", unit_of(figure, kinds) or ""
     if isinstance(value, int | float) and not isinstance(value, bool):
         op, text = "==", str(value)
     else:

@@ -2,7 +2,8 @@
 
 Settings are any of Celery's own (see :mod:`chaoslab.celery_settings`); ``visibility_timeout``,
 ``unacked_restore_interval``, ``unacked_restore_throttle`` and the socket time-outs are the Redis transport's options
-of those names, merged into ``broker_transport_options``.
+of those names, merged into ``broker_transport_options``; ``celery_version`` and ``kombu_version`` say which Celery
+the node installed, and are no configuration.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ def celery_conf(settings: dict[str, Any]) -> dict[str, Any]:
     given = {name: value for name, value in settings.items() if value is not None}
     celery_settings.check_all(given, once=False)
     conf = {**LAB_CONF, **{name: value for name, value in given.items()
-                           if name not in celery_settings.TRANSPORT_OPTIONS and name != "broker_transport_options"}}
+                           if name not in celery_settings.TRANSPORT_OPTIONS and name not in celery_settings.VERSIONS
+                           and name != "broker_transport_options"}}
     transport = {name: value for name, value in given.items() if name in celery_settings.TRANSPORT_OPTIONS}
     transport.update(given.get("broker_transport_options") or {})
     conf["broker_transport_options"] = transport

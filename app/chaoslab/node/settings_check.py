@@ -1,7 +1,8 @@
 """On a worker node, before its worker is given new settings: can this node's Celery run with them?
 
 The controller checks settings against its own Celery; the node checks them again against the Celery it has (a
-version under test may know other settings) and tries the pool's implementation, so that a pool whose package the
+version under test may know other settings), that it has the Celery and kombu versions asked for, and tries the
+pool's implementation, so that a pool whose package the
 node lacks (gevent, eventlet) is refused with one line instead of a worker that dies on start.
 
 Usage: ``python -m chaoslab.node.settings_check < settings.json``; prints the problem and exits 1, or exits 0.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import importlib
 import json
 import sys
+from importlib import metadata
 from typing import Any
 
 from celery.concurrency import get_implementation
@@ -28,6 +30,10 @@ def problem(settings: Any) -> str:
     found = celery_settings.errors(settings, once=False)
     if found:
         return found
+    for name, package in celery_settings.VERSIONS.items():
+        asked = settings.get(name)
+        if asked and metadata.version(package) != asked:
+            return f"{name}: asked for {package} {asked}, this node's worker has {metadata.version(package)}"
     pool = settings.get("worker_pool")
     if pool:
         try:
