@@ -43,19 +43,11 @@ class MixEntry:
     def to_data(self, weight: bool = True) -> dict[str, Any]:
         """The YAML/JSON form :func:`mix_item` reads back."""
         data: dict[str, Any] = {"weight": self.weight} if weight else {}
-        if self.task:
-            data["task"] = self.task
-            if self.positional:
-                data["args"] = list(self.positional)
-            if self.args:
-                data["kwargs"] = dict(self.args)
-        else:
-            data["kind"] = self.kind
-            if self.args:
-                data["args"] = dict(self.args)
-        if self.options:
-            data["options"] = {name: format_duration(seconds) for name, seconds in self.options.items()}
-        return data
+        named = {"task": self.task} if self.task else {"kind": self.kind}
+        optional = ({"args": list(self.positional), "kwargs": dict(self.args)} if self.task
+                    else {"args": dict(self.args)})
+        optional["options"] = {name: format_duration(seconds) for name, seconds in self.options.items()}
+        return {**data, **named, **{key: value for key, value in optional.items() if value}}
 
 
 @dataclass(frozen=True)
