@@ -82,6 +82,22 @@ def _parse_mix(items: list[str]) -> list[dict[str, Any]]:
     return mix
 
 
+def publishing_app(lab: Any, through: Any) -> Any:
+    """The Celery app the ``celery`` publisher publishes through: the app under test the profile names (``app``:
+    its Celery app, the directory of its code and the site-packages of its venv, put first on the path) pointed at
+    the lab, or the lab's own."""
+    from dataclasses import replace
+
+    from chaoslab.app_spec import check_app_path
+    from chaoslab.node import app_under_test
+    from chaoslab.node.celery_app import make_app
+
+    if not through:
+        return make_app(lab)
+    sys.path[0:0] = [str(Path(through["path"])), str(Path(through["site"]))]
+    return app_under_test.load(replace(lab, app=check_app_path(through["app"])))
+
+
 def cmd_load(args: argparse.Namespace) -> int:
     """Run the load generator here until its duration ends or SIGTERM/SIGINT."""
     import signal
@@ -93,6 +109,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     from chaoslab.ledger import LedgerWriter
     from chaoslab.node import config, loadgen
     from chaoslab.node.canvas_publisher import CanvasPublisher
+    from chaoslab.node.celery_publisher import CeleryPublisher
     from chaoslab.node.load_mix import CanvasEntry
     from chaoslab.node.publisher import Publisher
 
@@ -112,11 +129,16 @@ def cmd_load(args: argparse.Namespace) -> int:
     ledger = LedgerWriter(args.ledger, "batch") if args.ledger else None
     if args.metrics_port:
         start_http_server(args.metrics_port, addr=args.metrics_addr)
-    canvases = None
-    if any(isinstance(entry, CanvasEntry) for entry in profile.mix):
-        canvases = CanvasPublisher(lab.broker_url, lab.result_backend, profile.publish_timeout)
+    canvases, tasks = None, None
+    if profile.publisher == "celery":  # the app's own apply_async: the app under test's, or the lab's
+        app = publishing_app(lab, data.get("app"))
+        canvases, tasks = CanvasPublisher.through(app), CeleryPublisher(app)
+        through = f"the app under test {data['app']['app']}" if data.get("app") else "the lab's app"
+        print(f"chaoslab load: publishing through {through} ({app.main}, {len(app.tasks)} tasks)", flush=True)
+    elif any(isinstance(entry, CanvasEntry) for entry in profile.mix):
+        canvases = CanvasPublisher.bounded_to(lab.broker_url, lab.result_backend, profile.publish_timeout)
     generator = loadgen.LoadGenerator(profile, Publisher(lab.broker_url, profile.publish_timeout), ledger,
-                                      node=lab.node, canvases=canvases)
+                                      node=lab.node, canvases=canvases, tasks=tasks)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: generator.stop())
     stats = generator.run()

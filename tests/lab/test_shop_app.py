@@ -144,3 +144,31 @@ def test_the_workers_run_the_labs_own_app_again_after_the_run(shop_run):
     registered = LabControl(lab_info()).registered()
     assert registered is not None and not any(name.startswith("shop.") for name in registered)
     assert "chaoslab.noop" in registered
+
+
+def test_the_celery_publisher_publishes_through_the_shops_own_code_on_the_load_node(lab, tmp_path):
+    """load.publisher: celery: the shop is installed on the monitor node too and its own apply_async publishes every
+    task (a chain among them); afterwards the background load is the lab's raw publisher again."""
+    scenario = tmp_path / "shop-celery.yml"
+    scenario.write_text(yaml.safe_dump({
+        "name": "shop-celery-publisher", "app": {"app": "shop.celery:app", "source": str(SHOP)},
+        "load": {"rate": 4, "publisher": "celery", "mix": [
+            {"task": "shop.charge_payment", "args": [{"order": 3}]},
+            {"chain": [{"task": "shop.reserve_stock", "args": [1]}, {"task": "shop.ship_order"}]}]},
+        "phases": [{"name": "baseline", "duration": "5s"}, {"name": "drain", "duration": "40s"}],
+        "hypothesis": {"lost": 0, "publish_failed": 0}}), encoding="utf-8")
+    results = tmp_path / "results"
+    results.mkdir()
+    proc, run = run_scenario(scenario, results)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    found = json.loads((run / "summary.json").read_text())
+    assert found["workflows"]["chain"] == {"finished": found["workflows"]["chain"]["finished"]} and \
+        found["classes"]["completed"] == found["tasks"] > 10
+    profile = yaml.safe_load((run / "scenario.yml").read_text())
+    assert profile["load"]["publisher"] == "celery"
+    # the shop's code was installed on the load's node and the load generator published through it
+    assert (Path("/var/lib/chaoslab/nodes/monitor/app/src/shop/tasks.py")).is_file()
+    log = Path("/var/log/chaoslab/nodes/monitor/loadgen.log").read_text(encoding="utf-8", errors="replace")
+    assert "publishing through the app under test shop.celery:app (shop," in log
+    background = yaml.safe_load(Path("/etc/chaoslab/nodes/monitor/loadgen.yml").read_text())
+    assert background["publisher"] == "raw" and "app" not in background

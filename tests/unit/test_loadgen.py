@@ -108,7 +108,7 @@ def test_canvases_are_published_through_celery_with_their_ids_known_in_advance(t
         profile = LoadProfile(rate=40, mix=mix, seed=1, publish_timeout=1.0, duration=0.5)
         with LedgerWriter(tmp_path / "p.jsonl", "never") as writer:
             stats = LoadGenerator(profile, Publisher(server.url(), 1.0), writer,
-                                  canvases=CanvasPublisher(server.url(), server.url(), 1.0)).run()
+                                  canvases=CanvasPublisher.bounded_to(server.url(), server.url(), 1.0)).run()
         queued = {message["headers"]["id"]: message for message in map(json.loads,
                                                                         server.client().lrange("celery", 0, -1))}
         chord_sizes = {key.decode(): int(server.client().get(key)) for key in server.client().keys("*.s")}
@@ -147,9 +147,56 @@ def test_a_canvas_publish_to_a_dead_broker_is_recorded_as_failed_in_bounded_time
     profile = LoadProfile(rate=4, mix=mix, seed=1, publish_timeout=0.5, duration=0.5)
     with LedgerWriter(tmp_path / "p.jsonl", "never") as writer:
         start = time.monotonic()
-        stats = LoadGenerator(profile, Publisher(url, 0.5), writer, canvases=CanvasPublisher(url, url, 0.5)).run()
+        canvases = CanvasPublisher.bounded_to(url, url, 0.5)
+        stats = LoadGenerator(profile, Publisher(url, 0.5), writer, canvases=canvases).run()
         elapsed = time.monotonic() - start
     records = list(read_records([tmp_path / "p.jsonl"]))
     assert stats.errors == 2 and elapsed < 5
     assert {record["outcome"] for record in records} == {"error"}
     assert [record["type"] for record in records].count("workflow") == 2
+
+
+def test_the_celery_publisher_goes_through_the_apps_own_apply_async(tmp_path, monkeypatch):
+    from chaoslab.node import app_under_test
+    from chaoslab.node.canvas_publisher import CanvasPublisher
+    from chaoslab.node.celery_publisher import CeleryPublisher
+    from chaoslab.node.config import LabConfig
+    from chaoslab.node.load_mix import mix_item
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "examples" / "shop"))
+    mix = tuple(mix_item(data) for data in (
+        {"task": "shop.charge_payment", "args": [{"order": 1}], "options": {"countdown": "30s"}},
+        {"task": "shop.not_in_the_app"},
+        {"chain": [{"task": "shop.reserve_stock", "args": [1]}, {"task": "shop.charge_payment"}]},
+    ))
+    with local_redis() as server:
+        lab = LabConfig(node="monitor", broker_url=server.url(0), result_backend=server.url(1), app="shop.celery:app")
+        app = app_under_test.load(lab)
+        assert app.main == "shop" and app.conf.broker_url == server.url(0)  # the app's own, pointed at the lab
+        profile = LoadProfile(rate=30, mix=mix, seed=2, publish_timeout=1.0, duration=0.5, publisher="celery")
+        with LedgerWriter(tmp_path / "p.jsonl", "never") as writer:
+            stats = LoadGenerator(profile, Publisher(server.url(), 1.0), writer, canvases=CanvasPublisher.through(app),
+                                  tasks=CeleryPublisher(app)).run()
+        queued = {message["headers"]["id"]: message for message in map(json.loads,
+                                                                        server.client().lrange("celery", 0, -1))}
+    records = [record for record in read_records([tmp_path / "p.jsonl"]) if record["type"] == "publish"]
+    assert stats.published == 15 and stats.errors == 0 and {r["outcome"] for r in records} == {"ok"}
+    assert {r["id"] for r in records} == set(queued)
+    by_task = {message["headers"]["task"] for message in queued.values()}
+    assert by_task == {"shop.charge_payment", "shop.not_in_the_app", "shop.reserve_stock"}
+    charge = next(m for m in queued.values() if m["headers"]["task"] == "shop.charge_payment")
+    assert charge["headers"]["eta"] and charge["headers"]["chaoslab_sent"]
+
+
+def test_the_celery_publisher_reports_what_the_apps_producer_raised(tmp_path, monkeypatch):
+    from chaoslab.node import app_under_test
+    from chaoslab.node.celery_publisher import CeleryPublisher
+    from chaoslab.node.config import LabConfig
+    from chaoslab.node.load_mix import mix_item
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "examples" / "shop"))
+    with local_redis() as server:
+        url = server.url()
+    app = app_under_test.load(LabConfig(node="monitor", broker_url=url, result_backend=url, app="shop.celery:app"))
+    result = CeleryPublisher(app).publish(mix_item({"task": "shop.reserve_stock", "args": [1]}), "id-1")
+    assert result.outcome == "error" and "OperationalError" in (result.error or "")

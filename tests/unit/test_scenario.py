@@ -256,6 +256,8 @@ PHASES_AWRY = [{"name": "baseline", "duration": "1s"}, {"name": "recovery", "dur
                  "app.requirements[0]: a requirement such as requests==2.32.3 (no pip options)", id="app-pip-option"),
     pytest.param([(("app",), "shop")], "app: must be a mapping with keys from app, source, requirements",
                  id="app-not-a-mapping"),
+    pytest.param([(("load", "publisher"), "kombu")], "load.publisher: must be one of raw, celery, got 'kombu'",
+                 id="unknown-publisher"),
     pytest.param([(("load", "mix"), [{"chain": [{"task": "a"}], "group": [{"task": "b"}]}])],
                  "load.mix[0]: give one canvas shape, not chain and group", id="canvas-two-shapes"),
     pytest.param([(("load", "mix"), [{"chord": [{"task": "a"}]}])],
@@ -594,3 +596,15 @@ def test_a_hypothesis_may_name_the_apps_tasks_the_load_publishes(root):
                                             r"noop, .*, shop.charge, shop.line, shop.total\)"):
         load_scenario(write(root, changed((("load", "mix"), mix),
                                           (("hypothesis",), {"success_ratio.shop.refund": ">= 0.99"}))))
+
+
+def test_the_celery_publisher_takes_the_scenarios_app_to_the_load_node(root):
+    from chaoslab.experiment.runner import load_profile
+
+    source = str(ROOT / "examples" / "shop")
+    scenario = load_scenario(write(root, changed((("load", "publisher"), "celery"),
+                                                 (("app",), {"app": "shop.celery:app", "source": source}))))
+    profile = load_profile(scenario)
+    assert profile["publisher"] == "celery" and profile["app"]["source"] == source
+    assert to_yaml(scenario).count("publisher: celery") == 1
+    assert load_profile(load_scenario(write(root, FULL)))["app"] == {}

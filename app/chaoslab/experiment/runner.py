@@ -129,10 +129,13 @@ def versions(info: LabInfo) -> dict[str, str]:
 
 
 def load_profile(scenario: Scenario) -> dict[str, Any]:
+    """The load generator's profile of a run (the loadgen role's variables without their prefix); the ``celery``
+    publisher publishes through the scenario's app under test, installed on the load's node too."""
     load = scenario.load
     return {
         "rate": load.rate, "seed": load.seed, "publish_timeout": load.publish_timeout,
-        "mix": [entry.to_data() for entry in load.mix],
+        "mix": [entry.to_data() for entry in load.mix], "publisher": load.publisher,
+        "app": scenario.app if load.publisher == "celery" else {},
     }
 
 

@@ -47,7 +47,8 @@ TOP_KEYS = ("name", "description", "app", "celery", "redis", "nodes", "load", "p
 SIZE_KEYS = ("cpus", "memory")
 CPUS_BOUNDS = (0.05, 64.0)
 MEMORY_MIB_BOUNDS = (64, 1024 * 1024)
-LOAD_KEYS = ("rate", "seed", "publish_timeout", "mix")
+LOAD_KEYS = ("rate", "seed", "publish_timeout", "publisher", "mix")
+PUBLISHERS = ("raw", "celery")
 MIX_KEYS = ("kind", "weight", "args", "options")
 APP_MIX_KEYS = ("task", "weight", "args", "kwargs", "options")
 CANVAS_KEYS = (*SHAPES, "callback", "weight", "immutable")
@@ -89,6 +90,8 @@ class LoadSpec:
     seed: int
     publish_timeout: float
     mix: list[MixItem]
+    publisher: str = "raw"
+    """``raw``: the lab's batched LPUSH, bounded by publish_timeout; ``celery``: the app's own apply_async."""
 
 
 @dataclass(frozen=True)
@@ -269,6 +272,7 @@ def to_yaml(scenario: Scenario, header: str = "") -> str:
                                     **({"memory": f"{size['memory_mib']}MiB"} if "memory_mib" in size else {})}
                          for selector, size in scenario.nodes.items()}
     data["load"] = {"rate": load.rate, "seed": load.seed, "publish_timeout": format_duration(load.publish_timeout),
+                    **({"publisher": load.publisher} if load.publisher != "raw" else {}),
                     "mix": [entry.to_data() for entry in load.mix]}
     data["phases"] = [_phase_data(phase) for phase in scenario.phases]
     if scenario.hypothesis:
@@ -602,7 +606,10 @@ def _redis(root: Path, value: Any) -> dict[str, Any]:
 def _load(value: Any) -> LoadSpec:
     load = _mapping(value, "load", LOAD_KEYS, required=("rate", "mix"))
     mix = [_mix_item(entry, f"load.mix[{i}]") for i, entry in enumerate(_list(load["mix"], "load.mix", "tasks"))]
-    return LoadSpec(rate=float(_number(load["rate"], "load.rate")), mix=mix,
+    publisher = load.get("publisher", "raw")
+    if publisher not in PUBLISHERS:
+        raise ScenarioError("load.publisher", f"must be one of {', '.join(PUBLISHERS)}, got {publisher!r}")
+    return LoadSpec(rate=float(_number(load["rate"], "load.rate")), mix=mix, publisher=publisher,
                     seed=_number(load.get("seed", 0), "load.seed", ">=", 0, whole=True),
                     publish_timeout=_duration(load.get("publish_timeout", "2s"), "load.publish_timeout"))
 

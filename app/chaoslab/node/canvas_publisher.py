@@ -1,15 +1,15 @@
-"""Publish the load's canvases (chains, groups, chords) through Celery's own canvas, by task name.
+"""Publish the load's canvases (chains, groups, chords) through Celery's own canvas.
 
-A canvas is built from signatures of the tasks' registered names (the app's code is not needed to publish them) and
-sent with ``apply_async(retry=False)``: Celery writes the messages exactly as it would for the app, a chain's later
-links riding in the first link's message and a chord's callback in its header's, and a chord's size in the result
-backend. Every task gets its id before it is published, so the ledger knows a canvas's members before any runs.
-Each publish is bounded by the timeout (the broker's and the result backend's socket timeouts, no retries).
+A canvas is built from signatures of the tasks' registered names and sent with ``apply_async``: Celery writes the
+messages exactly as it would for the app, a chain's later links riding in the first link's message and a chord's
+callback in its header's, and a chord's size in the result backend. Every task gets its id before it is published,
+so the ledger knows a canvas's members before any runs. By default the publisher has a Celery app of its own (the
+app's code is not needed): each publish is bounded by the timeout (the broker's and the result backend's socket
+timeouts, no retries). With the ``celery`` publisher it uses the app under test itself, as its code would.
 """
 
 from __future__ import annotations
 
-import socket
 from typing import Any
 
 from celery import Celery, chain, chord, group
@@ -17,9 +17,7 @@ from celery.backends.redis import RedisBackend
 from celery.canvas import Signature
 
 from chaoslab.node.load_mix import CanvasEntry, MixEntry
-from chaoslab.node.publisher import Outcome
-
-TIMEOUTS = (socket.timeout, TimeoutError)
+from chaoslab.node.publisher import Outcome, failed
 
 
 class PublishOnlyBackend(RedisBackend):
@@ -38,15 +36,28 @@ class PublishOnlyBackend(RedisBackend):
 
 
 class CanvasPublisher:
-    def __init__(self, broker_url: str, result_backend: str, timeout: float, queue: str = "celery") -> None:
+    """Canvases built with a Celery app of the publisher's own, bounded by *timeout* (:meth:`bounded_to`), or with
+    the app under test (:meth:`through`: its routes, options and publish retry policy)."""
+
+    def __init__(self, app: Celery, bounded: bool) -> None:
+        self.app = app
+        self.bounded = bounded
+
+    @classmethod
+    def bounded_to(cls, broker_url: str, result_backend: str, timeout: float, queue: str = "celery") -> CanvasPublisher:
         backend = f"{PublishOnlyBackend.__module__}:{PublishOnlyBackend.__name__}+{result_backend}"
-        self.app = Celery("chaoslab-canvas", broker=broker_url, backend=backend, set_as_current=False)
-        self.app.conf.update(
+        app = Celery("chaoslab-canvas", broker=broker_url, backend=backend, set_as_current=False)
+        app.conf.update(
             task_default_queue=queue, broker_connection_retry=False, broker_connection_timeout=timeout,
             broker_transport_options={"socket_timeout": timeout, "socket_connect_timeout": timeout, "max_retries": 0},
             redis_socket_timeout=timeout, redis_socket_connect_timeout=timeout, redis_retry_on_timeout=False,
             result_backend_always_retry=False,
         )
+        return cls(app, bounded=True)
+
+    @classmethod
+    def through(cls, app: Celery) -> CanvasPublisher:
+        return cls(app, bounded=False)
 
     def signature(self, entry: MixEntry, task_id: str, immutable: bool = False) -> Signature:
         return self.app.signature(entry.task_name, args=list(entry.positional), kwargs=dict(entry.args),
@@ -66,11 +77,7 @@ class CanvasPublisher:
 
     def publish(self, entry: CanvasEntry, ids: list[str]) -> Outcome:
         try:
-            self.canvas(entry, ids).apply_async(retry=False)
-        except TIMEOUTS as err:
-            return Outcome("timeout", f"{type(err).__name__}: {err}")
+            self.canvas(entry, ids).apply_async(**({"retry": False} if self.bounded else {}))
         except Exception as err:  # whatever the broker or the result backend raised, the publish failed
-            timeout = any(isinstance(cause, TIMEOUTS) or "Timeout" in type(cause).__name__
-                          for cause in (err, err.__cause__, err.__context__))
-            return Outcome("timeout" if timeout else "error", f"{type(err).__name__}: {err}")
+            return failed(err)
         return Outcome("ok")

@@ -22,6 +22,7 @@ from prometheus_client import Counter, Gauge
 
 from chaoslab.ledger import LedgerWriter
 from chaoslab.node.canvas_publisher import CanvasPublisher
+from chaoslab.node.celery_publisher import CeleryPublisher
 from chaoslab.node.load_mix import CanvasEntry, MixEntry, MixItem, mix_item
 from chaoslab.node.publisher import Outcome, Publisher
 
@@ -39,6 +40,8 @@ class LoadProfile:
     seed: int = 0
     publish_timeout: float = 2.0
     duration: float | None = None  # None: until stopped
+    publisher: str = "raw"
+    """``raw``: the lab's batched, bounded LPUSH of protocol-2 messages; ``celery``: the app's own apply_async."""
 
     @property
     def total(self) -> int | None:
@@ -56,7 +59,8 @@ class LoadStats:
 class LoadGenerator:
     def __init__(self, profile: LoadProfile, publisher: Publisher, ledger: LedgerWriter | None,
                  clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
-                 node: str = "", canvases: CanvasPublisher | None = None) -> None:
+                 node: str = "", canvases: CanvasPublisher | None = None,
+                 tasks: CeleryPublisher | None = None) -> None:
         if profile.rate <= 0 or not profile.mix:
             raise ValueError("a load needs a rate > 0 and at least one task kind")
         if canvases is None and any(isinstance(entry, CanvasEntry) for entry in profile.mix):
@@ -64,6 +68,7 @@ class LoadGenerator:
         self.profile = profile
         self.publisher = publisher
         self.canvases = canvases
+        self.tasks = tasks  # given: single tasks go out one by one through the app's apply_async
         self.ledger = ledger
         self.clock = clock
         self.wall = wall
@@ -114,7 +119,13 @@ class LoadGenerator:
         singles = [(task_id, index, when) for (task_id, index), when in zip(tasks, scheduled, strict=True)
                    if self._templates[index] is not None]
         failed = 0
-        if singles:
+        if singles and self.tasks is not None:
+            for task_id, index, when in singles:
+                entry = self._entries[index]
+                result = self.tasks.publish(entry, task_id)  # type: ignore[arg-type]
+                self._record([(task_id, entry.kind)], [when], self.wall(), result)
+                failed += result.outcome != "ok"
+        elif singles:
             messages = [self._templates[index].render(task_id) for task_id, index, _ in singles]  # type: ignore[union-attr]
             result = self.publisher.publish(messages)
             self._record([(task_id, self._entries[index].kind) for task_id, index, _ in singles],
@@ -165,7 +176,9 @@ class LoadGenerator:
 
 
 def profile_from_mapping(data: dict[str, Any], duration: float | None = None) -> LoadProfile:
-    """A profile from its YAML/JSON form: rate, mix [tasks and canvases], seed, publish_timeout (seconds)."""
+    """A profile from its YAML/JSON form: rate, mix [tasks and canvases], seed, publish_timeout (seconds), publisher
+    (raw or celery)."""
     mix = tuple(mix_item(entry) for entry in data.get("mix") or [])
     return LoadProfile(rate=float(data["rate"]), mix=mix, seed=int(data.get("seed", 0)),
-                       publish_timeout=float(data.get("publish_timeout", 2.0)), duration=duration)
+                       publish_timeout=float(data.get("publish_timeout", 2.0)), duration=duration,
+                       publisher=str(data.get("publisher", "raw")))

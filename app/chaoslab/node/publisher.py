@@ -71,6 +71,17 @@ class MessageTemplate:
         })
 
 
+TIMEOUTS = (socket.timeout, TimeoutError)
+
+
+def failed(err: BaseException) -> Outcome:
+    """A publish that raised *err*: a ``timeout`` when it or its cause was one (a socket timeout, redis' or kombu's
+    timeout errors), else an ``error``."""
+    timeout = any(isinstance(cause, TIMEOUTS) or "Timeout" in type(cause).__name__
+                  for cause in (err, err.__cause__, err.__context__) if cause is not None)
+    return Outcome("timeout" if timeout else "error", f"{type(err).__name__}: {err}")
+
+
 def _after(now: float, seconds: float | None) -> str | None:
     """*seconds* after *now* as Celery writes an ETA or an expiry (ISO 8601, UTC); None without one."""
     return None if seconds is None else datetime.fromtimestamp(now + seconds, tz=UTC).isoformat()
