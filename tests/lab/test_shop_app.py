@@ -2,8 +2,8 @@
 judged as its tasks' own records say, a retrying payment counted once with its retries, a countdown beyond the
 visibility timeout reported duplicated with its cause, a hard time limit reported as the worker's failure.
 
-One matrix run of examples/shop/experiments/shop-worker-kill.yml, its phases shortened and a countdown task added,
-serves every test here."""
+One matrix run of examples/shop/experiments/shop-worker-kill.yml, its phases shortened, a countdown task added and
+its load published through the shop's own apply_async, serves every test here."""
 
 from __future__ import annotations
 
@@ -26,10 +26,12 @@ CELLS = ("task_acks_late=false", "task_acks_late=true")
 
 
 def shortened(dest: Path) -> Path:
-    """The example scenario with short phases (two kills 8 s apart) and reminders with a 25 s countdown against
-    its 10 s visibility timeout; its app's source made absolute (the copy lives elsewhere)."""
+    """The example scenario with short phases (two kills 8 s apart), reminders with a 25 s countdown against its 10 s
+    visibility timeout, published through the shop's own code (publisher: celery); its app's source made absolute
+    (the copy lives elsewhere)."""
     data = yaml.safe_load((SHOP / "experiments" / "shop-worker-kill.yml").read_text(encoding="utf-8"))
     data["app"]["source"] = str(SHOP)
+    data["load"]["publisher"] = "celery"
     data["load"]["mix"].append({"task": "shop.send_reminder", "args": [42], "weight": 1,
                                 "options": {"countdown": "25s"}})
     data["phases"] = [{"name": "baseline", "duration": "8s"},
@@ -146,28 +148,11 @@ def test_the_workers_run_the_labs_own_app_again_after_the_run(shop_run):
     assert "chaoslab.noop" in registered
 
 
-def test_the_celery_publisher_publishes_through_the_shops_own_code_on_the_load_node(lab, tmp_path):
-    """load.publisher: celery: the shop is installed on the monitor node too and its own apply_async publishes every
-    task (a chain among them); afterwards the background load is the lab's raw publisher again."""
-    scenario = tmp_path / "shop-celery.yml"
-    scenario.write_text(yaml.safe_dump({
-        "name": "shop-celery-publisher", "app": {"app": "shop.celery:app", "source": str(SHOP)},
-        "load": {"rate": 4, "publisher": "celery", "mix": [
-            {"task": "shop.charge_payment", "args": [{"order": 3}]},
-            {"chain": [{"task": "shop.reserve_stock", "args": [1]}, {"task": "shop.ship_order"}]}]},
-        "phases": [{"name": "baseline", "duration": "5s"}, {"name": "drain", "duration": "40s"}],
-        "hypothesis": {"lost": 0, "publish_failed": 0}}), encoding="utf-8")
-    results = tmp_path / "results"
-    results.mkdir()
-    proc, run = run_scenario(scenario, results)
-    assert proc.returncode == 0, proc.stdout[-3000:]
-    found = json.loads((run / "summary.json").read_text())
-    assert found["workflows"]["chain"] == {"finished": found["workflows"]["chain"]["finished"]} and \
-        found["classes"]["completed"] == found["tasks"] > 10
-    profile = yaml.safe_load((run / "scenario.yml").read_text())
-    assert profile["load"]["publisher"] == "celery"
-    # the shop's code was installed on the load's node and the load generator published through it
-    assert (Path("/var/lib/chaoslab/nodes/monitor/app/src/shop/tasks.py")).is_file()
+def test_the_celery_publisher_published_through_the_shops_own_code_on_the_load_node(shop_run):
+    """load.publisher: celery: the shop was installed on the monitor node too and its own apply_async published every
+    task (canvases through its canvas); afterwards the background load is the lab's raw publisher again."""
+    assert yaml.safe_load((shop_run / "cells" / CELLS[0] / "scenario.yml").read_text())["load"]["publisher"] == "celery"
+    assert Path("/var/lib/chaoslab/nodes/monitor/app/src/shop/tasks.py").is_file()
     log = Path("/var/log/chaoslab/nodes/monitor/loadgen.log").read_text(encoding="utf-8", errors="replace")
     assert "publishing through the app under test shop.celery:app (shop," in log
     background = yaml.safe_load(Path("/etc/chaoslab/nodes/monitor/loadgen.yml").read_text())

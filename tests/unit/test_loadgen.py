@@ -200,3 +200,28 @@ def test_the_celery_publisher_reports_what_the_apps_producer_raised(tmp_path, mo
     app = app_under_test.load(LabConfig(node="monitor", broker_url=url, result_backend=url, app="shop.celery:app"))
     result = CeleryPublisher(app).publish(mix_item({"task": "shop.reserve_stock", "args": [1]}), "id-1")
     assert result.outcome == "error" and "OperationalError" in (result.error or "")
+
+
+def test_generated_arguments_are_made_for_each_task_from_the_seed(tmp_path):
+    from base64 import b64decode
+
+    from chaoslab.node.load_mix import mix_item
+
+    mix = (mix_item({"task": "shop.charge", "args": [{"$seq": 100}], "kwargs": {"ref": {"$id": "r-"}}}),
+           mix_item({"task": "shop.plain", "args": [1]}))
+
+    def bodies(seed: int) -> list[tuple[str, list, dict]]:
+        with local_redis() as server:
+            profile = LoadProfile(rate=100, mix=mix, seed=seed, publish_timeout=1.0, duration=0.3)
+            LoadGenerator(profile, Publisher(server.url(), 1.0), None).run()
+            messages = [json.loads(raw) for raw in reversed(server.client().lrange("celery", 0, -1))]
+        return [(m["headers"]["task"], *json.loads(b64decode(m["body"]))[:2]) for m in messages]
+
+    first = bodies(5)
+    charges = [(args, kwargs) for task, args, kwargs in first if task == "shop.charge"]
+    assert len(charges) > 10 and all(kwargs["ref"].startswith("r-") for _args, kwargs in charges)
+    assert len({kwargs["ref"] for _args, kwargs in charges}) == len(charges)
+    seqs = [args[0] for args, _kwargs in charges]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs) and seqs[0] >= 100  # numbered in publish order
+    assert {tuple(args) for task, args, _kwargs in first if task == "shop.plain"} == {(1,)}
+    assert bodies(5) == first  # the same seed publishes the same values

@@ -36,6 +36,7 @@ from chaoslab.fault_params import check as fault_check
 from chaoslab.fault_params import check_value
 from chaoslab.inputs import is_json_data, pattern, resolve
 from chaoslab.ledger import task_kind
+from chaoslab.node import generated
 from chaoslab.node.load_mix import OPTIONS, SHAPES, CanvasEntry, MixEntry, MixItem
 from chaoslab.node.tasks import KINDS
 from chaoslab.project import find_project
@@ -688,7 +689,8 @@ def _mix_entry(value: Any, key: str) -> MixEntry:
 
 def _app_mix_entry(value: dict[str, Any], key: str) -> MixEntry:
     """A task of the app under test: its name, positional ``args`` (a list) and ``kwargs`` (a mapping), plain data
-    the broker carries as JSON. Whether the app has the task is checked on a worker node when the run starts."""
+    the broker carries as JSON, generated values among them (:mod:`chaoslab.node.generated`). Whether the app has
+    the task is checked on a worker node when the run starts."""
     entry = _mapping(value, key, APP_MIX_KEYS)
     task = entry["task"]
     if not isinstance(task, str) or len(task) > 200 or not TASK_NAME.fullmatch(task):
@@ -701,6 +703,12 @@ def _app_mix_entry(value: dict[str, Any], key: str) -> MixEntry:
     if not isinstance(kwargs, dict) or not is_json_data(kwargs):
         raise ScenarioError(f"{key}.kwargs", f"must be a mapping of plain data (the task's keyword arguments), "
                                              f"got {kwargs!r}")
+    for name, given in (("args", args), ("kwargs", kwargs)):
+        try:
+            generated.check(given, f"{key}.{name}")
+        except ValueError as err:
+            where, _sep, message = str(err).partition(": ")
+            raise ScenarioError(where, message) from None
     return MixEntry(kind=task_kind(task), weight=float(_number(entry.get("weight", 1), f"{key}.weight")),
                     args=dict(kwargs), task=task, positional=tuple(args),
                     options=_options(entry.get("options") or {}, f"{key}.options"))

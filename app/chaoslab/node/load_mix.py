@@ -8,11 +8,13 @@ checked that form, the load generator trusts it.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from chaoslab.ledger import LAB_TASK_PREFIX, task_kind
+from chaoslab.node import generated
 from chaoslab.units import format_duration, parse_duration
 
 SHAPES: Final = ("chain", "group", "chord")
@@ -40,6 +42,18 @@ class MixEntry:
     def task_name(self) -> str:
         return self.task or LAB_TASK_PREFIX + self.kind
 
+    @property
+    def generated(self) -> bool:
+        """Whether its arguments hold generators (:mod:`chaoslab.node.generated`): made afresh for each task."""
+        return generated.has_generators(self.positional) or generated.has_generators(self.args)
+
+    def rendered(self, rng: random.Random, seq: int) -> MixEntry:
+        """This task with its generated arguments made for the task numbered *seq*."""
+        if not self.generated:
+            return self
+        return replace(self, positional=tuple(generated.render(list(self.positional), rng, seq)),
+                       args=generated.render(dict(self.args), rng, seq))
+
     def to_data(self, weight: bool = True) -> dict[str, Any]:
         """The YAML/JSON form :func:`mix_item` reads back."""
         data: dict[str, Any] = {"weight": self.weight} if weight else {}
@@ -65,6 +79,12 @@ class CanvasEntry:
     @property
     def kind(self) -> str:
         return self.shape
+
+    def rendered(self, rng: random.Random, seq: int) -> CanvasEntry:
+        """This canvas with its tasks' generated arguments made, numbered from *seq* in order."""
+        members = tuple(member.rendered(rng, seq + index) for index, member in enumerate(self.members))
+        callback = self.callback.rendered(rng, seq + len(members)) if self.callback is not None else None
+        return replace(self, members=members, callback=callback)
 
     def to_data(self, weight: bool = True) -> dict[str, Any]:
         data: dict[str, Any] = {"weight": self.weight} if weight else {}

@@ -76,10 +76,27 @@ class LoadGenerator:
         self.stop_event = threading.Event()
         self.stats = LoadStats()
         self._rng = random.Random(profile.seed)
+        self._values = random.Random(profile.seed + 1)  # generated arguments: the same seed makes the same values
+        self._seq = 0  # tasks published so far, the number a $seq generator counts from
         self._entries = list(profile.mix)
         self._weights = [entry.weight for entry in profile.mix]
         self._templates = [publisher.template(entry.task_name, entry.args, entry.positional, entry.options)
-                           if isinstance(entry, MixEntry) else None for entry in profile.mix]
+                           if isinstance(entry, MixEntry) and not entry.generated else None for entry in profile.mix]
+
+    def _entry(self, index: int) -> MixItem:
+        """Mix entry *index* as the next task publishes it: its generated arguments made, numbered in order."""
+        entry = self._entries[index].rendered(self._values, self._seq)
+        self._seq += len(entry.members) + (entry.callback is not None) if isinstance(entry, CanvasEntry) else 1
+        return entry
+
+    def _message(self, task_id: str, index: int) -> str:
+        template = self._templates[index]
+        if template is None:  # generated arguments: a message of its own
+            entry = self._entry(index)
+            assert isinstance(entry, MixEntry)
+            return self.publisher.template(entry.task_name, entry.args, entry.positional, entry.options).render(task_id)
+        self._seq += 1
+        return template.render(task_id)
 
     def _next_tasks(self, count: int) -> list[tuple[str, int]]:
         picks = self._rng.choices(range(len(self._entries)), weights=self._weights, k=count)
@@ -117,23 +134,25 @@ class LoadGenerator:
 
     def _send(self, tasks: list[tuple[str, int]], due: float, scheduled: list[float]) -> None:
         singles = [(task_id, index, when) for (task_id, index), when in zip(tasks, scheduled, strict=True)
-                   if self._templates[index] is not None]
+                   if isinstance(self._entries[index], MixEntry)]
         failed = 0
         if singles and self.tasks is not None:
             for task_id, index, when in singles:
-                entry = self._entries[index]
-                result = self.tasks.publish(entry, task_id)  # type: ignore[arg-type]
+                entry = self._entry(index)
+                assert isinstance(entry, MixEntry)
+                result = self.tasks.publish(entry, task_id)
                 self._record([(task_id, entry.kind)], [when], self.wall(), result)
                 failed += result.outcome != "ok"
         elif singles:
-            messages = [self._templates[index].render(task_id) for task_id, index, _ in singles]  # type: ignore[union-attr]
+            messages = [self._message(task_id, index) for task_id, index, _ in singles]
             result = self.publisher.publish(messages)
             self._record([(task_id, self._entries[index].kind) for task_id, index, _ in singles],
                          [when for *_, when in singles], self.wall(), result)
             failed += 0 if result.outcome == "ok" else len(singles)
         for (task_id, index), when in zip(tasks, scheduled, strict=True):
-            entry = self._entries[index]
-            if isinstance(entry, CanvasEntry):
+            if isinstance(self._entries[index], CanvasEntry):
+                entry = self._entry(index)
+                assert isinstance(entry, CanvasEntry)
                 failed += self._send_canvas(task_id, entry, when).outcome != "ok"
         lag = max(self.clock() - due, 0.0)
         LAG.set(lag)
