@@ -120,8 +120,9 @@ def cmd_load(args: argparse.Namespace) -> int:
         data["mix"] = _parse_mix(args.mix)
     data.setdefault("seed", args.seed)
     data.setdefault("publish_timeout", units.parse_duration(args.publish_timeout))
-    if not data.get("mix") or not data.get("rate"):
-        print("chaoslab load: needs --rate and --mix (or a --profile with both)", file=sys.stderr)
+    if not data.get("replay") and (not data.get("mix") or not data.get("rate")):
+        print("chaoslab load: needs --rate and --mix (or a --profile with both, or with a trace to replay)",
+              file=sys.stderr)
         return 2
     duration = units.parse_duration(args.duration) if args.duration else None
     profile = loadgen.profile_from_mapping(data, duration)

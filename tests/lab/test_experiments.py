@@ -208,3 +208,22 @@ def test_bad_scenario_is_refused_in_one_line_before_anything_starts(lab, tmp_pat
     assert len(lines) == 1 and str(path) in lines[0] and message in lines[0], proc.stderr
     assert not (tmp_path / "results").exists()
     assert (snapshot(nodes), service_pid("monitor", "loadgen")) == before
+
+
+def test_a_recorded_trace_is_replayed_once_each_task_at_its_offset(lab, tmp_path):
+    offsets = [round(0.1 * index + (1.0 if index >= 15 else 0.0), 3) for index in range(20)]
+    (tmp_path / "trace.jsonl").write_text("".join(
+        json.dumps({"offset": offset, "kind": "sleep", "args": {"ms": 20}}) + "\n" for offset in offsets),
+        encoding="utf-8")
+    (tmp_path / "replay.yml").write_text(yaml.safe_dump({
+        "name": "replay", "load": {"replay": "trace.jsonl"},
+        "phases": [{"name": "baseline", "duration": "5s"}, {"name": "drain", "duration": "30s"}],
+        "hypothesis": {"completed": 20, "lost": 0}}), encoding="utf-8")
+    results = tmp_path / "results"
+    results.mkdir()
+    proc, run = run_scenario(tmp_path / "replay.yml", results)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    published = list(read_records(run / "ledgers" / "publish.jsonl"))
+    assert len(published) == 20  # played once: the generator idles after the trace instead of starting it again
+    due = [record["scheduled"] - published[0]["scheduled"] for record in published]
+    assert due == pytest.approx(offsets, abs=1e-3)

@@ -44,3 +44,4 @@ def test_a_bad_generator_is_one_line_naming_its_key(value, message):
     with pytest.raises(ValueError) as caught:
         generated.check(value, "args")
     assert str(caught.value).startswith(message)
+

@@ -225,3 +225,26 @@ def test_generated_arguments_are_made_for_each_task_from_the_seed(tmp_path):
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs) and seqs[0] >= 100  # numbered in publish order
     assert {tuple(args) for task, args, _kwargs in first if task == "shop.plain"} == {(1,)}
     assert bodies(5) == first  # the same seed publishes the same values
+
+
+def test_a_trace_is_replayed_in_its_own_time(tmp_path):
+    trace = tmp_path / "trace.jsonl"
+    offsets = [0.0, 0.05, 0.05, 0.3, 0.6]
+    trace.write_text("".join(json.dumps({"offset": offset, "task": f"shop.t{index}", "args": [index]}) + "\n"
+                             for index, offset in reversed(list(enumerate(offsets)))), encoding="utf-8")
+    profile = profile_from_mapping({"replay": str(trace), "publish_timeout": 1.0})
+    assert profile.total == 5 and profile.rate == 0
+    with local_redis() as server, LedgerWriter(tmp_path / "p.jsonl", "never") as writer:
+        start = time.time()
+        stats = LoadGenerator(profile, Publisher(server.url(), 1.0), writer).run()
+        elapsed = time.time() - start
+        queued = [json.loads(raw)["headers"]["task"] for raw in reversed(server.client().lrange("celery", 0, -1))]
+    records = list(read_records([tmp_path / "p.jsonl"]))
+    # in order of offset, lines of the same offset in the file's order (written last first here)
+    assert stats.published == 5 and queued == ["shop.t0", "shop.t2", "shop.t1", "shop.t3", "shop.t4"]
+    assert 0.6 <= elapsed < 1.2
+    due = [record["scheduled"] - records[0]["scheduled"] for record in records]
+    assert due == pytest.approx(offsets, abs=1e-6)  # each task due at its offset
+    assert all(record["t"] >= record["scheduled"] - 0.01 for record in records)  # none went out early
+    short = profile_from_mapping({"replay": str(trace)}, duration=0.2)
+    assert short.total == 3  # a run shorter than the trace publishes what falls in it

@@ -129,10 +129,14 @@ PHASES_AWRY = [{"name": "baseline", "duration": "1s"}, {"name": "recovery", "dur
                  "frobnicate: unknown key (allowed: name, description, app, celery, redis, nodes, load, phases, "
                  "hypothesis, matrix, published)",
                  id="unknown-top-key"),
-    pytest.param([(("load", "burst"), 5)], "load.burst: unknown key (allowed: rate, seed, publish_timeout, mix)",
+    pytest.param([(("load", "burst"), 5)],
+                 "load.burst: unknown key (allowed: rate, seed, publish_timeout, publisher, mix, replay)",
                  id="unknown-load-key"),
     pytest.param([(("load",), DELETE)], "load: missing (required)", id="missing-load"),
-    pytest.param([(("load", "rate"), DELETE)], "load.rate: missing (required)", id="missing-rate"),
+    pytest.param([(("load", "rate"), DELETE)], "load.rate: missing (required, unless the load replays a trace)",
+                 id="missing-rate"),
+    pytest.param([(("load", "replay"), "no-such.jsonl")], "load.rate: a replayed trace has its own tasks and times",
+                 id="replay-and-rate"),
     pytest.param([(("name",), "Demo X")], "name: must match [a-z0-9][a-z0-9_-]*, got 'Demo X'", id="bad-name"),
     pytest.param([(("phases", 1, "duration"), 20)], "phases[1].duration: '20' has no unit (use ms, s, m or h)",
                  id="duration-without-unit"),
@@ -613,3 +617,26 @@ def test_the_celery_publisher_takes_the_scenarios_app_to_the_load_node(root):
     assert profile["publisher"] == "celery" and profile["app"]["source"] == source
     assert to_yaml(scenario).count("publisher: celery") == 1
     assert load_profile(load_scenario(write(root, FULL)))["app"] == {}
+
+
+def test_a_load_replays_a_trace_checked_line_by_line_before_the_run(root):
+    from chaoslab.experiment.runner import load_profile
+
+    trace = root / "experiments" / "orders.jsonl"
+    trace.write_text('{"offset": 0.5, "task": "shop.charge", "args": [1]}\n'
+                     '{"offset": 0.1, "kind": "noop"}\n\n'
+                     '{"offset": 1, "task": "shop.charge", "kwargs": {"order": 2}}\n', encoding="utf-8")
+    load = {"replay": "orders.jsonl", "publisher": "celery"}
+    scenario = load_scenario(write(root, changed((("load",), load))))
+    assert scenario.load.replay == str(trace) and scenario.load.rate == 0
+    assert [entry.task_name for entry in scenario.load.mix] == ["chaoslab.noop", "shop.charge"]
+    check_tasks(scenario, {"chaoslab.noop", "shop.charge"})
+    assert load_profile(scenario)["replay"] == str(trace)
+    assert yaml.safe_load(to_yaml(scenario))["load"] == {"seed": 0, "publish_timeout": "2s", "publisher": "celery",
+                                                          "replay": str(trace)}
+    trace.write_text('{"offset": 0.5, "task": "shop.charge"}\n{"offset": -1, "task": "shop.charge"}\n',
+                     encoding="utf-8")
+    with pytest.raises(ScenarioError, match=r"load.replay: .*orders.jsonl: line 2: offset: must be seconds >= 0"):
+        load_scenario(write(root, changed((("load",), load))))
+    with pytest.raises(ScenarioError, match=r"load.replay: .*nothing.jsonl: \[Errno 2\] No such file"):
+        load_scenario(write(root, changed((("load",), {"replay": "nothing.jsonl"}))))

@@ -130,12 +130,13 @@ def versions(info: LabInfo) -> dict[str, str]:
 
 def load_profile(scenario: Scenario) -> dict[str, Any]:
     """The load generator's profile of a run (the loadgen role's variables without their prefix); the ``celery``
-    publisher publishes through the scenario's app under test, installed on the load's node too."""
+    publisher publishes through the scenario's app under test, installed on the load's node too; a trace to replay
+    is copied there (its mix then only names its tasks)."""
     load = scenario.load
     return {
         "rate": load.rate, "seed": load.seed, "publish_timeout": load.publish_timeout,
         "mix": [entry.to_data() for entry in load.mix], "publisher": load.publisher,
-        "app": scenario.app if load.publisher == "celery" else {},
+        "app": scenario.app if load.publisher == "celery" else {}, "replay": load.replay,
     }
 
 

@@ -36,8 +36,8 @@ from chaoslab.fault_params import check as fault_check
 from chaoslab.fault_params import check_value
 from chaoslab.inputs import is_json_data, pattern, resolve
 from chaoslab.ledger import task_kind
-from chaoslab.node import generated
-from chaoslab.node.load_mix import OPTIONS, SHAPES, CanvasEntry, MixEntry, MixItem
+from chaoslab.node import generated, trace
+from chaoslab.node.load_mix import OPTIONS, SHAPES, TASK_NAME, CanvasEntry, MixEntry, MixItem
 from chaoslab.node.tasks import KINDS
 from chaoslab.project import find_project
 from chaoslab.units import format_duration, parse_bytes, parse_duration
@@ -48,7 +48,7 @@ TOP_KEYS = ("name", "description", "app", "celery", "redis", "nodes", "load", "p
 SIZE_KEYS = ("cpus", "memory")
 CPUS_BOUNDS = (0.05, 64.0)
 MEMORY_MIB_BOUNDS = (64, 1024 * 1024)
-LOAD_KEYS = ("rate", "seed", "publish_timeout", "publisher", "mix")
+LOAD_KEYS = ("rate", "seed", "publish_timeout", "publisher", "mix", "replay")
 PUBLISHERS = ("raw", "celery")
 MIX_KEYS = ("kind", "weight", "args", "options")
 APP_MIX_KEYS = ("task", "weight", "args", "kwargs", "options")
@@ -56,8 +56,6 @@ CANVAS_KEYS = (*SHAPES, "callback", "weight", "immutable")
 CANVAS_SIZE = (1, 100)
 """How many tasks a canvas may hold (a chord's header; a chain's links)."""
 MAX_COUNTDOWN = 7 * 86400.0
-# A task of the app under test, by the name the app registers (shop.tasks.charge).
-TASK_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*([.:-][A-Za-z0-9_]+)*")
 PHASE_KEYS = ("name", "duration", "fault", "faults")
 FAULT_KEYS = ("playbook", "target", "params", "at", "duration", "accept_ineffective")
 PHASES = ("baseline", "fault", "recovery", "drain")
@@ -93,6 +91,9 @@ class LoadSpec:
     mix: list[MixItem]
     publisher: str = "raw"
     """``raw``: the lab's batched LPUSH, bounded by publish_timeout; ``celery``: the app's own apply_async."""
+    replay: str = ""
+    """A recorded trace to publish in its own time (absolute path; :mod:`chaoslab.node.trace`) instead of a rate and
+    a mix; ``mix`` then holds one entry per task the trace names (what the workers must have)."""
 
 
 @dataclass(frozen=True)
@@ -272,9 +273,10 @@ def to_yaml(scenario: Scenario, header: str = "") -> str:
         data["nodes"] = {selector: {**({"cpus": size["cpus"]} if "cpus" in size else {}),
                                     **({"memory": f"{size['memory_mib']}MiB"} if "memory_mib" in size else {})}
                          for selector, size in scenario.nodes.items()}
-    data["load"] = {"rate": load.rate, "seed": load.seed, "publish_timeout": format_duration(load.publish_timeout),
+    data["load"] = {"seed": load.seed, "publish_timeout": format_duration(load.publish_timeout),
                     **({"publisher": load.publisher} if load.publisher != "raw" else {}),
-                    "mix": [entry.to_data() for entry in load.mix]}
+                    **({"replay": load.replay} if load.replay else
+                       {"rate": load.rate, "mix": [entry.to_data() for entry in load.mix]})}
     data["phases"] = [_phase_data(phase) for phase in scenario.phases]
     if scenario.hypothesis:
         data["hypothesis"] = {condition.figure: condition.text for condition in scenario.hypothesis}
@@ -451,7 +453,7 @@ def _scenario(path: Path, root: Path, data: dict[str, Any]) -> Scenario:
     if not isinstance(description, str):
         raise ScenarioError("description", f"must be text, got {description!r}")
     celery = _celery(data.get("celery") or {}, "celery")
-    load = _load(data["load"])
+    load = _load(data["load"], path)
     kinds = task_kinds(load.mix)
     matrix, cell_hypotheses = _matrix(data.get("matrix") or {}, kinds)
     published, source, published_settings = _published(root, data.get("published"))
@@ -604,15 +606,40 @@ def _redis(root: Path, value: Any) -> dict[str, Any]:
             for name, given in _mapping(value, "redis", REDIS_SETTINGS, what="Redis setting").items()}
 
 
-def _load(value: Any) -> LoadSpec:
-    load = _mapping(value, "load", LOAD_KEYS, required=("rate", "mix"))
-    mix = [_mix_item(entry, f"load.mix[{i}]") for i, entry in enumerate(_list(load["mix"], "load.mix", "tasks"))]
+def _load(value: Any, path: Path) -> LoadSpec:
+    load = _mapping(value, "load", LOAD_KEYS)
     publisher = load.get("publisher", "raw")
     if publisher not in PUBLISHERS:
         raise ScenarioError("load.publisher", f"must be one of {', '.join(PUBLISHERS)}, got {publisher!r}")
+    if "replay" in load:
+        both = next((key for key in ("rate", "mix") if key in load), None)
+        if both:
+            raise ScenarioError(f"load.{both}", "a replayed trace has its own tasks and times: no rate or mix")
+        replay, mix = _replay(load["replay"], path)
+        return LoadSpec(rate=0.0, mix=mix, publisher=publisher, replay=replay,
+                        seed=_number(load.get("seed", 0), "load.seed", ">=", 0, whole=True),
+                        publish_timeout=_duration(load.get("publish_timeout", "2s"), "load.publish_timeout"))
+    for key in ("rate", "mix"):
+        if key not in load:
+            raise ScenarioError(f"load.{key}", "missing (required, unless the load replays a trace)")
+    mix = [_mix_item(entry, f"load.mix[{i}]") for i, entry in enumerate(_list(load["mix"], "load.mix", "tasks"))]
     return LoadSpec(rate=float(_number(load["rate"], "load.rate")), mix=mix, publisher=publisher,
                     seed=_number(load.get("seed", 0), "load.seed", ">=", 0, whole=True),
                     publish_timeout=_duration(load.get("publish_timeout", "2s"), "load.publish_timeout"))
+
+
+def _replay(value: Any, path: Path) -> tuple[str, list[MixItem]]:
+    """A trace file (relative to the scenario's directory), read whole as the load generator will; one mix entry per
+    task it names."""
+    if not isinstance(value, str) or not value or value.startswith("-"):
+        raise ScenarioError("load.replay", f"must be a trace file's path, got {value!r}")
+    file = (path.parent / value).resolve()
+    try:
+        found = trace.read(file)
+    except (OSError, ValueError) as err:
+        raise ScenarioError("load.replay", f"{file}: {err}") from None
+    distinct = {entry.task_name: replace(entry, args={}, positional=()) for _offset, entry in found}
+    return str(file), list(distinct.values())
 
 
 def _mix_item(value: Any, key: str) -> MixItem:

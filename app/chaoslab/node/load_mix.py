@@ -9,6 +9,7 @@ checked that form, the load generator trusts it.
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
@@ -17,6 +18,8 @@ from chaoslab.ledger import LAB_TASK_PREFIX, task_kind
 from chaoslab.node import generated
 from chaoslab.units import format_duration, parse_duration
 
+TASK_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*([.:-][A-Za-z0-9_]+)*")
+"""A task of the app under test, by the name the app registers (shop.tasks.charge)."""
 SHAPES: Final = ("chain", "group", "chord")
 """Canvas shapes a load can publish: a chain runs its links one after another (each published by the worker that
 ran the one before), a group runs its members side by side, a chord runs a group and then its callback once."""

@@ -14,6 +14,7 @@ import random
 import threading
 import time
 import uuid
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,10 +22,12 @@ from typing import Any
 from prometheus_client import Counter, Gauge
 
 from chaoslab.ledger import LedgerWriter
+from chaoslab.node import trace
 from chaoslab.node.canvas_publisher import CanvasPublisher
 from chaoslab.node.celery_publisher import CeleryPublisher
 from chaoslab.node.load_mix import CanvasEntry, MixEntry, MixItem, mix_item
 from chaoslab.node.publisher import Outcome, Publisher
+from chaoslab.node.trace import Trace
 
 PUBLISHED = Counter("chaoslab_loadgen_published", "Tasks the load generator tried to publish", ["kind", "outcome"])
 PUBLISH_ERRORS = Counter("chaoslab_loadgen_publish_errors", "Publishes that failed (error or timeout)", ["kind"])
@@ -42,10 +45,18 @@ class LoadProfile:
     duration: float | None = None  # None: until stopped
     publisher: str = "raw"
     """``raw``: the lab's batched, bounded LPUSH of protocol-2 messages; ``celery``: the app's own apply_async."""
+    replay: Trace = ()
+    """A recorded trace (:mod:`chaoslab.node.trace`) published in its own time instead of the rate and the mix."""
 
     @property
     def total(self) -> int | None:
+        if self.replay:
+            return len(self.replay) if self.duration is None else bisect_left(self.offsets, self.duration)
         return None if self.duration is None else round(self.rate * self.duration)
+
+    @property
+    def offsets(self) -> list[float]:
+        return [offset for offset, _entry in self.replay]
 
 
 @dataclass
@@ -61,8 +72,8 @@ class LoadGenerator:
                  clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
                  node: str = "", canvases: CanvasPublisher | None = None,
                  tasks: CeleryPublisher | None = None) -> None:
-        if profile.rate <= 0 or not profile.mix:
-            raise ValueError("a load needs a rate > 0 and at least one task kind")
+        if not profile.replay and (profile.rate <= 0 or not profile.mix):
+            raise ValueError("a load needs a rate > 0 and at least one task kind, or a trace to replay")
         if canvases is None and any(isinstance(entry, CanvasEntry) for entry in profile.mix):
             raise ValueError("a load with canvases needs a canvas publisher")
         self.profile = profile
@@ -78,10 +89,13 @@ class LoadGenerator:
         self._rng = random.Random(profile.seed)
         self._values = random.Random(profile.seed + 1)  # generated arguments: the same seed makes the same values
         self._seq = 0  # tasks published so far, the number a $seq generator counts from
-        self._entries = list(profile.mix)
+        self._entries: list[MixItem] = [entry for _offset, entry in profile.replay] or list(profile.mix)
         self._weights = [entry.weight for entry in profile.mix]
-        self._templates = [publisher.template(entry.task_name, entry.args, entry.positional, entry.options)
-                           if isinstance(entry, MixEntry) and not entry.generated else None for entry in profile.mix]
+        self._offsets = profile.offsets
+        # a mix's messages built once per entry; a trace's (each line its own task) as they go out
+        self._templates = [] if profile.replay else [
+            publisher.template(entry.task_name, entry.args, entry.positional, entry.options)
+            if isinstance(entry, MixEntry) and not entry.generated else None for entry in self._entries]
 
     def _entry(self, index: int) -> MixItem:
         """Mix entry *index* as the next task publishes it: its generated arguments made, numbered in order."""
@@ -90,17 +104,28 @@ class LoadGenerator:
         return entry
 
     def _message(self, task_id: str, index: int) -> str:
-        template = self._templates[index]
-        if template is None:  # generated arguments: a message of its own
+        template = self._templates[index] if self._templates else None
+        if template is None:  # generated arguments or a trace's line: a message of its own
             entry = self._entry(index)
             assert isinstance(entry, MixEntry)
             return self.publisher.template(entry.task_name, entry.args, entry.positional, entry.options).render(task_id)
         self._seq += 1
         return template.render(task_id)
 
-    def _next_tasks(self, count: int) -> list[tuple[str, int]]:
+    def _next_tasks(self, sent: int, count: int) -> list[tuple[str, int]]:
+        """Ids and entries of the next *count* tasks: a trace's in order, else drawn from the mix by weight."""
+        if self._offsets:
+            return [(str(uuid.uuid4()), index) for index in range(sent, sent + count)]
         picks = self._rng.choices(range(len(self._entries)), weights=self._weights, k=count)
         return [(str(uuid.uuid4()), index) for index in picks]
+
+    def _offset(self, index: int) -> float:
+        """When task *index* is due, in seconds from the start."""
+        return self._offsets[index] if self._offsets else index / self.profile.rate
+
+    def _due_by(self, elapsed: float) -> int:
+        """How many tasks are due *elapsed* seconds after the start."""
+        return bisect_right(self._offsets, elapsed) if self._offsets else int(elapsed * self.profile.rate) + 1
 
     def _record(self, tasks: list[tuple[str, str]], scheduled: list[float], t: float, result: Outcome) -> None:
         """A publish record per task sent: (id, kind) with the time it was due."""
@@ -162,32 +187,34 @@ class LoadGenerator:
         self.stats.lags.append(lag)
 
     def run(self) -> LoadStats:
-        """Publish until the profile's duration is over or stop() is called."""
-        RATE.set(self.profile.rate)
-        for entry in self.profile.mix:  # every kind's series exists from the start, errors at 0
-            for member in entry.members if isinstance(entry, CanvasEntry) else (entry,):
-                PUBLISHED.labels(member.kind, "ok")
-                PUBLISH_ERRORS.labels(member.kind)
-        interval = 1.0 / self.profile.rate
+        """Publish until the profile's duration is over (a trace: its last task) or stop() is called."""
+        RATE.set(self.profile.rate if not self._offsets else len(self._offsets) / max(self._offsets[-1], 1.0))
+        kinds = {member.kind for entry in self._entries
+                 for member in (entry.members if isinstance(entry, CanvasEntry) else (entry,))}
+        for kind in kinds:  # every kind's series exists from the start, errors at 0
+            PUBLISHED.labels(kind, "ok")
+            PUBLISH_ERRORS.labels(kind)
         total = self.profile.total
         start = self.clock()
         wall_start = self.wall()
         sent = 0
         while not self.stop_event.is_set() and (total is None or sent < total):
             now = self.clock()
-            due = int((now - start) / interval) + 1 - sent
+            due = self._due_by(now - start) - sent
             if total is not None:
                 due = min(due, total - sent)
             if due <= 0:
-                self.stop_event.wait(min(start + sent * interval - now, 0.05))
+                self.stop_event.wait(min(start + self._offset(sent) - now, 0.05))
                 continue
             count = min(due, MAX_BATCH)
             # Lag is measured against the first task of the batch, the one that has waited longest.
-            scheduled = [wall_start + (sent + offset) * interval for offset in range(count)]
-            self._send(self._next_tasks(count), start + sent * interval, scheduled)
+            scheduled = [wall_start + self._offset(sent + offset) for offset in range(count)]
+            self._send(self._next_tasks(sent, count), start + self._offset(sent), scheduled)
             sent += count
         if self.ledger is not None:
             self.ledger.sync()
+        if self._offsets and self.profile.duration is None:
+            self.stop_event.wait()  # a trace plays once: idle until stopped (a service that exits is started again)
         return self.stats
 
     def stop(self) -> None:
@@ -198,6 +225,7 @@ def profile_from_mapping(data: dict[str, Any], duration: float | None = None) ->
     """A profile from its YAML/JSON form: rate, mix [tasks and canvases], seed, publish_timeout (seconds), publisher
     (raw or celery)."""
     mix = tuple(mix_item(entry) for entry in data.get("mix") or [])
-    return LoadProfile(rate=float(data["rate"]), mix=mix, seed=int(data.get("seed", 0)),
+    replay = trace.read(data["replay"]) if data.get("replay") else ()
+    return LoadProfile(rate=float(data.get("rate") or 0), mix=mix, seed=int(data.get("seed", 0)),
                        publish_timeout=float(data.get("publish_timeout", 2.0)), duration=duration,
-                       publisher=str(data.get("publisher", "raw")))
+                       publisher=str(data.get("publisher", "raw")), replay=replay)
