@@ -69,8 +69,18 @@ def app_spec_errors(spec: Any) -> str:
     return errors(spec)
 
 
+def app_source_kind(spec: Any) -> str:
+    """Where an app under test's code comes from: directory, distribution (a wheel or an sdist) or package; "" for
+    none (the lab's own app)."""
+    from chaoslab.app_spec import parse
+
+    found = parse(spec)
+    return found.kind if found is not None else ""
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {"in_subnet": in_subnet, "lab_node_specs": lab_node_specs, "duration_seconds": duration_seconds,
                 "celery_settings_errors": celery_settings_errors, "fault_errors": fault_errors,
-                "fault_agent_args": fault_agent_args, "app_spec_errors": app_spec_errors}
+                "fault_agent_args": fault_agent_args, "app_spec_errors": app_spec_errors,
+                "app_source_kind": app_source_kind}

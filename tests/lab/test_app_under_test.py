@@ -99,7 +99,8 @@ BAD_APPS = {
     "app-path-injection": ({**MINIMAL, "app": "minimal_app:app; rm -rf /"},
                            "celery_worker_app: app: name the Celery app as celery -A takes it"),
     "source-as-option": ({**MINIMAL, "source": "--checkpoint-action=exec=sh"},
-                         "celery_worker_app: source: a directory's path (printable, not starting with '-')"),
+                         "celery_worker_app: source: a directory's or a distribution's path (printable, not starting "
+                         "with '-')"),
     "requirement-option": ({**MINIMAL, "requirements": ["--index-url=http://198.18.0.99/"]},
                            "celery_worker_app: requirements[0]: a requirement such as requests==2.32.3"),
     "requirement-url": ({**MINIMAL, "requirements": ["evil @ http://198.18.0.99/evil.whl"]},
@@ -157,3 +158,36 @@ def test_a_celery_release_under_test_runs_in_a_venv_of_its_own_and_the_labs_come
     while reported() != dict.fromkeys(WORKERS, celery.__version__) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert reported() == dict.fromkeys(WORKERS, celery.__version__)
+
+
+def test_an_app_given_as_a_wheel_is_installed_into_the_workers_venv(lab, tmp_path):
+    """source: a wheel of the example shop (built here): pip installs it into the workers' venv, no code directory
+    on the Python path, and the workers register the shop's tasks."""
+    import shutil
+    import subprocess
+    import sys
+
+    project = tmp_path / "project"
+    shutil.copytree(ROOT / "examples" / "shop" / "shop", project / "shop")
+    (project / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n'
+        '[project]\nname = "shop-example"\nversion = "1.0"\n[tool.setuptools]\npackages = ["shop"]\n',
+        encoding="utf-8")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "dist"),
+                    str(project)], check=True, timeout=300)
+    (wheel,) = (tmp_path / "dist").glob("shop_example-1.0-*.whl")
+    control = LabControl(lab_info())
+    try:
+        proc = run_playbook("playbooks/site.yml", "--tags", "celery_worker", "-e",
+                            json.dumps({"celery_worker_app": {"app": "shop.celery:app", "source": str(wheel)}}))
+        assert "failed=0" in proc.stdout
+        replies = registered(control)
+        for worker in WORKERS:
+            assert "shop.charge_payment" in " ".join(replies[f"celery@{worker}"]), replies
+            main = service_processes(worker, "celery-worker")[0]
+            assert "PYTHONPATH" not in main.environ()
+        app_dir = Path(f"/var/lib/chaoslab/nodes/{WORKERS[0]}/app")
+        assert (app_dir / "dist" / wheel.name).is_file()
+        assert list(app_dir.glob("venv/lib/python3*/site-packages/shop/tasks.py"))  # installed, not on a path
+    finally:
+        run_playbook("playbooks/site.yml", "--tags", "celery_worker")

@@ -24,18 +24,29 @@ def test_an_app_spec():
                                                                                    "boto3[crt]>=1.34"]})
     assert spec == AppSpec("shop.celery:app", "../shop", ("requests==2.32.3", "boto3[crt]>=1.34"))
     assert parse({"app": "shop", "source": "/srv/shop"}).requirements == ()
+    assert parse({"app": "shop", "source": "/srv/shop"}).kind == "directory"
+    assert parse({"app": "shop", "source": "dist/shop-1.0-py3-none-any.whl"}).kind == "distribution"
+    assert parse({"app": "shop", "source": "dist/shop-1.0.tar.gz"}).kind == "distribution"
+    assert parse({"app": "shop", "package": "shop-app==1.2"}) == AppSpec("shop", package="shop-app==1.2")
 
 
 @pytest.mark.parametrize(("spec", "message"), [
-    (["shop"], "must be a mapping with keys from app, source, requirements"),
-    ({"app": "shop:app", "source": "s", "version": 1}, "version: unknown key (allowed: app, source, requirements)"),
+    (["shop"], "must be a mapping with keys from app, source, package, requirements"),
+    ({"app": "shop:app", "source": "s", "version": 1},
+     "version: unknown key (allowed: app, source, package, requirements)"),
     ({"source": "s"}, "app: missing (required)"),
-    ({"app": "shop:app"}, "source: missing (required)"),
+    ({"app": "shop:app"}, "source: give a source (a directory, a wheel or an sdist) or a package, one of them"),
+    ({"app": "shop:app", "source": "s", "package": "shop==1"}, "source: give a source (a directory, a wheel or an"),
+    ({"app": "shop:app", "package": "--index-url=http://198.18.0.9/ shop"},
+     "package: a requirement such as requests==2.32.3 (no pip options)"),
+    ({"app": "shop:app", "package": "shop @ https://198.18.0.9/shop.whl"},
+     "package: a requirement by name and version, not by URL"),
     ({"app": "shop:app:x", "source": "s"}, "app: name the Celery app as celery -A takes it"),
     ({"app": "shop; id", "source": "s"}, "app: name the Celery app as celery -A takes it"),
     ({"app": "{{ lookup('pipe', 'id') }}", "source": "s"}, "app: name the Celery app as celery -A takes it"),
-    ({"app": "shop:app", "source": "-rf"}, "source: a directory's path (printable, not starting with '-')"),
-    ({"app": "shop:app", "source": "a\nb"}, "source: a directory's path"),
+    ({"app": "shop:app", "source": "-rf"},
+     "source: a directory's or a distribution's path (printable, not starting with '-')"),
+    ({"app": "shop:app", "source": "a\nb"}, "source: a directory's or a distribution's path"),
     ({"app": "shop:app", "source": "s", "requirements": "requests"}, "requirements: must be a list"),
     ({"app": "shop:app", "source": "s", "requirements": ["-e ."]}, "requirements[0]: a requirement such as"),
     ({"app": "shop:app", "source": "s", "requirements": ["requests>=>1"]}, "requirements[0]: "),

@@ -258,7 +258,7 @@ PHASES_AWRY = [{"name": "baseline", "duration": "1s"}, {"name": "recovery", "dur
                  "app.app: name the Celery app as celery -A takes it", id="app-path-bad"),
     pytest.param([(("app",), {"app": "shop.celery:app", "source": ".", "requirements": ["--index-url=x"]})],
                  "app.requirements[0]: a requirement such as requests==2.32.3 (no pip options)", id="app-pip-option"),
-    pytest.param([(("app",), "shop")], "app: must be a mapping with keys from app, source, requirements",
+    pytest.param([(("app",), "shop")], "app: must be a mapping with keys from app, source, package, requirements",
                  id="app-not-a-mapping"),
     pytest.param([(("load", "mix"), [{"task": "shop.charge", "kwargs": {"order": {"$sequence": 1}}}])],
                  "load.mix[0].kwargs.order.$sequence: unknown generator (allowed: $seq, $id, $int, $choice)",

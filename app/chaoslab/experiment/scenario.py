@@ -466,20 +466,24 @@ def _scenario(path: Path, root: Path, data: dict[str, Any]) -> Scenario:
 
 
 def _app(path: Path, value: Any) -> dict[str, Any]:
-    """The scenario's app under test (``app: {app, source, requirements}``, the source relative to the scenario's
-    own directory), checked as the inventory's would be; {} without one."""
+    """The scenario's app under test (``app: {app, source | package, requirements}``, a source relative to the
+    scenario's own directory), checked as the inventory's would be; {} without one."""
     try:
         spec = app_spec.parse(value)
         if spec is None:
             return {}
+        found: dict[str, Any] = {"app": spec.app, "requirements": list(spec.requirements)}
+        if spec.package:
+            return {**found, "package": spec.package}
         source = (path.parent / spec.source).resolve()
-        if not source.is_dir():
-            raise ValueError(f"source: no such directory: {source}")
+        distribution = spec.kind == "distribution"
+        if not (source.is_file() if distribution else source.is_dir()):
+            raise ValueError(f"source: no such {'file' if distribution else 'directory'}: {source}")
         app_spec.parse({"app": spec.app, "source": str(source)})  # the resolved path in the grammar too
     except ValueError as err:
         key, _sep, message = str(err).partition(": ")
         raise ScenarioError(f"app.{key}" if message else "app", message or str(err)) from None
-    return {"app": spec.app, "source": str(source), "requirements": list(spec.requirements)}
+    return {**found, "source": str(source)}
 
 
 def _published(root: Path, value: Any) -> tuple[tuple[PublishedFigure, ...], str, dict[str, Any]]:
