@@ -232,7 +232,9 @@ def test_a_trace_is_replayed_in_its_own_time(tmp_path):
     offsets = [0.0, 0.05, 0.05, 0.3, 0.6]
     trace.write_text("".join(json.dumps({"offset": offset, "task": f"shop.t{index}", "args": [index]}) + "\n"
                              for index, offset in reversed(list(enumerate(offsets)))), encoding="utf-8")
-    profile = profile_from_mapping({"replay": str(trace), "publish_timeout": 1.0})
+    # with no duration the generator idles after the trace until stopped (a service); a run gives it one
+    assert profile_from_mapping({"replay": str(trace)}).total == 5
+    profile = profile_from_mapping({"replay": str(trace), "publish_timeout": 1.0}, duration=10.0)
     assert profile.total == 5 and profile.rate == 0
     with local_redis() as server, LedgerWriter(tmp_path / "p.jsonl", "never") as writer:
         start = time.time()
@@ -248,3 +250,20 @@ def test_a_trace_is_replayed_in_its_own_time(tmp_path):
     assert all(record["t"] >= record["scheduled"] - 0.01 for record in records)  # none went out early
     short = profile_from_mapping({"replay": str(trace)}, duration=0.2)
     assert short.total == 3  # a run shorter than the trace publishes what falls in it
+
+
+def test_a_replayed_trace_plays_once_and_the_generator_idles_until_stopped(tmp_path):
+    import threading
+
+    trace = tmp_path / "trace.jsonl"
+    trace.write_text("".join(json.dumps({"offset": 0.05 * i, "kind": "noop"}) + "\n" for i in range(3)),
+                     encoding="utf-8")
+    with local_redis() as server:
+        generator = LoadGenerator(profile_from_mapping({"replay": str(trace)}), Publisher(server.url(), 1.0), None)
+        thread = threading.Thread(target=generator.run)
+        thread.start()
+        time.sleep(0.6)
+        assert thread.is_alive() and server.client().llen("celery") == 3  # done with the trace, not exited
+        generator.stop()
+        thread.join(timeout=5)
+        assert not thread.is_alive() and server.client().llen("celery") == 3
