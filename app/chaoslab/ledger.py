@@ -11,6 +11,9 @@ terminated by ``\\n``. The kinds of record:
     Written by a worker when an execution of a task begins.
 ``end``
     Written by a worker when that execution ends.
+``revoked``
+    Written by a worker's main process when it discarded a task instead of running it (revoked, or past its
+    ``expires``: ``expired``) or terminated it (``terminated``).
 ``alive``
     Appended when the ledgers are collected: the node's live worker processes.
 ``fault``, ``clock``

@@ -34,6 +34,8 @@ def shortened(dest: Path) -> Path:
     data["load"]["publisher"] = "celery"
     data["load"]["mix"].append({"task": "shop.send_reminder", "args": [42], "weight": 1,
                                 "options": {"countdown": "25s"}})
+    data["load"]["mix"].append({"task": "shop.ship_order", "args": [{"order": 5}], "weight": 1,
+                                "options": {"countdown": "3s", "expires": "1s"}})
     data["phases"] = [{"name": "baseline", "duration": "8s"},
                       {**data["phases"][1], "duration": "12s"},
                       {"name": "recovery", "duration": "4s"},
@@ -135,11 +137,23 @@ def test_reminders_beyond_the_visibility_timeout_are_duplicated_with_that_cause(
         {"shop.send_reminder"}
 
 
+def test_a_shipment_due_after_it_expired_is_discarded_by_the_worker_not_lost(cell):
+    name, found = cell
+    in_chains = {task_id for flow in found.flows.values() for task_id, _kind in flow["tasks"]}
+    single = [row for row in found.tasks.values() if row["kind"] == "shop.ship_order" and row["id"] not in in_chains]
+    assert single, "the load published no single shipment"
+    for row in single:  # lost only if the killed worker held it: then nothing recorded what became of it
+        assert (row["class"], row["cause"]) in (("failed_by_worker", "expired"), ("lost", "prefetched_by_dead_worker"),
+                                                ("lost", "taken_by_killed_worker")), (name, row)
+    assert sum(row["cause"] == "expired" for row in single) >= len(single) - 2, (name, single)
+
+
 def test_an_invoice_over_its_time_limit_is_the_workers_failure_not_the_tasks(cell):
     name, found = cell
     assert found.summary["classes"]["failed"] == 0, (name, found.summary["causes"])
     assert "failed" not in found.summary["causes"].get("duplicated_not_completed", {}), found.summary["causes"]
     assert found.summary["causes"]["failed_by_worker"]["TimeLimitExceeded"] > 0, found.summary["causes"]
+    assert set(found.summary["causes"]["failed_by_worker"]) <= {"TimeLimitExceeded", "expired"}
 
 
 def test_the_workers_run_the_labs_own_app_again_after_the_run(shop_run):

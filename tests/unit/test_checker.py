@@ -931,3 +931,12 @@ def test_checker_recovers_the_ground_truth(history):
         assert stats.published == len(mine)
         assert stats.classes == {cls: sum(t.cls == cls for t in mine) for cls in stats.classes}
     assert summary.overall.published == len(truth)
+
+
+def test_a_task_the_worker_discarded_as_expired_is_failed_by_worker_not_lost():
+    revoked = {"type": "revoked", "id": "a", "node": "w1", "pid": 1, "ps": None, "t": 20, "expired": True,
+               "terminated": False}
+    assert judged([pub("a", 10), received("a", 11), revoked]) == ("failed_by_worker", "expired")
+    assert judged([pub("a", 10)], snap(results={"a": TaskMeta("REVOKED", None, "celery@w1", 20.0)})) == \
+        ("failed_by_worker", "revoked")
+    assert judged([pub("a", 10), received("a", 11)]) == ("lost", "received_never_started")  # nothing recorded it

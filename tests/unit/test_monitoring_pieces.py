@@ -739,3 +739,23 @@ def test_sent_header_reaches_the_task_request_and_the_ledger(tmp_path):
     (end,) = ledger_records(ledger, path)
     assert end["id"] == "id-9"
     assert end["sent"] == message["headers"][SENT_HEADER]
+
+
+def test_a_task_the_worker_discards_gets_a_revoked_record(tmp_path):
+    """Celery's task_revoked, as a worker sends it for a task past its expires: one revoked record."""
+    from celery import signals
+    from celery.app.task import Context
+
+    path = tmp_path / "worker-1.jsonl"
+    ledger = WorkerLedger(str(path), "worker-1", "never")
+    ledger.connect()
+    try:
+        signals.task_revoked.send(sender=None, request=Context(id="task-9"), terminated=False, signum=None,
+                                  expired=True)
+    finally:
+        for signal, handler in ((signals.task_received, ledger.on_received), (signals.task_prerun, ledger.on_prerun),
+                                (signals.task_postrun, ledger.on_postrun), (signals.task_revoked, ledger.on_revoked),
+                                (signals.worker_ready, ledger.on_ready)):
+            signal.disconnect(handler)
+    (record,) = ledger_records(ledger, path)
+    assert (record["type"], record["id"], record["expired"], record["terminated"]) == ("revoked", "task-9", True, False)

@@ -54,6 +54,9 @@ Classes (every published task id gets exactly one, decided in this order)
         No end record, and the result backend holds a failure Celery's worker made itself because the task could not
         report: ``WorkerLostError`` (the pool process died), ``TimeLimitExceeded`` (the hard time limit killed it),
         ``Terminated``. The caller was told; the work did not finish and was not run again. Cause: the type.
+        Or the worker discarded the task instead of running it, and recorded it REVOKED: cause ``expired`` (it came
+        to run after its ``expires``), ``revoked`` or ``terminated`` (from a ``revoked`` record, else the result
+        backend's REVOKED).
     ``lost``
         Published successfully and gone: not in the broker, no result, never completed, not running. Cause:
         ``retry_never_ran`` (its last execution ended ``retry`` and the retried message is gone),
@@ -466,7 +469,8 @@ class _Collector:
         self.run_end = run_end
         self.tasks: dict[str, list[Any]] = {}
         self.counts = dict.fromkeys(("publish", "received", "start", "end", "fault", "clock", "alive", "workflow",
-                                     "other", "after_run_end", "repeated_publish", "malformed"), 0)
+                                     "revoked", "other", "after_run_end", "repeated_publish", "malformed"), 0)
+        self.revoked: dict[str, str] = {}
         self.workflows: list[_Workflow] = []
         self.malformed: list[str] = []
         self._atoms: dict[Any, Any] = {}
@@ -483,7 +487,7 @@ class _Collector:
         as examples (``malformed``), and the check goes on."""
         handlers = {"start": self._add_start, "end": self._add_end, "publish": self._add_publish,
                     "received": self._add_received, "alive": self._add_alive, "fault": self._add_fault,
-                    "clock": self._add_clock, "workflow": self._add_workflow}
+                    "clock": self._add_clock, "workflow": self._add_workflow, "revoked": self._add_revoked}
         counts = self.counts
         for record in records:
             try:
@@ -523,6 +527,10 @@ class _Collector:
             self.effects.append((self._t(record), str(record["fault"]), str(record["node"]), dict(record["effect"])))
         elif event == "kill" and record.get("main"):
             self.main_kills.append(self._t(record))
+
+    def _add_revoked(self, record: Mapping[str, Any]) -> None:
+        reason = "expired" if record.get("expired") else "terminated" if record.get("terminated") else "revoked"
+        self.revoked[_text(record["id"])] = reason
 
     def _add_workflow(self, record: Mapping[str, Any]) -> None:
         intern = self._atoms.setdefault
@@ -689,6 +697,8 @@ class _Context:
     phases: Sequence[Phase]
     cuts: Sequence[tuple[float, float]] = ()
     """When a network partition cut a node off (its fault windows)."""
+    revoked: Mapping[str, str] = field(default_factory=dict)
+    """Tasks a worker discarded instead of running: id -> expired, revoked or terminated."""
 
     def process_alive(self, node: str, pid: int, ps: float | None) -> bool | None:
         """Whether a process was alive at collection (None: no alive record for its node)."""
@@ -799,6 +809,9 @@ def _classify(task: list[Any], task_id: str, executions: list[list[Any]], ctx: _
         return "completed", None
     if failure_cls:
         return failure_cls, failure_cause
+    revoked = ctx.revoked.get(task_id) or ("revoked" if meta is not None and meta.state == "REVOKED" else None)
+    if revoked:
+        return "failed_by_worker", revoked
     return "lost", _lost_cause(task, executions, final, ctx)
 
 
@@ -1358,7 +1371,7 @@ def check(
             fault_source = "planned" if fault_list else "none"
         cuts = [(window.start, window.end) for window in fault_list if window.fault in CUT_FAULTS]
         ctx = _Context(collector.alive, sorted(collector.main_kills), snapshot, collector.clocks,
-                       [p.start for p in phase_list], phase_list, cuts)
+                       [p.start for p in phase_list], phase_list, cuts, collector.revoked)
         tasks, executions, unknown_ids, unknown_executions = _judge_all(collector, ctx)
         collector.tasks.clear()
         tasks.sort(key=_PUBLISH_ORDER)  # the same order whatever order the records came in

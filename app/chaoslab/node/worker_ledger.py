@@ -1,4 +1,5 @@
-"""The worker side of the task ledger: a received record per delivery, a start and an end record per execution.
+"""The worker side of the task ledger: a received record per delivery, a start and an end record per execution, a
+revoked record for a task the worker discarded (revoked, or expired) instead of running it.
 
 Connected to Celery's signals when the worker's config names a ledger file. The main process writes a ``received``
 record when a message reaches it (prefetched: not yet running) and stamps the time on the request; each pool process
@@ -151,6 +152,17 @@ class WorkerLedger:
             record["sent"] = sent
         self.writer().write(record)
 
+    def on_revoked(self, request: Any = None, terminated: bool = False, expired: bool = False,
+                   **_kwargs: Any) -> None:
+        """The worker discarded a task instead of running it (revoked, or past its ``expires``), or terminated it;
+        Celery records it REVOKED in the result backend."""
+        task_id = getattr(request, "id", None)
+        if not task_id:
+            return
+        pid, start = self._process()
+        self.writer().write({"type": "revoked", "id": task_id, "node": self.node, "pid": pid, "ps": start,
+                             "t": time.time(), "expired": bool(expired), "terminated": bool(terminated)})
+
     def on_ready(self, sender: Any = None, **_kwargs: Any) -> None:
         """Write the settings the worker runs with beside the ledger (replaced whole: a restart writes it again)."""
         write_settings(Path(self.path + ".settings.json"), self.node, sender)
@@ -159,6 +171,7 @@ class WorkerLedger:
         signals.task_received.connect(self.on_received, weak=False)
         signals.task_prerun.connect(self.on_prerun, weak=False)
         signals.task_postrun.connect(self.on_postrun, weak=False)
+        signals.task_revoked.connect(self.on_revoked, weak=False)
         signals.worker_ready.connect(self.on_ready, weak=False)
 
 

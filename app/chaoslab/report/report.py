@@ -714,8 +714,8 @@ CLASS_MEANINGS: Final = {
     "duplicated_completed": "the broker delivered it again and it ran more than once; it succeeded",
     "duplicated_not_completed": "it ran more than once and never succeeded",
     "failed": "the task raised",
-    "failed_by_worker": "Celery's worker recorded a failure it made itself (WorkerLostError, time limit): the "
-                        "caller was told",
+    "failed_by_worker": "Celery's worker recorded a failure it made itself (WorkerLostError, time limit) or "
+                        "discarded the task (expired, revoked): the caller was told",
     "pending": "still queued, reserved or running at the end: a backlog, not a loss",
     "lost": "gone: not in the broker, no result, never completed",
     "publish_failed": "the publish failed or timed out: the producer was told",
