@@ -166,7 +166,7 @@ def test_the_celery_publisher_goes_through_the_apps_own_apply_async(tmp_path, mo
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "examples" / "shop"))
     mix = tuple(mix_item(data) for data in (
         {"task": "shop.charge_payment", "args": [{"order": 1}], "options": {"countdown": "30s"}},
-        {"task": "shop.not_in_the_app"},
+        {"task": "shop.not_in_the_app", "options": {"priority": 9}},
         {"chain": [{"task": "shop.reserve_stock", "args": [1]}, {"task": "shop.charge_payment"}]},
     ))
     with local_redis() as server:
@@ -177,9 +177,13 @@ def test_the_celery_publisher_goes_through_the_apps_own_apply_async(tmp_path, mo
         with LedgerWriter(tmp_path / "p.jsonl", "never") as writer:
             stats = LoadGenerator(profile, Publisher(server.url(), 1.0), writer, canvases=CanvasPublisher.through(app),
                                   tasks=CeleryPublisher(app)).run()
-        queued = {message["headers"]["id"]: message for message in map(json.loads,
-                                                                        server.client().lrange("celery", 0, -1))}
+        lists = [key for key in server.client().keys("celery*") if key.startswith(b"celery")]
+        queued = {message["headers"]["id"]: message for key in lists
+                  for message in map(json.loads, server.client().lrange(key, 0, -1))}
+        prioritised = {json.loads(raw)["headers"]["task"]
+                       for raw in server.client().lrange(b"celery\x06\x169", 0, -1)}
     records = [record for record in read_records([tmp_path / "p.jsonl"]) if record["type"] == "publish"]
+    assert prioritised == {"shop.not_in_the_app"}  # kombu's Redis transport keeps a list per priority
     assert stats.published == 15 and stats.errors == 0 and {r["outcome"] for r in records} == {"ok"}
     assert {r["id"] for r in records} == set(queued)
     by_task = {message["headers"]["task"] for message in queued.values()}
@@ -267,3 +271,25 @@ def test_a_replayed_trace_plays_once_and_the_generator_idles_until_stopped(tmp_p
         generator.stop()
         thread.join(timeout=5)
         assert not thread.is_alive() and server.client().llen("celery") == 3
+
+
+def test_publish_options_queue_and_eta(tmp_path):
+    from datetime import datetime
+
+    from chaoslab.node.load_mix import mix_item
+
+    mix = (mix_item({"task": "shop.remind", "options": {"eta": "30s", "queue": "reminders"}}),
+           mix_item({"task": "shop.charge"}))
+    with local_redis() as server:
+        profile = LoadProfile(rate=50, mix=mix, seed=4, publish_timeout=1.0, duration=0.5)
+        started = time.time()
+        stats = LoadGenerator(profile, Publisher(server.url(), 1.0), None).run()
+        reminders = [json.loads(raw) for raw in server.client().lrange("reminders", 0, -1)]
+        default = [json.loads(raw) for raw in server.client().lrange("celery", 0, -1)]
+    assert stats.published == 25 and len(reminders) + len(default) == 25
+    assert {m["headers"]["task"] for m in reminders} == {"shop.remind"}
+    assert {m["headers"]["task"] for m in default} == {"shop.charge"}
+    assert {m["properties"]["delivery_info"]["routing_key"] for m in reminders} == {"reminders"}
+    etas = [datetime.fromisoformat(m["headers"]["eta"]).timestamp() for m in reminders]
+    # every reminder due at the same moment, 30 s after the load started, whenever it was published
+    assert max(etas) - min(etas) < 0.05 and abs(min(etas) - (started + 30)) < 0.2

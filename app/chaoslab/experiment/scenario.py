@@ -37,7 +37,7 @@ from chaoslab.fault_params import check_value
 from chaoslab.inputs import is_json_data, pattern, resolve
 from chaoslab.ledger import task_kind
 from chaoslab.node import generated, trace
-from chaoslab.node.load_mix import OPTIONS, SHAPES, TASK_NAME, CanvasEntry, MixEntry, MixItem
+from chaoslab.node.load_mix import OPTIONS, QUEUE_NAME, SHAPES, TASK_NAME, CanvasEntry, MixEntry, MixItem
 from chaoslab.node.tasks import KINDS
 from chaoslab.project import find_project
 from chaoslab.units import format_duration, parse_bytes, parse_duration
@@ -627,6 +627,10 @@ def _load(value: Any, path: Path) -> LoadSpec:
         if key not in load:
             raise ScenarioError(f"load.{key}", "missing (required, unless the load replays a trace)")
     mix = [_mix_item(entry, f"load.mix[{i}]") for i, entry in enumerate(_list(load["mix"], "load.mix", "tasks"))]
+    prioritised = next((key for key, entry in _mix_tasks(mix) if "priority" in entry.options), None)
+    if prioritised and publisher != "celery":
+        raise ScenarioError(f"{prioritised}.options.priority", "needs load.publisher: celery (the raw publisher "
+                                                               "writes every message to its queue's one list)")
     return LoadSpec(rate=float(_number(load["rate"], "load.rate")), mix=mix, publisher=publisher,
                     seed=_number(load.get("seed", 0), "load.seed", ">=", 0, whole=True),
                     publish_timeout=_duration(load.get("publish_timeout", "2s"), "load.publish_timeout"))
@@ -685,17 +689,29 @@ def _member(value: Any, key: str) -> MixEntry:
     return _mix_entry(value, key)
 
 
-def _options(value: Any, key: str) -> dict[str, float]:
-    """Publish options in seconds: ``countdown`` (>= 0) and ``expires`` (> 0), as durations (30s, 2m)."""
+def _options(value: Any, key: str) -> dict[str, Any]:
+    """Publish options: ``countdown`` and ``eta`` (>= 0) and ``expires`` (> 0) as durations (30s, 2m), ``queue`` a
+    queue's name, ``priority`` 0 to 255 (checked against the publisher in :func:`_load`)."""
     options = _mapping(value, key, OPTIONS, what="publish option")
-    found: dict[str, float] = {}
+    found: dict[str, Any] = {}
     for name, given in options.items():
+        if name == "queue":
+            if not isinstance(given, str) or not QUEUE_NAME.fullmatch(given):
+                raise ScenarioError(f"{key}.queue", f"must be a queue's name (letters, digits, _.:-), got {given!r}")
+            found[name] = given
+            continue
+        if name == "priority":
+            found[name] = _number(_number(given, f"{key}.priority", ">=", 0, whole=True), f"{key}.priority", "<=",
+                                  255, whole=True)
+            continue
         seconds = _at(f"{key}.{name}", parse_duration, given)
-        low = 0.0 if name == "countdown" else 1e-3
+        low = 1e-3 if name == "expires" else 0.0
         if not low <= seconds <= MAX_COUNTDOWN:
             raise ScenarioError(f"{key}.{name}", f"must be between {format_duration(low)} and "
                                                  f"{format_duration(MAX_COUNTDOWN)}, got {given!r}")
         found[name] = seconds
+    if "countdown" in found and "eta" in found:
+        raise ScenarioError(f"{key}.eta", "give a countdown or an eta, not both")
     return found
 
 

@@ -1,6 +1,7 @@
 """What a load publishes: single tasks (a lab task kind or a task of the app under test) and canvases of them.
 
-A :class:`MixEntry` is one task with its arguments and publish options (``countdown``, ``expires``); a
+A :class:`MixEntry` is one task with its arguments and publish options (``countdown``, ``eta``, ``expires``,
+``queue``, ``priority``); a
 :class:`CanvasEntry` is a chain, a group or a chord of such tasks, published through Celery's own canvas. Both read
 back from the YAML/JSON form the scenario writes into the load profile (:func:`mix_item`); the scenario has
 checked that form, the load generator trusts it.
@@ -23,9 +24,12 @@ TASK_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*([.:-][A-Za-z0-9_]+)*")
 SHAPES: Final = ("chain", "group", "chord")
 """Canvas shapes a load can publish: a chain runs its links one after another (each published by the worker that
 ran the one before), a group runs its members side by side, a chord runs a group and then its callback once."""
-OPTIONS: Final = ("countdown", "expires")
-"""Publish options a task of the load may carry, in seconds: run no earlier than ``countdown`` after publishing
-(Celery's ETA), discard if not started ``expires`` after publishing."""
+DURATION_OPTIONS: Final = ("countdown", "eta", "expires")
+"""Publish options in seconds: run no earlier than ``countdown`` after publishing, or than ``eta`` after the load's
+start (every task of the entry due at the same moment), and discard if not started ``expires`` after publishing."""
+OPTIONS: Final = (*DURATION_OPTIONS, "queue", "priority")
+"""Besides: the ``queue`` to publish to and the message ``priority`` (the celery publisher only)."""
+QUEUE_NAME: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,99}")
 
 
 @dataclass(frozen=True)
@@ -39,7 +43,7 @@ class MixEntry:
     args: dict[str, Any] = field(default_factory=dict)
     task: str = ""
     positional: tuple[Any, ...] = ()
-    options: Mapping[str, float] = field(default_factory=dict)
+    options: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def task_name(self) -> str:
@@ -63,7 +67,8 @@ class MixEntry:
         named = {"task": self.task} if self.task else {"kind": self.kind}
         optional = ({"args": list(self.positional), "kwargs": dict(self.args)} if self.task
                     else {"args": dict(self.args)})
-        optional["options"] = {name: format_duration(seconds) for name, seconds in self.options.items()}
+        optional["options"] = {name: format_duration(value) if name in DURATION_OPTIONS else value
+                               for name, value in self.options.items()}
         return {**data, **named, **{key: value for key, value in optional.items() if value}}
 
 
@@ -106,7 +111,7 @@ def mix_entry(data: Mapping[str, Any]) -> MixEntry:
     """A task from its YAML/JSON form: {kind, weight, args} for a lab task kind, {task, weight, args, kwargs} for a
     task of the app under test (args positional); either with ``options``."""
     weight = float(data.get("weight", 1))
-    options = {name: parse_duration(value, allow_bare_seconds=True)
+    options = {name: parse_duration(value, allow_bare_seconds=True) if name in DURATION_OPTIONS else value
                for name, value in (data.get("options") or {}).items()}
     if data.get("task"):
         return MixEntry(task_kind(data["task"]), weight, dict(data.get("kwargs") or {}), data["task"],

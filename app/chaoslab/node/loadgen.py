@@ -16,7 +16,7 @@ import time
 import uuid
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from prometheus_client import Counter, Gauge
@@ -95,11 +95,27 @@ class LoadGenerator:
         # a mix's messages built once per entry; a trace's (each line its own task) as they go out
         self._templates = [] if profile.replay else [
             publisher.template(entry.task_name, entry.args, entry.positional, entry.options)
-            if isinstance(entry, MixEntry) and not entry.generated else None for entry in self._entries]
+            if isinstance(entry, MixEntry) and not entry.generated and "eta" not in entry.options else None
+            for entry in self._entries]
+        self._wall_start = wall()  # when the load started (run() sets it): an eta counts from there
+
+    def _timed(self, entry: MixEntry) -> MixEntry:
+        """*entry* with an ``eta`` (seconds after the load's start) turned into the countdown left until then."""
+        if "eta" not in entry.options:
+            return entry
+        options = {name: value for name, value in entry.options.items() if name != "eta"}
+        options["countdown"] = max(0.0, self._wall_start + entry.options["eta"] - self.wall())
+        return replace(entry, options=options)
 
     def _entry(self, index: int) -> MixItem:
-        """Mix entry *index* as the next task publishes it: its generated arguments made, numbered in order."""
+        """Mix entry *index* as the next task publishes it: its generated arguments made, numbered in order, and
+        an eta turned into a countdown."""
         entry = self._entries[index].rendered(self._values, self._seq)
+        if isinstance(entry, CanvasEntry):
+            entry = replace(entry, members=tuple(map(self._timed, entry.members)),
+                            callback=self._timed(entry.callback) if entry.callback is not None else None)
+        else:
+            entry = self._timed(entry)
         self._seq += len(entry.members) + (entry.callback is not None) if isinstance(entry, CanvasEntry) else 1
         return entry
 
@@ -169,11 +185,17 @@ class LoadGenerator:
                 self._record([(task_id, entry.kind)], [when], self.wall(), result)
                 failed += result.outcome != "ok"
         elif singles:
-            messages = [self._message(task_id, index) for task_id, index, _ in singles]
-            result = self.publisher.publish(messages)
-            self._record([(task_id, self._entries[index].kind) for task_id, index, _ in singles],
-                         [when for *_, when in singles], self.wall(), result)
-            failed += 0 if result.outcome == "ok" else len(singles)
+            by_queue: dict[str | None, list[tuple[str, int, float]]] = {}
+            for single in singles:  # one LPUSH per queue (a load without queue options: one)
+                entry = self._entries[single[1]]
+                by_queue.setdefault(entry.options.get("queue") if isinstance(entry, MixEntry) else None,
+                                    []).append(single)
+            for queue, batch in by_queue.items():
+                messages = [self._message(task_id, index) for task_id, index, _ in batch]
+                result = self.publisher.publish(messages, queue)
+                self._record([(task_id, self._entries[index].kind) for task_id, index, _ in batch],
+                             [when for *_, when in batch], self.wall(), result)
+                failed += 0 if result.outcome == "ok" else len(batch)
         for (task_id, index), when in zip(tasks, scheduled, strict=True):
             if isinstance(self._entries[index], CanvasEntry):
                 entry = self._entry(index)
@@ -196,7 +218,7 @@ class LoadGenerator:
             PUBLISH_ERRORS.labels(kind)
         total = self.profile.total
         start = self.clock()
-        wall_start = self.wall()
+        wall_start = self._wall_start = self.wall()
         sent = 0
         while not self.stop_event.is_set() and (total is None or sent < total):
             now = self.clock()

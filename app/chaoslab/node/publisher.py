@@ -39,11 +39,11 @@ class MessageTemplate:
     """The parts of a task message that do not change between tasks of one kind and arguments."""
 
     def __init__(self, task_name: str, kwargs: dict[str, Any], queue: str, origin: str, reply_to: str,
-                 args: tuple[Any, ...] = (), options: Mapping[str, float] | None = None) -> None:
+                 args: tuple[Any, ...] = (), options: Mapping[str, Any] | None = None) -> None:
         self.task_name = task_name
         self.countdown = (options or {}).get("countdown")
         self.expires = (options or {}).get("expires")
-        self.queue = queue
+        self.queue = (options or {}).get("queue") or queue
         self.body = base64.b64encode(json.dumps([list(args), kwargs, EMBED]).encode()).decode()
         self.argsrepr = repr(args)
         self.kwargsrepr = repr(kwargs)
@@ -98,13 +98,14 @@ class Publisher:
         self.reply_to = str(uuid.uuid4())
 
     def template(self, task_name: str, kwargs: dict[str, Any], args: tuple[Any, ...] = (),
-                 options: Mapping[str, float] | None = None) -> MessageTemplate:
+                 options: Mapping[str, Any] | None = None) -> MessageTemplate:
         return MessageTemplate(task_name, kwargs, self.queue, self.origin, self.reply_to, args, options)
 
-    def publish(self, messages: list[str]) -> Outcome:
-        """LPUSH the messages in one command; Celery's workers pop from the other end (FIFO)."""
+    def publish(self, messages: list[str], queue: str | None = None) -> Outcome:
+        """LPUSH the messages to their queue (the publisher's unless given) in one command; Celery's workers pop
+        from the other end (FIFO)."""
         try:
-            self.client.lpush(self.queue, *messages)
+            self.client.lpush(queue or self.queue, *messages)
         except redis.TimeoutError as err:
             return Outcome("timeout", f"TimeoutError: {err}")
         except (redis.RedisError, OSError) as err:
