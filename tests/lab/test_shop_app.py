@@ -84,7 +84,7 @@ def cell(shop_run, request) -> tuple[str, Cell]:
 def test_every_workflow_is_judged_as_its_tasks_records_say(cell):
     name, found = cell
     shapes = Counter(row["shape"] for row in found.workflows)
-    assert shapes["chain"] > 5 and shapes["chord"] > 3, shapes
+    assert shapes["chain"] > 5 and shapes["chord"] > 3 and shapes["group"] > 1, shapes
     assert len(found.workflows) == len(found.flows)
     for row in found.workflows:
         flow = found.flows[row["id"]]
