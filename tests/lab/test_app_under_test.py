@@ -173,13 +173,18 @@ def test_an_app_given_as_a_wheel_is_installed_into_the_workers_venv(lab, tmp_pat
         '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n'
         '[project]\nname = "shop-example"\nversion = "1.0"\n[tool.setuptools]\npackages = ["shop"]\n',
         encoding="utf-8")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "dist"),
-                    str(project)], check=True, timeout=300)
-    (wheel,) = (tmp_path / "dist").glob("shop_example-1.0-*.whl")
+    def build() -> Path:
+        shutil.rmtree(tmp_path / "dist", ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "dist"),
+                        str(project)], check=True, timeout=300)
+        (built,) = (tmp_path / "dist").glob("shop_example-1.0-*.whl")
+        return built
+
+    wheel = build()
     control = LabControl(lab_info())
+    app = json.dumps({"celery_worker_app": {"app": "shop.celery:app", "source": str(wheel)}})
     try:
-        proc = run_playbook("playbooks/site.yml", "--tags", "celery_worker", "-e",
-                            json.dumps({"celery_worker_app": {"app": "shop.celery:app", "source": str(wheel)}}))
+        proc = run_playbook("playbooks/site.yml", "--tags", "celery_worker", "-e", app)
         assert "failed=0" in proc.stdout
         replies = registered(control)
         for worker in WORKERS:
@@ -189,5 +194,14 @@ def test_an_app_given_as_a_wheel_is_installed_into_the_workers_venv(lab, tmp_pat
         app_dir = Path(f"/var/lib/chaoslab/nodes/{WORKERS[0]}/app")
         assert (app_dir / "dist" / wheel.name).is_file()
         assert list(app_dir.glob("venv/lib/python3*/site-packages/shop/tasks.py"))  # installed, not on a path
+        # a rebuilt wheel of the same version replaces the installed app; an unchanged one changes nothing
+        with (project / "shop" / "tasks.py").open("a", encoding="utf-8") as tasks:
+            tasks.write('\n\n@app.task(name="shop.audit")\ndef audit() -> int:\n    return 0\n')
+        assert build().name == wheel.name
+        assert "failed=0" in run_playbook("playbooks/site.yml", "--tags", "celery_worker", "-e", app).stdout
+        assert all("shop.audit" in " ".join(tasks) for tasks in registered(control).values())
+        again = run_playbook("playbooks/site.yml", "--tags", "celery_worker", "--limit", "workers", "-e", app)
+        assert all(f"{worker}" in line and "changed=0" in line for worker in WORKERS
+                   for line in again.stdout.splitlines() if line.startswith(worker)), again.stdout[-1500:]
     finally:
         run_playbook("playbooks/site.yml", "--tags", "celery_worker")

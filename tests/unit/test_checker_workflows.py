@@ -143,3 +143,42 @@ def test_workflows_csv_reads_back_and_the_report_says_where_a_chain_stopped(tmp_
     assert "task 2: lost (killed_running) x1" in html and "<td>chain</td>" in html
     assert _workflows_section(run([pub("x", 10), *ran("x", 11)]).to_dict()) == ""  # no canvases, no section
     assert read_workflows(tmp_path / "none") is None
+
+
+def test_a_malformed_workflow_record_is_counted_never_fatal():
+    bad = [workflow("w", "chord", [], callback="cb"), {**workflow("v", "chord", ["a"]), "callback": "xy"},
+           workflow("u", "spiral", ["a"]), {**workflow("t", "chain", ["a"]), "tasks": "ab"}]
+    summary = run([*bad, pub("a", 10, kind="shop.step"), *ran("a", 11)])
+    assert summary.records["malformed"] == 4 and summary.workflow_results == []
+    assert [task.cls for task in summary.tasks] == ["completed"]
+
+
+def test_a_link_whose_predecessor_only_the_result_backend_saw_succeed_was_published():
+    from chaoslab.broker_state import TaskMeta
+
+    # a stored its result and its process died before the end record; b ran, and the chain finished
+    records = [workflow("w", "chain", ["a", "b"]), pub("a", 10, kind="shop.step"),
+               start("a", 11, kind="shop.step"), *ran("b", 13)]
+    looked_up: list[list[str]] = []
+
+    def results(ids):
+        looked_up.append(sorted(ids))
+        return {task_id: TaskMeta("SUCCESS", None, "celery@w1", 12.0) for task_id in ids}
+
+    summary, result = verdict(records, snapshot=snap(), results=results)
+    assert result.verdict == "finished" and summary.unknown_ids == []
+    assert {task.id: task.cls for task in summary.tasks} == {"a": "completed", "b": "completed"}
+    assert next(task for task in summary.tasks if task.id == "b").publish_t == 12.0
+
+
+def test_a_terminated_task_with_no_alive_record_is_the_workers_not_pending():
+    revoked = {"type": "revoked", "id": "a", "node": "w1", "pid": 1, "ps": None, "t": 20, "expired": False,
+               "terminated": True}
+    (task,) = run([pub("a", 10, kind="shop.step"), start("a", 11, kind="shop.step"), revoked]).tasks
+    assert (task.cls, task.cause) == ("failed_by_worker", "terminated")
+
+
+def test_an_unreadable_eta_is_no_eta_and_the_execution_still_counts():
+    records = [pub("a", 10, kind="shop.step"), held("a", 20, "soon", 10), end("a", 21, kind="shop.step")]
+    summary = run(records)
+    assert summary.records["malformed"] == 0 and [task.cls for task in summary.tasks] == ["completed"]

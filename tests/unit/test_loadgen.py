@@ -98,7 +98,8 @@ def test_canvases_are_published_through_celery_with_their_ids_known_in_advance(t
     from chaoslab.node.load_mix import mix_item
 
     mix = tuple(mix_item(data) for data in (
-        {"chain": [{"task": "shop.reserve", "args": [1]}, {"task": "shop.charge"}, {"task": "shop.ship"}]},
+        {"chain": [{"task": "shop.reserve", "args": [1]}, {"task": "shop.charge"},
+                   {"task": "shop.ship", "options": {"eta": "1h"}}]},
         {"group": [{"task": "shop.line"}, {"task": "shop.line"}]},
         {"chord": [{"task": "shop.line"}, {"task": "shop.line"}], "callback": {"task": "shop.total"},
          "immutable": True},
@@ -128,6 +129,8 @@ def test_canvases_are_published_through_celery_with_their_ids_known_in_advance(t
         embed = body[2]
         if flow["shape"] == "chain":  # the later links ride in the first link's message, last first
             assert [link["options"]["task_id"] for link in embed["chain"]] == ids[:0:-1]
+            # an eta is a moment (an hour after the load's start), not a countdown from when the link is published
+            assert "countdown" not in embed["chain"][0]["options"] and embed["chain"][0]["options"]["eta"]
             assert not set(ids[1:]) & set(queued)
         if flow["shape"] == "chord":  # each header task carries the callback, its size is in the result backend
             assert embed["chord"]["options"]["task_id"] == flow["callback"][0] and embed["chord"]["immutable"]
@@ -293,3 +296,29 @@ def test_publish_options_queue_and_eta(tmp_path):
     etas = [datetime.fromisoformat(m["headers"]["eta"]).timestamp() for m in reminders]
     # every reminder due at the same moment, 30 s after the load started, whenever it was published
     assert max(etas) - min(etas) < 0.05 and abs(min(etas) - (started + 30)) < 0.2
+
+
+def test_generated_values_follow_the_schedule_not_the_batches_and_a_trace_is_plain_data(tmp_path):
+    from base64 import b64decode
+
+    from chaoslab.node.load_mix import mix_item
+
+    mix = (mix_item({"task": "shop.a", "args": [{"$seq": 0}], "options": {"queue": "q1"}}),
+           mix_item({"task": "shop.b", "args": [{"$seq": 0}], "options": {"queue": "q2"}}))
+    with local_redis() as server, LedgerWriter(tmp_path / "p.jsonl", "never") as writer:
+        LoadGenerator(LoadProfile(rate=200, mix=mix, seed=3, publish_timeout=1.0, duration=0.3),
+                      Publisher(server.url(), 1.0), writer).run()
+        seq = {json.loads(raw)["headers"]["id"]: json.loads(b64decode(json.loads(raw)["body"]))[0][0]
+               for key in ("q1", "q2") for raw in server.client().lrange(key, 0, -1)}
+    order = [record["id"] for record in read_records([tmp_path / "p.jsonl"])]
+    by_schedule = sorted(order, key=lambda task_id: next(r["scheduled"] for r in read_records(
+        [tmp_path / "p.jsonl"]) if r["id"] == task_id))
+    assert [seq[task_id] for task_id in by_schedule] == list(range(len(seq)))  # numbered in the schedule's order
+
+    trace = tmp_path / "trace.jsonl"
+    trace.write_text(json.dumps({"offset": 0, "task": "shop.a", "args": [{"$int": 5}]}) + "\n", encoding="utf-8")
+    with local_redis() as server:
+        LoadGenerator(profile_from_mapping({"replay": str(trace)}, duration=1.0), Publisher(server.url(), 1.0),
+                      None).run()
+        (raw,) = server.client().lrange("celery", 0, -1)
+    assert json.loads(b64decode(json.loads(raw)["body"]))[0] == [{"$int": 5}]  # a recorded payload, as recorded

@@ -265,6 +265,8 @@ PHASES_AWRY = [{"name": "baseline", "duration": "1s"}, {"name": "recovery", "dur
                  id="unknown-generator"),
     pytest.param([(("load", "mix"), [{"chain": [{"task": "a", "args": [{"$int": [9, 1]}]}]}])],
                  "load.mix[0].chain[0].args[0].$int: must be [low, high]", id="generator-in-a-canvas"),
+    pytest.param([(("load", "mix"), [{"kind": "memory", "args": {"mb": {"$int": [1, 2, 3]}}}])],
+                 "load.mix[0].args.mb.$int: must be [low, high]", id="generator-in-a-lab-kind"),
     pytest.param([(("load", "publisher"), "kombu")], "load.publisher: must be one of raw, celery, got 'kombu'",
                  id="unknown-publisher"),
     pytest.param([(("load", "mix"), [{"chain": [{"task": "a"}], "group": [{"task": "b"}]}])],

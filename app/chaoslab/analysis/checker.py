@@ -535,41 +535,54 @@ class _Collector:
     def _add_workflow(self, record: Mapping[str, Any]) -> None:
         intern = self._atoms.setdefault
         members = tuple((_text(task_id), intern(kind, _text(kind))) for task_id, kind in record["tasks"])
-        callback = record.get("callback")
+        shape, callback = _text(record["shape"]), record.get("callback")
+        if not members or shape not in ("chain", "group", "chord") or (shape == "chord") != bool(callback):
+            raise ValueError("a workflow names its tasks, a known shape, and a callback for a chord only")
+        if callback and (not isinstance(callback, list) or len(callback) != 2):
+            raise ValueError("a chord's callback is [id, kind]")
         self.workflows.append(_Workflow(
-            _text(record["id"]), intern(record["shape"], _text(record["shape"])), members,
+            _text(record["id"]), intern(shape, shape), members,
             (_text(callback[0]), _text(callback[1])) if callback else None,
             self._t(record, "scheduled") if record.get("scheduled") is not None else self._t(record),
             _text(record["outcome"])))
 
-    def imply_publishes(self) -> None:
+    def imply_publishes(self, stored: Mapping[str, TaskMeta] | None = None) -> list[str]:
         """The tasks of a workflow the workers published: a chain's link once the one before succeeded, a chord's
-        callback once its whole header did (see the module doc)."""
+        callback once its whole header did (see the module doc), whatever the load's publish said (a publish that
+        timed out may have reached the broker). A success is the ledger's first successful end, else the result
+        backend's SUCCESS in *stored*. Returns the ids found published by this pass."""
+        added: list[str] = []
         for workflow in self.workflows:
-            if workflow.outcome != "ok":
-                continue
             if workflow.shape == "chain":
                 for (before, _kind), (task_id, kind) in pairwise(workflow.members):
-                    done = self._succeeded_at(before)
+                    done = self._succeeded_at(before, stored)
                     if done is None:
                         break
-                    self._implied(task_id, kind, done)
+                    added += self._implied(task_id, kind, done)
             elif workflow.callback is not None:
-                done_times = [self._succeeded_at(task_id) for task_id, _kind in workflow.members]
+                done_times = [self._succeeded_at(task_id, stored) for task_id, _kind in workflow.members]
                 if all(done is not None for done in done_times):
-                    self._implied(*workflow.callback, max(done for done in done_times if done is not None))
+                    added += self._implied(*workflow.callback, max(done for done in done_times if done is not None))
+        return added
 
-    def _succeeded_at(self, task_id: str) -> float | None:
-        """When a task first ended in success (its ledger's end records); None if it never did."""
+    def _succeeded_at(self, task_id: str, stored: Mapping[str, TaskMeta] | None) -> float | None:
+        """When a task first ended in success (its ledger's end records, else the result backend's date); None if
+        it never did."""
         state = self.tasks.get(task_id)
-        if state is None:
-            return None
-        return min((event[0] for event in state[_HEAD:] if event[1] == _END and event[5] == "success"), default=None)
+        if state is not None:
+            ended = min((event[0] for event in state[_HEAD:] if event[1] == _END and event[5] == "success"),
+                        default=None)
+            if ended is not None:
+                return ended
+        meta = (stored or {}).get(task_id)
+        return meta.done if meta is not None and meta.state == "SUCCESS" and meta.done is not None else None
 
-    def _implied(self, task_id: str, kind: str, t: float) -> None:
+    def _implied(self, task_id: str, kind: str, t: float) -> list[str]:
         state = self._state(task_id)
-        if state[2] is None:
-            state[0], state[1], state[2], state[3] = kind, t, "ok", t
+        if state[2] is not None:
+            return []
+        state[0], state[1], state[2], state[3] = kind, t, "ok", t
+        return [task_id]
 
     def _state(self, task_id: str) -> list[Any]:
         state = self.tasks.get(task_id)
@@ -587,8 +600,11 @@ class _Collector:
     def _add_start(self, record: Mapping[str, Any]) -> None:
         ps = record.get("ps")
         eta, vt = record.get("eta"), record.get("vt")
-        # an execution held for an ETA: the latest publish time from which that ETA lay beyond the visibility timeout
-        held = self._t(record, "eta") - float(vt) if eta is not None and vt is not None else None
+        # An execution held for an ETA: the latest publish time from which that ETA lay beyond the visibility timeout.
+        # The ETA is on the publisher's clock (it wrote it), not this worker's: left uncorrected; an unreadable one
+        # is no ETA (the execution still counts).
+        held = (float(eta) - float(vt) if all(isinstance(x, int | float) and not isinstance(x, bool)
+                                             and math.isfinite(x) for x in (eta, vt)) else None)
         self._add_event(record, (_START, bool(record["redelivered"]), self._atoms.setdefault(ps, ps), held))
 
     def _add_end(self, record: Mapping[str, Any]) -> None:
@@ -761,7 +777,7 @@ def _final_state(executions: list[list[Any]], success: bool, result_failed: bool
 
 def _running(executions: list[list[Any]], ctx: _Context, meta_state: str | None) -> str | None:
     """``running`` / ``running_unverified`` when the last-started execution has no end and still runs."""
-    if not executions or executions[-1][1] is not None or meta_state in ("SUCCESS", "FAILURE"):
+    if not executions or executions[-1][1] is not None or meta_state in ("SUCCESS", "FAILURE", "REVOKED"):
         return None
     last = executions[-1]
     alive = ctx.process_alive(last[3], last[6], last[7])
@@ -797,7 +813,7 @@ def _classify(task: list[Any], task_id: str, executions: list[list[Any]], ctx: _
     where = ctx.snapshot.where(task_id) if ctx.snapshot is not None else None
     if where == "reserved" and success:
         return "pending", "completed_unacked"
-    running = where or _running(executions, ctx, meta.state if meta else None)
+    running = where or (None if task_id in ctx.revoked else _running(executions, ctx, meta.state if meta else None))
     if running:
         return "pending", running
     failure_cls, failure_cause = _failure(executions, meta)
@@ -1363,6 +1379,11 @@ def check(
         collector.add_all(records)
         collector.imply_publishes()
         snapshot = _with_results(snapshot, collector.tasks, results)
+        if collector.workflows and snapshot is not None:  # links whose predecessor only the result backend saw end
+            added = collector.imply_publishes(snapshot.results)
+            if added and results is not None:
+                snapshot = replace(snapshot, results={**snapshot.results, **results(added)},
+                                   result_lookups=snapshot.result_lookups + len(added))
         if collector.faults:
             fault_list, fault_source = fault_windows(collector.faults, run_end, collector.effects), "agents"
         else:

@@ -627,7 +627,9 @@ def _load(value: Any, path: Path) -> LoadSpec:
         if key not in load:
             raise ScenarioError(f"load.{key}", "missing (required, unless the load replays a trace)")
     mix = [_mix_item(entry, f"load.mix[{i}]") for i, entry in enumerate(_list(load["mix"], "load.mix", "tasks"))]
-    prioritised = next((key for key, entry in _mix_tasks(mix) if "priority" in entry.options), None)
+    # canvases always go out through Celery; a single task's priority needs the celery publisher
+    prioritised = next((f"load.mix[{index}]" for index, entry in enumerate(mix)
+                        if isinstance(entry, MixEntry) and "priority" in entry.options), None)
     if prioritised and publisher != "celery":
         raise ScenarioError(f"{prioritised}.options.priority", "needs load.publisher: celery (the raw publisher "
                                                                "writes every message to its queue's one list)")
@@ -724,7 +726,10 @@ def _mix_entry(value: Any, key: str) -> MixEntry:
         raise ScenarioError(f"{key}.kind", f"unknown task kind {kind!r} (allowed: {', '.join(KINDS)})")
     parameters = inspect.signature(KINDS[kind].run).parameters
     args = _mapping(entry.get("args") or {}, f"{key}.args", tuple(parameters), what=f"argument of {kind}")
+    _generated(args, f"{key}.args")
     for arg, given in args.items():
+        if generated.has_generators(given):
+            continue
         default = parameters[arg].default
         expected = type(default)
         if default not in (None, inspect.Parameter.empty) and not _is_type(given, expected):
@@ -750,15 +755,20 @@ def _app_mix_entry(value: dict[str, Any], key: str) -> MixEntry:
     if not isinstance(kwargs, dict) or not is_json_data(kwargs):
         raise ScenarioError(f"{key}.kwargs", f"must be a mapping of plain data (the task's keyword arguments), "
                                              f"got {kwargs!r}")
-    for name, given in (("args", args), ("kwargs", kwargs)):
-        try:
-            generated.check(given, f"{key}.{name}")
-        except ValueError as err:
-            where, _sep, message = str(err).partition(": ")
-            raise ScenarioError(where, message) from None
+    _generated(args, f"{key}.args")
+    _generated(kwargs, f"{key}.kwargs")
     return MixEntry(kind=task_kind(task), weight=float(_number(entry.get("weight", 1), f"{key}.weight")),
                     args=dict(kwargs), task=task, positional=tuple(args),
                     options=_options(entry.get("options") or {}, f"{key}.options"))
+
+
+def _generated(value: Any, key: str) -> None:
+    """The generators in *value* (:mod:`chaoslab.node.generated`) are ones, given right (ScenarioError otherwise)."""
+    try:
+        generated.check(value, key)
+    except ValueError as err:
+        where, _sep, message = str(err).partition(": ")
+        raise ScenarioError(where, message) from None
 
 
 def _is_type(value: Any, expected: type) -> bool:

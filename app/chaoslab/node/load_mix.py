@@ -25,8 +25,9 @@ SHAPES: Final = ("chain", "group", "chord")
 """Canvas shapes a load can publish: a chain runs its links one after another (each published by the worker that
 ran the one before), a group runs its members side by side, a chord runs a group and then its callback once."""
 DURATION_OPTIONS: Final = ("countdown", "eta", "expires")
-"""Publish options in seconds: run no earlier than ``countdown`` after publishing, or than ``eta`` after the load's
-start (every task of the entry due at the same moment), and discard if not started ``expires`` after publishing."""
+"""Publish options in seconds: run no earlier than ``countdown`` after being published (a chain's later link: after
+the worker publishes it), or than ``eta`` after the load's start (every task of the entry due at the same moment),
+and discard if not started ``expires`` after being published."""
 OPTIONS: Final = (*DURATION_OPTIONS, "queue", "priority")
 """Besides: the ``queue`` to publish to and the message ``priority`` (the celery publisher only)."""
 QUEUE_NAME: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,99}")

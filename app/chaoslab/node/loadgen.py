@@ -17,6 +17,7 @@ import uuid
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import Counter, Gauge
@@ -99,34 +100,42 @@ class LoadGenerator:
             for entry in self._entries]
         self._wall_start = wall()  # when the load started (run() sets it): an eta counts from there
 
-    def _timed(self, entry: MixEntry) -> MixEntry:
-        """*entry* with an ``eta`` (seconds after the load's start) turned into the countdown left until then."""
+    def _timed(self, entry: MixEntry, through_celery: bool) -> MixEntry:
+        """*entry* with its ``eta`` (seconds after the load's start) made a time: the absolute ETA for Celery (a
+        chain's later link keeps it, published when its turn comes), the countdown left for the raw publisher."""
         if "eta" not in entry.options:
             return entry
+        due = self._wall_start + entry.options["eta"]
         options = {name: value for name, value in entry.options.items() if name != "eta"}
-        options["countdown"] = max(0.0, self._wall_start + entry.options["eta"] - self.wall())
+        if through_celery:
+            options["eta"] = datetime.fromtimestamp(due, tz=UTC)
+        else:
+            options["countdown"] = max(0.0, due - self.wall())
         return replace(entry, options=options)
 
     def _entry(self, index: int) -> MixItem:
-        """Mix entry *index* as the next task publishes it: its generated arguments made, numbered in order, and
-        an eta turned into a countdown."""
-        entry = self._entries[index].rendered(self._values, self._seq)
+        """Entry *index* as the next task publishes it: a mix entry's generated arguments made, numbered in order (a
+        trace's lines are plain data), and an eta turned into a countdown."""
+        entry = self._entries[index] if self._offsets else self._entries[index].rendered(self._values, self._seq)
         if isinstance(entry, CanvasEntry):
-            entry = replace(entry, members=tuple(map(self._timed, entry.members)),
-                            callback=self._timed(entry.callback) if entry.callback is not None else None)
+            entry = replace(entry, members=tuple(self._timed(member, True) for member in entry.members),
+                            callback=self._timed(entry.callback, True) if entry.callback is not None else None)
         else:
-            entry = self._timed(entry)
+            entry = self._timed(entry, self.tasks is not None)
         self._seq += len(entry.members) + (entry.callback is not None) if isinstance(entry, CanvasEntry) else 1
         return entry
 
-    def _message(self, task_id: str, index: int) -> str:
-        template = self._templates[index] if self._templates else None
-        if template is None:  # generated arguments or a trace's line: a message of its own
-            entry = self._entry(index)
-            assert isinstance(entry, MixEntry)
+    def _prepared(self, task_id: str, index: int) -> MixItem | str:
+        """What task *index* goes out as, made in the schedule's order (so that a seed makes the same values however
+        the tasks fall into batches): the raw publisher's message, or the entry to publish through Celery."""
+        template = self._templates[index] if self._templates and self.tasks is None else None
+        if template is not None:
+            self._seq += 1
+            return template.render(task_id)
+        entry = self._entry(index)
+        if isinstance(entry, MixEntry) and self.tasks is None:
             return self.publisher.template(entry.task_name, entry.args, entry.positional, entry.options).render(task_id)
-        self._seq += 1
-        return template.render(task_id)
+        return entry
 
     def _next_tasks(self, sent: int, count: int) -> list[tuple[str, int]]:
         """Ids and entries of the next *count* tasks: a trace's in order, else drawn from the mix by weight."""
@@ -174,36 +183,37 @@ class LoadGenerator:
         return result
 
     def _send(self, tasks: list[tuple[str, int]], due: float, scheduled: list[float]) -> None:
-        singles = [(task_id, index, when) for (task_id, index), when in zip(tasks, scheduled, strict=True)
-                   if isinstance(self._entries[index], MixEntry)]
-        failed = 0
-        if singles and self.tasks is not None:
-            for task_id, index, when in singles:
-                entry = self._entry(index)
-                assert isinstance(entry, MixEntry)
+        prepared = [(task_id, index, when, self._prepared(task_id, index))
+                    for (task_id, index), when in zip(tasks, scheduled, strict=True)]
+        failed = sent = 0
+        by_queue: dict[str | None, list[tuple[str, int, float, str]]] = {}
+        for task_id, index, when, message in prepared:  # raw messages: one LPUSH per queue (usually one)
+            if isinstance(message, str):
+                entry = self._entries[index]
+                queue = entry.options.get("queue") if isinstance(entry, MixEntry) else None
+                by_queue.setdefault(queue, []).append((task_id, index, when, message))
+        for queue, batch in by_queue.items():
+            result = self.publisher.publish([message for *_, message in batch], queue)
+            self._record([(task_id, self._entries[index].kind) for task_id, index, _, _ in batch],
+                         [when for _, _, when, _ in batch], self.wall(), result)
+            failed += 0 if result.outcome == "ok" else len(batch)
+            sent += len(batch)
+        for task_id, _index, when, entry in prepared:  # through Celery, one by one
+            if isinstance(entry, str):
+                continue
+            if self.stop_event.is_set():  # a publish may block on the app's retry policy: stop between them
+                break
+            if isinstance(entry, CanvasEntry):
+                result = self._send_canvas(task_id, entry, when)
+            else:
+                assert self.tasks is not None
                 result = self.tasks.publish(entry, task_id)
                 self._record([(task_id, entry.kind)], [when], self.wall(), result)
-                failed += result.outcome != "ok"
-        elif singles:
-            by_queue: dict[str | None, list[tuple[str, int, float]]] = {}
-            for single in singles:  # one LPUSH per queue (a load without queue options: one)
-                entry = self._entries[single[1]]
-                by_queue.setdefault(entry.options.get("queue") if isinstance(entry, MixEntry) else None,
-                                    []).append(single)
-            for queue, batch in by_queue.items():
-                messages = [self._message(task_id, index) for task_id, index, _ in batch]
-                result = self.publisher.publish(messages, queue)
-                self._record([(task_id, self._entries[index].kind) for task_id, index, _ in batch],
-                             [when for *_, when in batch], self.wall(), result)
-                failed += 0 if result.outcome == "ok" else len(batch)
-        for (task_id, index), when in zip(tasks, scheduled, strict=True):
-            if isinstance(self._entries[index], CanvasEntry):
-                entry = self._entry(index)
-                assert isinstance(entry, CanvasEntry)
-                failed += self._send_canvas(task_id, entry, when).outcome != "ok"
+            failed += result.outcome != "ok"
+            sent += 1
         lag = max(self.clock() - due, 0.0)
         LAG.set(lag)
-        self.stats.published += len(tasks)
+        self.stats.published += sent
         self.stats.errors += failed
         self.stats.max_lag = max(self.stats.max_lag, lag)
         self.stats.lags.append(lag)
