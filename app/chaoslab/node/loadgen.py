@@ -27,7 +27,7 @@ from chaoslab.node import trace
 from chaoslab.node.canvas_publisher import CanvasPublisher
 from chaoslab.node.celery_publisher import CeleryPublisher
 from chaoslab.node.load_mix import CanvasEntry, MixEntry, MixItem, mix_item
-from chaoslab.node.publisher import Outcome, Publisher
+from chaoslab.node.publisher import MessageTemplate, Outcome, Publisher
 from chaoslab.node.trace import Trace
 
 PUBLISHED = Counter("chaoslab_loadgen_published", "Tasks the load generator tried to publish", ["kind", "outcome"])
@@ -95,10 +95,13 @@ class LoadGenerator:
         self._offsets = profile.offsets
         # a mix's messages built once per entry; a trace's (each line its own task) as they go out
         self._templates = [] if profile.replay else [
-            publisher.template(entry.task_name, entry.args, entry.positional, entry.options)
-            if isinstance(entry, MixEntry) and not entry.generated and "eta" not in entry.options else None
-            for entry in self._entries]
+            self._template(entry) if isinstance(entry, MixEntry) and not entry.generated and "eta" not in entry.options
+            else None for entry in self._entries]
         self._wall_start = wall()  # when the load started (run() sets it): an eta counts from there
+
+    def _template(self, entry: MixEntry) -> MessageTemplate:
+        """The raw publisher's message of *entry* (its arguments and publish options as they are)."""
+        return self.publisher.template(entry.task_name, entry.args, entry.positional, entry.options)
 
     def _timed(self, entry: MixEntry, through_celery: bool) -> MixEntry:
         """*entry* with its ``eta`` (seconds after the load's start) made a time: the absolute ETA for Celery (a
@@ -134,7 +137,7 @@ class LoadGenerator:
             return template.render(task_id)
         entry = self._entry(index)
         if isinstance(entry, MixEntry) and self.tasks is None:
-            return self.publisher.template(entry.task_name, entry.args, entry.positional, entry.options).render(task_id)
+            return self._template(entry).render(task_id)
         return entry
 
     def _next_tasks(self, sent: int, count: int) -> list[tuple[str, int]]:
