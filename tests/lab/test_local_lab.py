@@ -130,31 +130,23 @@ def test_site_second_run_changes_nothing(lab):
         assert host_counts["failed"] == 0
 
 
-def test_changing_a_celery_setting_restarts_the_worker(lab):
-    before = service_pid("worker-1", "celery-worker")
-    settings = json.dumps({"celery_worker_settings": {"worker_prefetch_multiplier": 1, "task_acks_late": True}})
-    try:
-        proc = run_playbook("playbooks/site.yml", "--limit", "worker-1", "-e", settings)
-        assert recap(proc.stdout)["worker-1"]["changed"] >= 1
-        written = yaml.safe_load(Path("/etc/chaoslab/nodes/worker-1/celery-worker.yml").read_text())["celery"]
-        assert written["worker_prefetch_multiplier"] == 1 and written["task_acks_late"] is True
-        assert service_pid("worker-1", "celery-worker") != before
-    finally:
-        run_playbook("playbooks/site.yml", "--limit", "worker-1")
-    written = yaml.safe_load(Path("/etc/chaoslab/nodes/worker-1/celery-worker.yml").read_text())["celery"]
-    assert written["worker_prefetch_multiplier"] == 4
-
-
 def test_any_celery_setting_reaches_the_worker_and_takes_effect(lab):
-    """Settings outside the lab's usual handful, under Celery's own names: the worker runs with them (inspect conf),
-    and worker_max_tasks_per_child really replaces pool processes."""
+    """Settings outside the lab's usual handful, under Celery's own names: the changed settings file restarts the
+    worker, which runs with them (inspect conf), and worker_max_tasks_per_child really replaces pool processes; site.yml
+    without them puts the defaults back."""
     control = LabControl(lab_info())
     settings = {"worker_max_tasks_per_child": 2, "task_acks_on_failure_or_timeout": False,
-                "worker_cancel_long_running_tasks_on_connection_loss": True,
+                "worker_cancel_long_running_tasks_on_connection_loss": True, "worker_prefetch_multiplier": 1,
                 "broker_transport_options": {"visibility_timeout": 45, "polling_interval": 0.5}}
+    written_file = Path("/etc/chaoslab/nodes/worker-1/celery-worker.yml")
+    before = service_pid("worker-1", "celery-worker")
     try:
-        run_playbook("playbooks/site.yml", "--limit", "worker-1", "-e",
-                     json.dumps({"celery_worker_settings": settings}))
+        proc = run_playbook("playbooks/site.yml", "--limit", "worker-1", "-e",
+                            json.dumps({"celery_worker_settings": settings}))
+        assert recap(proc.stdout)["worker-1"]["changed"] >= 1
+        written = yaml.safe_load(written_file.read_text())["celery"]
+        assert written["worker_prefetch_multiplier"] == 1 and written["worker_max_tasks_per_child"] == 2
+        assert service_pid("worker-1", "celery-worker") != before
         assert given_once_ready(control) is not None
         conf = control._inspect("conf")["celery@worker-1"]
         assert conf["worker_max_tasks_per_child"] == 2 and conf["task_acks_on_failure_or_timeout"] is False
@@ -170,6 +162,7 @@ def test_any_celery_setting_reaches_the_worker_and_takes_effect(lab):
         run_playbook("playbooks/site.yml", "--limit", "worker-1")
     assert given_once_ready(control) is not None
     assert "worker_max_tasks_per_child" not in control._inspect("conf")["celery@worker-1"]["chaoslab_given"]
+    assert yaml.safe_load(written_file.read_text())["celery"]["worker_prefetch_multiplier"] == 4
 
 
 def load_for_seconds(seconds: float) -> None:
@@ -296,5 +289,7 @@ def test_bad_input_gets_one_line_error_and_changes_nothing(lab, tmp_path, case):
     fatal = [line for line in proc.stdout.splitlines() if line.startswith("fatal:")]
     assert fatal, proc.stdout[-3000:]
     assert any(message in line for line in fatal), fatal
+    if "celery_worker_settings" in message and case != "pool-the-node-lacks":  # refused before any node's play
+        assert "TASK [common" not in proc.stdout, "site.yml provisioned nodes before refusing the settings"
     assert snapshot(nodes) == before
     assert all(supervisorctl(node, "status").returncode == 0 for node in nodes)
