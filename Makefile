@@ -101,7 +101,7 @@ down: install
 # Unit tests two at a time (they share nothing); the lab tests one after another on the one local lab.
 test: install test-packages
 	$(BIN)/pytest -n 2 -m "not lab" $(PYTEST_ARGS)
-	$(BIN)/pytest -m lab --durations=15 $(PYTEST_ARGS)
+	$(BIN)/pytest -m lab --durations=40 $(PYTEST_ARGS)
 
 test-unit: install test-packages
 	$(BIN)/pytest -n 2 -m "not lab" $(PYTEST_ARGS)

@@ -19,12 +19,13 @@ from verdict_checks import assert_verdicts_hold_up
 
 
 def scenario(tmp_path: Path, name: str, celery: dict, mix: list[dict], rate: float, fault: dict,
-             hypothesis: dict, drain: str = "60s") -> Path:
+             hypothesis: dict, drain: str = "60s", settle: str = "8s") -> Path:
+    """Baseline and recovery last *settle* each, the fault 12 s."""
     path = tmp_path / f"{name}.yml"
     path.write_text(yaml.safe_dump({
         "name": name, "celery": celery, "load": {"rate": rate, "seed": 11, "mix": mix},
-        "phases": [{"name": "baseline", "duration": "8s"}, {"name": "fault", "duration": "12s", "fault": fault},
-                   {"name": "recovery", "duration": "8s"}, {"name": "drain", "duration": drain}],
+        "phases": [{"name": "baseline", "duration": settle}, {"name": "fault", "duration": "12s", "fault": fault},
+                   {"name": "recovery", "duration": settle}, {"name": "drain", "duration": drain}],
         "hypothesis": hypothesis}))
     return path
 
@@ -58,7 +59,8 @@ def test_memory_limit_oom_kills_pool_children_and_the_worker_survives(lab, tmp_p
 
 # the restart scenarios publish 10 one-second tasks a second to 2 workers x 2 processes (4 a second): a backlog
 # builds up, which Redis holds when it is killed. The drain need not work it off: what is still queued or reserved
-# at the end is pending, never lost (the checker reads the broker), so 15 s do.
+# at the end is pending, never lost (the checker reads the broker), so 15 s do; 4 s of baseline queue some 20 tasks
+# before the kill, and the workers show they reconnected within the recovery and the drain.
 RESERVED = 2 * 2  # workers x concurrency x prefetch multiplier 1: taken by a worker, not yet started (not acked)
 
 
@@ -66,7 +68,7 @@ def restart_scenario(tmp_path: Path, name: str) -> Path:
     return scenario(tmp_path, name, {"task_acks_late": False, "worker_prefetch_multiplier": 1},
                     [{"kind": "sleep", "weight": 1, "args": {"ms": 1000}}], 10,
                     {"playbook": "redis-restart", "target": "redis", "params": {"mode": "kill", "down_for": "3s"}},
-                    {}, drain="15s")
+                    {}, drain="15s", settle="4s")
 
 
 def restart_run(run_dir: Path) -> tuple[dict, dict, list[dict]]:
