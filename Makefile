@@ -5,6 +5,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 WORKERS ?= 2
 export LAB_WORKERS := $(WORKERS)
+# The task broker, redis or rabbitmq (BROKER=rabbitmq make lab): the lab keeps it (.lab/local/broker) until it is
+# brought down, so later targets need not repeat it.
+BROKER ?=
+ifneq ($(BROKER),)
+export LAB_BROKER := $(BROKER)
+endif
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 # The Makefile's lab targets are the local lab's (the default inventory would pick Vagrant VMs if any exist).
 export ANSIBLE_INVENTORY := $(CURDIR)/inventory/local.yml
@@ -17,7 +23,8 @@ REPEAT ?= 5
 # build netfilterqueue for the NFQUEUE delay engine.
 LAB_APT_PACKAGES := python3 python3-venv python3-dev gcc iproute2 iptables libnetfilter-queue-dev procps psmisc \
 	redis-server redis-tools supervisor stress-ng \
-	prometheus prometheus-node-exporter prometheus-redis-exporter
+	prometheus prometheus-node-exporter prometheus-redis-exporter \
+	$(if $(filter rabbitmq,$(BROKER)),rabbitmq-server)
 # What the tests need besides (`make test`): chromium renders the report (tests/unit/test_report_browser.py); vagrant,
 # vagrant-libvirt and ruby render the Vagrantfile with the libvirt provider (tests/unit/test_vagrantfile.py, no VM is
 # made); openssh for the hosts path (tests/lab/test_hosts_over_ssh.py: sshd inside the namespace nodes).
@@ -38,7 +45,7 @@ endef
 help:
 	@echo "make demo      install, bring the local lab up, provision it, run a burst of every task kind"
 	@echo "make test      install and run the tests (root: includes the local lab tests)"
-	@echo "make lab       install, bring the local lab up and provision it (WORKERS=$(WORKERS))"
+	@echo "make lab       install, bring the local lab up and provision it (WORKERS=$(WORKERS), BROKER=redis|rabbitmq)"
 	@echo "make experiment SCENARIO=experiments/<name>.yml   run an experiment on the lab"
 	@echo "make study     the lab's study (experiments/study, REPEAT=$(REPEAT) runs per cell) -> experiments/reference"
 	@echo "               QUICK=1: a first look (one run of first and last configurations), not published"

@@ -53,7 +53,7 @@ TRANSPORT_KEYS = frozenset({"global_keyprefix", "sep", "priority_steps", "unacke
 RENAMED_KEYS = "the lab reads the broker's keys by kombu's default names (a renamed key would hide messages from its " \
                "checker)"
 
-_BROKER = "the lab points every worker at its own Redis"
+_BROKER = "the lab points every worker at its own broker"
 _BACKEND = "the lab's checker reads results from its own result backend"
 _MONITORING = "the lab's monitoring and checker read the events and results it turns on"
 OWNED: dict[str, str] = {

@@ -54,12 +54,30 @@ def fault_agent_args(params: dict[str, Any]) -> list[str]:
             for key, value in params.items()]
 
 
-def celery_settings_errors(settings: Any) -> str:
+def celery_settings_errors(settings: Any, broker: str = "redis") -> str:
     """The first thing wrong with a worker's Celery settings (one line naming the setting), or "" when they are
-    fine: Celery's own names and types, and the lab's rules (see chaoslab.celery_settings)."""
+    fine: Celery's own names and types, the lab's rules (see chaoslab.celery_settings) and what the lab's *broker*
+    takes (see chaoslab.brokers)."""
+    from chaoslab.brokers import settings_errors
     from chaoslab.celery_settings import errors
 
-    return errors(settings)
+    found = errors(settings)
+    return found or next(iter(settings_errors(broker, dict(settings))), "")
+
+
+def broker_settings(settings: dict[str, Any], broker: str) -> dict[str, Any]:
+    """The settings of *settings* that *broker* takes (a role's defaults name the Redis transport's options, which a
+    RabbitMQ lab drops)."""
+    from chaoslab.brokers import setting_error
+
+    return {name: value for name, value in settings.items() if not setting_error(broker, name, value)}
+
+
+def broker_error(broker: Any) -> str:
+    """"" for a broker the lab runs (lab_broker), else a one-line reason."""
+    from chaoslab.brokers import broker_error as error
+
+    return error(broker)
 
 
 def app_spec_errors(spec: Any) -> str:
@@ -81,6 +99,7 @@ def app_source_kind(spec: Any) -> str:
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {"in_subnet": in_subnet, "lab_node_specs": lab_node_specs, "duration_seconds": duration_seconds,
-                "celery_settings_errors": celery_settings_errors, "fault_errors": fault_errors,
+                "celery_settings_errors": celery_settings_errors, "broker_error": broker_error,
+                "broker_settings": broker_settings, "fault_errors": fault_errors,
                 "fault_agent_args": fault_agent_args, "app_spec_errors": app_spec_errors,
                 "app_source_kind": app_source_kind}

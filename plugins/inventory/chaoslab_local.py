@@ -21,6 +21,7 @@ short_description: the local lab's namespace nodes
 description:
   - Builds the redis, workers and monitor groups of the local lab from one file.
   - The worker count comes from O(workers) or from the LAB_WORKERS environment variable.
+  - The broker comes from O(broker) or from the LAB_BROKER environment variable.
 options:
   plugin:
     description: the name of this plugin
@@ -50,6 +51,10 @@ options:
     description: number of worker nodes (LAB_WORKERS overrides)
     type: int
     default: 2
+  broker:
+    description: the lab's task broker, redis or rabbitmq (LAB_BROKER overrides); the result backend is Redis
+    type: str
+    default: redis
   worker_first_address:
     description: address of worker-1; worker-N takes the N-1th next address
     type: str
@@ -83,6 +88,7 @@ class InventoryModule(BaseInventoryPlugin):
         return bool(super().verify_file(path)) and names_plugin(path, self.NAME)
 
     def parse(self, inventory, loader, path: str, cache: bool = True) -> None:  # noqa: ANN001
+        from chaoslab import brokers
         from chaoslab.experiment.labs import lay_out, node_size
 
         super().parse(inventory, loader, path, cache)
@@ -100,6 +106,11 @@ class InventoryModule(BaseInventoryPlugin):
         except ValueError as err:
             raise AnsibleParserError(f"{path}: subnet: {err}") from err
         project = os.path.dirname(os.path.dirname(os.path.abspath(path)))
+        secrets_file = os.path.join(project, ".lab", self.get_option("lab_name"), "secrets.yml")
+        try:
+            broker = brokers.chosen(dict(os.environ), self.get_option("broker"), brokers.kept_file(secrets_file))
+        except ValueError as err:
+            raise AnsibleParserError(str(err)) from err
         lab_vars = {
             "lab_name": self.get_option("lab_name"),
             "lab_backend": "local",
@@ -109,7 +120,8 @@ class InventoryModule(BaseInventoryPlugin):
             "lab_controller_address": self.get_option("controller_address"),
             "lab_bridge": self.get_option("bridge"),
             "lab_workers_requested": workers,
-            "lab_secrets_file": os.path.join(project, ".lab", self.get_option("lab_name"), "secrets.yml"),
+            "lab_broker": broker,
+            "lab_secrets_file": secrets_file,
             "lab_project_dir": project,
             # Every node's files live under these, one directory per node (the filesystem is shared).
             "lab_node_dir_parents": [f"{root}/nodes" for root in NODE_DIR_ROOTS.values()],

@@ -27,6 +27,10 @@ options:
     description: the name of this plugin
     required: true
     choices: [chaoslab_vagrant]
+  broker:
+    description: the lab's task broker, redis or rabbitmq (LAB_BROKER overrides); the result backend is Redis
+    type: str
+    default: redis
   lab_name:
     description: name of the lab; selects the secrets file under .lab/
     type: str
@@ -74,6 +78,7 @@ class InventoryModule(BaseInventoryPlugin):
         return bool(super().verify_file(path)) and names_plugin(path, self.NAME)
 
     def parse(self, inventory, loader, path: str, cache: bool = True) -> None:  # noqa: ANN001
+        from chaoslab import brokers
         from chaoslab.experiment.labs import lay_out, node_size, vagrant_key, vagrant_machines
 
         super().parse(inventory, loader, path, cache)
@@ -90,7 +95,13 @@ class InventoryModule(BaseInventoryPlugin):
                                         "groups": worker.get("groups", ["workers"])}
 
         lab_name = self.get_option("lab_name")
+        try:
+            broker = brokers.chosen(dict(os.environ), self.get_option("broker"),
+                                    brokers.kept_file(str(project / ".lab" / lab_name / "secrets.yml")))
+        except ValueError as err:
+            raise AnsibleParserError(str(err)) from err
         lab_vars = {
+            "lab_broker": broker,
             "lab_name": lab_name,
             "lab_backend": "vagrant",
             "lab_service_manager": "systemd",

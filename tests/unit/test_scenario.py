@@ -209,7 +209,7 @@ PHASES_AWRY = [{"name": "baseline", "duration": "1s"}, {"name": "recovery", "dur
     pytest.param([(("celery", "CELERY_ACKS_LATE"), True)],
                  "celery.CELERY_ACKS_LATE: Celery's old name: use task_acks_late", id="old-setting-name"),
     pytest.param([(("celery", "broker_url"), "redis://198.18.0.99:6379/0")],
-                 "celery.broker_url: the lab sets it (the lab points every worker at its own Redis)",
+                 "celery.broker_url: the lab sets it (the lab points every worker at its own broker)",
                  id="lab-owned-broker"),
     pytest.param([(("celery", "result_backend"), "redis://198.18.0.99:6379/1")],
                  "celery.result_backend: the lab sets it (the lab's checker reads results", id="lab-owned-backend"),

@@ -23,7 +23,7 @@ import yaml
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.errors import ArgumentTypeError
 
-from chaoslab import app_spec, celery_settings
+from chaoslab import app_spec, brokers, celery_settings
 from chaoslab.analysis.figures import KIND_FIGURES, KIND_SEPARATOR, unit_of
 from chaoslab.analysis.figures import RETIRED as RETIRED_FIGURES
 from chaoslab.analysis.figures import UNIT_OF as FIGURES
@@ -212,6 +212,17 @@ def check_targets(scenario: Scenario, groups: dict[str, list[str]]) -> None:
                     except ValueError as error:
                         raise ScenarioError(key, str(error), str(scenario.path)) from None
     node_sizes(scenario, groups)
+
+
+def check_broker(scenario: Scenario, broker: str) -> None:
+    """Every cell's Celery settings are ones the lab's *broker* takes (ScenarioError naming the setting otherwise: a
+    Redis transport option on a RabbitMQ lab, quorum queues on Redis): checked when a run starts, before anything
+    changes."""
+    for label, cell in scenario.cells():
+        for problem in brokers.settings_errors(broker, cell.celery):
+            name, _, why = problem.partition(": ")
+            raise ScenarioError(f"celery.{name}", why + (f" (matrix cell {label})" if label else ""),
+                                str(scenario.path))
 
 
 def check_tasks(scenario: Scenario, registered: set[str]) -> None:

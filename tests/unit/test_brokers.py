@@ -1,0 +1,78 @@
+"""Which broker a lab runs and which settings each broker takes: one table (chaoslab.brokers) behind the inventory,
+the worker role's checks and the config the nodes read."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+import yaml
+
+from chaoslab import brokers
+from tests.conftest import inventory, load_plugin
+
+filters = load_plugin("plugins/filter/chaoslab.py")
+
+
+def test_the_inventory_gives_every_node_the_broker_and_lab_broker_chooses_it():
+    assert inventory()["_meta"]["hostvars"]["worker-1"]["lab_broker"] == "redis"
+    hostvars = inventory({"LAB_BROKER": "rabbitmq"})["_meta"]["hostvars"]
+    assert {host["lab_broker"] for host in hostvars.values()} == {"rabbitmq"}
+    assert hostvars["redis"]["lab_rabbitmq_port"] == 5672 and hostvars["redis"]["lab_rabbitmq_vhost"] == "chaoslab"
+
+
+def test_an_unknown_broker_is_refused_in_one_line():
+    with pytest.raises(subprocess.CalledProcessError) as err:
+        inventory({"LAB_BROKER": "kafka"})
+    assert "LAB_BROKER: 'kafka' is not a broker the lab runs (redis, rabbitmq)" in err.value.stderr
+    assert filters.broker_error("kafka") == "'kafka' is not a broker the lab runs (redis, rabbitmq)"
+    assert filters.broker_error("rabbitmq") == ""
+    with pytest.raises(ValueError, match="LAB_BROKER: 'sqs'"):
+        brokers.chosen({"LAB_BROKER": "sqs"}, "redis")
+    assert brokers.chosen({}, None) == "redis" and brokers.chosen({"LAB_BROKER": " rabbitmq "}, "redis") == "rabbitmq"
+
+
+@pytest.mark.parametrize(("broker", "settings", "message"), [
+    ("rabbitmq", {"visibility_timeout": 30},
+     "visibility_timeout: an option of the Redis transport; this lab's broker is RabbitMQ"),
+    ("rabbitmq", {"broker_transport_options": {"unacked_restore_interval": 2}},
+     "broker_transport_options: unacked_restore_interval: an option of the Redis transport; this lab's broker is "
+     "RabbitMQ"),
+    ("redis", {"task_default_queue_type": "quorum"},
+     "task_default_queue_type: redis has no 'quorum' queues (it has classic)"),
+    ("rabbitmq", {"task_default_queue_type": "stream"},
+     "task_default_queue_type: rabbitmq has no 'stream' queues (it has classic, quorum)"),
+    ("redis", {"worker_detect_quorum_queues": False},
+     "worker_detect_quorum_queues: a RabbitMQ setting; this lab's broker is Redis"),
+])
+def test_settings_of_the_other_broker_are_refused_in_one_line(broker, settings, message):
+    assert brokers.settings_errors(broker, settings) == [message]
+    assert filters.celery_settings_errors(settings, broker) == message
+
+
+def test_each_broker_takes_its_own_settings_and_the_roles_defaults_lose_the_others():
+    assert brokers.settings_errors("rabbitmq", {"task_default_queue_type": "quorum", "task_acks_late": True,
+                                                "worker_detect_quorum_queues": True,
+                                                "broker_transport_options": {"confirm_publish": True}}) == []
+    assert brokers.settings_errors("redis", {"visibility_timeout": 30, "task_default_queue_type": "classic"}) == []
+    defaults = {"task_acks_late": False, "visibility_timeout": 3600, "socket_timeout": 10, "worker_concurrency": 2}
+    assert filters.broker_settings(defaults, "rabbitmq") == {"task_acks_late": False, "worker_concurrency": 2}
+    assert filters.broker_settings(defaults, "redis") == defaults
+    assert brokers.settings_errors("kafka", {}) == ["broker: 'kafka' is not a broker the lab runs (redis, rabbitmq)"]
+
+
+def test_a_scenario_with_the_other_brokers_settings_is_refused_naming_the_setting_and_cell(tmp_path):
+    from chaoslab.experiment.scenario import ScenarioError, check_broker, load_scenario
+
+    path = tmp_path / "s.yml"
+    path.write_text(yaml.safe_dump({
+        "name": "s", "celery": {"task_acks_late": True},
+        "matrix": {"visibility_timeout": [10, 30]},
+        "load": {"rate": 5, "mix": [{"kind": "noop", "weight": 1}]},
+        "phases": [{"name": "baseline", "duration": "5s"}, {"name": "drain", "duration": "5s"}]}))
+    scenario = load_scenario(path)
+    check_broker(scenario, "redis")
+    with pytest.raises(ScenarioError) as err:
+        check_broker(scenario, "rabbitmq")
+    assert str(err.value) == (f"{path}: celery.visibility_timeout: an option of the Redis transport; this lab's broker "
+                              "is RabbitMQ (matrix cell visibility_timeout=10)")
