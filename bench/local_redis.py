@@ -28,7 +28,7 @@ class LocalRedis:
         return redis.Redis(host="127.0.0.1", port=self.port, db=db, password=self.password)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -36,7 +36,7 @@ def _free_port() -> int:
 
 @contextmanager
 def local_redis() -> Iterator[LocalRedis]:
-    server = LocalRedis(_free_port(), secrets.token_hex(16))
+    server = LocalRedis(free_port(), secrets.token_hex(16))
     workdir = tempfile.mkdtemp(prefix="chaoslab-bench-redis-")
     proc = subprocess.Popen(
         ["redis-server", "--bind", "127.0.0.1", "--port", str(server.port), "--requirepass", server.password,

@@ -111,7 +111,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     from chaoslab.node.canvas_publisher import CanvasPublisher
     from chaoslab.node.celery_publisher import CeleryPublisher
     from chaoslab.node.load_mix import CanvasEntry
-    from chaoslab.node.publisher import Publisher
+    from chaoslab.node.publisher import for_broker
 
     data: dict[str, Any] = yaml.safe_load(Path(args.profile).read_text(encoding="utf-8")) if args.profile else {}
     if args.rate is not None:
@@ -138,7 +138,7 @@ def cmd_load(args: argparse.Namespace) -> int:
         print(f"chaoslab load: publishing through {through} ({app.main}, {len(app.tasks)} tasks)", flush=True)
     elif any(isinstance(entry, CanvasEntry) for entry in profile.mix):
         canvases = CanvasPublisher.bounded_to(lab.broker_url, lab.result_backend, profile.publish_timeout)
-    generator = loadgen.LoadGenerator(profile, Publisher(lab.broker_url, profile.publish_timeout), ledger,
+    generator = loadgen.LoadGenerator(profile, for_broker(lab.broker_url, profile.publish_timeout), ledger,
                                       node=lab.node, canvases=canvases, tasks=tasks)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: generator.stop())
@@ -168,7 +168,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Validate a scenario completely, then run it on the lab (holding the lab's lock)."""
     from chaoslab.experiment import runner
     from chaoslab.experiment.lab import LabControl, lab_info
-    from chaoslab.experiment.scenario import ScenarioError, check_targets, check_tasks, load_scenario
+    from chaoslab.experiment.scenario import ScenarioError, check_broker, check_targets, check_tasks, load_scenario
     from chaoslab.inputs import InputError, name
 
     try:
@@ -189,6 +189,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         control = LabControl(info, quiet=not args.verbose)
         try:
             check_targets(scenario, info.groups)
+            check_broker(scenario, info.broker)
             # workers that do not answer are restarted when the run starts; a scenario's own app is checked once it
             # is on the workers
             registered = None if scenario.app else control.registered()
@@ -224,14 +225,22 @@ def cmd_study(args: argparse.Namespace) -> int:
     if lock is None:
         return runner.EXIT_ERROR
     with lock:
-        return _study(args, source)
+        return _study(args, source, scenarios)
 
 
-def _study(args: argparse.Namespace, source: Path) -> int:
-    from chaoslab.experiment import study
+def _study(args: argparse.Namespace, source: Path, scenarios: list[Any]) -> int:
+    from chaoslab.experiment import runner, study
     from chaoslab.experiment.lab import LabControl, lab_info
+    from chaoslab.experiment.scenario import ScenarioError, check_broker
 
-    control = LabControl(lab_info(), quiet=not args.verbose)
+    info = lab_info()
+    try:
+        for scenario in scenarios:
+            check_broker(scenario, info.broker)
+    except ScenarioError as err:
+        print(f"chaoslab study: {err}", file=sys.stderr)
+        return runner.EXIT_ERROR
+    control = LabControl(info, quiet=not args.verbose)
     return study.run_study(source, study.DEFAULT_REPEAT if args.repeat is None else args.repeat, control,
                            Path(args.results) if args.results else None, Path(args.publish) if args.publish else None,
                            args.only, null_controls=not args.no_null_controls, quick=args.quick)

@@ -16,6 +16,7 @@ from celery import Celery, chain, chord, group
 from celery.backends.redis import RedisBackend
 from celery.canvas import Signature
 
+from chaoslab import brokers
 from chaoslab.node.load_mix import CanvasEntry, MixEntry
 from chaoslab.node.publisher import Outcome, failed
 
@@ -49,7 +50,7 @@ class CanvasPublisher:
         app = Celery("chaoslab-canvas", broker=broker_url, backend=backend, set_as_current=False)
         app.conf.update(
             task_default_queue=queue, broker_connection_retry=False, broker_connection_timeout=timeout,
-            broker_transport_options={"socket_timeout": timeout, "socket_connect_timeout": timeout, "max_retries": 0},
+            broker_transport_options=brokers.bounded_transport(brokers.of_url(broker_url), timeout),
             redis_socket_timeout=timeout, redis_socket_connect_timeout=timeout, redis_retry_on_timeout=False,
             result_backend_always_retry=False,
         )

@@ -1,4 +1,5 @@
-"""Measure this node's clock against the broker's and append a ``clock`` record to the node's event ledger."""
+"""Measure this node's clock against the lab's Redis (the broker's node: the broker, or the result backend on a
+RabbitMQ lab) and append a ``clock`` record to the node's event ledger."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ def record_clock(events: str) -> dict[str, object]:
     import redis
 
     lab = config.load()
-    client = redis.Redis.from_url(lab.broker_url, socket_timeout=5, socket_connect_timeout=5)
+    client = redis.Redis.from_url(lab.result_backend, socket_timeout=5, socket_connect_timeout=5)  # always Redis
     found = measure(client)
     record = {"type": "clock", "node": lab.node, "t": found.t, "offset": found.offset,
               "uncertainty": found.uncertainty}

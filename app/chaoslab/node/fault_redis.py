@@ -18,12 +18,13 @@ KEYS = ("maxmemory", "maxmemory-policy")
 
 
 def client(timeout: float = 5.0) -> Any:
-    """The node's Redis, as the node's lab configuration names it (CHAOSLAB_CONFIG)."""
+    """The node's Redis, as the node's lab configuration names it (CHAOSLAB_CONFIG): the result backend's URL, which
+    is the same server as a Redis broker's and the only Redis of a RabbitMQ lab."""
     import redis
 
     from chaoslab.node import config
 
-    return redis.Redis.from_url(config.load().broker_url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    return redis.Redis.from_url(config.load().result_backend, socket_timeout=timeout, socket_connect_timeout=timeout)
 
 
 def redis_maxmemory(values: dict[str, Any], node: Node) -> Fault:

@@ -27,7 +27,7 @@ from chaoslab.node import trace
 from chaoslab.node.canvas_publisher import CanvasPublisher
 from chaoslab.node.celery_publisher import CeleryPublisher
 from chaoslab.node.load_mix import CanvasEntry, MixEntry, MixItem, mix_item
-from chaoslab.node.publisher import MessageTemplate, Outcome, Publisher
+from chaoslab.node.publisher import MessageTemplate, Outcome, RawPublisher
 from chaoslab.node.trace import Trace
 
 PUBLISHED = Counter("chaoslab_loadgen_published", "Tasks the load generator tried to publish", ["kind", "outcome"])
@@ -69,7 +69,7 @@ class LoadStats:
 
 
 class LoadGenerator:
-    def __init__(self, profile: LoadProfile, publisher: Publisher, ledger: LedgerWriter | None,
+    def __init__(self, profile: LoadProfile, publisher: RawPublisher, ledger: LedgerWriter | None,
                  clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
                  node: str = "", canvases: CanvasPublisher | None = None,
                  tasks: CeleryPublisher | None = None) -> None:
@@ -128,7 +128,7 @@ class LoadGenerator:
         self._seq += len(entry.members) + (entry.callback is not None) if isinstance(entry, CanvasEntry) else 1
         return entry
 
-    def _prepared(self, task_id: str, index: int) -> MixItem | str:
+    def _prepared(self, task_id: str, index: int) -> Any:
         """What task *index* goes out as, made in the schedule's order (so that a seed makes the same values however
         the tasks fall into batches): the raw publisher's message, or the entry to publish through Celery."""
         template = self._templates[index] if self._templates and self.tasks is None else None
@@ -156,14 +156,15 @@ class LoadGenerator:
         return bisect_right(self._offsets, elapsed) if self._offsets else int(elapsed * self.profile.rate) + 1
 
     def _record(self, tasks: list[tuple[str, str]], scheduled: list[float], t: float, result: Outcome) -> None:
-        """A publish record per task sent: (id, kind) with the time it was due."""
-        for (task_id, kind), due in zip(tasks, scheduled, strict=True):
-            PUBLISHED.labels(kind, result.outcome).inc()
-            if result.outcome != "ok":
+        """A publish record per task sent: (id, kind) with the time it was due and its own outcome."""
+        for index, ((task_id, kind), due) in enumerate(zip(tasks, scheduled, strict=True)):
+            outcome = result.of(index)
+            PUBLISHED.labels(kind, outcome.outcome).inc()
+            if outcome.outcome != "ok":
                 PUBLISH_ERRORS.labels(kind).inc()
             if self.ledger is not None:
                 self.ledger.write({"type": "publish", "id": task_id, "kind": kind, "node": self.node,
-                                   "scheduled": due, "t": t, "outcome": result.outcome, "error": result.error})
+                                   "scheduled": due, "t": t, "outcome": outcome.outcome, "error": outcome.error})
 
     def _send_canvas(self, workflow: str, entry: CanvasEntry, due: float) -> Outcome:
         """Publish one canvas: its members' ids first in a ``workflow`` record, then a publish record for each task
@@ -189,9 +190,9 @@ class LoadGenerator:
         prepared = [(task_id, index, when, self._prepared(task_id, index))
                     for (task_id, index), when in zip(tasks, scheduled, strict=True)]
         failed = sent = 0
-        by_queue: dict[str | None, list[tuple[str, int, float, str]]] = {}
+        by_queue: dict[str | None, list[tuple[str, int, float, Any]]] = {}
         for task_id, index, when, message in prepared:  # raw messages: one LPUSH per queue (usually one)
-            if isinstance(message, str):
+            if not isinstance(message, MixEntry | CanvasEntry):
                 entry = self._entries[index]
                 queue = entry.options.get("queue") if isinstance(entry, MixEntry) else None
                 by_queue.setdefault(queue, []).append((task_id, index, when, message))
@@ -199,10 +200,10 @@ class LoadGenerator:
             result = self.publisher.publish([message for *_, message in batch], queue)
             self._record([(task_id, self._entries[index].kind) for task_id, index, _, _ in batch],
                          [when for _, _, when, _ in batch], self.wall(), result)
-            failed += 0 if result.outcome == "ok" else len(batch)
+            failed += sum(result.of(index).outcome != "ok" for index in range(len(batch)))
             sent += len(batch)
         for task_id, _index, when, entry in prepared:  # through Celery, one by one
-            if isinstance(entry, str):
+            if not isinstance(entry, MixEntry | CanvasEntry):
                 continue
             if self.stop_event.is_set():  # a publish may block on the app's retry policy: stop between them
                 break

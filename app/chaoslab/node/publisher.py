@@ -3,7 +3,8 @@
 It writes exactly the envelope kombu's Redis transport writes for ``apply_async`` (same headers,
 properties and base64 body), so workers cannot tell the difference, but builds it from a template
 per task kind and sends every task that is due in one ``LPUSH``. Each publish is bounded by the
-timeout: Redis' socket timeouts, no retries.
+timeout: Redis' socket timeouts, no retries. :func:`for_broker` picks this one or the AMQP publisher
+(:mod:`chaoslab.node.amqp_publisher`) by the broker URL.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from chaoslab import brokers
+
 EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 
 # A header of the lab's own: when the message was sent (the worker's ledger keeps it, for end-to-end latency).
@@ -33,10 +36,18 @@ SENT_HEADER = "chaoslab_sent"
 class Outcome:
     outcome: str  # ok, error or timeout
     error: str | None = None
+    each: tuple[Outcome, ...] | None = None
+    """A batch's outcome per message, where they differ (a broker that confirmed some of a batch); None: all the
+    batch's."""
+
+    def of(self, index: int) -> Outcome:
+        """Message *index*'s outcome."""
+        return self.each[index] if self.each is not None else self
 
 
 class MessageTemplate:
-    """The parts of a task message that do not change between tasks of one kind and arguments."""
+    """The parts of a task message that do not change between tasks of one kind and arguments; rendered as kombu's
+    Redis transport writes a message (a JSON envelope, its body base64)."""
 
     def __init__(self, task_name: str, kwargs: dict[str, Any], queue: str, origin: str, reply_to: str,
                  args: tuple[Any, ...] = (), options: Mapping[str, Any] | None = None) -> None:
@@ -44,15 +55,16 @@ class MessageTemplate:
         self.countdown = (options or {}).get("countdown")
         self.expires = (options or {}).get("expires")
         self.queue = (options or {}).get("queue") or queue
-        self.body = base64.b64encode(json.dumps([list(args), kwargs, EMBED]).encode()).decode()
+        self.payload = json.dumps([list(args), kwargs, EMBED])
+        self.body = base64.b64encode(self.payload.encode()).decode()
         self.argsrepr = repr(args)
         self.kwargsrepr = repr(kwargs)
         self.origin = origin
         self.reply_to = reply_to
 
-    def render(self, task_id: str) -> str:
-        now = time.time()
-        headers = {
+    def headers(self, task_id: str, now: float) -> dict[str, Any]:
+        """Celery's protocol 2 headers of task *task_id* sent at *now*."""
+        return {
             "lang": "py", "task": self.task_name, "id": task_id, "shadow": None, "eta": _after(now, self.countdown),
             "expires": _after(now, self.expires),
             "group": None, "group_index": None, "retries": 0, "timelimit": [None, None], "root_id": task_id,
@@ -60,6 +72,8 @@ class MessageTemplate:
             "ignore_result": False, "replaced_task_nesting": 0, "stamped_headers": None, "stamps": {},
             SENT_HEADER: now,
         }
+
+    def render(self, task_id: str) -> str:
         properties = {
             "correlation_id": task_id, "reply_to": self.reply_to, "delivery_mode": 2,
             "delivery_info": {"exchange": "", "routing_key": self.queue}, "priority": 0,
@@ -67,7 +81,7 @@ class MessageTemplate:
         }
         return json.dumps({
             "body": self.body, "content-encoding": "utf-8", "content-type": "application/json",
-            "headers": headers, "properties": properties,
+            "headers": self.headers(task_id, time.time()), "properties": properties,
         })
 
 
@@ -111,3 +125,17 @@ class Publisher:
         except (redis.RedisError, OSError) as err:
             return Outcome("error", f"{type(err).__name__}: {err}")
         return Outcome("ok")
+
+
+RawPublisher = Any
+"""Publisher or AmqpPublisher: ``template(...)`` makes a kind's message template, ``publish(messages, queue)`` sends
+what its templates rendered."""
+
+
+def for_broker(broker_url: str, timeout: float, queue: str = "celery") -> RawPublisher:
+    """The raw publisher of the broker *broker_url* names: Redis (``redis://``) or RabbitMQ (``amqp://``)."""
+    if brokers.of_url(broker_url) == "rabbitmq":
+        from chaoslab.node.amqp_publisher import AmqpPublisher
+
+        return AmqpPublisher(broker_url, timeout, queue)
+    return Publisher(broker_url, timeout, queue)

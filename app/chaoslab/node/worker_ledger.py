@@ -26,6 +26,7 @@ from typing import Any
 import psutil
 from celery import Celery, signals
 
+from chaoslab import brokers
 from chaoslab.ledger import FsyncPolicy, LedgerWriter, task_kind
 
 RECEIVED_KEY = "chaoslab_received"
@@ -52,9 +53,10 @@ REDIS_VISIBILITY_TIMEOUT = 3600
 """kombu's Redis transport hands an unacknowledged message out again after this many seconds unless told otherwise."""
 
 
-def eta_fields(eta: Any, transport_options: dict[str, Any] | None) -> dict[str, float]:
-    """An execution held for an ETA or countdown: the ETA (epoch seconds) and the broker's visibility timeout then in
-    force (``vt``; a message held unacknowledged longer than it is handed out again); nothing without an ETA."""
+def eta_fields(eta: Any, transport_options: dict[str, Any] | None, broker_url: str = "redis://") -> dict[str, float]:
+    """An execution held for an ETA or countdown: the ETA (epoch seconds) and, on Redis, the broker's visibility
+    timeout then in force (``vt``; a message held unacknowledged longer than it is handed out again: RabbitMQ has
+    none); nothing without an ETA."""
     if isinstance(eta, str):
         try:
             eta = datetime.fromisoformat(eta)
@@ -62,6 +64,8 @@ def eta_fields(eta: Any, transport_options: dict[str, Any] | None) -> dict[str, 
             return {}
     if not isinstance(eta, datetime):
         return {}
+    if brokers.of_url(broker_url) != "redis":
+        return {"eta": round(eta.timestamp(), 3)}
     timeout = (transport_options or {}).get("visibility_timeout", REDIS_VISIBILITY_TIMEOUT)
     return {"eta": round(eta.timestamp(), 3), "vt": float(timeout)}
 
@@ -130,7 +134,7 @@ class WorkerLedger:
         record.update(canvas_ids(request))
         eta = getattr(request, "eta", None)
         if eta:
-            record.update(eta_fields(eta, task.app.conf.broker_transport_options))
+            record.update(eta_fields(eta, task.app.conf.broker_transport_options, str(task.app.conf.broker_url or "")))
         self.writer().write(record)
 
     def on_postrun(self, task: Any = None, state: str | None = None, retval: Any = None, **_kwargs: Any) -> None:
