@@ -13,6 +13,7 @@ queued, reserved or reported by Celery is never called lost. Nothing here talks 
      "reserved": {"ids": [...], "since": [...]},   # one entry per message delivered and not acknowledged
      "broker_started": <epoch> | null,             # when the broker (re)started, if it did during the run
      "evicted_keys": 0,                            # keys the broker evicted during the run (maxmemory)
+     "unnamed_unacked": 0,                         # unacknowledged messages no worker named (RabbitMQ)
      "results": {"ids": [...], "states": [...], "exc_types": [...], "workers": [...], "done": [...]},
      "result_lookups": 40}                         # ids looked up in the result backend
 
@@ -59,6 +60,8 @@ class BrokerState:
     result_lookups: int = 0
     broker_started: float | None = None
     evicted_keys: int = 0
+    unnamed_unacked: int = 0
+    """RabbitMQ names no unacknowledged message: the workers name those they hold; how many they did not."""
 
     def where(self, task_id: str) -> str | None:
         """``queued``, ``reserved`` or None (not in the broker)."""
@@ -75,6 +78,7 @@ class BrokerState:
             "queued": {"ids": list(self.queued), "queues": list(self.queued.values())},
             "reserved": {"ids": list(self.reserved), "since": list(self.reserved.values())},
             "broker_started": self.broker_started, "evicted_keys": self.evicted_keys,
+            "unnamed_unacked": self.unnamed_unacked,
             "results": {"ids": list(results), "states": [m.state for m in results.values()],
                         "exc_types": [m.exc_type for m in results.values()],
                         "workers": [m.worker for m in results.values()], "done": [m.done for m in results.values()]},
@@ -88,7 +92,8 @@ class BrokerState:
             states[meta.state] = states.get(meta.state, 0) + 1
         return {"taken": self.taken, "broker": self.broker, "queued": len(self.queued),
                 "reserved": len(self.reserved), "result_lookups": self.result_lookups, "results": states,
-                "broker_started": self.broker_started, "evicted_keys": self.evicted_keys}
+                "broker_started": self.broker_started, "evicted_keys": self.evicted_keys,
+                "unnamed_unacked": self.unnamed_unacked}
 
 
 def _column(data: Mapping[str, Any], key: str, length: int) -> list[Any]:
@@ -116,5 +121,6 @@ def from_dict(data: Mapping[str, Any]) -> BrokerState:
         result_lookups=int(data.get("result_lookups", len(result_ids))),
         broker_started=data.get("broker_started"),
         evicted_keys=int(data.get("evicted_keys") or 0),
+        unnamed_unacked=int(data.get("unnamed_unacked") or 0),
     )
 

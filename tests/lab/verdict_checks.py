@@ -6,9 +6,12 @@ import csv
 import json
 from pathlib import Path
 
+import amqp
 import redis
 import yaml
 
+from chaoslab.experiment.lab import LabInfo, lab_info
+from chaoslab.experiment.rabbitmq_snapshot import ManagementAPI
 from chaoslab.experiment.redis_snapshot import RESULT_PREFIX, broker_messages, queue_names
 from tests.conftest import ROOT
 
@@ -17,15 +20,37 @@ OUTCOMES = ("SUCCESS", "FAILURE", "RETRY", "REVOKED")
 
 def lab_redis(lab: dict, db: int) -> redis.Redis:
     secrets = yaml.safe_load((ROOT / ".lab" / "local" / "secrets.yml").read_text())
-    return redis.Redis(host=lab["redis"]["lab_address"], db=db, password=secrets["lab_redis_password"],
-                       socket_timeout=30)
+    return redis.Redis(host=lab["redis"]["lab_address"] if lab else "198.18.0.10", db=db,
+                       password=secrets["lab_redis_password"], socket_timeout=30)
 
 
 def in_broker(lab: dict) -> set[str]:
     """Ids of every task message the broker holds now (queued, or delivered and not acknowledged)."""
+    kept = ROOT / ".lab" / "local" / "broker"  # the broker the lab was provisioned with
+    if kept.exists() and kept.read_text().strip() == "rabbitmq":
+        return in_rabbitmq(lab_info())
     client = lab_redis(lab, 0)
     _, queued, reserved = broker_messages(client, queue_names(client))
     return set(queued) | set(reserved)
+
+
+def in_rabbitmq(info: LabInfo) -> set[str]:
+    """Ids of every ready message RabbitMQ holds, taken over AMQP and given back; RabbitMQ cannot name an
+    unacknowledged message, so there must be none for the check to hold."""
+    rabbit = info.rabbitmq
+    api = ManagementAPI(info.redis_address, rabbit["management_port"], rabbit["user"], rabbit["password"],
+                        rabbit["vhost"])
+    queues = api.task_queues()
+    assert not any(queue.get("messages_unacknowledged") for queue in queues), f"unacknowledged messages: {queues}"
+    ids = set()
+    with amqp.Connection(f"{info.redis_address}:{rabbit['port']}", rabbit["user"], rabbit["password"],
+                         virtual_host=rabbit["vhost"], connect_timeout=10) as connection:
+        channel = connection.channel()
+        for queue in queues:
+            while (message := channel.basic_get(queue["name"], no_ack=False)) is not None:
+                ids.add(message.properties["application_headers"]["id"])
+        channel.close()
+    return ids
 
 
 def outcomes(lab: dict, ids: list[str]) -> dict[str, str]:

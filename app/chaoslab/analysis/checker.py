@@ -35,7 +35,8 @@ Classes (every published task id gets exactly one, decided in this order)
         broker, e.g. Redis refused the result's write first, so the broker hands it out again after the visibility
         timeout and it runs twice), ``running`` (its last execution has no end and its process was alive at
         collection, and the result backend does not say it finished), ``running_unverified`` (the same, with no
-        ``alive`` record for the node to tell).
+        ``alive`` record for the node to tell), ``unacked_unnamed`` (RabbitMQ: nowhere to be seen, but the broker
+        counted unacknowledged messages no worker named, and a live worker could hold this one).
     ``duplicated_completed``, ``duplicated_not_completed``
         Redelivered: executed more than once because the broker handed the same message out again (an attempt
         number executed twice, or an execution flagged ``redelivered``), split by whether any execution succeeded.
@@ -828,7 +829,16 @@ def _classify(task: list[Any], task_id: str, executions: list[list[Any]], ctx: _
     revoked = ctx.revoked.get(task_id) or ("revoked" if meta is not None and meta.state == "REVOKED" else None)
     if revoked:
         return "failed_by_worker", revoked
-    return "lost", _lost_cause(task, executions, final, ctx)
+    cause = _lost_cause(task, executions, final, ctx)
+    if cause in MAYBE_HELD and ctx.snapshot is not None and ctx.snapshot.unnamed_unacked:
+        return "pending", "unacked_unnamed"
+    return "lost", cause
+
+
+# Why a task may be gone though a live consumer could still hold it unacknowledged: RabbitMQ names no unacknowledged
+# message, the workers name those they hold, and when the broker counted more than they named (a worker did not
+# answer) such a task may be one of them: pending, not lost.
+MAYBE_HELD = frozenset({"received_never_started", "never_delivered", "taken_by_cut_off_worker"})
 
 
 def _duplicate_cause(task: list[Any], executions: list[list[Any]]) -> str | None:

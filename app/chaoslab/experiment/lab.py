@@ -8,7 +8,6 @@ import json
 import subprocess
 import tarfile
 import tempfile
-import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -18,9 +17,9 @@ from typing import Any, Protocol
 import redis
 import yaml
 
-from chaoslab import clock
+from chaoslab import brokers, clock
 from chaoslab.broker_state import BrokerState, TaskMeta
-from chaoslab.experiment import redis_snapshot, series
+from chaoslab.experiment import lab_broker, redis_snapshot, series
 from chaoslab.experiment.ansible_runner import (
     AnsibleError,
     PlaybookFailed,
@@ -32,11 +31,9 @@ from chaoslab.experiment.ansible_runner import (
     tool,
     unwrap_unsafe,
 )
+from chaoslab.experiment.lab_broker import SNAPSHOT_TIMEOUT_S
 from chaoslab.experiment.labs import wrong_lab
 from chaoslab.inputs import groups_of
-
-# The snapshot reads every message in one server-side step: a long backlog takes seconds.
-SNAPSHOT_TIMEOUT_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -50,6 +47,10 @@ class LabInfo:
     password: str
     prometheus_port: int = 9090
     secrets_file: str = ""
+    broker: str = "redis"
+    """The task broker (chaoslab.brokers): redis, or rabbitmq on the same node (Redis stays the result backend)."""
+    rabbitmq: dict[str, Any] = field(default_factory=dict)
+    """Where the lab's RabbitMQ is (port, management_port, user, password, vhost), on a RabbitMQ lab."""
     groups: dict[str, list[str]] = field(default_factory=dict)
     """Every inventory group with its hosts, in order (targets and peers resolve against it)."""
     nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -64,12 +65,31 @@ class LabInfo:
         """The Celery hostnames of the lab's workers (``celery@<node>``)."""
         return [f"celery@{worker}" for worker in self.workers]
 
-    def broker_url(self, db: int = 0) -> str:
+    def broker_url(self) -> str:
+        """The task broker's URL, as the lab's workers have it."""
+        if self.broker == "rabbitmq":
+            rabbit = self.rabbitmq
+            return (f"amqp://{rabbit['user']}:{rabbit['password']}@{self.redis_address}:{rabbit['port']}/"
+                    f"{rabbit['vhost']}")
+        return self.redis_url(0)
+
+    def redis_url(self, db: int = 0) -> str:
+        """The lab's Redis: the broker's database (0, on a Redis lab) or the result backend's (1)."""
         return f"redis://:{self.password}@{self.redis_address}:{self.redis_port}/{db}"
 
     def redis(self, db: int = 0, timeout: float = 5.0) -> redis.Redis:
         return redis.Redis(host=self.redis_address, port=self.redis_port, db=db, password=self.password,
                            socket_timeout=timeout, socket_connect_timeout=timeout)
+
+
+def client_app(info: LabInfo, name: str) -> Any:
+    """A Celery app of the controller's on the lab's broker (remote control, events), its waits bounded to 3 s."""
+    from celery import Celery
+
+    app = Celery(name, broker=info.broker_url())
+    app.conf.broker_connection_timeout = 3
+    app.conf.broker_transport_options = brokers.bounded_transport(info.broker, 3.0)
+    return app
 
 
 def lab_info() -> LabInfo:
@@ -90,6 +110,12 @@ def lab_info() -> LabInfo:
     if not secrets_file.exists():
         raise AnsibleError(f"no secrets at {secrets_file}: provision the lab first (make lab)")
     secrets = yaml.safe_load(secrets_file.read_text(encoding="utf-8"))
+    broker = str(redis_host.get("lab_broker", "redis"))
+    rabbitmq = {"port": int(redis_host.get("lab_rabbitmq_port", 5672)),
+                "management_port": int(redis_host.get("lab_rabbitmq_management_port", 15672)),
+                "user": str(redis_host.get("lab_rabbitmq_user", "chaoslab")),
+                "vhost": str(redis_host.get("lab_rabbitmq_vhost", "chaoslab")),
+                "password": str(secrets.get("lab_rabbitmq_password", ""))} if broker == "rabbitmq" else {}
     return LabInfo(
         name=str(redis_host.get("lab_name", "local")),
         redis_address=redis_host["lab_address"],
@@ -100,6 +126,8 @@ def lab_info() -> LabInfo:
         password=secrets["lab_redis_password"],
         prometheus_port=int(monitor.get("lab_prometheus_port", 9090)),
         secrets_file=str(secrets_file),
+        broker=broker,
+        rabbitmq=rabbitmq,
         groups=groups_of(data),
         nodes={name: {"address": host.get("lab_address"), "cpus": host.get("lab_cpus"),
                       "memory_mib": host.get("lab_memory_mib"), "cgroup": host.get("lab_cgroup")}
@@ -190,6 +218,7 @@ class LabControl:
         # The app under test this handle put on the workers ({}: the inventory's); every later run of the worker
         # role is given it, so that applying a run's settings keeps the app.
         self.app: dict[str, Any] = {}
+        self.broker = lab_broker.for_lab(info)
 
     def _play(self, path: str, extra: dict[str, Any] | None = None, tags: str | None = None) -> None:
         proc = playbook(path, extra, quiet=self.quiet, tags=tags, check=False)
@@ -245,10 +274,9 @@ class LabControl:
         self._flush_broker()
 
     def _flush_broker(self) -> None:
-        """Empty the task queues, the unacknowledged messages and the results (kombu's bindings stay)."""
-        client = self.info.redis(0)
-        client.delete(*redis_snapshot.queue_keys(redis_snapshot.queue_names(client)), "unacked", "unacked_index",
-                      "unacked_mutex")
+        """Empty the task queues, the unacknowledged messages (where the broker lets go of them) and the results
+        (kombu's bindings stay)."""
+        self.broker.flush()
         self.info.redis(1).flushdb()
 
     def fault(self, playbook_name: str, target: str | None, params: dict[str, Any], duration: float,
@@ -288,24 +316,21 @@ class LabControl:
 
     def queues(self) -> list[str]:
         """The task queues kombu has declared in the broker."""
-        return redis_snapshot.queue_names(self.info.redis(0, timeout=5))
+        return self.broker.queues()
 
     def backlog(self) -> tuple[int, int]:
         """(messages waiting in the task queues, messages delivered to a worker and not acknowledged)."""
-        client = self.info.redis(0, timeout=2)
-        return redis_snapshot.backlog(client, redis_snapshot.queue_names(client))
+        return self.broker.backlog()
 
-    def _inspect(self, method: str) -> dict[str, Any] | None:
-        """Every worker's reply to one of Celery's inspect commands; None unless every worker answered."""
+    def _inspect(self, method: str, every: bool = True) -> dict[str, Any] | None:
+        """Every worker's reply to one of Celery's inspect commands; None unless every worker answered (with
+        *every*), else the replies there were."""
         if self._control_app is None:
-            from celery import Celery
-
-            self._control_app = Celery("chaoslab-control", broker=self.info.broker_url())
-            self._control_app.conf.broker_transport_options = {"socket_timeout": 3, "socket_connect_timeout": 3}
+            self._control_app = client_app(self.info, "chaoslab-control")
         workers = self.info.worker_hostnames
         inspect = self._control_app.control.inspect(timeout=1.0, limit=len(workers))
         replies = getattr(inspect, method)() or {}
-        return None if set(workers) - set(replies) else replies
+        return None if every and set(workers) - set(replies) else replies
 
     def active(self) -> dict[str, int] | None:
         """Tasks each worker is running now (Celery's ``inspect active``); None unless every worker answered."""
@@ -335,20 +360,41 @@ class LabControl:
         return None if replies is None else {name: conf.get("chaoslab_given") for name, conf in replies.items()}
 
     def idle(self) -> bool:
-        """Whether the broker holds no task message (queued or unacknowledged) and no worker runs a task."""
+        """Whether the broker holds no task message (queued or unacknowledged) and no worker runs a task; on RabbitMQ,
+        whose count of unacknowledged messages lags, also no worker holds a prefetched one (``inspect reserved``)."""
         queued, unacked = self.backlog()
         if queued or unacked:
             return False
         active = self.active()
-        return active is not None and not any(active.values())
+        if active is None or any(active.values()):
+            return False
+        if self.info.broker == "rabbitmq":
+            reserved = self._inspect("reserved")
+            return reserved is not None and not any(reserved.values())
+        return True
 
     def broker_info(self) -> redis_snapshot.BrokerInfo:
-        return redis_snapshot.BrokerInfo.read(self.info.redis(0))
+        return self.broker.info()
 
     def snapshot_broker(self, before: redis_snapshot.BrokerInfo | None) -> BrokerState:
-        """Every task message the broker holds now (queued or unacknowledged), in one atomic read."""
-        client = self.info.redis(0, timeout=SNAPSHOT_TIMEOUT_S)
-        return redis_snapshot.take(client, redis_snapshot.queue_names(client), time.time(), before)
+        """Every task message the broker holds now (queued or unacknowledged)."""
+        return self.broker.snapshot(before, self.held_unacked)
+
+    def held_unacked(self) -> dict[str, str]:
+        """Id -> queue of every task message a worker holds and has not acknowledged, as the workers say (active,
+        reserved and scheduled); {} from workers that do not answer."""
+        held: dict[str, str] = {}
+        for method in ("active", "reserved", "scheduled"):
+            try:
+                replies = self._inspect(method, every=False) or {}
+            except Exception:  # a broker that does not answer
+                continue
+            for tasks in replies.values():
+                for task in tasks or []:
+                    request = task.get("request", task) if isinstance(task, dict) else {}
+                    if isinstance(request, dict) and request.get("id") and not request.get("acknowledged"):
+                        held[str(request["id"])] = str((request.get("delivery_info") or {}).get("routing_key") or "")
+        return held
 
     def task_results(self, ids: Iterable[str]) -> dict[str, TaskMeta]:
         """The result backend's record of each of *ids* that has one."""

@@ -7,9 +7,7 @@ import threading
 import urllib.request
 from collections import Counter
 
-from celery import Celery
-
-from chaoslab.experiment.lab import LabInfo
+from chaoslab.experiment.lab import LabInfo, client_app
 
 PUBLISHED = re.compile(r'^chaoslab_loadgen_published_total\{[^}]*outcome="(?P<outcome>\w+)"[^}]*\} (?P<value>\S+)$',
                        re.MULTILINE)
@@ -34,8 +32,7 @@ class TaskEvents(threading.Thread):
 
     def __init__(self, info: LabInfo) -> None:
         super().__init__(name="task-events", daemon=True)
-        self.app = Celery("chaoslab-progress", broker=info.broker_url())
-        self.app.conf.broker_transport_options = {"socket_timeout": 3, "socket_connect_timeout": 3}
+        self.app = client_app(info, "chaoslab-progress")
         self.counts: Counter[str] = Counter()
         self._halt = threading.Event()
 

@@ -32,6 +32,7 @@ from rich.table import Table
 
 from chaoslab import broker_state, clock
 from chaoslab.analysis import checker, run_dir, run_history, verdict
+from chaoslab.experiment import lab_broker
 from chaoslab.experiment.ansible_runner import project_root
 from chaoslab.experiment.lab import Lab, LabInfo, TaskCounter
 from chaoslab.experiment.redis_snapshot import BrokerInfo
@@ -122,6 +123,12 @@ def versions(info: LabInfo) -> dict[str, str]:
         found["redis"] = str(info.redis().info("server").get("redis_version"))
     except Exception as err:
         found["redis"] = f"unknown ({type(err).__name__})"
+    if info.broker != "redis":
+        found["broker"] = info.broker
+        try:
+            found[info.broker] = lab_broker.for_lab(info).version()
+        except Exception as err:
+            found[info.broker] = f"unknown ({type(err).__name__})"
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=project_root(), capture_output=True,
                             text=True, check=False, timeout=30)
     found["project_commit"] = commit.stdout.strip() or "unknown"
@@ -525,6 +532,9 @@ def run_warnings(summary: checker.Summary, state: RunState) -> list[str]:
         found.append("the fault windows are the runner's phase bounds: the nodes' own fault records were not collected")
     if state.snapshot is None:
         found.append("no snapshot of the broker: a task not finished in the ledgers could be neither queued nor lost")
+    if state.snapshot is not None and state.snapshot.unnamed_unacked:
+        found.append(f"the broker held {state.snapshot.unnamed_unacked} unacknowledged messages no worker named (a "
+                     "worker did not answer): tasks that could be among them are pending (unacked_unnamed), not lost")
     if state.result_error:
         found.append(f"the result backend could not be read ({state.result_error}): failures Celery recorded "
                      "may be counted as losses")
@@ -557,6 +567,9 @@ def pending_reason(summary: checker.Summary, state: RunState) -> str:
                        "handed out again after the visibility timeout and runs twice")
     if causes.get("running") or causes.get("running_unverified"):
         reasons.append("running: still running when the run ended")
+    if causes.get("unacked_unnamed"):
+        reasons.append("unacked_unnamed: RabbitMQ held unacknowledged messages no worker named; these may be among "
+                       "them")
     return "; ".join(reasons) or "unknown"
 
 

@@ -1,0 +1,131 @@
+"""The local lab with RabbitMQ as its broker (LAB_BROKER=rabbitmq): provisioned idempotently on the broker node, on
+the lab address only with the lab's own user, scraped by Prometheus; a run whose worker main process is killed with
+late acknowledgement gets the killed tasks back at once (RabbitMQ requeues a dead consumer's messages: no visibility
+timeout), and the checker says so. The lab goes back to Redis afterwards."""
+
+from __future__ import annotations
+
+import csv
+import json
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from chaoslab.experiment.lab import lab_info
+from chaoslab.ledger import read_records
+from test_experiments import run_scenario
+from tests.conftest import ROOT, recap, run_playbook
+from verdict_checks import assert_verdicts_hold_up
+
+RABBIT = {"LAB_BROKER": "rabbitmq"}
+BROKER_NODE = "198.18.0.10"
+
+
+@pytest.fixture(scope="module")
+def rabbit_lab(lab):
+    """The lab switched to RabbitMQ; switched back to Redis (and the kept broker with it) at the end."""
+    try:
+        first = run_playbook("playbooks/site.yml", env=RABBIT)
+        yield first
+    finally:
+        run_playbook("playbooks/site.yml", env={"LAB_BROKER": "redis"})
+
+
+def api(path: str, user: str, password: str) -> int:
+    """The status of a GET on the broker's management API with these credentials."""
+    manager = urllib.request.HTTPPasswordMgrWithDefaultRealm()
+    manager.add_password(None, f"http://{BROKER_NODE}:15672/", user, password)
+    opener = urllib.request.build_opener(urllib.request.HTTPBasicAuthHandler(manager))
+    try:
+        with opener.open(f"http://{BROKER_NODE}:15672/api/{path}", timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as err:
+        return err.code
+
+
+def test_provisioning_rabbitmq_twice_changes_nothing_the_second_time(rabbit_lab):
+    assert recap(rabbit_lab.stdout)["redis"]["changed"] >= 1
+    again = run_playbook("playbooks/site.yml", env=RABBIT)
+    changed = {host: counts["changed"] for host, counts in recap(again.stdout).items() if counts["changed"]}
+    assert not changed, again.stdout[-3000:]
+    assert (ROOT / ".lab" / "local" / "broker").read_text().strip() == "rabbitmq"
+    info = lab_info()  # later commands find the lab's broker without LAB_BROKER
+    assert info.broker == "rabbitmq" and info.broker_url().startswith("amqp://chaoslab:")
+
+
+def test_rabbitmq_listens_on_the_lab_address_and_knows_only_the_labs_user(rabbit_lab):
+    sockets = subprocess.run(["ip", "netns", "exec", "chaoslab-redis", "ss", "-H", "-ltnp"], capture_output=True,
+                             text=True, check=True).stdout.splitlines()
+    listening = {tuple(line.split()[3].rsplit(":", 1)) for line in sockets if '"beam.smp"' in line or '"epmd"' in line}
+    public = {(ip, port) for ip, port in listening if ip not in ("127.0.0.1", "[::1]")}  # epmd takes both loopbacks
+    # AMQP, the management API and Prometheus on the lab address; Erlang's distribution and epmd on loopback only
+    assert public == {(BROKER_NODE, "5672"), (BROKER_NODE, "15672"), (BROKER_NODE, "15692")}, sockets
+    assert {("127.0.0.1", "25672"), ("127.0.0.1", "4369")} <= listening, sockets
+    secrets = yaml.safe_load((ROOT / ".lab" / "local" / "secrets.yml").read_text())
+    assert api("whoami", "chaoslab", secrets["lab_rabbitmq_password"]) == 200
+    assert api("whoami", "guest", "guest") == 401
+    assert api("whoami", "chaoslab", "guest") == 401
+    with socket.create_connection((BROKER_NODE, 5672), timeout=5) as sock:  # AMQP answers on the lab address
+        sock.sendall(b"AMQP\x00\x00\x09\x01")
+        assert sock.recv(8)[:1] == b"\x01"  # connection.start
+
+
+def test_prometheus_scrapes_rabbitmq(rabbit_lab):
+    query = urllib.parse.urlencode({"query": 'up{job="rabbitmq"}'})
+    for _ in range(30):  # a scrape interval or two after Prometheus took the new target
+        with urllib.request.urlopen(f"http://198.18.0.20:9090/api/v1/query?{query}", timeout=10) as response:
+            result = json.loads(response.read())["data"]["result"]
+        if result and result[0]["value"][1] == "1":
+            break
+        time.sleep(1)
+    assert result and result[0]["metric"]["node"] == "redis" and result[0]["value"][1] == "1", result
+
+
+def kill_scenario(tmp_path: Path) -> Path:
+    """worker-1's main process SIGKILLed every 5 s for 12 s under 12 tasks a second, late acknowledgement."""
+    path = tmp_path / "rabbit-kill.yml"
+    path.write_text(yaml.safe_dump({
+        "name": "rabbit-kill",
+        "celery": {"task_acks_late": True, "task_reject_on_worker_lost": True, "worker_prefetch_multiplier": 4},
+        "load": {"rate": 12, "seed": 7, "mix": [{"kind": "sleep", "weight": 1, "args": {"ms": 400}}]},
+        "phases": [{"name": "baseline", "duration": "5s"},
+                   {"name": "fault", "duration": "12s", "fault": {"playbook": "worker-kill", "target": "workers[0]",
+                                                                   "params": {"mode": "main", "every": "5s"}}},
+                   {"name": "recovery", "duration": "4s"}, {"name": "drain", "duration": "40s"}],
+        "hypothesis": {"lost": 0, "pending": 0}}))
+    return path
+
+
+def test_a_killed_workers_late_acked_tasks_come_back_at_once_and_none_is_lost(rabbit_lab, tmp_path):
+    proc, run_dir = run_scenario(kill_scenario(tmp_path), tmp_path / "results")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    summary = assert_verdicts_hold_up({}, run_dir)
+    assert summary["classes"]["lost"] == 0 and summary["classes"]["pending"] == 0
+    assert summary["delivery"]["redelivered"] >= 1
+    assert summary["snapshot"]["broker"] == "rabbitmq"
+    records = list(read_records(sorted((run_dir / "ledgers").glob("*.jsonl"))))
+    ran_on = {r["node"] for r in records if r["type"] == "end" and r.get("outcome") == "success"}
+    assert ran_on == {"worker-1", "worker-2"}, ran_on
+    # each redelivered task ran again within seconds of the execution the kill cut short, on the other worker: no
+    # visibility timeout to wait for (on Redis the killed worker's messages wait for it: an hour by default)
+    with (run_dir / "executions.csv").open(newline="", encoding="utf-8") as handle:
+        executions = sorted(csv.DictReader(handle), key=lambda row: float(row["start"]))
+    by_task: dict[str, list[dict[str, str]]] = {}
+    for row in executions:
+        by_task.setdefault(row["id"], []).append(row)
+    again = {task: rows for task, rows in by_task.items() if len(rows) > 1}
+    assert again and len(again) == summary["duplicated"], (len(again), summary["classes"])
+    for rows in again.values():
+        first, second = rows[0], rows[1]
+        assert first["node"] == "worker-1" and first["outcome"] == "" and second["redelivered"] == "True", rows
+        assert float(second["start"]) - float(first["start"]) < 5.0, rows
+    with (run_dir / "tasks.csv").open(newline="", encoding="utf-8") as handle:
+        classes = {row["class"] for row in csv.DictReader(handle)}
+    assert classes <= {"completed", "duplicated_completed"}, classes
