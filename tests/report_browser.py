@@ -143,6 +143,9 @@ def screenshot(
         [
             *_LOGGING,
             f"--screenshot={png}",
+            # every image decoded and every compositor stage run before the frame is captured: on a busy machine an
+            # image could otherwise still be blank in the screenshot
+            "--run-all-compositor-stages-before-draw",
             f"--window-size={window[0]},{window[1]}",
             "--virtual-time-budget=5000",
             _uri(html_path),
