@@ -165,8 +165,16 @@ def _clock_skew(values: dict[str, Any]) -> None:
 
 
 def _redis_restart_lasts(values: dict[str, Any]) -> float:
-    """Always detached, so that Redis is started again even when the controller dies."""
+    """Always detached, so that the service is started again even when the controller dies."""
     return max(float(values["duration"]), float(values["down_for"]), 0.001)
+
+
+def _restart_params(what: str) -> tuple[Param, ...]:
+    """The parameters of a service restart: how it stops, how long *what* stays down, how long the fault lasts."""
+    return (Param("mode", choice("graceful", "kill"), "graceful",
+                  "graceful = stop through the service manager; kill = SIGKILL."),
+            Param("down_for", duration(), "0s", f"How long {what} stays down."),
+            DURATION)
 
 
 def _percent(param: str, description: str) -> Param:
@@ -294,11 +302,32 @@ KINDS: dict[str, FaultKind] = {kind.name: kind for kind in (
                  "it after down_for.",
                  "kill: SIGKILL, so that what Redis had not persisted is gone; the service manager starts it "
                  "after down_for."),
-        params=(Param("mode", choice("graceful", "kill"), "graceful",
-                      "graceful = stop through the service manager; kill = SIGKILL."),
-                Param("down_for", duration(), "0s", "How long Redis stays down."),
-                DURATION),
+        params=_restart_params("Redis"),
         apply="fault_service:redis_restart", lasts=_redis_restart_lasts, measure="fault_effect:redis_restart"),
+    FaultKind(
+        "broker-restart", "Restart the lab's broker (Redis, or RabbitMQ on a RabbitMQ lab) gracefully, or SIGKILL it "
+        "and start it after down_for",
+        target="redis",
+        details=("One name for either broker: on a Redis lab it is redis-restart; on a RabbitMQ lab it restarts "
+                 "RabbitMQ (Redis, the result backend, stays up).",
+                 "graceful: the service manager stops it (RabbitMQ closes its connections and stops its queues) and "
+                 "starts it after down_for.",
+                 "kill: SIGKILL, so that what it had not persisted is gone (RabbitMQ keeps the persistent messages "
+                 "of durable queues it had confirmed); the service manager starts it after down_for."),
+        params=_restart_params("the broker"),
+        apply="fault_service:broker_restart", lasts=_redis_restart_lasts, measure="fault_effect:broker_restart"),
+    FaultKind(
+        "rabbitmq-alarm", "Raise RabbitMQ's memory or disk alarm: every publishing connection is blocked",
+        target="redis",
+        details=("memory: the memory high watermark set far below what the node uses; disk: the free disk limit "
+                 "set far above what the disk has. RabbitMQ raises the alarm and blocks every connection that "
+                 "publishes (consumers go on) until the limit in force before is put back at the end.",
+                 "A RabbitMQ lab's only (LAB_BROKER=rabbitmq); the load generator's publishes time out while it "
+                 "lasts."),
+        params=(Param("alarm", choice("memory", "disk"), "memory", "Which resource alarm RabbitMQ raises."),
+                DURATION),
+        apply="fault_rabbitmq:rabbitmq_alarm", revert="fault_rabbitmq:revert_rabbitmq_alarm",
+        measure="fault_effect:rabbitmq_alarm"),
     FaultKind(
         "redis-maxmemory",
         "Lower Redis's memory limit with an eviction policy: allkeys-* evicts the queues, noeviction refuses writes",

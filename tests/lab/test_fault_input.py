@@ -56,6 +56,10 @@ BAD_INPUT = [
     ("clock-skew", [], "clock-skew: give a step (e.g. step=30s, step=-2m) or a drift (e.g. drift=5%), or both"),
     ("redis-restart", ["mode=hard"], "redis-restart: mode: 'hard' is not one of graceful, kill"),
     ("redis-restart", ["down_for=-1s"], "redis-restart: down_for: '-1s' is negative"),
+    ("broker-restart", ["mode=hard"], "broker-restart: mode: 'hard' is not one of graceful, kill"),
+    ("rabbitmq-alarm", ["alarm=cpu"], "rabbitmq-alarm: alarm: 'cpu' is not one of memory, disk"),
+    ("rabbitmq-alarm", [], "rabbitmq-alarm: the lab's broker on redis is Redis, not RabbitMQ"),
+    ("broker-restart", ["down_for=3"], "broker-restart: down_for: '3' has no unit"),
 ]
 
 

@@ -1,7 +1,8 @@
 """The local lab with RabbitMQ as its broker (LAB_BROKER=rabbitmq): provisioned idempotently on the broker node, on
 the lab address only with the lab's own user, scraped by Prometheus; a run whose worker main process is killed with
 late acknowledgement gets the killed tasks back at once (RabbitMQ requeues a dead consumer's messages: no visibility
-timeout), and the checker says so. The lab goes back to Redis afterwards."""
+timeout), and the checker says so; broker-restart SIGKILLs RabbitMQ, measured as the downtime a client saw, and the
+confirmed backlog of its durable queue survives. The lab goes back to Redis afterwards."""
 
 from __future__ import annotations
 
@@ -17,9 +18,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_fault_effects import inject
 
 from chaoslab.experiment.lab import lab_info
 from chaoslab.ledger import read_records
+from fault_state import is_baseline, node_state, wait_until
 from test_experiments import run_scenario
 from tests.conftest import ROOT, recap, run_playbook
 from verdict_checks import assert_verdicts_hold_up
@@ -129,3 +132,78 @@ def test_a_killed_workers_late_acked_tasks_come_back_at_once_and_none_is_lost(ra
     with (run_dir / "tasks.csv").open(newline="", encoding="utf-8") as handle:
         classes = {row["class"] for row in csv.DictReader(handle)}
     assert classes <= {"completed", "duplicated_completed"}, classes
+
+
+def test_a_broker_restart_is_measured_on_rabbitmq_as_the_downtime_a_client_saw(rabbit_lab):
+    effect = inject("broker-restart", "redis", "mode=kill", "down_for=3s", "duration=4s")
+    assert effect["measured"]["restarted"] is True and effect["measured"]["answering"] is True, effect
+    # down for 3 s, then RabbitMQ boots (about 10 s on the lab's 1-CPU broker node) before it accepts a connection
+    assert 2.7 <= effect["measured"]["down_seen_s"] <= 40.0 and effect["effective"] is True, effect
+    assert "AMQP connections" in effect["how"]
+    assert wait_until(lambda: is_baseline(node_state()) == [], 30)
+
+
+def restart_scenario(tmp_path: Path) -> Path:
+    """10 one-second tasks a second on 2 workers x 2 processes: a backlog builds, then RabbitMQ is SIGKILLed and kept
+    down 3 s; early acknowledgement, one message prefetched per process."""
+    path = tmp_path / "rabbit-restart.yml"
+    path.write_text(yaml.safe_dump({
+        "name": "rabbit-restart", "celery": {"task_acks_late": False, "worker_prefetch_multiplier": 1},
+        "load": {"rate": 10, "seed": 11, "mix": [{"kind": "sleep", "weight": 1, "args": {"ms": 1000}}]},
+        "phases": [{"name": "baseline", "duration": "4s"},
+                   {"name": "fault", "duration": "12s", "fault": {"playbook": "broker-restart", "target": "redis",
+                                                                   "params": {"mode": "kill", "down_for": "3s"}}},
+                   {"name": "recovery", "duration": "4s"}, {"name": "drain", "duration": "60s"}],
+        "hypothesis": {}}))
+    return path
+
+
+def test_a_rabbitmq_kill_keeps_the_confirmed_backlog_of_its_durable_queue(rabbit_lab, tmp_path):
+    """What Redis without persistence loses at a kill (tests/lab/test_fault_experiments.py), RabbitMQ keeps: every
+    message it confirmed before the kill was on disk (durable queue, persistent messages), so none is lost."""
+    proc, run_dir = run_scenario(restart_scenario(tmp_path), tmp_path / "results")
+    assert proc.returncode in (0, 1), proc.stdout[-3000:] + proc.stderr[-2000:]
+    summary = assert_verdicts_hold_up({}, run_dir)
+    fault = json.loads((run_dir / "run.json").read_text())["faults"][0]
+    detail = fault["nodes"][0]["detail"]
+    assert detail["service"] == "rabbitmq" and detail["mode"] == "kill"
+    assert summary["faults"][0]["effect"]["effective"], summary["faults"][0]["effect"]
+    assert summary["snapshot"]["broker_started"] is not None  # the checker saw the restart
+    records = list(read_records(sorted((run_dir / "ledgers").glob("*.jsonl"))))
+    before_kill = {r["id"] for r in records if r["type"] == "publish" and r["outcome"] == "ok"
+                   and r["t"] < detail["down_at"]}
+    with (run_dir / "tasks.csv").open(newline="", encoding="utf-8") as handle:
+        classes = {row["id"]: row["class"] for row in csv.DictReader(handle)}
+    backlog = len(before_kill) - sum(r["type"] == "end" and r["id"] in before_kill and r["t"] < detail["down_at"]
+                                     for r in records)
+    assert backlog >= 10, backlog  # a backlog was there to lose
+    lost = sorted(task for task in before_kill if classes[task] == "lost")
+    assert not lost, (len(lost), summary["causes"])
+
+
+def test_a_memory_alarm_blocks_publishers_then_heals_and_loses_nothing(rabbit_lab, tmp_path):
+    """RabbitMQ's memory alarm for 6 s under load: the load generator's publishes time out while it lasts (RabbitMQ
+    blocks publishing connections) and succeed again after it; no task is lost."""
+    path = tmp_path / "rabbit-alarm.yml"
+    path.write_text(yaml.safe_dump({
+        "name": "rabbit-alarm", "celery": {"task_acks_late": False},
+        "load": {"rate": 10, "seed": 3, "publish_timeout": "1s",
+                 "mix": [{"kind": "sleep", "weight": 1, "args": {"ms": 50}}]},
+        "phases": [{"name": "baseline", "duration": "4s"},
+                   {"name": "fault", "duration": "6s", "fault": {"playbook": "rabbitmq-alarm", "target": "redis",
+                                                                  "params": {"alarm": "memory"}}},
+                   {"name": "recovery", "duration": "6s"}, {"name": "drain", "duration": "20s"}],
+        "hypothesis": {"lost": 0}}))
+    proc, run_dir = run_scenario(path, tmp_path / "results")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    summary = assert_verdicts_hold_up({}, run_dir)
+    effect = summary["faults"][0]["effect"]
+    assert effect["effective"] and effect["measured"]["raised"] >= 1, effect
+    window = json.loads((run_dir / "run.json").read_text())["faults"][0]
+    publishes = [r for r in read_records(sorted((run_dir / "ledgers").glob("*.jsonl"))) if r["type"] == "publish"]
+    # well inside the window: the alarm is raised and lifted by rabbitmqctl, and a batch waits up to 1 s for confirms
+    during = [r for r in publishes if window["start"] + 2 <= r["scheduled"] <= window["end"] - 2.5]
+    after = [r for r in publishes if r["scheduled"] >= window["end"] + 3]
+    assert during and all(r["outcome"] == "timeout" for r in during), {r["outcome"] for r in during}
+    assert after and all(r["outcome"] == "ok" for r in after), {r["outcome"] for r in after}
+    assert summary["classes"]["lost"] == 0 and summary["classes"]["publish_failed"] >= len(during) // 2

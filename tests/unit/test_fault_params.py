@@ -84,6 +84,7 @@ def exact(message: str) -> str:
     ("worker-pause", {"duration": "1h"}, {"duration": 3600.0}),  # the limit itself is allowed
     ("redis-restart", {}, {"mode": "graceful", "down_for": 0.0, "duration": 0.0}),
     ("redis-restart", {"mode": "kill", "down_for": "5s"}, {"mode": "kill", "down_for": 5.0, "duration": 0.0}),
+    ("broker-restart", {"mode": "kill", "down_for": "3s"}, {"mode": "kill", "down_for": 3.0, "duration": 0.0}),
     ("redis-maxmemory", {"maxmemory": "4MiB"}, {"maxmemory": 4 * 2**20, "policy": "allkeys-lru", "duration": 0.0}),
     ("redis-maxmemory", {"maxmemory": "64MiB", "policy": "noeviction", "duration": "30s"},
      {"maxmemory": 64 * 2**20, "policy": "noeviction", "duration": 30.0}),
@@ -160,6 +161,8 @@ BAD = [
     ("worker-kill", {"every": "0s", "duration": "10s"}, False, "worker-kill: every: '0s' must be above 0"),
     ("redis-restart", {"down_for": "5"}, False, f"redis-restart: down_for: '5' has no unit ({DURATION_USE})"),
     ("redis-restart", {"mode": "restart"}, False, "redis-restart: mode: 'restart' is not one of graceful, kill"),
+    ("broker-restart", {"down_for": "-2s"}, False,
+     "broker-restart: down_for: '-2s' is negative (a duration must be >= 0)"),
     ("redis-maxmemory", {}, False, "redis-maxmemory: maxmemory is required"),
     ("redis-maxmemory", {"maxmemory": "512KiB"}, False, "redis-maxmemory: maxmemory: '512KiB' is below 1MiB"),
     ("redis-maxmemory", {"maxmemory": "64"}, False,

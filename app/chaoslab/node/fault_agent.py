@@ -41,6 +41,10 @@ def node_code(path: str) -> Callable[..., Any]:
     return getattr(importlib.import_module(module if "." in module else f"chaoslab.node.{module}"), function)
 
 
+# The faults that take a service down, and the service each takes when its state file does not name it.
+RESTARTS = {"redis-restart": lambda: "redis", "broker-restart": fault_service.broker_service}
+
+
 def build(fault: str, values: dict[str, Any], args: argparse.Namespace) -> Fault:
     """The fault to run, from checked parameters, by the node code its declaration names."""
     node = Node(args.node, args.service_manager, args.supervisor_conf)
@@ -89,8 +93,9 @@ def clear(args: argparse.Namespace, only: str = "") -> dict[str, object]:
                     agent.kill()
             except psutil.Error:  # it ended by itself meanwhile (its deadline): it reverted and wrote its record
                 ended = not record.state.exists()
-        if not ended and state.stem == "redis-restart":  # its agent died, perhaps while Redis was down
-            fault_service.ServiceControl(args.service_manager, "redis", args.supervisor_conf).start()
+        if not ended and state.stem in RESTARTS:  # its agent died, perhaps while the service was down
+            service = (data.get("detail") or {}).get("service") or RESTARTS[state.stem]()
+            fault_service.ServiceControl(args.service_manager, str(service), args.supervisor_conf, state.stem).start()
         elif not ended:
             revert(state.stem, data.get("detail") or {})
         if not ended:  # an agent that ended wrote its own record of when it reverted

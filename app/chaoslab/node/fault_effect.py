@@ -28,6 +28,9 @@ tolerance). Measurements:
 - redis-maxmemory: the keys Redis evicted and the writes it refused (its own counters), its peak memory in use.
 - redis-restart: a client's PINGs on the node from the restart until Redis answers again (the downtime it saw), and
   Redis's own run id (a new one: it did restart).
+- rabbitmq-alarm: the alarms RabbitMQ says it has raised (rabbitmqctl), sampled while the fault lasts.
+- broker-restart: the same for the lab's broker; on RabbitMQ, AMQP connections opened until one is accepted again,
+  and the broker's main pid (a new one: it did restart).
 """
 
 from __future__ import annotations
@@ -480,32 +483,95 @@ def _redis_ping(conn: Any) -> str | None:
 def redis_restart(values: dict[str, Any], _node: Node) -> Measure:
     from chaoslab.node.fault_redis import client
 
-    down_for = float(values["down_for"])
-    before = _redis_ping(client(REDIS_PING_TIMEOUT_S))  # the run id of the Redis the fault restarts
+    conn = client(REDIS_PING_TIMEOUT_S)
+    return _restart_measure(float(values["down_for"]), lambda: _redis_ping(conn),
+                            f"a client's PINGs (INFO server) on the node every {REDIS_PING_EVERY_S:g} s from the "
+                            "restart until Redis answered again, and Redis's run id before and after")
+
+
+def broker_restart(values: dict[str, Any], node: Node) -> Measure:
+    """The lab's broker restarted: Redis as redis-restart measures it; RabbitMQ by AMQP connections opened on the
+    node, its identity the service's main pid (a new process is a restart)."""
+    from chaoslab.node.fault_service import ServiceControl, broker_service
+
+    if broker_service() == "redis":
+        return redis_restart(values, node)
+    from chaoslab.node import config
+    from chaoslab.node.amqp_publisher import connection_params
+
+    params = connection_params(config.load().broker_url, REDIS_PING_TIMEOUT_S)
+    service = ServiceControl(node.service_manager, "rabbitmq", node.supervisor_conf, "broker-restart")
+
+    def identity() -> str | None:
+        """The broker's main pid when it accepts an AMQP connection, None when it does not."""
+        import amqp
+
+        try:
+            with amqp.Connection(**params):
+                pass
+        except Exception:  # refused, reset, timed out, still booting: not answering as a client needs it
+            return None
+        return str(service.state()[1])
+
+    return _restart_measure(float(values["down_for"]), identity,
+                            f"AMQP connections opened on the node every {REDIS_PING_EVERY_S:g} s from the restart "
+                            "until RabbitMQ accepted one again, and its process before and after")
+
+
+def _restart_measure(down_for: float, identity: Callable[[], str | None], how: str) -> Measure:
+    """A restart seen by a client: *identity* is the server's (Redis's run id, RabbitMQ's pid) when it answers, None
+    when it does not; the downtime seen is from its first failure to its answer again."""
+    before = identity()  # the server the fault restarts
 
     def during(window: Window) -> Detail:
-        conn = client(REDIS_PING_TIMEOUT_S)
         first_failed = back = None
-        run_id = None
-        end = time.monotonic() + down_for + REDIS_BACK_WITHIN_S  # Redis is started at down_for, fault or no fault
+        now = None
+        end = time.monotonic() + down_for + REDIS_BACK_WITHIN_S  # started again at down_for, fault or no fault
         while time.monotonic() < end:
             seen_at = time.monotonic()
-            run_id = _redis_ping(conn)
-            if run_id is None and first_failed is None:
+            now = identity()
+            if now is None and first_failed is None:
                 first_failed = seen_at
-            if run_id is not None and (first_failed is not None or run_id != before):
+            if now is not None and (first_failed is not None or now != before):
                 back = seen_at
                 break
             if window.ended.is_set() and first_failed is None:  # never seen down, and the fault is over
                 break
             time.sleep(REDIS_PING_EVERY_S)
-        restarted = before is not None and run_id is not None and run_id != before
+        restarted = before is not None and now is not None and now != before
         down_seen = None if first_failed is None or back is None else round(back - first_failed, 3)
         ratio = None if down_for <= 0 else (down_seen or 0.0) / down_for
         return effect({"down_for_s": down_for, "restarted": True},
-                      {"restarted": restarted, "down_seen_s": down_seen, "answering": run_id is not None},
-                      ratio, f"a client's PINGs (INFO server) on the node every {REDIS_PING_EVERY_S:g} s from the "
-                      "restart until Redis answered again, and Redis's run id before and after",
-                      effective=restarted and (down_for <= 0 or (ratio or 0.0) >= EFFECTIVE))
+                      {"restarted": restarted, "down_seen_s": down_seen, "answering": now is not None}, ratio,
+                      how, effective=restarted and (down_for <= 0 or (ratio or 0.0) >= EFFECTIVE))
+
+    return during
+
+
+RABBITMQ_ALARM_EVERY_S = 0.5
+
+
+def rabbitmq_alarm(values: dict[str, Any], _node: Node) -> Measure:
+    """How long RabbitMQ had the alarm raised, as it says itself, sampled while the fault lasts."""
+    from chaoslab.node.fault_rabbitmq import alarms
+
+    alarm = str(values["alarm"])
+
+    def during(window: Window) -> Detail:
+        samples = raised = 0
+        first = None
+        start = time.monotonic()
+        while True:
+            with contextlib.suppress(Exception):  # a broker that does not answer for a moment: the next sample
+                samples += 1
+                if alarm in alarms():
+                    raised += 1
+                    first = first if first is not None else round(time.monotonic() - start, 3)
+            if window.ended.wait(RABBITMQ_ALARM_EVERY_S):
+                break
+        share = raised / samples if samples else None
+        return effect({"alarm": alarm}, {"samples": samples, "raised": raised, "raised_after_s": first}, share,
+                      f"RabbitMQ's raised alarms (rabbitmqctl eval rabbit_alarm:get_alarms()) every "
+                      f"{RABBITMQ_ALARM_EVERY_S:g} s while the fault lasted", effective=bool(share) and share >= 0.5)
 
     return during

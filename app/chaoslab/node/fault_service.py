@@ -1,10 +1,12 @@
-"""Restart a lab service (Redis) through the node's service manager: gracefully, or SIGKILL and stay down.
+"""Restart a lab service (Redis, or the lab's broker) through the node's service manager: gracefully, or SIGKILL
+and stay down.
 
-``graceful`` stops it the way the service manager does (SIGTERM: Redis writes its AOF/RDB and
-closes), and starts it again after ``down_for``. ``kill`` SIGKILLs it, so that whatever Redis had
-not persisted is gone, and keeps it down for ``down_for``: the process is frozen first, the
-manager is asked to stop it (so it does not restart it at once), then it is killed before it can
-handle the manager's SIGTERM.
+``graceful`` stops it the way the service manager does (SIGTERM: Redis writes its AOF/RDB and closes, RabbitMQ
+stops its queues), and starts it again after ``down_for``. ``kill`` SIGKILLs it, so that whatever it had not
+persisted is gone, and keeps it down for ``down_for``: the process is frozen first, the manager is asked to stop it
+(so it does not restart it at once), then it is killed before it can handle the manager's SIGTERM.
+``redis-restart`` restarts Redis whatever the broker (on a RabbitMQ lab: the result backend); ``broker-restart``
+restarts the lab's broker, Redis or RabbitMQ.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import re
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from typing import Any
 
 from chaoslab.node.fault_record import HEALED_AT, IN_FORCE_AT, Detail, Fault, Node, Stop, hold_until
@@ -26,10 +29,11 @@ CTL_TIMEOUT_S = 60.0
 class ServiceControl:
     """One service of the node under supervisor (the local lab) or systemd."""
 
-    def __init__(self, manager: str, name: str, supervisor_conf: str = "") -> None:
+    def __init__(self, manager: str, name: str, supervisor_conf: str = "", fault: str = "redis-restart") -> None:
         self.manager = manager
         self.name = name
         self.supervisor_conf = supervisor_conf
+        self.fault = fault  # the fault that acts on it, for its messages
 
     def _ctl(self, *args: str) -> list[str]:
         if self.manager == "supervisor":
@@ -43,7 +47,7 @@ class ServiceControl:
                                  timeout=CTL_TIMEOUT_S).stdout
             match = re.search(r"\s(RUNNING|STOPPING|STOPPED|STARTING|BACKOFF|EXITED|FATAL)\s+(?:pid (\d+))?", out)
             if match is None:
-                raise ValueError(f"redis-restart: supervisor knows no service {self.name}: {out.strip()}")
+                raise ValueError(f"{self.fault}: supervisor knows no service {self.name}: {out.strip()}")
             return match[1].lower(), int(match[2]) if match[2] else None
         out = subprocess.run(self._ctl("show", "-p", "ActiveState", "-p", "MainPID"), capture_output=True,
                              text=True, check=False, timeout=CTL_TIMEOUT_S).stdout
@@ -73,7 +77,7 @@ class ServiceControl:
         """SIGKILL the main process so that the manager does not restart it; returns the killed pid."""
         status, pid = self.state()
         if status != "running" or pid is None:
-            raise ValueError(f"redis-restart: {self.name} is {status}, not running")
+            raise ValueError(f"{self.fault}: {self.name} is {status}, not running")
         os.kill(pid, signal.SIGSTOP)  # no more work, and the manager's SIGTERM stays pending
         stopping = subprocess.Popen(self._ctl("stop", *(["--no-block"] if self.manager == "systemd" else [])),
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -87,14 +91,68 @@ class ServiceControl:
         return pid
 
 
+def broker_service() -> str:
+    """The service of the lab's broker on its node, as the node's lab configuration names the broker: rabbitmq on a
+    RabbitMQ lab, else redis."""
+    from chaoslab import brokers
+    from chaoslab.node import config
+
+    return "rabbitmq" if brokers.of_url(config.load().broker_url) == "rabbitmq" else "redis"
+
+
 def redis_restart(values: dict[str, Any], node: Node) -> Fault:
-    service = ServiceControl(node.service_manager, "redis", node.supervisor_conf)
+    return service_restart("redis-restart", "redis", values, node)
+
+
+def broker_restart(values: dict[str, Any], node: Node) -> Fault:
+    name = broker_service()
+    return service_restart("broker-restart", name, values, node, _accepting() if name == "rabbitmq" else None)
+
+
+READY_WITHIN_S = 120.0
+"""How long a restarted service may take to accept connections (RabbitMQ boots in seconds to tens of seconds)."""
+
+
+def _accepting() -> Callable[[], bool]:
+    """Whether the broker of the node's lab configuration accepts TCP connections on its port: RabbitMQ opens its
+    listener once it has booted, long after its service manager reports it running."""
+    import socket
+    import urllib.parse
+
+    from chaoslab.node import config
+
+    url = urllib.parse.urlsplit(config.load().broker_url)
+    address = (url.hostname or "127.0.0.1", url.port or 5672)
+
+    def accepting() -> bool:
+        try:
+            socket.create_connection(address, timeout=0.5).close()
+        except OSError:
+            return False
+        return True
+
+    return accepting
+
+
+def service_restart(fault: str, name: str, values: dict[str, Any], node: Node,
+                    ready: Callable[[], bool] | None = None) -> Fault:
+    """The restart of service *name* as fault *fault*: its detail names the service, so that clearing the fault
+    after its agent died starts the right one. Healed once the service runs again and, with *ready*, once ready says
+    it serves clients."""
+    service = ServiceControl(node.service_manager, name, node.supervisor_conf, fault)
     mode, down_for = str(values["mode"]), float(values["down_for"])
     status, _ = service.state()
     if status != "running":
-        raise ValueError(f"redis-restart: {service.name} is {status}, not running")
+        raise ValueError(f"{fault}: {service.name} is {status}, not running")
 
     detail: Detail = {}
+
+    def start() -> None:
+        service.start()
+        deadline = time.monotonic() + READY_WITHIN_S
+        while ready is not None and not ready() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        detail[HEALED_AT] = time.time()  # the fault's effect ends when the service serves again
 
     def apply() -> Detail:
         started = time.time()
@@ -103,21 +161,19 @@ def redis_restart(values: dict[str, Any], node: Node) -> Fault:
         else:
             killed = None
             service.stop()
-        detail.update({"mode": mode, "killed": killed, "down_at": started, "down_for": down_for,
+        detail.update({"mode": mode, "service": name, "killed": killed, "down_at": started, "down_for": down_for,
                        IN_FORCE_AT: started})
         if down_for <= 0:
-            service.start()
-            detail[HEALED_AT] = time.time()
+            start()
         return detail
 
     def hold(deadline: float | None, stop: Stop) -> None:
         if down_for > 0:
             hold_until(time.time() + down_for, stop)
-            service.start()
-            detail[HEALED_AT] = time.time()  # the fault's effect ends when Redis runs again
+            start()
         hold_until(deadline, stop)
 
     def revert(_detail: Detail) -> None:
         service.start()
 
-    return Fault("redis-restart", {"mode": mode, "down_for": down_for}, apply, revert, hold)
+    return Fault(fault, {"mode": mode, "down_for": down_for}, apply, revert, hold)
