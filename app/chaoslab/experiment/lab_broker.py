@@ -13,6 +13,7 @@ from chaoslab.broker_state import BrokerState
 from chaoslab.experiment import rabbitmq_snapshot, redis_snapshot
 from chaoslab.experiment.ansible_runner import AnsibleError, adhoc_json
 from chaoslab.experiment.redis_snapshot import BrokerInfo
+from chaoslab.node.amqp_publisher import connection_params
 
 if TYPE_CHECKING:
     from chaoslab.experiment.lab import LabInfo
@@ -37,9 +38,7 @@ def for_lab(info: LabInfo, unacked: Callable[[], int] | None = None) -> LabBroke
     """The lab's broker as its inventory names it (*unacked*: how RabbitMQ's unacknowledged messages are counted on
     its node)."""
     if info.broker == "rabbitmq":
-        rabbit = info.rabbitmq
-        return RabbitBroker(info.redis_address, int(rabbit["port"]), str(rabbit["user"]), str(rabbit["password"]),
-                            str(rabbit["vhost"]), int(rabbit["management_port"]), unacked or rabbitmqctl_unacked)
+        return RabbitBroker(info.broker_url(), int(info.rabbitmq["management_port"]), unacked or rabbitmqctl_unacked)
     return RedisBroker(info.redis)
 
 
@@ -90,12 +89,14 @@ class RedisBroker:
 class RabbitBroker:
     """RabbitMQ through its management API and AMQP (see rabbitmq_snapshot)."""
 
-    def __init__(self, address: str, port: int, user: str, password: str, vhost: str, management_port: int,
-                 unacked: Callable[[], int]) -> None:
-        self.api = rabbitmq_snapshot.ManagementAPI(address, management_port, user, password, vhost)
+    def __init__(self, broker_url: str, management_port: int, unacked: Callable[[], int]) -> None:
+        """RabbitMQ at *broker_url* (``amqp://user:password@host:port/vhost``), its management API on the same host
+        at *management_port*."""
+        self._amqp = connection_params(broker_url, 10.0)
+        address = str(self._amqp["host"]).rsplit(":", 1)[0]
+        self.api = rabbitmq_snapshot.ManagementAPI(address, management_port, self._amqp["userid"],
+                                                   self._amqp["password"], self._amqp["virtual_host"])
         self.unacked = unacked  # the broker's own count of unacknowledged task messages (rabbitmqctl on its node)
-        self._amqp = {"host": f"{address}:{port}", "userid": user, "password": password, "virtual_host": vhost,
-                      "connect_timeout": 10, "read_timeout": SNAPSHOT_TIMEOUT_S, "write_timeout": 10}
 
     def queues(self) -> list[str]:
         return [str(queue["name"]) for queue in self.api.task_queues()]
