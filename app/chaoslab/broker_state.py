@@ -62,6 +62,8 @@ class BrokerState:
     evicted_keys: int = 0
     unnamed_unacked: int = 0
     """RabbitMQ names no unacknowledged message: the workers name those they hold; how many they did not."""
+    queue_types: dict[str, str] = field(default_factory=dict)
+    """RabbitMQ: each task queue's type and durability (``classic durable``, ``quorum durable``, ...); {} on Redis."""
 
     def where(self, task_id: str) -> str | None:
         """``queued``, ``reserved`` or None (not in the broker)."""
@@ -78,7 +80,7 @@ class BrokerState:
             "queued": {"ids": list(self.queued), "queues": list(self.queued.values())},
             "reserved": {"ids": list(self.reserved), "since": list(self.reserved.values())},
             "broker_started": self.broker_started, "evicted_keys": self.evicted_keys,
-            "unnamed_unacked": self.unnamed_unacked,
+            "unnamed_unacked": self.unnamed_unacked, "queue_types": self.queue_types,
             "results": {"ids": list(results), "states": [m.state for m in results.values()],
                         "exc_types": [m.exc_type for m in results.values()],
                         "workers": [m.worker for m in results.values()], "done": [m.done for m in results.values()]},
@@ -93,7 +95,7 @@ class BrokerState:
         return {"taken": self.taken, "broker": self.broker, "queued": len(self.queued),
                 "reserved": len(self.reserved), "result_lookups": self.result_lookups, "results": states,
                 "broker_started": self.broker_started, "evicted_keys": self.evicted_keys,
-                "unnamed_unacked": self.unnamed_unacked}
+                "unnamed_unacked": self.unnamed_unacked, "queue_types": self.queue_types}
 
 
 def _column(data: Mapping[str, Any], key: str, length: int) -> list[Any]:
@@ -122,5 +124,6 @@ def from_dict(data: Mapping[str, Any]) -> BrokerState:
         broker_started=data.get("broker_started"),
         evicted_keys=int(data.get("evicted_keys") or 0),
         unnamed_unacked=int(data.get("unnamed_unacked") or 0),
+        queue_types={str(k): str(v) for k, v in (data.get("queue_types") or {}).items()},
     )
 

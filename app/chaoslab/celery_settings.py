@@ -88,6 +88,10 @@ TYPES: dict[str, str] = {
     "result_expires": "float",
 }
 POOLS = tuple(name for name, target in ALIASES.items() if target)
+# task_default_delivery_mode's values, as the AMQP property each means: RabbitMQ keeps a persistent message of a
+# durable classic queue across a restart and drops a transient one; a quorum queue keeps both; Redis has no such
+# property (what it keeps is its persistence's).
+DELIVERY_MODES: dict[str, int] = {"persistent": 2, "transient": 1}
 _OPS = {">=": operator.ge, ">": operator.gt}
 
 
@@ -144,9 +148,23 @@ def check(name: Any, value: Any) -> Any:
         raise ValueError(f"must be one of {', '.join(POOLS)}, got {checked!r}")
     if name == "broker_transport_options":
         _check_transport(checked)
+    if name == "task_default_delivery_mode":
+        delivery_mode(checked)
     if name in BOUNDS:
         checked = _bounded(checked, *BOUNDS[name])
     return checked
+
+
+def delivery_mode(value: Any) -> int:
+    """The AMQP delivery mode a ``task_default_delivery_mode`` of *value* means (None: Celery's default,
+    persistent); ValueError with a one-line reason for anything else."""
+    if value is None:
+        return DELIVERY_MODES["persistent"]
+    if isinstance(value, str) and value in DELIVERY_MODES:
+        return DELIVERY_MODES[value]
+    if isinstance(value, int) and not isinstance(value, bool) and value in DELIVERY_MODES.values():
+        return value
+    raise ValueError(f"must be persistent or transient (2 or 1), got {value!r}")
 
 
 def _check_transport(options: dict[str, Any]) -> None:

@@ -137,8 +137,10 @@ def cmd_load(args: argparse.Namespace) -> int:
         through = f"the app under test {data['app']['app']}" if data.get("app") else "the lab's app"
         print(f"chaoslab load: publishing through {through} ({app.main}, {len(app.tasks)} tasks)", flush=True)
     elif any(isinstance(entry, CanvasEntry) for entry in profile.mix):
-        canvases = CanvasPublisher.bounded_to(lab.broker_url, lab.result_backend, profile.publish_timeout)
-    generator = loadgen.LoadGenerator(profile, for_broker(lab.broker_url, profile.publish_timeout), ledger,
+        canvases = CanvasPublisher.bounded_to(lab.broker_url, lab.result_backend, profile.publish_timeout,
+                                              delivery_mode=profile.delivery_mode)
+    raw = for_broker(lab.broker_url, profile.publish_timeout, delivery_mode=profile.delivery_mode)
+    generator = loadgen.LoadGenerator(profile, raw, ledger,
                                       node=lab.node, canvases=canvases, tasks=tasks)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: generator.stop())

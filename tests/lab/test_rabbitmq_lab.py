@@ -143,30 +143,30 @@ def test_a_broker_restart_is_measured_on_rabbitmq_as_the_downtime_a_client_saw(r
     assert wait_until(lambda: is_baseline(node_state()) == [], 30)
 
 
-def restart_scenario(tmp_path: Path) -> Path:
-    """10 one-second tasks a second on 2 workers x 2 processes: a backlog builds, then RabbitMQ is SIGKILLed and kept
-    down 3 s; early acknowledgement, one message prefetched per process."""
+def restart_scenario(tmp_path: Path, celery: dict | None = None, matrix: dict | None = None) -> Path:
+    """6 one-second tasks a second on 2 workers x 2 processes (4 a second): a backlog builds, then RabbitMQ is
+    SIGKILLed and kept down 3 s; early acknowledgement, one message prefetched per process (and *celery*'s settings,
+    *matrix*'s cells). The drain works the backlog off (what a worker holds unacknowledged cannot be read from
+    RabbitMQ, so the verdicts are checked against an empty broker)."""
     path = tmp_path / "rabbit-restart.yml"
     path.write_text(yaml.safe_dump({
-        "name": "rabbit-restart", "celery": {"task_acks_late": False, "worker_prefetch_multiplier": 1},
-        "load": {"rate": 10, "seed": 11, "mix": [{"kind": "sleep", "weight": 1, "args": {"ms": 1000}}]},
-        "phases": [{"name": "baseline", "duration": "4s"},
+        "name": "rabbit-restart",
+        "celery": {"task_acks_late": False, "worker_prefetch_multiplier": 1, **(celery or {})},
+        "load": {"rate": 6, "seed": 11, "mix": [{"kind": "sleep", "weight": 1, "args": {"ms": 1000}}]},
+        "phases": [{"name": "baseline", "duration": "8s"},
                    {"name": "fault", "duration": "12s", "fault": {"playbook": "broker-restart", "target": "redis",
                                                                    "params": {"mode": "kill", "down_for": "3s"}}},
                    {"name": "recovery", "duration": "4s"}, {"name": "drain", "duration": "60s"}],
-        "hypothesis": {}}))
+        "hypothesis": {}, **({"matrix": matrix} if matrix else {})}))
     return path
 
 
-def test_a_rabbitmq_kill_keeps_the_confirmed_backlog_of_its_durable_queue(rabbit_lab, tmp_path):
-    """What Redis without persistence loses at a kill (tests/lab/test_fault_experiments.py), RabbitMQ keeps: every
-    message it confirmed before the kill was on disk (durable queue, persistent messages), so none is lost."""
-    proc, run_dir = run_scenario(restart_scenario(tmp_path), tmp_path / "results")
-    assert proc.returncode in (0, 1), proc.stdout[-3000:] + proc.stderr[-2000:]
+def backlog_at_the_kill(run_dir: Path) -> tuple[dict, int, list[str]]:
+    """A broker-kill run's summary (its verdicts checked against its records), how many tasks it had confirmed and
+    not finished when RabbitMQ was killed, and which of those are lost."""
     summary = assert_verdicts_hold_up({}, run_dir)
-    fault = json.loads((run_dir / "run.json").read_text())["faults"][0]
-    detail = fault["nodes"][0]["detail"]
-    assert detail["service"] == "rabbitmq" and detail["mode"] == "kill"
+    detail = json.loads((run_dir / "run.json").read_text())["faults"][0]["nodes"][0]["detail"]
+    assert detail["service"] == "rabbitmq" and detail["mode"] == "kill", detail
     assert summary["faults"][0]["effect"]["effective"], summary["faults"][0]["effect"]
     assert summary["snapshot"]["broker_started"] is not None  # the checker saw the restart
     records = list(read_records(sorted((run_dir / "ledgers").glob("*.jsonl"))))
@@ -176,8 +176,44 @@ def test_a_rabbitmq_kill_keeps_the_confirmed_backlog_of_its_durable_queue(rabbit
         classes = {row["id"]: row["class"] for row in csv.DictReader(handle)}
     backlog = len(before_kill) - sum(r["type"] == "end" and r["id"] in before_kill and r["t"] < detail["down_at"]
                                      for r in records)
+    return summary, backlog, sorted(task for task in before_kill if classes[task] == "lost")
+
+
+def test_a_rabbitmq_kill_keeps_the_confirmed_backlog_of_its_durable_queue(rabbit_lab, tmp_path):
+    """What Redis without persistence loses at a kill (tests/lab/test_fault_experiments.py), RabbitMQ keeps: every
+    message it confirmed before the kill was on disk (durable queue, persistent messages), so none is lost."""
+    proc, run_dir = run_scenario(restart_scenario(tmp_path), tmp_path / "results")
+    assert proc.returncode in (0, 1), proc.stdout[-3000:] + proc.stderr[-2000:]
+    summary, backlog, lost = backlog_at_the_kill(run_dir)
     assert backlog >= 10, backlog  # a backlog was there to lose
-    lost = sorted(task for task in before_kill if classes[task] == "lost")
+    assert not lost, (len(lost), summary["causes"])
+    assert json.loads((run_dir / "snapshot.json").read_text())["queue_types"]["celery"] == "classic durable"
+
+
+def test_a_kill_drops_transient_messages_from_a_classic_queue_and_a_quorum_queue_keeps_them(rabbit_lab, tmp_path):
+    """The same kill with transient messages (task_default_delivery_mode), once in the classic queue and once in a
+    quorum queue (the workers' task_default_queue_type: the lab replaces the queue of the other type before the
+    cell): the classic queue's backlog dies with the broker (lost, the broker's data loss), the quorum queue
+    stores every message on disk whatever its delivery mode and loses none."""
+    path = restart_scenario(tmp_path, {"task_default_delivery_mode": "transient"},
+                            {"task_default_queue_type": ["classic", "quorum"]})
+    proc, run = run_scenario(path, tmp_path / "results")
+    assert proc.returncode in (0, 1), proc.stdout[-3000:] + proc.stderr[-2000:]
+    found = {}
+    for kind in ("classic", "quorum"):
+        cell = run / "cells" / f"task_default_queue_type={kind}"
+        summary, backlog, lost = backlog_at_the_kill(cell)
+        assert backlog >= 10, (kind, backlog)
+        types = json.loads((cell / "snapshot.json").read_text())["queue_types"]
+        assert types["celery"] == f"{kind} durable", types
+        # with quorum queues Celery delays ETA tasks in quorum queues of its own (native delayed delivery)
+        assert kind == "classic" or {types[f"celery_delayed_{level}"] for level in range(28)} == {"quorum durable"}
+        found[kind] = (summary, lost)
+    summary, lost = found["classic"]
+    assert len(lost) >= 5, summary["causes"]
+    assert set(summary["causes"]["lost"]) <= {"broker_data_loss", "prefetched_broker_data_loss", "killed_running"}
+    assert summary["causes"]["lost"].get("broker_data_loss", 0) >= 5, summary["causes"]
+    summary, lost = found["quorum"]
     assert not lost, (len(lost), summary["causes"])
 
 

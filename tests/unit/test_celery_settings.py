@@ -39,6 +39,8 @@ def test_every_celery_setting_is_taken_at_its_default_or_refused_with_a_reason(n
     ("task_default_rate_limit", "10/m"), ("task_default_priority", 5), ("task_routes", {"app.*": {"queue": "a"}}),
     ("worker_pool", "threads"), ("worker_pool", "gevent"), ("task_time_limit", None), ("task_time_limit", 2.5),
     ("visibility_timeout", 30), ("task_publish_retry_policy", {"max_retries": 0}),
+    ("task_default_delivery_mode", "transient"), ("task_default_delivery_mode", 1),
+    ("task_default_delivery_mode", "persistent"),
 ])
 def test_settings_a_user_gives(name, value):
     assert check(name, value) == value
@@ -58,6 +60,9 @@ def test_settings_a_user_gives(name, value):
     ({"task_acks_late": 1}, "task_acks_late: must be true or false, got 1"),
     ({"worker_prefetch_multiplier": True}, "worker_prefetch_multiplier: must be a whole number, got True"),
     ({"worker_prefetch_multiplier": -1}, "worker_prefetch_multiplier: must be >= 0, got -1"),
+    ({"task_default_delivery_mode": "durable"}, "task_default_delivery_mode: must be persistent or transient (2 or "
+                                                "1), got 'durable'"),
+    ({"task_default_delivery_mode": 3}, "task_default_delivery_mode: must be persistent or transient (2 or 1), got 3"),
     ({"worker_concurrency": 0}, "worker_concurrency: must be >= 1, got 0"),
     ({"worker_concurrency": "2"}, "worker_concurrency: must be a whole number, got '2'"),
     ({"task_time_limit": -5}, "task_time_limit: must be > 0, got -5"),

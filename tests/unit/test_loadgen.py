@@ -87,6 +87,10 @@ def test_profile_from_mapping_and_bad_profiles():
     profile = profile_from_mapping({"rate": 2, "mix": [{"kind": "cpu", "weight": 2, "args": {"limit": 10}}],
                                     "seed": 5, "publish_timeout": 1.5}, duration=3)
     assert profile.total == 6 and profile.mix[0] == MixEntry("cpu", 2.0, {"limit": 10})
+    assert profile.delivery_mode == 2  # persistent unless the run says otherwise
+    assert profile_from_mapping({"rate": 1, "mix": [{"kind": "noop"}], "delivery_mode": 1}).delivery_mode == 1
+    with pytest.raises(ValueError, match="persistent or transient"):
+        profile_from_mapping({"rate": 1, "mix": [{"kind": "noop"}], "delivery_mode": 0})
     with pytest.raises(ValueError, match="rate > 0"):
         LoadGenerator(LoadProfile(rate=0, mix=MIX), Publisher("redis://127.0.0.1:1/0", 0.1), None)
 

@@ -42,8 +42,7 @@ def view(server) -> RabbitBroker:
         return unacked_of(server.ctl("list_queues", "-p", server.vhost, "name", "messages_unacknowledged",
                                      "--formatter", "json"))
 
-    return RabbitBroker("127.0.0.1", server.port, server.user, server.password, server.vhost,
-                        server.management_port, unacked)
+    return RabbitBroker(server.url(), server.management_port, unacked)
 
 
 def test_an_amqp_url_picks_the_confirming_publisher_and_its_connection():
@@ -131,8 +130,23 @@ def test_the_snapshot_names_what_workers_hold_and_counts_what_they_did_not(broke
     view(broker).flush()
 
 
-def test_a_restart_changes_the_brokers_identity(broker):
-    """A new broker process is a restart (its identity and start move); asking twice without one is not."""
+def test_a_restart_changes_the_brokers_identity_and_keeps_only_what_the_queues_type_keeps(broker):
+    """A new broker process is a restart (its identity and start move); asking twice without one is not. The restart
+    drops the transient messages (task_default_delivery_mode) of a durable classic queue and keeps its persistent
+    ones; a quorum queue keeps both."""
+    view(broker).flush()
+    declare(broker, "celery-q", **{"x-queue-type": "quorum"})
+    sent = {}
+    for mode in (2, 1):
+        publisher = for_broker(broker.url(), 2.0, delivery_mode=mode)
+        template = publisher.template("chaoslab.noop", {})
+        for queue in ("celery", "celery-q"):
+            ids = [f"{queue}-{mode}-{i}" for i in range(3)]
+            assert publisher.publish([template.render(task) for task in ids], queue=queue).outcome == "ok"
+            sent[queue, mode] = ids
+    kept = view(broker).snapshot(None, dict)
+    assert kept.queue_types == {"celery": "classic durable", "celery-q": "quorum durable"}
+    assert sorted(kept.queued) == sorted(task for ids in sent.values() for task in ids)
     before = view(broker).info()
     assert view(broker).info().run_id == before.run_id
     assert view(broker).snapshot(before, dict).broker_started is None
@@ -142,3 +156,8 @@ def test_a_restart_changes_the_brokers_identity(broker):
     started = view(broker).snapshot(before, dict).broker_started
     assert started is not None and abs(started - after.started) < 2  # now less the uptime its statistics last read
     declare(broker, "celery")
+    survived = view(broker).snapshot(None, dict).queued
+    assert sorted(survived) == sorted(sent["celery", 2] + sent["celery-q", 2] + sent["celery-q", 1])
+    with amqp.Connection(**connection_params(broker.url(), 5.0)) as connection:
+        connection.channel().queue_delete("celery-q")
+    view(broker).flush()

@@ -629,6 +629,16 @@ def test_the_celery_publisher_takes_the_scenarios_app_to_the_load_node(root):
     assert load_profile(load_scenario(write(root, FULL)))["app"] == {}
 
 
+def test_the_runs_delivery_mode_reaches_the_load_and_a_bad_one_is_refused(root):
+    from chaoslab.experiment.runner import load_profile
+
+    assert load_profile(load_scenario(write(root, FULL)))["delivery_mode"] == 2
+    transient = changed((("celery", "task_default_delivery_mode"), "transient"))
+    assert load_profile(load_scenario(write(root, transient)))["delivery_mode"] == 1
+    with pytest.raises(ScenarioError, match="task_default_delivery_mode: must be persistent or transient"):
+        load_scenario(write(root, changed((("celery", "task_default_delivery_mode"), "sometimes"))))
+
+
 def test_a_load_replays_a_trace_checked_line_by_line_before_the_run(root):
     from chaoslab.experiment.runner import load_profile
 

@@ -116,7 +116,8 @@ def take(api: ManagementAPI, connection: amqp.Connection, unacked: Callable[[], 
     management API's statistics lag by seconds); the workers asked what they hold unacknowledged (*held*: id ->
     queue); then the channel closed, which requeues what it took. A message acknowledged between the count and the
     workers' answer makes the count of unnamed ones too high, never too low."""
-    queues = [str(queue["name"]) for queue in api.task_queues()]
+    listed = api.task_queues()
+    queues = [str(queue["name"]) for queue in listed]
     channel = connection.channel()
     try:
         queued = take_ready(channel, queues)
@@ -132,7 +133,13 @@ def take(api: ManagementAPI, connection: amqp.Connection, unacked: Callable[[], 
     restarted = before is not None and now.run_id != before.run_id
     return BrokerState(taken=taken, broker="rabbitmq", queues=counts, queued=queued, reserved=reserved,
                        broker_started=now.started if restarted else None,
-                       unnamed_unacked=max(others - len(reserved), 0))
+                       unnamed_unacked=max(others - len(reserved), 0), queue_types=queue_types(listed))
+
+
+def queue_types(queues: list[dict[str, Any]]) -> dict[str, str]:
+    """Each queue's type and durability, as the management API lists them (``classic durable``, ...)."""
+    return {str(queue["name"]): f"{queue.get('type') or 'classic'} {'durable' if queue.get('durable') else 'transient'}"
+            for queue in queues}
 
 
 def unacked_of(listing: str) -> int:

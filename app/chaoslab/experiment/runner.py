@@ -30,7 +30,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from chaoslab import broker_state, clock
+from chaoslab import broker_state, celery_settings, clock
 from chaoslab.analysis import checker, run_dir, run_history, verdict
 from chaoslab.experiment import lab_broker
 from chaoslab.experiment.ansible_runner import project_root
@@ -142,6 +142,7 @@ def load_profile(scenario: Scenario) -> dict[str, Any]:
     load = scenario.load
     return {
         "rate": load.rate, "seed": load.seed, "publish_timeout": load.publish_timeout,
+        "delivery_mode": celery_settings.delivery_mode(scenario.celery.get("task_default_delivery_mode")),
         "mix": [entry.to_data() for entry in load.mix], "publisher": load.publisher,
         "app": scenario.app if load.publisher == "celery" else {}, "replay": load.replay,
     }

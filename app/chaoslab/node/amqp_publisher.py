@@ -34,7 +34,7 @@ class AmqpTemplate(MessageTemplate):
     def render(self, task_id: str) -> amqp.Message:  # type: ignore[override]
         return amqp.Message(
             self.payload, content_type="application/json", content_encoding="utf-8",
-            application_headers=self.headers(task_id, time.time()), delivery_mode=2, priority=0,
+            application_headers=self.headers(task_id, time.time()), delivery_mode=self.delivery_mode, priority=0,
             correlation_id=task_id, reply_to=self.reply_to)
 
 
@@ -50,8 +50,9 @@ def connection_params(broker_url: str, timeout: float) -> dict[str, Any]:
 
 
 class AmqpPublisher:
-    def __init__(self, broker_url: str, timeout: float, queue: str = "celery") -> None:
+    def __init__(self, broker_url: str, timeout: float, queue: str = "celery", delivery_mode: int = 2) -> None:
         self.queue = queue
+        self.delivery_mode = delivery_mode
         self.timeout = timeout
         self._params = connection_params(broker_url, timeout)
         self.origin = f"loadgen{os.getpid()}@{socket.gethostname()}"
@@ -65,7 +66,8 @@ class AmqpPublisher:
 
     def template(self, task_name: str, kwargs: dict[str, Any], args: tuple[Any, ...] = (),
                  options: Mapping[str, Any] | None = None) -> AmqpTemplate:
-        return AmqpTemplate(task_name, kwargs, self.queue, self.origin, self.reply_to, args, options)
+        return AmqpTemplate(task_name, kwargs, self.queue, self.origin, self.reply_to, args, options,
+                            self.delivery_mode)
 
     def _open(self) -> Any:
         if self._channel is None:

@@ -45,11 +45,13 @@ class CanvasPublisher:
         self.bounded = bounded
 
     @classmethod
-    def bounded_to(cls, broker_url: str, result_backend: str, timeout: float, queue: str = "celery") -> CanvasPublisher:
+    def bounded_to(cls, broker_url: str, result_backend: str, timeout: float, queue: str = "celery",
+                   delivery_mode: int = 2) -> CanvasPublisher:
         backend = f"{PublishOnlyBackend.__module__}:{PublishOnlyBackend.__name__}+{result_backend}"
         app = Celery("chaoslab-canvas", broker=broker_url, backend=backend, set_as_current=False)
         app.conf.update(
-            task_default_queue=queue, broker_connection_retry=False, broker_connection_timeout=timeout,
+            task_default_queue=queue, task_default_delivery_mode=delivery_mode, broker_connection_retry=False,
+            broker_connection_timeout=timeout,
             broker_transport_options=brokers.bounded_transport(brokers.of_url(broker_url), timeout),
             redis_socket_timeout=timeout, redis_socket_connect_timeout=timeout, redis_retry_on_timeout=False,
             result_backend_always_retry=False,

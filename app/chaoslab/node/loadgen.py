@@ -22,6 +22,7 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge
 
+from chaoslab import celery_settings
 from chaoslab.ledger import LedgerWriter
 from chaoslab.node import trace
 from chaoslab.node.canvas_publisher import CanvasPublisher
@@ -44,6 +45,8 @@ class LoadProfile:
     seed: int = 0
     publish_timeout: float = 2.0
     duration: float | None = None  # None: until stopped
+    delivery_mode: int = 2
+    """The messages' AMQP delivery mode (the run's ``task_default_delivery_mode``): 2 persistent, 1 transient."""
     publisher: str = "raw"
     """``raw``: the lab's batched, bounded LPUSH of protocol-2 messages; ``celery``: the app's own apply_async."""
     replay: Trace = ()
@@ -264,4 +267,5 @@ def profile_from_mapping(data: dict[str, Any], duration: float | None = None) ->
     replay = trace.read(data["replay"]) if data.get("replay") else ()
     return LoadProfile(rate=float(data.get("rate") or 0), mix=mix, seed=int(data.get("seed", 0)),
                        publish_timeout=float(data.get("publish_timeout", 2.0)), duration=duration,
-                       publisher=str(data.get("publisher", "raw")), replay=replay)
+                       publisher=str(data.get("publisher", "raw")), replay=replay,
+                       delivery_mode=celery_settings.delivery_mode(data.get("delivery_mode")))

@@ -50,8 +50,10 @@ class MessageTemplate:
     Redis transport writes a message (a JSON envelope, its body base64)."""
 
     def __init__(self, task_name: str, kwargs: dict[str, Any], queue: str, origin: str, reply_to: str,
-                 args: tuple[Any, ...] = (), options: Mapping[str, Any] | None = None) -> None:
+                 args: tuple[Any, ...] = (), options: Mapping[str, Any] | None = None,
+                 delivery_mode: int = 2) -> None:
         self.task_name = task_name
+        self.delivery_mode = delivery_mode  # AMQP's: 2 persistent, 1 transient (Redis keeps it as a property only)
         self.countdown = (options or {}).get("countdown")
         self.expires = (options or {}).get("expires")
         self.queue = (options or {}).get("queue") or queue
@@ -75,7 +77,7 @@ class MessageTemplate:
 
     def render(self, task_id: str) -> str:
         properties = {
-            "correlation_id": task_id, "reply_to": self.reply_to, "delivery_mode": 2,
+            "correlation_id": task_id, "reply_to": self.reply_to, "delivery_mode": self.delivery_mode,
             "delivery_info": {"exchange": "", "routing_key": self.queue}, "priority": 0,
             "body_encoding": "base64", "delivery_tag": str(uuid.uuid4()),
         }
@@ -102,8 +104,9 @@ def _after(now: float, seconds: float | None) -> str | None:
 
 
 class Publisher:
-    def __init__(self, broker_url: str, timeout: float, queue: str = "celery") -> None:
+    def __init__(self, broker_url: str, timeout: float, queue: str = "celery", delivery_mode: int = 2) -> None:
         self.queue = queue
+        self.delivery_mode = delivery_mode
         self.client = redis.Redis.from_url(
             broker_url, socket_timeout=timeout, socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 0), retry_on_error=[], health_check_interval=0,
@@ -113,7 +116,8 @@ class Publisher:
 
     def template(self, task_name: str, kwargs: dict[str, Any], args: tuple[Any, ...] = (),
                  options: Mapping[str, Any] | None = None) -> MessageTemplate:
-        return MessageTemplate(task_name, kwargs, self.queue, self.origin, self.reply_to, args, options)
+        return MessageTemplate(task_name, kwargs, self.queue, self.origin, self.reply_to, args, options,
+                               self.delivery_mode)
 
     def publish(self, messages: list[str], queue: str | None = None) -> Outcome:
         """LPUSH the messages to their queue (the publisher's unless given) in one command; Celery's workers pop
@@ -132,10 +136,11 @@ RawPublisher = Any
 what its templates rendered."""
 
 
-def for_broker(broker_url: str, timeout: float, queue: str = "celery") -> RawPublisher:
-    """The raw publisher of the broker *broker_url* names: Redis (``redis://``) or RabbitMQ (``amqp://``)."""
+def for_broker(broker_url: str, timeout: float, queue: str = "celery", delivery_mode: int = 2) -> RawPublisher:
+    """The raw publisher of the broker *broker_url* names: Redis (``redis://``) or RabbitMQ (``amqp://``); its
+    messages of AMQP delivery mode *delivery_mode* (2 persistent, 1 transient)."""
     if brokers.of_url(broker_url) == "rabbitmq":
         from chaoslab.node.amqp_publisher import AmqpPublisher
 
-        return AmqpPublisher(broker_url, timeout, queue)
-    return Publisher(broker_url, timeout, queue)
+        return AmqpPublisher(broker_url, timeout, queue, delivery_mode)
+    return Publisher(broker_url, timeout, queue, delivery_mode)
