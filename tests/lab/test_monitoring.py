@@ -109,7 +109,7 @@ def test_every_panel_shows_data_during_an_experiment_with_a_fault(lab, tmp_path)
     start, end = run["started"], time.time()
     dashboard = build()
     empty = []
-    for title, expr in panel_queries(dashboard, "worker-1"):
+    for title, expr in panel_queries(dashboard, "worker-1", "redis"):
         result = prometheus("/api/v1/query_range", query=expr, start=start, end=end, step=5)["result"]
         if not any(series["values"] for series in result):
             empty.append(f"{title}: {expr}")

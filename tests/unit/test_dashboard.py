@@ -22,8 +22,8 @@ from tests.conftest import ROOT
 PROTOTYPE_PANELS = ["Workers online", "Tasks executing", "Average run time", "Prefetch time", "Prefetched tasks",
                     "Success ratio", "Failure ratio"]
 OTHER_PANELS = ["Queue depth and unacked", "Publish rate vs completion rate", "Publish errors", "End-to-end latency",
-                "Worker restarts and OOM kills", "Node CPU", "Node memory", "Node network", "Redis clients",
-                "Redis ops", "Redis memory"]
+                "Worker restarts and OOM kills", "Node CPU", "Node memory", "Node network", "Redis ops",
+                "Redis memory", "Broker publish, deliver and ack rates", "Broker connections"]
 TEMPLATE_VARS = {
     "ansible_managed": "Ansible managed",
     "grafana_prometheus_address": "198.18.0.20",
@@ -153,7 +153,9 @@ def test_panel_details(built):
         assert by_title[ratio]["fieldConfig"]["defaults"]["unit"] == "percentunit"
     queue = by_title["Queue depth and unacked"]
     assert [(t["expr"], t["legendFormat"]) for t in queue["targets"]] == [
-        ('redis_key_size{key="celery"}', "queue"), ('redis_key_size{key="unacked"}', "unacked")]
+        ('redis_key_size{key="celery"}', "queue (Redis)"), ('redis_key_size{key="unacked"}', "unacked (Redis)"),
+        ("sum(rabbitmq_queue_messages_ready)", "ready (RabbitMQ)"),
+        ("sum(rabbitmq_queue_messages_unacked)", "unacked (RabbitMQ)")]
     assert by_title["Node memory"]["fieldConfig"]["defaults"]["unit"] == "bytes"
     assert by_title["Node network"]["fieldConfig"]["defaults"]["unit"] == "Bps"
     assert "CPUs" in by_title["Node CPU"]["fieldConfig"]["defaults"]["unit"]
@@ -189,6 +191,21 @@ def test_panel_queries_fill_in_the_variables(built):
     assert 'sum(chaoslab_worker_up{node=~"worker-1"})' in exprs
     assert any("[1m]" in expr for expr in exprs)
     assert not any("rate_interval" in expr for expr in exprs)
+
+
+def test_each_broker_panel_asks_both_brokers_and_a_lab_only_its_own(built):
+    """The broker panels have a query for Redis and one for RabbitMQ; a lab's view leaves out the other broker's."""
+    every = generator.panel_queries(built, "worker-1")
+    redis = generator.panel_queries(built, "worker-1", "redis")
+    rabbit = generator.panel_queries(built, "worker-1", "rabbitmq")
+    for title in ("Queue depth and unacked", "Broker publish, deliver and ack rates", "Broker connections"):
+        mine = {lab: [expr for name, expr in queries if name == title] for lab, queries in (("redis", redis),
+                                                                                             ("rabbitmq", rabbit))}
+        assert mine["redis"] and mine["rabbitmq"], title
+        assert not any("rabbitmq_" in expr for expr in mine["redis"]), mine["redis"]
+        assert all("rabbitmq_" in expr or "redis_connected_clients" in expr for expr in mine["rabbitmq"]), mine
+    # every other panel is the same on both labs
+    assert set(every) == set(redis) | set(rabbit) and len(set(redis) & set(rabbit)) == len(every) - 11
 
 
 def test_panel_queries_refuse_unknown_variables():

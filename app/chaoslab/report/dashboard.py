@@ -21,8 +21,14 @@ the scrape configuration). Jobs:
     annotation).
 ``redis``
     redis_exporter for the redis node: ``redis_connected_clients``, ``redis_commands_processed_total``,
-    ``redis_memory_used_bytes`` and ``redis_key_size{db,key}`` (key ``celery``: the queue; ``unacked``:
-    the hash of delivered, unacknowledged messages).
+    ``redis_commands_total{cmd}``, ``redis_memory_used_bytes`` and ``redis_key_size{db,key}`` (key ``celery``: the
+    queue; ``unacked``: the hash of delivered, unacknowledged messages).
+``rabbitmq``
+    RabbitMQ's Prometheus plugin on a RabbitMQ lab's broker node, its series summed over the node's queues and
+    channels: ``rabbitmq_queue_messages_ready``, ``rabbitmq_queue_messages_unacked``, ``rabbitmq_connections``,
+    ``rabbitmq_channel_messages_published_total``, ``rabbitmq_channel_messages_delivered_ack_total`` and
+    ``rabbitmq_channel_messages_acked_total``. A broker panel has a query for each broker; the lab's broker answers
+    its own.
 ``flower``
     Flower's ``/metrics``: ``flower_worker_online{worker}``,
     ``flower_worker_number_of_currently_executing_tasks{worker}``, ``flower_worker_prefetched_tasks{worker,task}``,
@@ -91,6 +97,8 @@ class Target:
 
     expr: str
     legend: str
+    broker: str | None = None
+    """The lab broker whose lab answers the query (redis, rabbitmq); None: every lab."""
 
 
 @dataclass(frozen=True)
@@ -118,6 +126,19 @@ def _ratio(event_type: str) -> str:
 def _e2e_quantile(quantile: str) -> str:
     return (f"histogram_quantile({quantile}, sum by (le) "
             '(rate(chaoslab_task_e2e_seconds_bucket{node=~"$node"}[$__rate_interval])))')
+
+
+def _redis_rate(command: str, legend: str) -> Target:
+    """Calls of one Redis command per second (kombu's Redis transport: LPUSH publishes, BRPOP delivers, HDEL of
+    the unacked hash acknowledges), on a Redis lab."""
+    return Target(f'sum(rate(redis_commands_total{{cmd="{command}"}}[$__rate_interval]))',
+                  f"{legend} (Redis {command.upper()})", "redis")
+
+
+def _rabbitmq_rate(counter: str, legend: str) -> Target:
+    """One of RabbitMQ's channel message counters per second, on a RabbitMQ lab."""
+    return Target(f"sum(rate(rabbitmq_channel_messages_{counter}_total[$__rate_interval]))", f"{legend} (RabbitMQ)",
+                  "rabbitmq")
 
 
 ROWS: tuple[tuple[str, tuple[PanelSpec, ...]], ...] = (
@@ -150,10 +171,29 @@ ROWS: tuple[tuple[str, tuple[PanelSpec, ...]], ...] = (
                   (Target("flower_worker_prefetched_tasks", "{{task}} @ {{worker}}"),),
                   "short"),
     )),
-    ("Queue and load", (
+    ("Broker and load", (
         PanelSpec("Queue depth and unacked",
-                  "Messages waiting in the Redis queue, and delivered messages not acknowledged yet.",
-                  (Target('redis_key_size{key="celery"}', "queue"), Target('redis_key_size{key="unacked"}', "unacked")),
+                  "Messages waiting in the broker's queues, and messages delivered to a worker and not acknowledged "
+                  "yet: Redis' task queue and unacked hash, or RabbitMQ's ready and unacknowledged messages (all of "
+                  "its queues).",
+                  (Target('redis_key_size{key="celery"}', "queue (Redis)", "redis"),
+                   Target('redis_key_size{key="unacked"}', "unacked (Redis)", "redis"),
+                   Target("sum(rabbitmq_queue_messages_ready)", "ready (RabbitMQ)", "rabbitmq"),
+                   Target("sum(rabbitmq_queue_messages_unacked)", "unacked (RabbitMQ)", "rabbitmq")),
+                  "short"),
+        PanelSpec("Broker publish, deliver and ack rates",
+                  "Messages the broker took in, handed to consumers and had acknowledged, per second: RabbitMQ's "
+                  "channel counters, or the Redis commands kombu's transport uses for each (LPUSH, BRPOP, HDEL of "
+                  "the unacked hash; the result backend's commands are others).",
+                  (_redis_rate("lpush", "publish"), _redis_rate("brpop", "deliver"), _redis_rate("hdel", "ack"),
+                   _rabbitmq_rate("published", "publish"), _rabbitmq_rate("delivered_ack", "deliver"),
+                   _rabbitmq_rate("acked", "ack")),
+                  "suffix: msg/s"),
+        PanelSpec("Broker connections",
+                  "Clients connected to Redis (the broker; on a RabbitMQ lab the result backend) and RabbitMQ's "
+                  "connections (workers, load generator, Flower).",
+                  (Target("sum(redis_connected_clients)", "Redis clients"),
+                   Target("sum(rabbitmq_connections)", "RabbitMQ connections", "rabbitmq")),
                   "short"),
         PanelSpec("Publish rate vs completion rate",
                   "Tasks the load generator published successfully against tasks that succeeded on the workers.",
@@ -194,12 +234,10 @@ ROWS: tuple[tuple[str, tuple[PanelSpec, ...]], ...] = (
                   "pps"),
     )),
     ("Redis", (
-        PanelSpec("Redis clients", "Clients connected to Redis (workers, load generator, Flower, exporter).",
-                  (Target("redis_connected_clients", "{{node}}"),), "short", width=8),
         PanelSpec("Redis ops", "Commands Redis processes per second.",
-                  (Target("rate(redis_commands_processed_total[$__rate_interval])", "{{node}}"),), "ops", width=8),
+                  (Target("rate(redis_commands_processed_total[$__rate_interval])", "{{node}}"),), "ops"),
         PanelSpec("Redis memory", "Memory Redis uses for its data.",
-                  (Target("redis_memory_used_bytes", "{{node}}"),), "bytes", width=8),
+                  (Target("redis_memory_used_bytes", "{{node}}"),), "bytes"),
     )),
 )
 
@@ -325,12 +363,21 @@ def _substitute(expr: str, values: dict[str, str]) -> str:
     return re.sub(r"\$\{(\w+)\}|\$(\w+)", value, expr)
 
 
-def panel_queries(dashboard: dict[str, Any], node: str) -> list[tuple[str, str]]:
-    """(panel title, PromQL) for every target of every panel, with $node and $__rate_interval filled in."""
+def target_brokers() -> dict[tuple[str, str], str]:
+    """(panel title, PromQL as written) -> the lab broker that answers it, for the targets of one broker only."""
+    return {(spec.title, target.expr): target.broker for _, specs in ROWS for spec in specs
+            for target in spec.targets if target.broker is not None}
+
+
+def panel_queries(dashboard: dict[str, Any], node: str, broker: str | None = None) -> list[tuple[str, str]]:
+    """(panel title, PromQL) for every target of every panel, with $node and $__rate_interval filled in; with
+    *broker*, only the targets a lab of that broker answers (not the other broker's)."""
     values = {"node": node, "__rate_interval": RATE_INTERVAL}
+    brokers = target_brokers()
     return [(item["title"], _substitute(target["expr"], values))
             for item in dashboard.get("panels", []) if item.get("type") != "row"
-            for target in item.get("targets", [])]
+            for target in item.get("targets", [])
+            if broker is None or brokers.get((item["title"], target["expr"]), broker) == broker]
 
 
 def annotation_query(dashboard: dict[str, Any] | None = None) -> str:
