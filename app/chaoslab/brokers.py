@@ -6,6 +6,7 @@ One table here serves the inventory plugin, the worker role's checks and scenari
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Final
 
@@ -22,6 +23,29 @@ QUEUE_TYPES: Final = {"redis": ("classic",), "rabbitmq": ("classic", "quorum")}
 REDIS_ONLY: Final = frozenset(TRANSPORT_OPTIONS)
 # Celery settings that mean something with RabbitMQ only (quorum queues and what Celery does about them).
 RABBITMQ_ONLY: Final = frozenset({"worker_detect_quorum_queues", "broker_native_delayed_delivery_queue_type"})
+
+
+# The rabbitmq.conf keys a lab's user may set (rabbitmq_settings): flow control, timeouts and limits. The rest of
+# rabbitmq.conf is the lab's own (listeners on the lab address only, the lab's user, its statistics interval): a key
+# such as listeners.tcp.2 would open the broker to every address.
+RABBITMQ_CONF: Final = frozenset({
+    "consumer_timeout", "heartbeat", "channel_max", "frame_max", "max_message_size", "handshake_timeout",
+    "vm_memory_high_watermark.relative", "vm_memory_high_watermark.absolute", "vm_memory_high_watermark_paging_ratio",
+    "disk_free_limit.relative", "disk_free_limit.absolute", "queue_index_embed_msgs_below",
+    "tcp_listen_options.backlog", "tcp_listen_options.nodelay", "tcp_listen_options.keepalive",
+})
+PLAIN_CONF_VALUE: Final = re.compile(r"[A-Za-z0-9_.:+-]{1,64}")
+
+
+def rabbitmq_setting_error(key: object, value: object) -> str:
+    """'' when rabbitmq.conf may take ``key = value`` from a user, else a one-line reason naming the key."""
+    if key not in RABBITMQ_CONF:
+        return (f"rabbitmq_settings: {str(key)[:60]!r} is not a setting the lab lets you change (one of "
+                f"{', '.join(sorted(RABBITMQ_CONF))})")
+    text = str(value).lower() if isinstance(value, bool) else value
+    if not isinstance(text, (str, int, float)) or not PLAIN_CONF_VALUE.fullmatch(str(text)):
+        return f"rabbitmq_settings: {key}: a plain word or number, got {str(value)[:40]!r}"
+    return ""
 
 
 def broker_error(broker: object) -> str:
@@ -63,20 +87,15 @@ def chosen(environ: dict[str, str], configured: object, kept: Path | None = None
     one-line reason for one the lab does not run."""
     given = environ.get("LAB_BROKER", "").strip()
     if given:
-        problem = broker_error(given)
-        if problem:
-            raise ValueError(f"LAB_BROKER: {problem}")
-        return given
-    if kept is not None and kept.is_file():
-        text = kept.read_text(encoding="utf-8", errors="replace").strip()
-        problem = broker_error(text)
-        if problem:
-            raise ValueError(f"{kept}: {problem} (remove the file, or set LAB_BROKER)")
-        return text
-    broker = configured or DEFAULT
+        broker, where, fix = given, "LAB_BROKER", ""
+    elif kept is not None and kept.is_file():
+        broker, where, fix = kept.read_text(encoding="utf-8", errors="replace").strip(), str(kept), \
+            " (remove the file, or set LAB_BROKER)"
+    else:
+        broker, where, fix = configured or DEFAULT, "broker", ""
     problem = broker_error(broker)
     if problem:
-        raise ValueError(f"broker: {problem}")
+        raise ValueError(f"{where}: {problem}{fix}")
     return str(broker)
 
 

@@ -80,6 +80,16 @@ def broker_error(broker: Any) -> str:
     return error(broker)
 
 
+def rabbitmq_settings_error(settings: Any) -> str:
+    """The first of rabbitmq_settings that rabbitmq.conf may not take from a user (one line), or ""."""
+    from chaoslab.brokers import rabbitmq_setting_error
+
+    if not isinstance(settings, dict):
+        return f"rabbitmq_settings: a mapping of rabbitmq.conf keys to values, got {type(settings).__name__}"
+    return next((problem for key, value in sorted(settings.items(), key=lambda item: str(item[0]))
+                 if (problem := rabbitmq_setting_error(key, value))), "")
+
+
 def app_spec_errors(spec: Any) -> str:
     """The first thing wrong with the app under test's spec (celery_worker_app), one line naming the key, or ""."""
     from chaoslab.app_spec import errors
@@ -100,6 +110,7 @@ class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {"in_subnet": in_subnet, "lab_node_specs": lab_node_specs, "duration_seconds": duration_seconds,
                 "celery_settings_errors": celery_settings_errors, "broker_error": broker_error,
+                "rabbitmq_settings_error": rabbitmq_settings_error,
                 "broker_settings": broker_settings, "fault_errors": fault_errors,
                 "fault_agent_args": fault_agent_args, "app_spec_errors": app_spec_errors,
                 "app_source_kind": app_source_kind}

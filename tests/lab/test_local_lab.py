@@ -265,6 +265,11 @@ BAD_LAB_INPUT = {
          '{"celery_worker_settings": {"broker_transport_options": {"global_keyprefix": "app:"}}}'], {},
         "celery_worker_settings: broker_transport_options: global_keyprefix: the lab reads the broker's keys",
     ),
+    "rabbitmq-listener-on-every-address": (
+        ["playbooks/site.yml", "-e", '{"rabbitmq_settings": {"listeners.tcp.2": "0.0.0.0:5672"}}'],
+        {"LAB_BROKER": "rabbitmq"},
+        "rabbitmq_settings: 'listeners.tcp.2' is not a setting the lab lets you change",
+    ),
 }
 
 
@@ -289,7 +294,8 @@ def test_bad_input_gets_one_line_error_and_changes_nothing(lab, tmp_path, case):
     fatal = [line for line in proc.stdout.splitlines() if line.startswith("fatal:")]
     assert fatal, proc.stdout[-3000:]
     assert any(message in line for line in fatal), fatal
-    if "celery_worker_settings" in message and case != "pool-the-node-lacks":  # refused before any node's play
+    if message.startswith(("celery_worker_settings", "rabbitmq_settings")) and case != "pool-the-node-lacks":
+        # refused before any node's play
         ran = [line for line in proc.stdout.splitlines() if line.startswith("TASK [")]
         assert ran and all("Check" in line for line in ran), f"site.yml did more than check before refusing: {ran}"
     assert snapshot(nodes) == before

@@ -76,3 +76,28 @@ def test_a_scenario_with_the_other_brokers_settings_is_refused_naming_the_settin
         check_broker(scenario, "rabbitmq")
     assert str(err.value) == (f"{path}: celery.visibility_timeout: an option of the Redis transport; this lab's broker "
                               "is RabbitMQ (matrix cell visibility_timeout=10)")
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"listeners.tcp.2": "0.0.0.0:5672"}, "rabbitmq_settings: 'listeners.tcp.2' is not a setting the lab lets you "
+                                          "change (one of channel_max, consumer_timeout, "),
+    ({"default_pass": "guest"}, "rabbitmq_settings: 'default_pass' is not a setting"),
+    ({"loopback_users.guest": False}, "rabbitmq_settings: 'loopback_users.guest' is not a setting"),
+    ({"consumer_timeout": "1000\nlisteners.tcp.2 = 0.0.0.0:5672"}, "rabbitmq_settings: consumer_timeout: a plain word "
+                                                                    "or number, got '1000\\nlisteners.tcp.2"),
+    ({"consumer_timeout": "{{ lookup('pipe', 'id') }}"}, "rabbitmq_settings: consumer_timeout: a plain word"),
+    ({"heartbeat": [1, 2]}, "rabbitmq_settings: heartbeat: a plain word or number, got '[1, 2]'"),
+    ({"heartbeat": ""}, "rabbitmq_settings: heartbeat: a plain word or number, got ''"),
+    ("consumer_timeout=1", "rabbitmq_settings: a mapping of rabbitmq.conf keys to values, got str"),
+])
+def test_rabbitmq_settings_take_only_the_keys_a_user_may_change_with_plain_values(settings, message):
+    """rabbitmq.conf is the lab's (listeners on the lab address, its own user): a user's extra settings are flow
+    control, timeouts and limits, each a plain value on its own line."""
+    assert filters.rabbitmq_settings_error(settings).startswith(message), filters.rabbitmq_settings_error(settings)
+
+
+def test_rabbitmq_settings_a_user_may_give():
+    assert filters.rabbitmq_settings_error({"consumer_timeout": 5000, "vm_memory_high_watermark.relative": 0.4,
+                                            "disk_free_limit.absolute": "2GB", "tcp_listen_options.nodelay": True,
+                                            "heartbeat": 10}) == ""
+
