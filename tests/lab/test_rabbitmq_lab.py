@@ -19,9 +19,11 @@ from pathlib import Path
 import pytest
 import yaml
 from test_fault_effects import inject
+from test_monitoring import prometheus
 
-from chaoslab.experiment.lab import lab_info
+from chaoslab.experiment.lab import client_app, lab_info
 from chaoslab.ledger import read_records
+from chaoslab.report.dashboard import build, panel_queries
 from fault_state import is_baseline, node_state, wait_until
 from test_experiments import run_scenario
 from tests.conftest import ROOT, recap, run_playbook
@@ -134,6 +136,19 @@ def test_a_killed_workers_late_acked_tasks_come_back_at_once_and_none_is_lost(ra
     assert classes <= {"completed", "duplicated_completed"}, classes
 
 
+def test_the_dashboards_broker_panels_answer_on_rabbitmq(rabbit_lab):
+    """Every broker panel's RabbitMQ query (queue depth and unacked, publish, deliver and ack rates, connections)
+    returns data from the lab's Prometheus over the last minutes (the module's runs and the background load); a Redis
+    lab answers the same panels' Redis queries (tests/lab/test_monitoring.py)."""
+    end = time.time()
+    queries = [(title, expr) for title, expr in panel_queries(build(), "worker-1", "rabbitmq") if "rabbitmq_" in expr]
+    assert len(queries) == 6, queries
+    empty = [f"{title}: {expr}" for title, expr in queries
+             if not any(series["values"] for series in prometheus("/api/v1/query_range", query=expr, start=end - 120,
+                                                                 end=end, step=5)["result"])]
+    assert not empty, "broker panels without data on RabbitMQ:\n" + "\n".join(empty)
+
+
 def test_a_broker_restart_is_measured_on_rabbitmq_as_the_downtime_a_client_saw(rabbit_lab):
     effect = inject("broker-restart", "redis", "mode=kill", "down_for=3s", "duration=4s")
     assert effect["measured"]["restarted"] is True and effect["measured"]["answering"] is True, effect
@@ -243,3 +258,27 @@ def test_a_memory_alarm_blocks_publishers_then_heals_and_loses_nothing(rabbit_la
     assert during and all(r["outcome"] == "timeout" for r in during), {r["outcome"] for r in during}
     assert after and all(r["outcome"] == "ok" for r in after), {r["outcome"] for r in after}
     assert summary["classes"]["lost"] == 0 and summary["classes"]["publish_failed"] >= len(during) // 2
+
+
+def test_a_broker_axis_runs_each_cell_on_its_broker_and_gives_the_lab_its_own_back(rabbit_lab, tmp_path):
+    """matrix: {broker: [rabbitmq, redis]} on the RabbitMQ lab: the first cell runs on it, the runner provisions the
+    lab with Redis for the second (the workers consume from Redis: every task completes), then gives the lab RabbitMQ
+    back (its kept broker, its workers consuming from it again)."""
+    path = tmp_path / "axis.yml"
+    path.write_text(yaml.safe_dump({
+        "name": "axis", "celery": {"task_acks_late": True},
+        "load": {"rate": 10, "seed": 5, "mix": [{"kind": "noop", "weight": 1}]},
+        "phases": [{"name": "baseline", "duration": "4s"}, {"name": "drain", "duration": "30s"}],
+        "matrix": {"broker": ["rabbitmq", "redis"]}, "hypothesis": {"lost": 0, "pending": 0}}))
+    proc, run = run_scenario(path, tmp_path / "results")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    for broker in ("rabbitmq", "redis"):
+        cell = run / "cells" / f"broker={broker}"
+        assert json.loads((cell / "snapshot.json").read_text())["broker"] == broker
+        summary = json.loads((cell / "summary.json").read_text())
+        assert summary["tasks"] >= 30 and summary["classes"]["completed"] == summary["tasks"], summary["classes"]
+    assert (ROOT / ".lab" / "local" / "broker").read_text().strip() == "rabbitmq"
+    info = lab_info()
+    assert info.broker == "rabbitmq"
+    control = client_app(info, "chaoslab-test").control  # the workers answer over RabbitMQ again
+    assert wait_until(lambda: len(control.ping(timeout=2.0)) == len(info.workers), 30)

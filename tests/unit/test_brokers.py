@@ -101,3 +101,41 @@ def test_rabbitmq_settings_a_user_may_give():
                                             "disk_free_limit.absolute": "2GB", "tcp_listen_options.nodelay": True,
                                             "heartbeat": 10}) == ""
 
+
+def test_a_scenario_names_the_broker_it_runs_on_at_the_top_or_as_a_matrix_axis(tmp_path):
+    from chaoslab.experiment.scenario import ScenarioError, check_broker, load_scenario, to_yaml
+
+    def scenario(name: str, **extra):
+        path = tmp_path / f"{name}.yml"
+        path.write_text(yaml.safe_dump({
+            "name": "s", "load": {"rate": 5, "mix": [{"kind": "noop", "weight": 1}]},
+            "phases": [{"name": "baseline", "duration": "5s"}, {"name": "drain", "duration": "5s"}], **extra}))
+        return path
+
+    rabbit = load_scenario(scenario("top", broker="rabbitmq"))
+    assert [cell.broker for _, cell in rabbit.cells()] == ["rabbitmq"]
+    check_broker(rabbit, "redis")  # the runner switches the lab to it
+    assert "broker: rabbitmq" in to_yaml(rabbit)
+    axis = load_scenario(scenario("axis", celery={"visibility_timeout": 30},
+                                  matrix={"broker": ["redis", "rabbitmq"], "task_acks_late": [False, True]}))
+    assert [(label, cell.broker, cell.celery) for label, cell in axis.cells()][1:3] == [
+        ("broker=redis,task_acks_late=true", "redis", {"visibility_timeout": 30, "task_acks_late": True}),
+        ("broker=rabbitmq,task_acks_late=false", "rabbitmq", {"visibility_timeout": 30, "task_acks_late": False})]
+    with pytest.raises(ScenarioError) as err:  # each cell's settings against its own broker
+        check_broker(axis, "redis")
+    assert str(err.value).endswith("celery.visibility_timeout: an option of the Redis transport; this lab's broker is "
+                                   "RabbitMQ (matrix cell broker=rabbitmq,task_acks_late=false)")
+    listed = load_scenario(scenario("list", matrix=[{"broker": "rabbitmq", "task_default_queue_type": "quorum"},
+                                                    {"broker": "redis"}]))
+    assert [(cell.broker, cell.celery) for _, cell in listed.cells()] == [
+        ("rabbitmq", {"task_default_queue_type": "quorum"}), ("redis", {})]
+    check_broker(listed, "redis")
+    for extra, message in (
+            ({"broker": "kafka"}, r"broker: 'kafka' is not a broker the lab runs \(redis, rabbitmq\)$"),
+            ({"matrix": {"broker": ["redis", "kafka"]}}, r"matrix.broker\[1\]: 'kafka' is not a broker"),
+            ({"matrix": {"broker": ["redis", "redis"]}}, "matrix.broker: names a broker twice"),
+            ({"matrix": [{"broker": "sqs"}]}, r"matrix\[0\].broker: 'sqs' is not a broker"),
+            ({"broker": "redis", "matrix": {"broker": ["redis", "rabbitmq"]}},
+             r"matrix.broker: the scenario runs on redis \(broker: redis\): no broker axis")):
+        with pytest.raises(ScenarioError, match=message):
+            load_scenario(scenario("bad", **extra))

@@ -130,6 +130,10 @@ class FakeLab:
     def size(self, sizes: dict[str, dict[str, Any]]) -> None:
         self._call("size", sizes)
 
+    def apply_broker(self, broker: str) -> None:
+        self._call("apply_broker", broker)
+        self.info = replace(self.info, broker=broker)
+
     def apply_app(self, app: dict[str, Any]) -> None:
         self._call("apply_app", app)
         self.app_tasks = {"minimal_app.add", "chaoslab.noop"} if app else None
@@ -631,3 +635,50 @@ def test_a_scenarios_app_is_put_on_the_workers_before_its_settings_and_taken_off
     assert code == runner.EXIT_ERROR and ("set_load", True) not in lab.calls
     state = json.loads((tmp_path / "r2" / "run.json").read_text())
     assert "has no task 'minimal_app.sub'" in state["error"] and ("apply_app", {}) in lab.calls
+
+
+def test_a_broker_axis_runs_each_cell_on_its_broker_and_gives_the_lab_its_own_back_once(tmp_path: Path) -> None:
+    """matrix: {broker: [...]}: the lab is switched to a cell's broker before its settings, the cells after it on the
+    same broker are not switched again, and the lab's own comes back once, after the last cell, before its background
+    load starts again."""
+    lab = FakeLab()
+    code, run, _ = run_on(lab, tmp_path, "matrix: {broker: [redis, rabbitmq], task_acks_late: [false, true]}\n")
+    assert code == runner.EXIT_PASS
+    assert [call[1] for call in lab.calls if call[0] == "apply_broker"] == ["rabbitmq", "redis"]
+    assert in_order(lab.calls, ("prepare", SETTINGS), ("apply_broker", "rabbitmq"), ("prepare", SETTINGS),
+                    ("prepare", {**SETTINGS, "task_acks_late": True}), ("apply_broker", "redis"), ("background_load",))
+    assert names(lab.calls).count("background_load") == 1 and names(lab.calls)[-1] == "background_load"
+    cells = sorted(path.name for path in (run / "cells").iterdir())
+    assert cells == ["broker=rabbitmq,task_acks_late=false", "broker=rabbitmq,task_acks_late=true",
+                     "broker=redis,task_acks_late=false", "broker=redis,task_acks_late=true"]
+    scenario = (run / "cells" / "broker=rabbitmq,task_acks_late=true" / "scenario.yml").read_text()
+    assert "broker: rabbitmq" in scenario and "task_acks_late: true" in scenario
+
+
+def test_a_lab_left_on_another_broker_by_a_killed_run_gets_its_own_back_from_the_next_runner(tmp_path: Path) -> None:
+    lab = FakeLab()
+    lab.info = replace(lab.info, secrets_file=str(tmp_path / "secrets.yml"))
+    (tmp_path / "rabbit.yml").write_text(SCENARIO + "broker: rabbitmq\n", encoding="utf-8")
+    (tmp_path / "plain.yml").write_text(SCENARIO, encoding="utf-8")
+    killed = runner.Runner(lab, Console(file=io.StringIO()), background_load=False, restore=False)
+    killed.run_cell(load_scenario(tmp_path / "rabbit.yml", ROOT), tmp_path / "r1", "r1")
+    marker = tmp_path / runner.SETTINGS_MARKER
+    assert lab.info.broker == "rabbitmq" and json.loads(marker.read_text())["home_broker"] == "redis"
+    lab.calls.clear()
+    after = runner.Runner(lab, Console(file=io.StringIO()))
+    assert after.home_broker == "redis"
+    assert after.run_cell(load_scenario(tmp_path / "plain.yml", ROOT), tmp_path / "r2", "r2") == runner.EXIT_PASS
+    assert in_order(lab.calls, ("apply_broker", "redis"), ("prepare", SETTINGS))
+    assert lab.info.broker == "redis" and not marker.exists()
+
+
+def test_matrix_cells_with_one_app_install_it_once_and_take_it_off_after_the_last(tmp_path: Path) -> None:
+    source = ROOT / "examples" / "minimal"
+    lab = FakeLab()
+    code, _, _ = run_on(lab, tmp_path, f"app: {{app: 'minimal_app:app', source: '{source}'}}\n"
+                                       "matrix: {task_acks_late: [false, true]}\n")
+    assert code == runner.EXIT_PASS
+    app = {"app": "minimal_app:app", "source": str(source), "requirements": []}
+    assert [call[1] for call in lab.calls if call[0] == "apply_app"] == [app, {}]
+    assert in_order(lab.calls, ("apply_app", app), ("prepare", SETTINGS),
+                    ("prepare", {**SETTINGS, "task_acks_late": True}), ("apply_app", {}), ("background_load",))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import os
 import subprocess
 import tarfile
 import tempfile
@@ -152,6 +153,7 @@ class Lab(Protocol):
     load_on: bool | None
 
     def apply_redis(self, settings: dict[str, Any]) -> None: ...
+    def apply_broker(self, broker: str) -> None: ...
     def size(self, sizes: dict[str, dict[str, Any]]) -> None: ...
     def apply_app(self, app: dict[str, Any]) -> None: ...
     def registered(self) -> set[str] | None: ...
@@ -228,6 +230,19 @@ class LabControl:
     def apply_redis(self, settings: dict[str, Any]) -> None:
         """Redis as the redis role makes it with these variables (e.g. redis_aof); {} for the inventory's own."""
         self._play("playbooks/site.yml", settings, tags="redis")
+
+    def apply_broker(self, broker: str) -> None:
+        """The lab provisioned again (site.yml) with *broker* as its task broker, and this handle on it from now on:
+        the workers, the load generator and Flower restart on it, and the lab keeps it (``.lab/<lab>/broker``) until
+        provisioned with another. LAB_BROKER is set for this process too, so that every later playbook and inventory
+        read of the run names the same broker (one given by the user would name the other)."""
+        self.load_on, self.app = None, {}
+        os.environ["LAB_BROKER"] = broker
+        self._play("playbooks/site.yml")
+        self.info = lab_info()
+        self.broker = lab_broker.for_lab(self.info)
+        self._control_app = None
+        self.load_on = True  # site.yml starts the lab's background load
 
     def size(self, sizes: dict[str, dict[str, Any]]) -> None:
         """Each node at its size for a run (host -> cpus and/or memory_mib); every other node, or every node

@@ -95,6 +95,15 @@ class RunState:
         run_dir.write_run(self.directory, data)
 
 
+def _marker_data(marker: Path) -> dict[str, Any]:
+    """What a settings marker says ({} when it cannot be read)."""
+    try:
+        data = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def new_run_id(name: str) -> str:
     return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{name}"
 
@@ -210,7 +219,6 @@ class Runner:
                  sleep: Callable[[float], None] = time.sleep, background_load: bool = True,
                  restore: bool = True, report: Callable[[Path], object] | None = None) -> None:
         self.control = control
-        self.info = control.info
         self.console = console or Console()
         self.sleep = sleep
         # whether a run ends by starting the lab's background load again (a study does that once, at its end)
@@ -226,11 +234,20 @@ class Runner:
         self.sizes_set: dict[str, dict[str, Any]] | None = {}
         # the app under test the workers run, as this runner put it there ({}: the inventory's; None: not known)
         self.app_set: dict[str, Any] | None = {}
+        # the task broker the lab was provisioned with before this runner (a run for another broker switches the lab
+        # to it, and restore_settings switches it back)
+        self.home_broker = control.info.broker
         marker = self._settings_marker()
         if marker is not None and marker.exists():
             self.redis_set, self.sizes_set, self.app_set = None, None, None
+            self.home_broker = str(_marker_data(marker).get("home_broker") or self.home_broker)
         self.clearing: Background | None = None
         self.progress: tuple[str, float] = ("", 0.0)  # the phase and the time of the last progress line
+
+    @property
+    def info(self) -> LabInfo:
+        """The lab as the control handle knows it now (a broker switch changes it)."""
+        return self.control.info
 
     def _wait(self, seconds: float, live: Live, display: Display, until: Callable[[], bool] | None = None) -> None:
         deadline = time.monotonic() + seconds
@@ -316,11 +333,12 @@ class Runner:
         state.write()
         header = f"run {run_id}{f', cell {cell}' if cell else ''}, from {scenario.path}: run again with chaoslab run"
         run_dir.write_scenario(directory, to_yaml(scenario, header))
-        events = self.control.task_events()
+        events: TaskCounter | None = None
         try:
             self.console.print(f"[bold]{scenario.name}[/bold] {cell} -> {directory}")
             self._settings(scenario.redis, node_sizes(scenario, self.info.groups) if scenario.nodes else {},
-                           scenario.app)
+                           scenario.app, scenario.broker)
+            events = self.control.task_events()  # on the run's broker
             self.control.prepare(scenario.celery)
             if scenario.app:  # the scenario's app is on the workers now: do they have every task of the load?
                 registered = self.control.registered()
@@ -344,7 +362,8 @@ class Runner:
             state.status = "aborted"
             state.error = f"{type(err).__name__}: {err}"
         finally:
-            events.stop()
+            if events is not None:
+                events.stop()
             self._wind_down(state)
         if state.status == "completed" and not run_dir.publish_ledger(directory).is_file():
             # nothing to judge: a verdict on an empty history would read as "nothing lost"
@@ -367,16 +386,27 @@ class Runner:
         return Path(self.info.secrets_file).with_name(SETTINGS_MARKER) if self.info.secrets_file else None
 
     def _settings(self, redis_vars: dict[str, Any], sizes: dict[str, dict[str, Any]],
-                  app: dict[str, Any] | None = None) -> None:
-        """Redis provisioned, the nodes sized and the workers running the app under test as a run wants them, with
-        the load stopped; nothing is done (no Ansible) where the lab has them already."""
+                  app: dict[str, Any] | None = None, broker: str = "") -> None:
+        """The lab on the run's broker (*broker*; "" for the lab's own), Redis provisioned, the nodes sized and the
+        workers running the app under test as a run wants them, with the load stopped; nothing is done (no Ansible)
+        where the lab has them already. A broker switch provisions the whole lab again (site.yml), which also puts
+        Redis and the workers' app back at the inventory's."""
         app = app or {}
-        if redis_vars == self.redis_set and sizes == self.sizes_set and app == self.app_set:
+        broker = broker or self.home_broker
+        if (broker == self.info.broker and redis_vars == self.redis_set and sizes == self.sizes_set
+                and app == self.app_set):
             return
         marker = self._settings_marker()
         if marker is not None:  # written before anything changes, removed once all is back at the inventory's
-            marker.write_text(json.dumps({"redis": redis_vars, "sizes": sizes, "app": app}) + "\n", encoding="utf-8")
+            marker.write_text(json.dumps({"redis": redis_vars, "sizes": sizes, "app": app, "broker": broker,
+                                          "home_broker": self.home_broker}) + "\n", encoding="utf-8")
         self.control.set_load(False)
+        if broker != self.info.broker:
+            self.console.print(f"provisioning the lab with {broker} as its broker (site.yml, about a minute)",
+                               highlight=False)
+            self.redis_set, self.app_set = None, None
+            self.control.apply_broker(broker)
+            self.redis_set, self.app_set = {}, {}
         if redis_vars != self.redis_set:
             self.redis_set = None  # until applied: a failure leaves it unknown, so it is applied again
             self.control.apply_redis(redis_vars)
@@ -389,12 +419,14 @@ class Runner:
             self.app_set = None
             self.control.apply_app(app)
             self.app_set = dict(app)
-        if marker is not None and self.redis_set == {} and self.sizes_set == {} and self.app_set == {}:
+        if (marker is not None and self.redis_set == {} and self.sizes_set == {} and self.app_set == {}
+                and self.info.broker == self.home_broker):
             marker.unlink(missing_ok=True)
 
     def restore_settings(self) -> None:
-        """Redis, the nodes and the workers' app back at the inventory's settings (where a run changed them)."""
-        self._settings({}, {}, {})
+        """The lab's own broker, Redis, the nodes and the workers' app back at the inventory's settings (where a run
+        changed them)."""
+        self._settings({}, {}, {}, self.home_broker)
 
     def _background_started(self, background: Background | None) -> None:
         """Wait for the background load to have started; say so when it could not (the run's outcome stands)."""
@@ -583,14 +615,26 @@ def run(scenario: Scenario, control: Lab, results: Path | None = None, console: 
     cells = scenario.cells()
     if len(cells) == 1 and not cells[0][0]:
         return runner.run_cell(scenario, parent, run_id)
+    # the cells put the lab's settings back once, after the last (a cell that wants what the one before it had, its
+    # app or its broker, does not provision it twice); the lab's background load starts again after that
+    runner.restore, runner.background_load = False, False
     codes = []
     status = "completed"
-    for label, cell in cells:
-        code = runner.run_cell(cell, parent / run_dir.CELLS_DIR / label, run_id, label)
-        codes.append(code)
-        if code in (EXIT_ERROR, EXIT_INTERRUPTED):
-            status = "aborted"
-            break
+    try:
+        for label, cell in cells:
+            code = runner.run_cell(cell, parent / run_dir.CELLS_DIR / label, run_id, label)
+            codes.append(code)
+            if code in (EXIT_ERROR, EXIT_INTERRUPTED):
+                status = "aborted"
+                break
+    finally:
+        for step, call in (("put the lab's settings back", runner.restore_settings),
+                           ("start the background load", control.background_load)):
+            try:
+                call()
+            except Exception as err:  # the cells' outcomes stand; the lab is not as it was
+                runner.console.print(f"[red]could not {step}[/red]: {type(err).__name__}: {err}", highlight=False)
+                codes.append(EXIT_ERROR)
     run_dir.write_run(parent, {"run_id": run_id, "scenario": scenario.name, "status": status,
                                "cells": [label for label, _ in cells]})
     from chaoslab.report.report import write_matrix_report

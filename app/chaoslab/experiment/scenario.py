@@ -42,8 +42,8 @@ from chaoslab.node.tasks import KINDS
 from chaoslab.project import find_project
 from chaoslab.units import format_duration, parse_bytes, parse_duration
 
-TOP_KEYS = ("name", "description", "app", "celery", "redis", "nodes", "load", "phases", "hypothesis", "matrix",
-            "published")
+TOP_KEYS = ("name", "description", "broker", "app", "celery", "redis", "nodes", "load", "phases", "hypothesis",
+            "matrix", "published")
 # A node size a scenario may set (nodes: {workers: {memory: 1000MiB, cpus: 1}}), and its bounds.
 SIZE_KEYS = ("cpus", "memory")
 CPUS_BOUNDS = (0.05, 64.0)
@@ -67,6 +67,8 @@ OPS: dict[str, Callable[[Any, Any], bool]] = {
 }
 CONDITION = re.compile(r"\s*(<=|>=|==|!=|<|>)\s*(\S.*?)\s*")
 REDIS_SPEC = "roles/redis/meta/argument_specs.yml"
+# The matrix key that runs cells on different brokers (the runner provisions the lab with each in turn).
+MATRIX_BROKER = "broker"
 # Redis settings a scenario may give (the redis role's variables without their prefix).
 REDIS_SETTINGS = ("aof", "appendfsync", "rdb")
 
@@ -158,6 +160,9 @@ class Scenario:
     published_source: str = ""
     published_settings: dict[str, Any] = field(default_factory=dict)
     """The Celery settings the published figures were measured with ({}: any configuration)."""
+    broker: str = ""
+    """The task broker the run needs (redis, rabbitmq; a matrix cell's own with ``matrix: {broker: [...]}``): the
+    runner provisions the lab with it for the run and gives the lab its own back after; "" for the lab's."""
     app: dict[str, Any] = field(default_factory=dict)
     """The app under test the workers run for this scenario, as the inventory's ``celery_worker_app`` takes it (its
     source an absolute path); {}: the inventory's."""
@@ -194,8 +199,10 @@ class Scenario:
             label = ",".join(f"{name}={_label(value)}" for name, value in combination.items())
             extra = self.cell_hypotheses[i] if i < len(self.cell_hypotheses) else []
             hypothesis = [*(c for c in self.hypothesis if c.figure not in {e.figure for e in extra}), *extra]
-            cells.append((label, replace(self, celery={**self.celery, **combination}, matrix={}, cell_hypotheses=[],
-                                         hypothesis=hypothesis)))
+            settings = dict(combination)
+            broker = settings.pop(MATRIX_BROKER, self.broker)
+            cells.append((label, replace(self, celery={**self.celery, **settings}, broker=broker, matrix={},
+                                         cell_hypotheses=[], hypothesis=hypothesis)))
         return cells
 
 
@@ -215,11 +222,11 @@ def check_targets(scenario: Scenario, groups: dict[str, list[str]]) -> None:
 
 
 def check_broker(scenario: Scenario, broker: str) -> None:
-    """Every cell's Celery settings are ones the lab's *broker* takes (ScenarioError naming the setting otherwise: a
-    Redis transport option on a RabbitMQ lab, quorum queues on Redis): checked when a run starts, before anything
-    changes."""
+    """Every cell's Celery settings are ones its broker (the cell's own, else the lab's *broker*) takes
+    (ScenarioError naming the setting otherwise: a Redis transport option on a RabbitMQ run, quorum queues on Redis):
+    checked when a run starts, before anything changes."""
     for label, cell in scenario.cells():
-        for problem in brokers.settings_errors(broker, cell.celery):
+        for problem in brokers.settings_errors(cell.broker or broker, cell.celery):
             name, _, why = problem.partition(": ")
             raise ScenarioError(f"celery.{name}", why + (f" (matrix cell {label})" if label else ""),
                                 str(scenario.path))
@@ -274,6 +281,8 @@ def to_yaml(scenario: Scenario, header: str = "") -> str:
     data: dict[str, Any] = {"name": scenario.name}
     if scenario.description:
         data["description"] = scenario.description
+    if scenario.broker:
+        data["broker"] = scenario.broker
     if scenario.app:
         data["app"] = dict(scenario.app)
     if scenario.celery:
@@ -463,17 +472,21 @@ def _scenario(path: Path, root: Path, data: dict[str, Any]) -> Scenario:
     description = data.get("description") or ""
     if not isinstance(description, str):
         raise ScenarioError("description", f"must be text, got {description!r}")
+    broker = _broker(data["broker"], "broker") if data.get("broker") is not None else ""
     celery = _celery(data.get("celery") or {}, "celery")
     load = _load(data["load"], path)
     kinds = task_kinds(load.mix)
     matrix, cell_hypotheses = _matrix(data.get("matrix") or {}, kinds)
+    if broker and any(MATRIX_BROKER in combination for combination in
+                      (matrix if isinstance(matrix, list) else [matrix])):
+        raise ScenarioError("matrix.broker", f"the scenario runs on {broker} (broker: {broker}): no broker axis")
     published, source, published_settings = _published(root, data.get("published"))
     return Scenario(path=path, name=name, description=description, celery=celery, load=load,
                     phases=_phases(root, data["phases"]),
                     hypothesis=_hypothesis(data.get("hypothesis"), "hypothesis", kinds),
                     matrix=matrix, redis=_redis(root, data.get("redis") or {}), cell_hypotheses=cell_hypotheses,
                     nodes=_nodes(data.get("nodes") or {}), published=published, published_source=source,
-                    published_settings=published_settings, app=_app(path, data.get("app")))
+                    published_settings=published_settings, app=_app(path, data.get("app")), broker=broker)
 
 
 def _app(path: Path, value: Any) -> dict[str, Any]:
@@ -572,7 +585,9 @@ def _matrix(value: Any, kinds: tuple[str, ...]) -> tuple[dict[str, list[Any]] | 
                 raise ScenarioError(f"matrix[{i}]", f"must be a mapping of Celery settings to values, got {entry!r}")
             given = dict(entry)
             hypotheses.append(_hypothesis(given.pop("hypothesis", None), f"matrix[{i}].hypothesis", kinds))
-            cell = _celery(given, f"matrix[{i}]", cell=True)
+            broker = ({MATRIX_BROKER: _broker(given.pop(MATRIX_BROKER), f"matrix[{i}].{MATRIX_BROKER}")}
+                      if MATRIX_BROKER in given else {})
+            cell = {**broker, **_celery(given, f"matrix[{i}]", cell=True)}
             if cell in cells:
                 raise ScenarioError(f"matrix[{i}]", "repeats an earlier entry (each combination once)")
             cells.append(cell)
@@ -581,10 +596,23 @@ def _matrix(value: Any, kinds: tuple[str, ...]) -> tuple[dict[str, list[Any]] | 
         raise ScenarioError("matrix", f"must be a mapping of Celery settings to lists of values, got {value!r}")
     cells = {}
     for setting, values in value.items():
+        given = enumerate(_list(values, f"matrix.{setting}", "values"))
+        if setting == MATRIX_BROKER:
+            cells[setting] = [_broker(broker, f"matrix.{setting}[{i}]") for i, broker in given]
+            if len(set(cells[setting])) < len(cells[setting]):
+                raise ScenarioError(f"matrix.{setting}", "names a broker twice (each combination once)")
+            continue
         _at(f"matrix.{setting}", celery_settings.check_name, setting)
-        cells[setting] = [_cell_value(setting, given, f"matrix.{setting}[{i}]")
-                          for i, given in enumerate(_list(values, f"matrix.{setting}", "values"))]
+        cells[setting] = [_cell_value(setting, value_given, f"matrix.{setting}[{i}]") for i, value_given in given]
     return cells, []
+
+
+def _broker(value: Any, key: str) -> str:
+    """A task broker the lab runs (chaoslab.brokers.BROKERS)."""
+    problem = brokers.broker_error(value)
+    if problem:
+        raise ScenarioError(key, problem)
+    return str(value)
 
 
 def _celery(value: Any, key: str, cell: bool = False) -> dict[str, Any]:
