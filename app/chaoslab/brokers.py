@@ -25,27 +25,74 @@ REDIS_ONLY: Final = frozenset(TRANSPORT_OPTIONS)
 RABBITMQ_ONLY: Final = frozenset({"worker_detect_quorum_queues", "broker_native_delayed_delivery_queue_type"})
 
 
-# The rabbitmq.conf keys a lab's user may set (rabbitmq_settings): flow control, timeouts and limits. The rest of
-# rabbitmq.conf is the lab's own (listeners on the lab address only, the lab's user, its statistics interval): a key
-# such as listeners.tcp.2 would open the broker to every address.
-RABBITMQ_CONF: Final = frozenset({
-    "consumer_timeout", "heartbeat", "channel_max", "frame_max", "max_message_size", "handshake_timeout",
-    "vm_memory_high_watermark.relative", "vm_memory_high_watermark.absolute", "vm_memory_high_watermark_paging_ratio",
-    "disk_free_limit.relative", "disk_free_limit.absolute", "queue_index_embed_msgs_below",
-    "tcp_listen_options.backlog", "tcp_listen_options.nodelay", "tcp_listen_options.keepalive",
-})
-PLAIN_CONF_VALUE: Final = re.compile(r"[A-Za-z0-9_.:+-]{1,64}")
+# The rabbitmq.conf keys a lab's user may set (rabbitmq_settings): flow control, timeouts and limits, each with the
+# kind of value RabbitMQ's config schema takes for it (rabbit.schema's datatypes). The rest of rabbitmq.conf is the
+# lab's own (listeners on the lab address only, the lab's user, its statistics interval): a key such as
+# listeners.tcp.2 would open the broker to every address. A value of the wrong kind would stop RabbitMQ from starting
+# after its files changed, so it is refused before.
+RABBITMQ_CONF: Final = {
+    "consumer_timeout": "integer", "heartbeat": "integer", "channel_max": "integer", "max_message_size": "integer",
+    "handshake_timeout": "integer", "tcp_listen_options.backlog": "integer",
+    "frame_max": "bytesize", "queue_index_embed_msgs_below": "bytesize",
+    "vm_memory_high_watermark.relative": "float", "vm_memory_high_watermark_paging_ratio": "float",
+    "disk_free_limit.relative": "float",
+    "vm_memory_high_watermark.absolute": "size", "disk_free_limit.absolute": "size",
+    "tcp_listen_options.nodelay": "boolean", "tcp_listen_options.keepalive": "boolean",
+}
+# What each kind takes, as text (a number is checked as its digits), and how a refusal says it.
+_CONF_VALUES: Final = {
+    "integer": (re.compile(r"[0-9]{1,12}"), "a whole number"),
+    "bytesize": (re.compile(r"[0-9]{1,12}(KB|MB|GB)?"), "a whole number of bytes, or with KB, MB or GB"),
+    "float": (re.compile(r"[0-9]{1,6}\.[0-9]{1,6}"), "a number with a decimal point (0.4)"),
+    "size": (re.compile(r"[0-9]{1,15}(k|kB|KB|kiB|KiB|M|MB|MiB|G|GB|GiB)?"),
+             "a whole number of bytes, or with a unit (500MB, 2GiB)"),
+    "boolean": (re.compile(r"true|false"), "true or false"),
+}
+# Settings of the rabbit application that rabbitmq.conf has no key for, given to the server as ``-rabbit key value``
+# (whole milliseconds): channel_tick_interval is how often each channel checks its oldest unacknowledged delivery
+# against consumer_timeout (60000 by default, so a consumer timeout fires up to a minute late; rabbit_channel).
+RABBITMQ_ERL_ARGS: Final = {"channel_tick_interval": (100, 3_600_000)}
+
+
+def _conf_text(kind: str, value: object) -> str | None:
+    """*value* as rabbitmq.conf would read it for a key of *kind*, or None when it is not of that kind."""
+    if kind == "boolean":
+        return str(value).lower() if isinstance(value, bool) else None
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        return None
+    if kind == "float" and not isinstance(value, float):
+        return None
+    if kind in ("integer", "bytesize", "size") and isinstance(value, float):
+        return None
+    return str(value)
 
 
 def rabbitmq_setting_error(key: object, value: object) -> str:
-    """'' when rabbitmq.conf may take ``key = value`` from a user, else a one-line reason naming the key."""
-    if key not in RABBITMQ_CONF:
+    """'' when a user may set ``key`` to ``value`` (a rabbitmq.conf line or a ``-rabbit`` argument), else a one-line
+    reason naming the key."""
+    if isinstance(key, str) and key in RABBITMQ_ERL_ARGS:
+        low, high = RABBITMQ_ERL_ARGS[key]
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            return f"rabbitmq_settings: {key}: whole milliseconds from {low} to {high}, got {str(value)[:40]!r}"
+        return ""
+    if not isinstance(key, str) or key not in RABBITMQ_CONF:
         return (f"rabbitmq_settings: {str(key)[:60]!r} is not a setting the lab lets you change (one of "
-                f"{', '.join(sorted(RABBITMQ_CONF))})")
-    text = str(value).lower() if isinstance(value, bool) else value
-    if not isinstance(text, (str, int, float)) or not PLAIN_CONF_VALUE.fullmatch(str(text)):
-        return f"rabbitmq_settings: {key}: a plain word or number, got {str(value)[:40]!r}"
+                f"{', '.join(sorted([*RABBITMQ_CONF, *RABBITMQ_ERL_ARGS]))})")
+    pattern, wanted = _CONF_VALUES[RABBITMQ_CONF[key]]
+    text = _conf_text(RABBITMQ_CONF[key], value)
+    if text is None or not pattern.fullmatch(text):
+        return f"rabbitmq_settings: {key}: {wanted}, got {str(value)[:40]!r}"
     return ""
+
+
+def rabbitmq_conf(settings: dict[str, object]) -> dict[str, object]:
+    """The settings that are rabbitmq.conf lines (the rest are ``-rabbit`` arguments: rabbitmq_erl_args)."""
+    return {key: value for key, value in settings.items() if key not in RABBITMQ_ERL_ARGS}
+
+
+def rabbitmq_erl_args(settings: dict[str, object]) -> str:
+    """The settings rabbitmq.conf has no key for, as the server's ``-rabbit key value`` arguments ("" for none)."""
+    return " ".join(f"-rabbit {key} {int(str(settings[key]))}" for key in sorted(RABBITMQ_ERL_ARGS) if key in settings)
 
 
 def broker_error(broker: object) -> str:

@@ -90,6 +90,20 @@ def rabbitmq_settings_error(settings: Any) -> str:
                  if (problem := rabbitmq_setting_error(key, value))), "")
 
 
+def rabbitmq_conf(settings: dict[str, Any]) -> dict[str, Any]:
+    """The rabbitmq_settings that are rabbitmq.conf lines (checked by rabbitmq_settings_error first)."""
+    from chaoslab.brokers import rabbitmq_conf as conf
+
+    return conf(settings)
+
+
+def rabbitmq_erl_args(settings: dict[str, Any]) -> str:
+    """The rabbitmq_settings rabbitmq.conf has no key for, as ``-rabbit key value`` server arguments."""
+    from chaoslab.brokers import rabbitmq_erl_args as erl_args
+
+    return erl_args(settings)
+
+
 def app_spec_errors(spec: Any) -> str:
     """The first thing wrong with the app under test's spec (celery_worker_app), one line naming the key, or ""."""
     from chaoslab.app_spec import errors
@@ -110,7 +124,8 @@ class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {"in_subnet": in_subnet, "lab_node_specs": lab_node_specs, "duration_seconds": duration_seconds,
                 "celery_settings_errors": celery_settings_errors, "broker_error": broker_error,
-                "rabbitmq_settings_error": rabbitmq_settings_error,
+                "rabbitmq_settings_error": rabbitmq_settings_error, "rabbitmq_conf": rabbitmq_conf,
+                "rabbitmq_erl_args": rabbitmq_erl_args,
                 "broker_settings": broker_settings, "fault_errors": fault_errors,
                 "fault_agent_args": fault_agent_args, "app_spec_errors": app_spec_errors,
                 "app_source_kind": app_source_kind}

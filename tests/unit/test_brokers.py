@@ -80,14 +80,26 @@ def test_a_scenario_with_the_other_brokers_settings_is_refused_naming_the_settin
 
 @pytest.mark.parametrize(("settings", "message"), [
     ({"listeners.tcp.2": "0.0.0.0:5672"}, "rabbitmq_settings: 'listeners.tcp.2' is not a setting the lab lets you "
-                                          "change (one of channel_max, consumer_timeout, "),
+                                          "change (one of channel_max, channel_tick_interval, "
+                                          "consumer_timeout, "),
     ({"default_pass": "guest"}, "rabbitmq_settings: 'default_pass' is not a setting"),
     ({"loopback_users.guest": False}, "rabbitmq_settings: 'loopback_users.guest' is not a setting"),
-    ({"consumer_timeout": "1000\nlisteners.tcp.2 = 0.0.0.0:5672"}, "rabbitmq_settings: consumer_timeout: a plain word "
-                                                                    "or number, got '1000\\nlisteners.tcp.2"),
-    ({"consumer_timeout": "{{ lookup('pipe', 'id') }}"}, "rabbitmq_settings: consumer_timeout: a plain word"),
-    ({"heartbeat": [1, 2]}, "rabbitmq_settings: heartbeat: a plain word or number, got '[1, 2]'"),
-    ({"heartbeat": ""}, "rabbitmq_settings: heartbeat: a plain word or number, got ''"),
+    ({"consumer_timeout": "1000\nlisteners.tcp.2 = 0.0.0.0:5672"}, "rabbitmq_settings: consumer_timeout: a whole "
+                                                                    "number, got '1000\\nlisteners.tcp.2"),
+    ({"consumer_timeout": "{{ lookup('pipe', 'id') }}"}, "rabbitmq_settings: consumer_timeout: a whole number"),
+    ({"heartbeat": [1, 2]}, "rabbitmq_settings: heartbeat: a whole number, got '[1, 2]'"),
+    ({"heartbeat": ""}, "rabbitmq_settings: heartbeat: a whole number, got ''"),
+    ({"consumer_timeout": "localhost"}, "rabbitmq_settings: consumer_timeout: a whole number, got 'localhost'"),
+    ({"consumer_timeout": None}, "rabbitmq_settings: consumer_timeout: a whole number, got 'None'"),
+    ({"consumer_timeout": 5.5}, "rabbitmq_settings: consumer_timeout: a whole number, got '5.5'"),
+    ({"heartbeat": True}, "rabbitmq_settings: heartbeat: a whole number, got 'True'"),
+    ({"vm_memory_high_watermark.relative": 1}, "rabbitmq_settings: vm_memory_high_watermark.relative: a number "
+                                               "with a decimal point (0.4), got '1'"),
+    ({"disk_free_limit.absolute": "2 GB"}, "rabbitmq_settings: disk_free_limit.absolute: a whole number of bytes, "
+                                           "or with a unit (500MB, 2GiB), got '2 GB'"),
+    ({"frame_max": "-"}, "rabbitmq_settings: frame_max: a whole number of bytes, or with KB, MB or GB, got '-'"),
+    ({"tcp_listen_options.nodelay": "yes"}, "rabbitmq_settings: tcp_listen_options.nodelay: true or false, got "
+                                            "'yes'"),
     ("consumer_timeout=1", "rabbitmq_settings: a mapping of rabbitmq.conf keys to values, got str"),
 ])
 def test_rabbitmq_settings_take_only_the_keys_a_user_may_change_with_plain_values(settings, message):
@@ -139,3 +151,88 @@ def test_a_scenario_names_the_broker_it_runs_on_at_the_top_or_as_a_matrix_axis(t
              r"matrix.broker: the scenario runs on redis \(broker: redis\): no broker axis")):
         with pytest.raises(ScenarioError, match=message):
             load_scenario(scenario("bad", **extra))
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("1000", "rabbitmq_settings: channel_tick_interval: whole milliseconds from 100 to 3600000, got '1000'"),
+    (True, "rabbitmq_settings: channel_tick_interval: whole milliseconds from 100 to 3600000, got 'True'"),
+    (50, "rabbitmq_settings: channel_tick_interval: whole milliseconds from 100 to 3600000, got '50'"),
+    (1.5, "rabbitmq_settings: channel_tick_interval: whole milliseconds from 100 to 3600000, got '1.5'"),
+    ("1000 -eval halt()", "rabbitmq_settings: channel_tick_interval: whole milliseconds"),
+])
+def test_the_channel_tick_is_a_server_argument_of_whole_milliseconds(value, message):
+    """channel_tick_interval has no rabbitmq.conf key: it reaches the server's command line, so only an integer in
+    bounds passes (text there would be an Erlang argument of its own)."""
+    assert filters.rabbitmq_settings_error({"channel_tick_interval": value}).startswith(message)
+
+
+def test_the_channel_tick_goes_to_the_server_arguments_and_the_rest_to_rabbitmq_conf():
+    settings = {"consumer_timeout": 5000, "channel_tick_interval": 1000}
+    assert filters.rabbitmq_settings_error(settings) == ""
+    assert filters.rabbitmq_conf(settings) == {"consumer_timeout": 5000}
+    assert filters.rabbitmq_erl_args(settings) == "-rabbit channel_tick_interval 1000"
+    assert filters.rabbitmq_erl_args({"consumer_timeout": 5000}) == ""
+
+
+def test_a_scenario_gives_rabbitmq_settings_to_rabbitmq_runs_only(tmp_path):
+    from chaoslab.experiment.scenario import ScenarioError, check_broker, load_scenario, to_yaml
+
+    def scenario(**extra):
+        path = tmp_path / "s.yml"
+        path.write_text(yaml.safe_dump({
+            "name": "s", "load": {"rate": 5, "mix": [{"kind": "noop", "weight": 1}]},
+            "phases": [{"name": "baseline", "duration": "5s"}, {"name": "drain", "duration": "5s"}], **extra}))
+        return path
+
+    settings = {"consumer_timeout": 5000, "channel_tick_interval": 1000}
+    rabbit = load_scenario(scenario(broker="rabbitmq", rabbitmq=settings))
+    assert rabbit.rabbitmq == settings and rabbit.broker_vars == {"rabbitmq_settings": settings}
+    check_broker(rabbit, "redis")
+    assert "rabbitmq:\n  channel_tick_interval: 1000\n  consumer_timeout: 5000" in to_yaml(rabbit)
+    assert load_scenario(scenario()).broker_vars == {}
+    on_lab = load_scenario(scenario(rabbitmq=settings))  # no broker named: the lab's must be RabbitMQ
+    check_broker(on_lab, "rabbitmq")
+    with pytest.raises(ScenarioError) as err:
+        check_broker(on_lab, "redis")
+    assert str(err.value).endswith("rabbitmq: RabbitMQ settings, but the run's broker is redis")
+    axis = load_scenario(scenario(rabbitmq=settings, matrix={"broker": ["rabbitmq", "redis"]}))
+    with pytest.raises(ScenarioError) as err:
+        check_broker(axis, "rabbitmq")
+    assert str(err.value).endswith("rabbitmq: RabbitMQ settings, but the run's broker is redis (matrix cell "
+                                   "broker=redis)")
+    for given, message in (({"listeners.tcp.2": "0.0.0.0:5672"}, "rabbitmq.listeners.tcp.2: 'listeners.tcp.2' is "
+                                                                 "not a setting the lab lets you change"),
+                           ({"consumer_timeout": "5000\ndefault_pass = x"}, "rabbitmq.consumer_timeout: a whole "
+                                                                            "number, got"),
+                           ({"channel_tick_interval": "1s"}, "rabbitmq.channel_tick_interval: whole milliseconds"),
+                           ("consumer_timeout", "rabbitmq: a mapping of RabbitMQ settings to values, got str")):
+        with pytest.raises(ScenarioError) as err:
+            load_scenario(scenario(broker="rabbitmq", rabbitmq=given))
+        assert message in str(err.value) and "\n" not in str(err.value).replace("\\n", ""), err.value
+
+
+def _hostile_payloads() -> dict[str, object]:
+    import importlib.util
+
+    from tests.conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("hostile", ROOT / "tests" / "lab" / "hostile.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module._templates("x")
+
+
+@pytest.mark.parametrize(("case", "value"), sorted(_hostile_payloads().items()))
+@pytest.mark.parametrize("key", ["consumer_timeout", "disk_free_limit.absolute", "vm_memory_high_watermark.relative",
+                                 "tcp_listen_options.nodelay", "channel_tick_interval"])
+def test_no_hostile_value_reaches_rabbitmq_unless_it_is_one_of_the_keys_kind(key, case, value):
+    """Every crafted value the lab's hostile-input tests send is refused as a RabbitMQ setting in one line, but a
+    number that is a valid value of the key (200 ms of consumer timeout, 200 ms of tick; True for a boolean)."""
+    problem = filters.rabbitmq_settings_error({key: value})
+    valid = {("consumer_timeout", "wrong-type-number"), ("disk_free_limit.absolute", "wrong-type-number"),
+             ("channel_tick_interval", "wrong-type-number"), ("tcp_listen_options.nodelay", "wrong-type-bool")}
+    if (key, case) in valid:
+        assert problem == ""
+    else:
+        assert problem.startswith(f"rabbitmq_settings: {key}: ") and "\n" not in problem, problem
