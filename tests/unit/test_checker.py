@@ -199,6 +199,21 @@ def test_a_success_whose_message_is_still_unacknowledged_is_pending_a_second_run
     assert judged(records, snap()) == ("completed", None)
 
 
+def test_a_pending_task_that_ran_to_success_twice_already_shows_in_the_delivery_guarantee():
+    # RabbitMQ's consumer timeout: every execution of a late-acknowledged task outlives it, the channel closes before
+    # the acknowledgement, and the message is handed out again; still unacknowledged at the end, the task is pending,
+    # but it did run twice: the run observed at-least-once delivery, not exactly-once
+    records = [pub("a", 1), received("a", 2, pid=7, ps=LIVE_PS), start("a", 2.1, pid=8),
+               end("a", 2.5, "success", pid=8), start("a", 3.1, pid=8, redelivered=True),
+               end("a", 3.5, "success", pid=8), alive("w1", (7, LIVE_PS), (8, LIVE_PS))]
+    summary = run(records, snapshot=snap(reserved=["a"]))
+    assert (only_task(summary).cls, only_task(summary).cause) == ("pending", "completed_unacked")
+    assert (summary.delivery.guarantee, summary.delivery.redelivered, summary.delivery.pending) == (
+        "at-least-once", 1, 1)
+    once = run(records[:4] + records[6:], snapshot=snap(reserved=["a"]))  # one execution so far: no verdict yet
+    assert (once.delivery.guarantee, once.delivery.redelivered) == ("exactly-once", 0)
+
+
 def test_the_unacked_message_of_a_killed_main_process_is_pending_until_the_visibility_timeout():
     # worker-1's main process received it, was SIGKILLed (a new main runs now), and kombu keeps it unacked
     records = [pub("a", 1), received("a", 2, pid=7, ps=DEAD_PS), alive("w1", (8, LIVE_PS))]

@@ -122,9 +122,10 @@ Recovery time
 
 Delivery guarantee observed (over tasks published ok)
     ``unfinished`` = tasks whose work was cut short and never run again (lost, failed by the worker, and duplicates
-    that ended so); ``redelivered`` = duplicated tasks. ``exactly-once``: neither; ``at-least-once``: redelivered
-    only; ``at-most-once``: unfinished only; ``none``: both (some work was dropped and some ran twice). Pending tasks
-    have no outcome yet and are left out (``pending`` says how many).
+    that ended so); ``redelivered`` = duplicated tasks, and pending tasks that ran to success more than once already
+    (a message redelivered over and over, never acknowledged). ``exactly-once``: neither; ``at-least-once``:
+    redelivered only; ``at-most-once``: unfinished only; ``none``: both (some work was dropped and some ran twice).
+    Pending tasks have no outcome yet and are left out otherwise (``pending`` says how many).
 
 Cost
     One pass groups the records by id in plain lists and tuples (repeated strings interned), then each task is
@@ -1268,7 +1269,7 @@ def _delivery(tasks: Iterable[TaskResult]) -> Delivery:
     for task in tasks:
         if task.cls in _CUT_SHORT or (task.cls == "duplicated_not_completed" and task.cause != "failed"):
             unfinished += 1
-        if task.cls in DUPLICATED:
+        if task.cls in DUPLICATED or (task.cls == "pending" and task.successes >= 2):
             redelivered += 1
         pending += task.cls == "pending"
     return Delivery(delivery_guarantee(unfinished, redelivered), unfinished, redelivered, pending)
