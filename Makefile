@@ -27,8 +27,9 @@ LAB_APT_PACKAGES := python3 python3-venv python3-dev gcc iproute2 iptables libne
 	$(if $(filter rabbitmq,$(BROKER)),rabbitmq-server)
 # What the tests need besides (`make test`): chromium renders the report (tests/unit/test_report_browser.py); vagrant,
 # vagrant-libvirt and ruby render the Vagrantfile with the libvirt provider (tests/unit/test_vagrantfile.py, no VM is
-# made); openssh for the hosts path (tests/lab/test_hosts_over_ssh.py: sshd inside the namespace nodes).
-TEST_APT_PACKAGES := chromium openssh-server openssh-client vagrant vagrant-libvirt ruby
+# made); openssh for the hosts path (tests/lab/test_hosts_over_ssh.py: sshd inside the namespace nodes); rabbitmq-server
+# for the RabbitMQ lab tests (tests/lab/test_rabbitmq_lab.py switch the lab to it and back).
+TEST_APT_PACKAGES := chromium openssh-server openssh-client vagrant vagrant-libvirt ruby rabbitmq-server
 
 # Install the Debian packages $(1) that are missing (apt-get only when one is).
 define apt_install
@@ -39,8 +40,8 @@ if [ -n "$$missing" ]; then \
 fi
 endef
 
-.PHONY: help install packages test-packages lab lab-up provision demo experiment study study-seed down test test-unit lint bench clean \
-	vagrant-packages vagrant-box vagrant-test
+.PHONY: help install packages test-packages lab lab-up provision demo experiment study study-seed study-brokers down \
+	test test-unit lint bench clean vagrant-packages vagrant-box vagrant-test
 
 help:
 	@echo "make demo      install, bring the local lab up, provision it, run a burst of every task kind"
@@ -50,6 +51,7 @@ help:
 	@echo "make study     the lab's study (experiments/study, REPEAT=$(REPEAT) runs per cell) -> experiments/reference"
 	@echo "               QUICK=1: a first look (one run of first and last configurations), not published"
 	@echo "make study-seed   the prototype's experiments (experiments/study/seed) -> a part of experiments/reference"
+	@echo "make study-brokers   the same faults on Redis and RabbitMQ (experiments/study/brokers) -> a part of it"
 	@echo "make down      stop and remove the local lab"
 	@echo "make lint      ruff and ansible-lint"
 	@echo "make bench     benchmarks (see bench/)"
@@ -101,6 +103,12 @@ endif
 # into the same reference beside the lab's study (a part of it: each keeps its machine, versions and commit).
 study-seed: lab
 	$(BIN)/chaoslab study experiments/study/seed --repeat $(REPEAT) --publish experiments/reference
+
+# The broker study: the same faults on Redis and on RabbitMQ (experiments/study/brokers), another part of the same
+# reference. The study switches the lab to each cell's broker and gives the lab its own back at the end.
+study-brokers: lab
+	$(call apt_install,rabbitmq-server)
+	$(BIN)/chaoslab study experiments/study/brokers --repeat $(REPEAT) --publish experiments/reference
 
 down: install
 	$(BIN)/ansible-playbook playbooks/lab-down.yml
