@@ -42,8 +42,8 @@ phases:
   - {name: drain, duration: 30s}
 hypothesis: {lost: 0}
 """
-TIMED = ("apply_redis", "set_load", "background_load", "prepare", "fault", "clear", "collect", "store_metrics",
-         "broker_info", "snapshot_broker", "task_results", "controller_clock", "idle")
+TIMED = ("apply_broker_settings", "set_load", "background_load", "prepare", "fault", "clear", "collect",
+         "store_metrics", "broker_info", "snapshot_broker", "task_results", "controller_clock", "idle")
 
 
 class TimedLab:

@@ -282,3 +282,44 @@ def test_a_broker_axis_runs_each_cell_on_its_broker_and_gives_the_lab_its_own_ba
     assert info.broker == "rabbitmq"
     control = client_app(info, "chaoslab-test").control  # the workers answer over RabbitMQ again
     assert wait_until(lambda: len(control.ping(timeout=2.0)) == len(info.workers), 30)
+
+
+def rabbit_env(key: str) -> str:
+    """What the broker node's RabbitMQ has for one of its application settings (rabbitmqctl eval)."""
+    return subprocess.run(["ip", "netns", "exec", "chaoslab-redis", "/etc/chaoslab/nodes/redis/rabbitmqctl", "-q",
+                           "eval", f"application:get_env(rabbit, {key})."], capture_output=True, text=True,
+                          timeout=60, check=True).stdout.strip()
+
+
+def test_a_consumer_timeout_below_a_late_acked_tasks_length_runs_it_over_and_over(rabbit_lab, tmp_path):
+    """A run's rabbitmq: settings (consumer timeout 4 s, checked every 500 ms) against 6 s late-acknowledged tasks:
+    RabbitMQ closes the worker's channel before the task ends, Celery stops the worker for it (celery#6760), the
+    supervisor starts it again and RabbitMQ hands the message out again; every execution succeeds and none is
+    acknowledged, so the checker leaves them pending (completed_unacked). The lab's settings come back after."""
+    before = {key: rabbit_env(key) for key in ("consumer_timeout", "channel_tick_interval")}
+    assert before == {"consumer_timeout": "{ok,1800000}", "channel_tick_interval": "{ok,60000}"}  # RabbitMQ's own
+    path = tmp_path / "consumer-timeout.yml"
+    path.write_text(yaml.safe_dump({
+        "name": "consumer-timeout", "broker": "rabbitmq",
+        "rabbitmq": {"consumer_timeout": 4000, "channel_tick_interval": 500},
+        "celery": {"task_acks_late": True, "worker_prefetch_multiplier": 1},
+        "load": {"rate": 0.5, "seed": 5, "mix": [{"kind": "sleep", "weight": 1, "args": {"ms": 6000}}]},
+        "phases": [{"name": "baseline", "duration": "6s"}, {"name": "drain", "duration": "25s"}],
+        "hypothesis": {"lost": 0, "failed": 0, "pending": ">= 1"}}))
+    proc, run_dir = run_scenario(path, tmp_path / "results")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    summary = assert_verdicts_hold_up({}, run_dir)
+    assert summary["causes"]["pending"].get("completed_unacked", 0) >= 1, summary["causes"]
+    with (run_dir / "executions.csv").open(newline="", encoding="utf-8") as handle:
+        executions = list(csv.DictReader(handle))
+    by_task: dict[str, list[dict[str, str]]] = {}
+    for row in sorted(executions, key=lambda row: float(row["start"])):
+        by_task.setdefault(row["id"], []).append(row)
+    again = [rows for rows in by_task.values() if sum(row["outcome"] == "success" for row in rows) >= 2]
+    assert again, executions
+    for rows in again:  # each execution that ended ran its whole 6 s to success (the last may still have been
+        # running when the run ended); every one after the first was a redelivery
+        assert {row["outcome"] for row in rows[:-1]} == {"success"} and rows[-1]["outcome"] in ("success", ""), rows
+        assert all(row["redelivered"] == "True" for row in rows[1:]), rows
+    assert summary["delivery"]["guarantee"] == "at-least-once", summary["delivery"]
+    assert {key: rabbit_env(key) for key in before} == before  # the inventory's RabbitMQ again

@@ -124,8 +124,8 @@ class FakeLab:
 
     # --- the lab's interface --------------------------------------------------------------------------------------
 
-    def apply_redis(self, settings: dict[str, Any]) -> None:
-        self._call("apply_redis", settings)
+    def apply_broker_settings(self, settings: dict[str, Any]) -> None:
+        self._call("apply_broker_settings", settings)
 
     def size(self, sizes: dict[str, dict[str, Any]]) -> None:
         self._call("size", sizes)
@@ -508,11 +508,12 @@ def test_settings_left_changed_by_a_killed_study_are_put_back_by_the_next_runner
     lab.calls.clear()
     after = runner.Runner(lab, Console(file=io.StringIO()))
     assert after.run_cell(plain, tmp_path / "r2", "r2") == runner.EXIT_PASS
-    assert in_order(lab.calls, ("set_load", False), ("apply_redis", {}), ("size", {}), ("prepare", SETTINGS))
+    # what the lab runs on is not known either: site.yml provisions it all again (Redis's settings with it)
+    assert in_order(lab.calls, ("set_load", False), ("apply_broker", "redis"), ("size", {}), ("prepare", SETTINGS))
     assert not marker.exists()
     lab.calls.clear()
     runner.Runner(lab, Console(file=io.StringIO())).run_cell(plain, tmp_path / "r3", "r3")
-    assert not [call for call in lab.calls if call[0] in ("apply_redis", "size")]  # back at the inventory's
+    assert not [call for call in lab.calls if call[0] in ("apply_broker_settings", "size")]  # back at the inventory's
 
 
 def test_a_fault_that_did_nothing_holds_no_hypothesis_unless_the_scenario_accepts_it(tmp_path: Path) -> None:
@@ -672,6 +673,56 @@ def test_a_lab_left_on_another_broker_by_a_killed_run_gets_its_own_back_from_the
     assert lab.info.broker == "redis" and not marker.exists()
 
 
+class HalfSwitchingLab(FakeLab):
+    """A lab whose switch to RabbitMQ fails halfway (its kept broker file names RabbitMQ already), and whose switch
+    back fails too."""
+
+    def apply_broker(self, broker: str) -> None:
+        if broker == "rabbitmq":
+            self.info = replace(self.info, broker=broker)
+        self.calls.append(("apply_broker", broker))
+        raise AnsibleError("playbooks/site.yml: fatal: [worker-1]: failed halfway")
+
+
+def test_a_switch_that_failed_halfway_is_made_again_by_the_next_runner(tmp_path: Path) -> None:
+    """The lab's broker file says rabbitmq after a failed switch, but its workers may still be on Redis: the next
+    runner does not take the file's word for it and provisions the broker again."""
+    lab = HalfSwitchingLab()
+    lab.info = replace(lab.info, secrets_file=str(tmp_path / "secrets.yml"))
+    (tmp_path / "rabbit.yml").write_text(SCENARIO + "broker: rabbitmq\n", encoding="utf-8")
+    rabbit = load_scenario(tmp_path / "rabbit.yml", ROOT)
+    assert runner.Runner(lab, Console(file=io.StringIO())).run_cell(rabbit, tmp_path / "r1", "r1") != runner.EXIT_PASS
+    assert lab.info.broker == "rabbitmq"
+    fixed = FakeLab()
+    fixed.info = lab.info
+    lab.calls.clear()
+    after = runner.Runner(fixed, Console(file=io.StringIO()))
+    assert after.run_cell(rabbit, tmp_path / "r2", "r2") == runner.EXIT_PASS
+    assert in_order(fixed.calls, ("apply_broker", "rabbitmq"), ("prepare", SETTINGS), ("apply_broker", "redis"))
+
+
+def test_a_damaged_settings_marker_names_no_broker_to_switch_to(tmp_path: Path) -> None:
+    lab = FakeLab()
+    lab.info = replace(lab.info, secrets_file=str(tmp_path / "secrets.yml"))
+    (tmp_path / runner.SETTINGS_MARKER).write_text(json.dumps({"home_broker": "redis; reboot"}), encoding="utf-8")
+    assert runner.Runner(lab, Console(file=io.StringIO())).home_broker == "redis"  # the lab's, not the marker's word
+
+
+def test_a_runs_rabbitmq_settings_are_applied_before_it_and_taken_back_after(tmp_path: Path) -> None:
+    """rabbitmq: {...} reaches the broker node as the rabbitmq role's rabbitmq_settings (beside Redis's variables)
+    before the run's Celery settings, and the inventory's come back after it."""
+    lab = FakeLab()
+    (tmp_path / "timeout.yml").write_text(
+        SCENARIO + "broker: rabbitmq\nrabbitmq: {consumer_timeout: 5000, channel_tick_interval: 1000}\n"
+                   "redis: {aof: true}\n", encoding="utf-8")
+    code = runner.Runner(lab, Console(file=io.StringIO())).run_cell(load_scenario(tmp_path / "timeout.yml", ROOT),
+                                                                    tmp_path / "r1", "r1")
+    assert code == runner.EXIT_PASS
+    wanted = {"redis_aof": True, "rabbitmq_settings": {"consumer_timeout": 5000, "channel_tick_interval": 1000}}
+    assert in_order(lab.calls, ("apply_broker", "rabbitmq"), ("apply_broker_settings", wanted), ("prepare", SETTINGS),
+                    ("apply_broker", "redis"))
+
+
 def test_matrix_cells_with_one_app_install_it_once_and_take_it_off_after_the_last(tmp_path: Path) -> None:
     source = ROOT / "examples" / "minimal"
     lab = FakeLab()
@@ -682,3 +733,16 @@ def test_matrix_cells_with_one_app_install_it_once_and_take_it_off_after_the_las
     assert [call[1] for call in lab.calls if call[0] == "apply_app"] == [app, {}]
     assert in_order(lab.calls, ("apply_app", app), ("prepare", SETTINGS),
                     ("prepare", {**SETTINGS, "task_acks_late": True}), ("apply_app", {}), ("background_load",))
+
+
+@pytest.mark.parametrize(("broker", "again"), [("redis", "after the visibility timeout"),
+                                               ("rabbitmq", "when its channel closes")])
+def test_why_tasks_were_pending_names_when_the_runs_broker_hands_them_out_again(broker: str, again: str) -> None:
+    from types import SimpleNamespace
+
+    summary = SimpleNamespace(causes={"pending": {"completed_unacked": 2, "reserved": 1}}, phases=[],
+                              snapshot={"broker": broker})
+    reason = runner.pending_reason(summary, None)  # type: ignore[arg-type]
+    assert reason == ("reserved: delivered to a worker and not acknowledged; a killed worker's messages are handed out "
+                      f"again only {again}; completed_unacked: ran to success, but its acknowledgement never reached "
+                      f"the broker; it is handed out again {again} and runs again")

@@ -126,8 +126,8 @@ PHASES_AWRY = [{"name": "baseline", "duration": "1s"}, {"name": "recovery", "dur
 
 @pytest.mark.parametrize(("changes", "expected"), [
     pytest.param([(("frobnicate",), 1)],
-                 "frobnicate: unknown key (allowed: name, description, broker, app, celery, redis, nodes, load, "
-                 "phases, hypothesis, matrix, published)",
+                 "frobnicate: unknown key (allowed: name, description, broker, app, celery, redis, rabbitmq, nodes, "
+                 "load, phases, hypothesis, matrix, published)",
                  id="unknown-top-key"),
     pytest.param([(("load", "burst"), 5)],
                  "load.burst: unknown key (allowed: rate, seed, publish_timeout, publisher, mix, replay)",
@@ -312,8 +312,8 @@ def test_bad_scenario(root, changes, expected):
 
 
 @pytest.mark.parametrize(("text", "expected"), [
-    ("- a\n- b\n", "must be a mapping with keys from name, description, broker, app, celery, redis, nodes, load, "
-                 "phases, hypothesis, matrix"),
+    ("- a\n- b\n", "must be a mapping with keys from name, description, broker, app, celery, redis, rabbitmq, nodes, "
+                 "load, phases, hypothesis, matrix"),
     ("", "must be a mapping"),
     ("name: [demo\n", "invalid YAML at line 2, column 1: expected ',' or ']'"),
 ])

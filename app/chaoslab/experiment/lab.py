@@ -152,7 +152,7 @@ class Lab(Protocol):
     info: LabInfo
     load_on: bool | None
 
-    def apply_redis(self, settings: dict[str, Any]) -> None: ...
+    def apply_broker_settings(self, settings: dict[str, Any]) -> None: ...
     def apply_broker(self, broker: str) -> None: ...
     def size(self, sizes: dict[str, dict[str, Any]]) -> None: ...
     def apply_app(self, app: dict[str, Any]) -> None: ...
@@ -227,9 +227,11 @@ class LabControl:
         if proc.returncode != 0:
             raise PlaybookFailed(path, proc)
 
-    def apply_redis(self, settings: dict[str, Any]) -> None:
-        """Redis as the redis role makes it with these variables (e.g. redis_aof); {} for the inventory's own."""
-        self._play("playbooks/site.yml", settings, tags="redis")
+    def apply_broker_settings(self, settings: dict[str, Any]) -> None:
+        """The broker node's servers as their roles make them with these variables (Redis's, e.g. redis_aof, and on
+        a RabbitMQ lab rabbitmq_settings); {} for the inventory's own. A changed setting restarts its server."""
+        tags = "redis,rabbitmq" if self.info.broker == "rabbitmq" else "redis"
+        self._play("playbooks/site.yml", settings, tags=tags)
 
     def apply_broker(self, broker: str) -> None:
         """The lab provisioned again (site.yml) with *broker* as its task broker, and this handle on it from now on:

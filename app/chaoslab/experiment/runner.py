@@ -30,7 +30,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from chaoslab import broker_state, celery_settings, clock
+from chaoslab import broker_state, brokers, celery_settings, clock
 from chaoslab.analysis import checker, run_dir, run_history, verdict
 from chaoslab.experiment import lab_broker
 from chaoslab.experiment.ansible_runner import project_root
@@ -228,19 +228,25 @@ class Runner:
         self.restore = restore
         # how a run's report is written: by default here and now; a study hands it to processes beside it
         self.report = report
-        # the Redis variables and node sizes the lab has now, as this runner set them ({}: the inventory's); None:
-        # not known, as when a run or study that changed them ended without putting them back (its marker is there)
-        self.redis_set: dict[str, Any] | None = {}
+        # the broker node's variables (Redis's, rabbitmq_settings) and node sizes the lab has now, as this runner set
+        # them ({}: the inventory's); None: not known, as when a run or study that changed them ended without putting
+        # them back (its marker is there)
+        self.broker_vars_set: dict[str, Any] | None = {}
         self.sizes_set: dict[str, dict[str, Any]] | None = {}
         # the app under test the workers run, as this runner put it there ({}: the inventory's; None: not known)
         self.app_set: dict[str, Any] | None = {}
         # the task broker the lab was provisioned with before this runner (a run for another broker switches the lab
         # to it, and restore_settings switches it back)
         self.home_broker = control.info.broker
+        # the broker the lab runs on as this runner knows it (None: not known, as after a switch that failed halfway:
+        # the lab's kept broker file already names the new one)
+        self.broker_set: str | None = control.info.broker
         marker = self._settings_marker()
         if marker is not None and marker.exists():
-            self.redis_set, self.sizes_set, self.app_set = None, None, None
-            self.home_broker = str(_marker_data(marker).get("home_broker") or self.home_broker)
+            self.broker_vars_set, self.sizes_set, self.app_set, self.broker_set = None, None, None, None
+            kept = _marker_data(marker).get("home_broker")
+            if kept and not brokers.broker_error(kept):  # a damaged marker's word is not a broker to switch to
+                self.home_broker = str(kept)
         self.clearing: Background | None = None
         self.progress: tuple[str, float] = ("", 0.0)  # the phase and the time of the last progress line
 
@@ -336,7 +342,7 @@ class Runner:
         events: TaskCounter | None = None
         try:
             self.console.print(f"[bold]{scenario.name}[/bold] {cell} -> {directory}")
-            self._settings(scenario.redis, node_sizes(scenario, self.info.groups) if scenario.nodes else {},
+            self._settings(scenario.broker_vars, node_sizes(scenario, self.info.groups) if scenario.nodes else {},
                            scenario.app, scenario.broker)
             events = self.control.task_events()  # on the run's broker
             self.control.prepare(scenario.celery)
@@ -385,32 +391,33 @@ class Runner:
         so that a runner after a run killed before it put them back provisions them again (None: no lab directory)."""
         return Path(self.info.secrets_file).with_name(SETTINGS_MARKER) if self.info.secrets_file else None
 
-    def _settings(self, redis_vars: dict[str, Any], sizes: dict[str, dict[str, Any]],
+    def _settings(self, broker_vars: dict[str, Any], sizes: dict[str, dict[str, Any]],
                   app: dict[str, Any] | None = None, broker: str = "") -> None:
-        """The lab on the run's broker (*broker*; "" for the lab's own), Redis provisioned, the nodes sized and the
+        """The lab on the run's broker (*broker*; "" for the lab's own), the broker node's servers provisioned
+        (*broker_vars*: Redis's variables, rabbitmq_settings), the nodes sized and the
         workers running the app under test as a run wants them, with the load stopped; nothing is done (no Ansible)
         where the lab has them already. A broker switch provisions the whole lab again (site.yml), which also puts
         Redis and the workers' app back at the inventory's."""
         app = app or {}
         broker = broker or self.home_broker
-        if (broker == self.info.broker and redis_vars == self.redis_set and sizes == self.sizes_set
+        if (broker == self.broker_set and broker_vars == self.broker_vars_set and sizes == self.sizes_set
                 and app == self.app_set):
             return
         marker = self._settings_marker()
         if marker is not None:  # written before anything changes, removed once all is back at the inventory's
-            marker.write_text(json.dumps({"redis": redis_vars, "sizes": sizes, "app": app, "broker": broker,
+            marker.write_text(json.dumps({"broker_vars": broker_vars, "sizes": sizes, "app": app, "broker": broker,
                                           "home_broker": self.home_broker}) + "\n", encoding="utf-8")
         self.control.set_load(False)
-        if broker != self.info.broker:
+        if broker != self.broker_set:
             self.console.print(f"provisioning the lab with {broker} as its broker (site.yml, about a minute)",
                                highlight=False)
-            self.redis_set, self.app_set = None, None
+            self.broker_vars_set, self.app_set, self.broker_set = None, None, None
             self.control.apply_broker(broker)
-            self.redis_set, self.app_set = {}, {}
-        if redis_vars != self.redis_set:
-            self.redis_set = None  # until applied: a failure leaves it unknown, so it is applied again
-            self.control.apply_redis(redis_vars)
-            self.redis_set = dict(redis_vars)
+            self.broker_vars_set, self.app_set, self.broker_set = {}, {}, broker
+        if broker_vars != self.broker_vars_set:
+            self.broker_vars_set = None  # until applied: a failure leaves it unknown, so it is applied again
+            self.control.apply_broker_settings(broker_vars)
+            self.broker_vars_set = dict(broker_vars)
         if sizes != self.sizes_set:
             self.sizes_set = None
             self.control.size(sizes)
@@ -419,8 +426,8 @@ class Runner:
             self.app_set = None
             self.control.apply_app(app)
             self.app_set = dict(app)
-        if (marker is not None and self.redis_set == {} and self.sizes_set == {} and self.app_set == {}
-                and self.info.broker == self.home_broker):
+        if (marker is not None and self.broker_vars_set == {} and self.sizes_set == {} and self.app_set == {}
+                and self.broker_set == self.home_broker):
             marker.unlink(missing_ok=True)
 
     def restore_settings(self) -> None:
@@ -592,12 +599,16 @@ def pending_reason(summary: checker.Summary, state: RunState) -> str:
             and baseline.published_ok / (baseline.end - baseline.start) > 1.1 * baseline.throughput
         reasons.append("queued: the arrival rate was above what the workers completed even before the fault"
                        if overloaded else "queued: the drain ended before the backlog was worked off")
+    # when a message a worker took and never acknowledged is handed out again: on Redis once the visibility timeout
+    # has passed; on RabbitMQ as soon as the channel it was delivered on closes
+    rabbitmq = (summary.snapshot or {}).get("broker") == "rabbitmq"
+    again = "when its channel closes" if rabbitmq else "after the visibility timeout"
     if causes.get("reserved"):
         reasons.append("reserved: delivered to a worker and not acknowledged; a killed worker's messages are handed "
-                       "out again only after the visibility timeout")
+                       f"out again only {again}")
     if causes.get("completed_unacked"):
         reasons.append("completed_unacked: ran to success, but its acknowledgement never reached the broker; it is "
-                       "handed out again after the visibility timeout and runs twice")
+                       f"handed out again {again} and runs again")
     if causes.get("running") or causes.get("running_unverified"):
         reasons.append("running: still running when the run ended")
     if causes.get("unacked_unnamed"):

@@ -42,8 +42,8 @@ from chaoslab.node.tasks import KINDS
 from chaoslab.project import find_project
 from chaoslab.units import format_duration, parse_bytes, parse_duration
 
-TOP_KEYS = ("name", "description", "broker", "app", "celery", "redis", "nodes", "load", "phases", "hypothesis",
-            "matrix", "published")
+TOP_KEYS = ("name", "description", "broker", "app", "celery", "redis", "rabbitmq", "nodes", "load", "phases",
+            "hypothesis", "matrix", "published")
 # A node size a scenario may set (nodes: {workers: {memory: 1000MiB, cpus: 1}}), and its bounds.
 SIZE_KEYS = ("cpus", "memory")
 CPUS_BOUNDS = (0.05, 64.0)
@@ -166,6 +166,14 @@ class Scenario:
     app: dict[str, Any] = field(default_factory=dict)
     """The app under test the workers run for this scenario, as the inventory's ``celery_worker_app`` takes it (its
     source an absolute path); {}: the inventory's."""
+    rabbitmq: dict[str, Any] = field(default_factory=dict)
+    """RabbitMQ's settings for the run, as the rabbitmq role's ``rabbitmq_settings`` takes them (consumer_timeout,
+    channel_tick_interval, ...: chaoslab.brokers); {}: the inventory's. Every cell must run on RabbitMQ."""
+
+    @property
+    def broker_vars(self) -> dict[str, Any]:
+        """The broker node's role variables for the run: Redis's (redis_aof, ...) and rabbitmq_settings."""
+        return {**self.redis, **({"rabbitmq_settings": dict(self.rabbitmq)} if self.rabbitmq else {})}
 
     @property
     def fault_phase(self) -> PhaseSpec | None:
@@ -226,10 +234,13 @@ def check_broker(scenario: Scenario, broker: str) -> None:
     (ScenarioError naming the setting otherwise: a Redis transport option on a RabbitMQ run, quorum queues on Redis):
     checked when a run starts, before anything changes."""
     for label, cell in scenario.cells():
+        where = f" (matrix cell {label})" if label else ""
         for problem in brokers.settings_errors(cell.broker or broker, cell.celery):
             name, _, why = problem.partition(": ")
-            raise ScenarioError(f"celery.{name}", why + (f" (matrix cell {label})" if label else ""),
-                                str(scenario.path))
+            raise ScenarioError(f"celery.{name}", why + where, str(scenario.path))
+        if scenario.rabbitmq and (cell.broker or broker) != "rabbitmq":
+            raise ScenarioError("rabbitmq", f"RabbitMQ settings, but the run's broker is {cell.broker or broker}"
+                                f"{where}", str(scenario.path))
 
 
 def check_tasks(scenario: Scenario, registered: set[str]) -> None:
@@ -289,6 +300,8 @@ def to_yaml(scenario: Scenario, header: str = "") -> str:
         data["celery"] = dict(scenario.celery)
     if scenario.redis:
         data["redis"] = {key.removeprefix("redis_"): value for key, value in scenario.redis.items()}
+    if scenario.rabbitmq:
+        data["rabbitmq"] = dict(scenario.rabbitmq)
     if scenario.nodes:
         data["nodes"] = {selector: {**({"cpus": size["cpus"]} if "cpus" in size else {}),
                                     **({"memory": f"{size['memory_mib']}MiB"} if "memory_mib" in size else {})}
@@ -486,7 +499,8 @@ def _scenario(path: Path, root: Path, data: dict[str, Any]) -> Scenario:
                     hypothesis=_hypothesis(data.get("hypothesis"), "hypothesis", kinds),
                     matrix=matrix, redis=_redis(root, data.get("redis") or {}), cell_hypotheses=cell_hypotheses,
                     nodes=_nodes(data.get("nodes") or {}), published=published, published_source=source,
-                    published_settings=published_settings, app=_app(path, data.get("app")), broker=broker)
+                    published_settings=published_settings, app=_app(path, data.get("app")), broker=broker,
+                    rabbitmq=_rabbitmq(data.get("rabbitmq") or {}))
 
 
 def _app(path: Path, value: Any) -> dict[str, Any]:
@@ -647,6 +661,19 @@ def _redis(root: Path, value: Any) -> dict[str, Any]:
     options = _specs(root / REDIS_SPEC)["main"]["options"]
     return {f"redis_{name}": _at(f"redis.{name}", _check_option, f"redis_{name}", options[f"redis_{name}"], given)
             for name, given in _mapping(value, "redis", REDIS_SETTINGS, what="Redis setting").items()}
+
+
+def _rabbitmq(value: Any) -> dict[str, Any]:
+    """RabbitMQ's settings for the run (the rabbitmq role's rabbitmq_settings): keys and values the lab lets a user
+    set (chaoslab.brokers.rabbitmq_setting_error)."""
+    if not isinstance(value, dict):
+        raise ScenarioError("rabbitmq", f"a mapping of RabbitMQ settings to values, got {type(value).__name__}")
+    for key, given in value.items():
+        problem = brokers.rabbitmq_setting_error(key, given)
+        if problem:
+            raise ScenarioError(f"rabbitmq.{str(key)[:60]}",
+                                problem.removeprefix("rabbitmq_settings: ").removeprefix(f"{key}: "))
+    return dict(value)
 
 
 def _load(value: Any, path: Path) -> LoadSpec:

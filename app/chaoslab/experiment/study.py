@@ -154,6 +154,7 @@ def scenario_entry(scenario: Scenario, root: Path) -> dict[str, Any]:
                     "duration": spec.duration} for phase in scenario.phases for spec in phase.faults],
         "settings": scenario.celery,
         "redis": {key.removeprefix("redis_"): value for key, value in scenario.redis.items()},
+        "rabbitmq": dict(scenario.rabbitmq),
         "phases": {phase.name: phase.duration for phase in scenario.phases},
         "hypothesis": hypothesis_map(scenario),
         "cell_hypotheses": {label: hypothesis_map(cell) for label, cell in scenario.cells()

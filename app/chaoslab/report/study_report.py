@@ -190,6 +190,7 @@ class ScenarioInfo:
     """The Celery settings every configuration of the scenario shares (a configuration adds its own), and the Redis
     persistence it runs on; None in a study made before study.json recorded them."""
     redis: dict[str, Any] | None = None
+    rabbitmq: dict[str, Any] | None = None
     faults: tuple[dict[str, Any], ...] = ()
     """Every fault of the scenario (playbook, target, params, at, duration) when there is more than the first."""
     published: dict[str, Any] | None = None
@@ -309,6 +310,7 @@ def _scenario_info(data: Mapping[str, Any]) -> ScenarioInfo:
         cell_hypotheses=dict(data.get("cell_hypotheses") or {}),
         settings=dict(data["settings"]) if isinstance(data.get("settings"), Mapping) else None,
         redis=dict(data["redis"]) if isinstance(data.get("redis"), Mapping) else None,
+        rabbitmq=dict(data["rabbitmq"]) if isinstance(data.get("rabbitmq"), Mapping) else None,
         faults=tuple(dict(item) for item in data.get("faults") or [] if isinstance(item, Mapping)),
         published=dict(data["published"]) if isinstance(data.get("published"), Mapping) else None,
     )
@@ -879,13 +881,14 @@ def hypothesis_lines(hypothesis: Any) -> list[str]:
 
 def settings_facts(scenario: ScenarioInfo) -> list[tuple[str, str]]:
     """The settings the scenario's configurations share, as the study recorded them (none: Celery's defaults), and
-    the Redis persistence (none: the inventory's)."""
+    Redis's persistence and RabbitMQ's settings (none: the inventory's)."""
     if scenario.settings is None:
         return []
     shared = ", ".join(f"{name}={_value_text(value)}" for name, value in scenario.settings.items())
     facts = [("shared settings", shared or "Celery's defaults and the lab's")]
-    if scenario.redis:
-        facts.append(("Redis", ", ".join(f"{name}={_value_text(value)}" for name, value in scenario.redis.items())))
+    for label, values in (("Redis", scenario.redis), ("RabbitMQ", scenario.rabbitmq)):
+        if values:
+            facts.append((label, ", ".join(f"{name}={_value_text(value)}" for name, value in values.items())))
     return facts
 
 
