@@ -166,6 +166,49 @@ def hold_lab(what: str) -> Any:
     return lock
 
 
+def _refused(args: argparse.Namespace, command: str, why: str) -> int:
+    """A run or study refused before it started: the one-line reason on stderr, and for CI an error case in the
+    JUnit file and the reason as JSON on stdout."""
+    from chaoslab.experiment import runner
+    from chaoslab.report import ci_outputs
+
+    print(f"chaoslab {command}: {why}", file=sys.stderr)
+    if getattr(args, "junit", None):
+        case = ci_outputs.Case(str(getattr(args, "scenario", None) or getattr(args, "source", "")), command,
+                               error=why)
+        Path(args.junit).write_text(ci_outputs.junit({command: [case]}), encoding="utf-8")
+    if getattr(args, "json", False):
+        print(json.dumps({"exit": runner.EXIT_ERROR, "error": why}))
+    return runner.EXIT_ERROR
+
+
+def _console(args: argparse.Namespace) -> Any:
+    """The console a run or study reports on: stderr when stdout is kept for --json."""
+    from rich.console import Console
+
+    return Console(stderr=True) if getattr(args, "json", False) else Console()
+
+
+def _ci_outputs(args: argparse.Namespace, directory: Path | None, code: int, study_dir: bool = False) -> int:
+    """The JUnit file (--junit) and the JSON on stdout (--json) of a run or study that started; *code* unchanged."""
+    from chaoslab.report import ci_outputs, study_report
+
+    if directory is None or not (args.junit or args.json):
+        return code
+    if study_dir:
+        suites = ci_outputs.study_cases(directory)
+        passed = study_report.study_passed(study_report.load_study(directory))
+        document = ci_outputs.study_json(directory, code, passed)
+    else:
+        suites = {directory.name: ci_outputs.run_cases(directory)}
+        document = ci_outputs.run_json(directory, code)
+    if args.junit:
+        Path(args.junit).write_text(ci_outputs.junit(suites), encoding="utf-8")
+    if args.json:
+        print(json.dumps(document, indent=2, default=str))
+    return code
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Validate a scenario completely, then run it on the lab (holding the lab's lock)."""
     from chaoslab.experiment import runner
@@ -177,15 +220,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         scenario = load_scenario(args.scenario)
         run_id = name(args.run_id, "--run-id") if args.run_id else None
     except (ScenarioError, InputError) as err:
-        print(f"chaoslab run: {err}", file=sys.stderr)
-        return runner.EXIT_ERROR
+        return _refused(args, "run", str(err))
     if args.check:
         cells = len(scenario.cells())
         print(f"{args.scenario}: valid ({cells} run{'s' if cells > 1 else ''})")
         return 0
     lock = hold_lab(f"chaoslab run {scenario.name}")
     if lock is None:
-        return runner.EXIT_ERROR
+        return _refused(args, "run", "the lab is busy") if args.junit or args.json else runner.EXIT_ERROR
     with lock:
         info = lab_info()
         control = LabControl(info, quiet=not args.verbose)
@@ -198,10 +240,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             if registered is not None:
                 check_tasks(scenario, registered)
         except ScenarioError as err:
-            print(f"chaoslab run: {err}", file=sys.stderr)
-            return runner.EXIT_ERROR
+            return _refused(args, "run", str(err))
         results = Path(args.results) if args.results else None
-        return runner.run(scenario, control, results, run_id=run_id)
+        claimed: list[Path] = []
+        code = runner.run(scenario, control, results, _console(args), run_id=run_id, claimed=claimed.append)
+        return _ci_outputs(args, claimed[0] if claimed else None, code)
 
 
 def cmd_study(args: argparse.Namespace) -> int:
@@ -217,8 +260,7 @@ def cmd_study(args: argparse.Namespace) -> int:
         scenarios, runs = study.planned(source, study.DEFAULT_REPEAT if args.repeat is None else args.repeat, args.only,
                                         not args.no_null_controls, args.quick)
     except (ScenarioError, ValueError) as err:
-        print(f"chaoslab study: {err}", file=sys.stderr)
-        return runner.EXIT_ERROR
+        return _refused(args, "study", str(err))
     if args.check:
         print(f"{source}: valid ({len(scenarios)} scenarios, {len(runs)} runs, "
               f"about {fmt_duration(round(study.expected_seconds(runs)))})")
@@ -231,7 +273,7 @@ def cmd_study(args: argparse.Namespace) -> int:
 
 
 def _study(args: argparse.Namespace, source: Path, scenarios: list[Any]) -> int:
-    from chaoslab.experiment import runner, study
+    from chaoslab.experiment import study
     from chaoslab.experiment.lab import LabControl, lab_info
     from chaoslab.experiment.scenario import ScenarioError, check_broker
 
@@ -240,12 +282,14 @@ def _study(args: argparse.Namespace, source: Path, scenarios: list[Any]) -> int:
         for scenario in scenarios:
             check_broker(scenario, info.broker)
     except ScenarioError as err:
-        print(f"chaoslab study: {err}", file=sys.stderr)
-        return runner.EXIT_ERROR
+        return _refused(args, "study", str(err))
     control = LabControl(info, quiet=not args.verbose)
-    return study.run_study(source, study.DEFAULT_REPEAT if args.repeat is None else args.repeat, control,
+    claimed: list[Path] = []
+    code = study.run_study(source, study.DEFAULT_REPEAT if args.repeat is None else args.repeat, control,
                            Path(args.results) if args.results else None, Path(args.publish) if args.publish else None,
-                           args.only, null_controls=not args.no_null_controls, quick=args.quick)
+                           args.only, _console(args), null_controls=not args.no_null_controls, quick=args.quick,
+                           claimed=claimed.append)
+    return _ci_outputs(args, claimed[0] if claimed else None, code, study_dir=True)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -398,6 +442,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--results", help="results directory (default experiments/results)")
     run.add_argument("--verbose", action="store_true", help="show the Ansible output")
     run.add_argument("--run-id", help="the run's id (default: UTC time and the scenario's name)")
+    run.add_argument("--junit", metavar="FILE", help="also write JUnit XML: a test case per hypothesis line")
+    run.add_argument("--json", action="store_true",
+                     help="print the run's verdict and outcome as JSON on stdout (the progress goes to stderr)")
     run.set_defaults(func=cmd_run)
     stud = sub.add_parser("study", help="run every scenario of a directory, each cell repeated, into one report")
     stud.add_argument("source", nargs="?", default="experiments/study", help="directory of scenario files")
@@ -412,6 +459,10 @@ def build_parser() -> argparse.ArgumentParser:
     stud.add_argument("--publish", help="also copy the summaries and the report into this directory")
     stud.add_argument("--check", action="store_true", help="only validate the scenarios")
     stud.add_argument("--verbose", action="store_true", help="show the Ansible output")
+    stud.add_argument("--junit", metavar="FILE", help="also write JUnit XML: a test suite per scenario, a test case "
+                                                      "per hypothesis line of each run and one per null control")
+    stud.add_argument("--json", action="store_true",
+                      help="print the study's verdict and each run's as JSON on stdout (the progress goes to stderr)")
     stud.set_defaults(func=cmd_study)
     report = sub.add_parser("report", help="(re)write report.html for run directories")
     report.add_argument("run_dirs", nargs="+")

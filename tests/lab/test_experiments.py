@@ -9,6 +9,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 import yaml
@@ -22,8 +23,9 @@ from verdict_checks import assert_verdicts_hold_up
 SCENARIOS = Path(__file__).parent / "scenarios"
 
 
-def run_scenario(path: Path, results: Path, timeout: float = 600) -> tuple[subprocess.CompletedProcess, Path]:
-    proc = subprocess.run([str(BIN / "chaoslab"), "run", str(path), "--results", str(results)], cwd=ROOT,
+def run_scenario(path: Path, results: Path, timeout: float = 600, *options: str
+                 ) -> tuple[subprocess.CompletedProcess, Path]:
+    proc = subprocess.run([str(BIN / "chaoslab"), "run", str(path), "--results", str(results), *options], cwd=ROOT,
                           env=ansible_env(COLUMNS="200"), capture_output=True, text=True, timeout=timeout,
                           check=False)
     runs = sorted(results.iterdir())
@@ -73,10 +75,21 @@ def test_early_ack_loses_the_tasks_running_at_a_main_process_kill_and_names_them
 
 
 def test_late_ack_with_reject_on_worker_lost_loses_none(lab, results):
-    proc, run_dir = run_scenario(SCENARIOS / "kill-late-ack.yml", results / "late")
+    junit = results / "late.xml"
+    proc, run_dir = run_scenario(SCENARIOS / "kill-late-ack.yml", results / "late", 600, "--json", "--junit",
+                                 str(junit))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     summary = assert_verdicts_hold_up(lab, run_dir)
     assert summary["classes"]["lost"] == 0 and summary["classes"]["pending"] == 0
+    # for CI: stdout is the JSON document and nothing else (the progress went to stderr), and the JUnit file has a
+    # passing case per hypothesis line
+    document = json.loads(proc.stdout)
+    (cell,) = document["cells"]
+    assert (document["exit"], cell["passed"], cell["classes"]) == (0, True, summary["classes"])
+    assert "hypothesis held" in proc.stderr
+    conditions = json.loads((run_dir / "verdict.json").read_text())["conditions"]
+    suite = ElementTree.parse(junit).getroot().find("testsuite")
+    assert suite is not None and (suite.get("tests"), suite.get("failures")) == (str(len(conditions)), "0")
     assert summary["classes"]["completed"] + summary["duplicated"] == summary["tasks"]
     successes = result_backend_successes(lab)
     assert successes

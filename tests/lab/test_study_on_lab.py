@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from xml.etree import ElementTree
 
 import yaml
 
@@ -27,9 +28,10 @@ def test_a_study_repeats_runs_reports_and_publishes(lab, tmp_path):
     scenario["matrix"] = scenario["matrix"][:1]  # early acknowledgement: a killed child's task is failed_by_worker
     (source / "mini.yml").write_text(yaml.safe_dump(scenario))
     results, reference = tmp_path / "results", tmp_path / "reference"
+    junit = tmp_path / "study.xml"
     proc = subprocess.run([str(BIN / "chaoslab"), "study", str(source), "--repeat", "2", "--results", str(results),
-                           "--publish", str(reference)], cwd=ROOT, env=ansible_env(COLUMNS="200"),
-                          capture_output=True, text=True, timeout=900, check=False)
+                           "--publish", str(reference), "--junit", str(junit)], cwd=ROOT,
+                          env=ansible_env(COLUMNS="200"), capture_output=True, text=True, timeout=900, check=False)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert "study 1/3 mini acks_late=false r1/2, 0 s so far, about " in proc.stdout
     assert "study 2/3 mini acks_late=false r2/2, " in proc.stdout
@@ -66,5 +68,13 @@ def test_a_study_repeats_runs_reports_and_publishes(lab, tmp_path):
     again = tmp_path / "again"
     study_report.write_study_report(reference, again)
     assert (again / "study.md").read_bytes() == (reference / "study.md").read_bytes()
+    # for CI: a suite for the scenario, each repeat's hypothesis lines passing, and the null control a passing case
+    # because its hypothesis failed
+    suite = ElementTree.parse(junit).getroot().find("testsuite")
+    assert suite is not None and (suite.get("name"), suite.get("failures"), suite.get("errors")) == ("mini", "0", "0")
+    classnames = [case.get("classname") for case in suite.iter("testcase")]
+    lines = json.loads((study_dir / cell / "r1" / "verdict.json").read_text())["conditions"]
+    assert classnames.count("mini.task_acks_late=false.r1") == len(lines) >= 2
+    assert classnames[-1] == "mini.task_acks_late=false.null"
     # the lab's background load runs again once the study is over
     assert service_pid("monitor", "loadgen") > 0

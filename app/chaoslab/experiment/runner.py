@@ -618,10 +618,13 @@ def pending_reason(summary: checker.Summary, state: RunState) -> str:
 
 
 def run(scenario: Scenario, control: Lab, results: Path | None = None, console: Console | None = None,
-        run_id: str | None = None) -> int:
-    """Run a scenario (every matrix cell) into experiments/results/<run-id>/; returns the exit code."""
+        run_id: str | None = None, claimed: Callable[[Path], object] | None = None) -> int:
+    """Run a scenario (every matrix cell) into experiments/results/<run-id>/; returns the exit code. *claimed* is
+    told the run's directory as soon as it exists."""
     results = results or project_root() / "experiments" / "results"
     run_id, parent = claim_run_dir(results, run_id or new_run_id(scenario.name))
+    if claimed is not None:
+        claimed(parent)
     runner = Runner(control, console)
     cells = scenario.cells()
     if len(cells) == 1 and not cells[0][0]:

@@ -19,6 +19,7 @@ import os
 import platform
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -284,15 +285,19 @@ def quick_plan(scenarios: list[Scenario]) -> list[PlannedRun]:
 
 def run_study(source: Path, repeat: int, control: LabControl, results: Path | None = None,
               publish: Path | None = None, only: list[str] | None = None, console: Console | None = None,
-              null_controls: bool = True, quick: bool = False) -> int:
+              null_controls: bool = True, quick: bool = False,
+              claimed: Callable[[Path], object] | None = None) -> int:
     """Run the study; 0 when every run held its hypothesis, every null control's failed and no cell's repeats
-    disagree, 1 otherwise. A quick study is never published."""
+    disagree, 1 otherwise. A quick study is never published. *claimed* is told the study's directory before the first
+    run."""
     if quick and publish is not None:
         raise ValueError("a quick study is a first look: it is not published")
     console = console or Console()
     scenarios, runs = planned(source, repeat, only, null_controls, quick)
     repeat = 1 if quick else repeat
     directory = (results or project_root() / "experiments" / "results") / new_study_id(source)
+    if claimed is not None:
+        claimed(directory)
     console.print(f"study of {len(scenarios)} scenarios, {len(runs)} runs ({repeat} per cell) -> {directory}"
                   + (f" ({QUICK_NOTE})" if quick else ""))
     code = Study(source, scenarios, repeat, control, directory, console, quick, only).run(runs)
