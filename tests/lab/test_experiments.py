@@ -240,3 +240,37 @@ def test_a_recorded_trace_is_replayed_once_each_task_at_its_offset(lab, tmp_path
     assert len(published) == 20  # played once: the generator idles after the trace instead of starting it again
     due = [record["scheduled"] - published[0]["scheduled"] for record in published]
     assert due == pytest.approx(offsets, abs=1e-3)
+
+
+def test_a_delay_sweep_draws_a_curve_whose_throughput_falls_with_the_dose(lab, tmp_path):
+    """Three points of Redis delay (none, 100 ms, 400 ms) under 40 tasks a second: each point a run, the workers'
+    completions under the fault fall with the delay (a worker takes one message per round trip to Redis, at most
+    10/s at 100 ms), the report draws the curve and names the knee, and the JUnit file has each point's hypothesis
+    lines."""
+    path = tmp_path / "sweep.yml"
+    path.write_text(yaml.safe_dump({
+        "name": "delay-sweep", "celery": {"task_acks_late": False, "worker_prefetch_multiplier": 4},
+        "load": {"rate": 40, "seed": 3, "mix": [{"kind": "sleep", "weight": 1, "args": {"ms": 10}}]},
+        "phases": [{"name": "baseline", "duration": "3s"},
+                   {"name": "fault", "duration": "6s",
+                    "fault": {"playbook": "network-delay", "target": "redis",
+                              "params": {"delay": "100ms", "peers": "workers"}}},
+                   {"name": "drain", "duration": "40s"}],
+        "sweep": {"param": "delay", "values": ["0ms", "100ms", "400ms"]},
+        "hypothesis": {"lost": 0, "failed": 0}}))
+    junit = tmp_path / "sweep.xml"
+    proc, run_dir = run_scenario(path, tmp_path / "results", 900, "--junit", str(junit))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    from chaoslab.report import dose
+
+    (curve,) = dose.load_curves(run_dir)
+    throughputs = [point.throughput for point in curve.points]
+    assert [point.value for point in curve.points] == ["0ms", "100ms", "400ms"]
+    assert all(t is not None for t in throughputs) and throughputs[0] > throughputs[1] > throughputs[2], throughputs
+    assert curve.points[1].measured is not None and abs(curve.points[1].measured - 0.1) < 0.02  # the measured dose
+    assert curve.knee is not None and curve.knee.point.value != "0ms", (curve.knee, throughputs)
+    page = (run_dir / "report.html").read_text(encoding="utf-8")
+    assert "Dose and response: delay" in page and f"knee at {curve.knee.point.value}" in page
+    suite = ElementTree.parse(junit).getroot().find("testsuite")
+    classnames = {case.get("classname") for case in suite.iter("testcase")}
+    assert classnames == {"delay-sweep.delay=0ms", "delay-sweep.delay=100ms", "delay-sweep.delay=400ms"}

@@ -746,3 +746,26 @@ def test_why_tasks_were_pending_names_when_the_runs_broker_hands_them_out_again(
     assert reason == ("reserved: delivered to a worker and not acknowledged; a killed worker's messages are handed out "
                       f"again only {again}; completed_unacked: ran to success, but its acknowledgement never reached "
                       f"the broker; it is handed out again {again} and runs again")
+
+
+def test_a_sweep_runs_each_point_as_a_cell_and_the_report_draws_the_curve(tmp_path: Path) -> None:
+    """sweep: {param: every, ...}: a cell per value (the fault asked for each), one settings change for all of them
+    (only the dose differs), the points in run.json for the report, whose page has the dose section."""
+    lab = FakeLab()
+    extra = "sweep: {param: every, values: [0.1s, 0.2s]}\n"
+    path = tmp_path / "fake-worker-kill.yml"
+    path.write_text(SCENARIO.replace("params: {mode: main}", "params: {mode: main, duration: 0.3s}") + extra,
+                    encoding="utf-8")
+    code = runner.run(load_scenario(path, ROOT), lab, tmp_path / "results", Console(file=io.StringIO(), width=200),
+                      run_id="run-1")
+    assert code == runner.EXIT_PASS
+    run = read_json(tmp_path / "results" / "run-1" / "run.json")
+    assert run["cells"] == ["every=0.1s", "every=0.2s"]
+    assert [(point["value"], point["dose"]) for point in run["sweep"]["points"]] == [("0.1s", 0.1), ("0.2s", 0.2)]
+    for cell, every in (("every=0.1s", "0.1s"), ("every=0.2s", "0.2s")):
+        written = load_scenario(tmp_path / "results" / "run-1" / "cells" / cell / "scenario.yml", ROOT)
+        assert written.phases[1].faults[0].params == {"mode": "main", "duration": "0.3s", "every": every}
+    assert names(lab.calls).count("fault") == 2
+    assert names(lab.calls).count("prepare") == 2 and "apply_broker_settings" not in names(lab.calls)
+    page = (tmp_path / "results" / "run-1" / "report.html").read_text(encoding="utf-8")
+    assert "Dose and response: every" in page and (tmp_path / "results" / "run-1" / "dose.png").is_file()

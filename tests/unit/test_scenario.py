@@ -127,7 +127,7 @@ PHASES_AWRY = [{"name": "baseline", "duration": "1s"}, {"name": "recovery", "dur
 @pytest.mark.parametrize(("changes", "expected"), [
     pytest.param([(("frobnicate",), 1)],
                  "frobnicate: unknown key (allowed: name, description, broker, app, celery, redis, rabbitmq, nodes, "
-                 "load, phases, hypothesis, matrix, published)",
+                 "load, phases, hypothesis, matrix, sweep, published)",
                  id="unknown-top-key"),
     pytest.param([(("load", "burst"), 5)],
                  "load.burst: unknown key (allowed: rate, seed, publish_timeout, publisher, mix, replay)",
@@ -521,11 +521,23 @@ def test_several_faults_in_one_phase_each_with_its_window(root):
     ([{"playbook": "worker-kill", "target": "workers[0]"}, {"playbook": "worker-kill", "target": "workers[0]",
                                                            "at": "3s"}],
      "phases[1].faults[1]: worker-kill on workers[0] overlaps faults[0] (one at a time on a node)"),
-    ([], "phases[1].faults: must be a non-empty list of faults"),
+    ("worker-kill", "phases[1].faults: must be a non-empty list of faults"),
 ])
 def test_bad_several_faults(root, faults, expected):
     data = changed((("phases", 1, "fault"), DELETE), (("phases", 1, "faults"), faults))
     assert problem(root, data).startswith(expected)
+
+
+def test_an_empty_faults_list_is_a_control_run_and_how_one_is_kept(root):
+    """faults: [] runs the fault phase without a fault: how a run's scenario.yml keeps a null control or a sweep's
+    zero dose, so that it runs again as it ran."""
+    path = root / "control.yml"
+    path.write_text(yaml.safe_dump(changed((("phases", 1, "fault"), DELETE), (("phases", 1, "faults"), []))))
+    control = load_scenario(path, root)
+    assert control.phases[1].name == "fault" and control.phases[1].faults == () and control.fault_phase is None
+    written = root / "written.yml"
+    written.write_text(to_yaml(control))
+    assert "faults: []" in written.read_text() and load_scenario(written, root).phases == control.phases
 
 
 def test_fault_and_faults_together_are_refused(root):

@@ -649,8 +649,11 @@ def run(scenario: Scenario, control: Lab, results: Path | None = None, console: 
             except Exception as err:  # the cells' outcomes stand; the lab is not as it was
                 runner.console.print(f"[red]could not {step}[/red]: {type(err).__name__}: {err}", highlight=False)
                 codes.append(EXIT_ERROR)
+    sweep = ({"sweep": {"param": scenario.sweep.param, "values": list(scenario.sweep.values),
+                        "doses": list(scenario.sweep.doses), "knee_p95": scenario.sweep.knee_p95,
+                        "points": scenario.sweep_points()}} if scenario.sweep is not None else {})
     run_dir.write_run(parent, {"run_id": run_id, "scenario": scenario.name, "status": status,
-                               "cells": [label for label, _ in cells]})
+                               "cells": [label for label, _ in cells], **sweep})
     from chaoslab.report.report import write_matrix_report
 
     runner.console.print(f"comparison of {len(codes)} cells: {write_matrix_report(parent)}")

@@ -43,7 +43,14 @@ from chaoslab.project import find_project
 from chaoslab.units import format_duration, parse_bytes, parse_duration
 
 TOP_KEYS = ("name", "description", "broker", "app", "celery", "redis", "rabbitmq", "nodes", "load", "phases",
-            "hypothesis", "matrix", "published")
+            "hypothesis", "matrix", "sweep", "published")
+SWEEP_KEYS = ("param", "values", "knee_p95")
+SWEEP_POINTS = (2, 20)
+"""How many values a sweep may have."""
+SWEEP_TEXT = re.compile(r"[A-Za-z0-9_.%+-]{1,32}")
+ZERO_DOSE = re.compile(r"0+(\.0+)?(%|[A-Za-z]{1,3})?")
+"""A sweep value that asks for none of the quantity (0ms, 0%): that point runs without the fault, the curve's
+origin."""
 # A node size a scenario may set (nodes: {workers: {memory: 1000MiB, cpus: 1}}), and its bounds.
 SIZE_KEYS = ("cpus", "memory")
 CPUS_BOUNDS = (0.05, 64.0)
@@ -129,6 +136,23 @@ class PhaseSpec:
 
 
 @dataclass(frozen=True)
+class Sweep:
+    """One fault parameter run at several values (the dose), each a run of its own, crossed with the matrix."""
+
+    param: str
+    values: tuple[str, ...]
+    """As given (``200ms``): what the fault is asked for, and the cell's label."""
+    doses: tuple[float, ...]
+    """The values in the parameter's base unit (seconds, a fraction, bytes), strictly increasing."""
+    knee_p95: float | None = None
+    """Seconds of p95 end to end (of the tasks published under the fault) beyond which a point is past the knee;
+    None: only a throughput under half the lowest dose's marks it."""
+
+    def label(self, value: str) -> str:
+        return f"{self.param}={value}"
+
+
+@dataclass(frozen=True)
 class Condition:
     figure: str
     op: str
@@ -169,6 +193,8 @@ class Scenario:
     rabbitmq: dict[str, Any] = field(default_factory=dict)
     """RabbitMQ's settings for the run, as the rabbitmq role's ``rabbitmq_settings`` takes them (consumer_timeout,
     channel_tick_interval, ...: chaoslab.brokers); {}: the inventory's. Every cell must run on RabbitMQ."""
+    sweep: Sweep | None = None
+    """A fault parameter run at each of several values, for every matrix combination (each point a cell)."""
 
     @property
     def broker_vars(self) -> dict[str, Any]:
@@ -198,8 +224,45 @@ class Scenario:
                                      else replace(phase, duration=min(phase.duration, seconds))
                                      for phase in self.phases])
 
+    def with_dose(self, value: str) -> Scenario:
+        """The scenario with the sweep's parameter at *value* in every fault of the fault phase that takes it; at a
+        zero dose (0ms, 0%), without the faults (the phases keep their names and lengths)."""
+        if self.sweep is None:
+            return self
+        if ZERO_DOSE.fullmatch(value):
+            return replace(self.null_control(), sweep=None)
+        param = self.sweep.param
+        phases = [replace(phase, faults=tuple(replace(fault, params={**fault.params, param: value})
+                                              if param in FAULT_KINDS[fault.playbook].user_params()
+                                              else fault for fault in phase.faults))
+                  for phase in self.phases]
+        return replace(self, phases=phases, sweep=None)
+
+    def configurations(self) -> list[tuple[str, Scenario]]:
+        """One (label, scenario) per matrix combination, the sweep not expanded; ``[("", self)]`` without a
+        matrix."""
+        return self._combinations()
+
     def cells(self) -> list[tuple[str, Scenario]]:
-        """One (label, scenario) per matrix combination; ``[("", self)]`` without a matrix."""
+        """One (label, scenario) per run: per matrix combination, and within it per sweep value (the points of a
+        configuration in a row, lowest dose first); ``[("", self)]`` without either."""
+        if self.sweep is None:
+            return self._combinations()
+        sweep = self.sweep
+        return [(",".join(part for part in (label, sweep.label(value)) if part), cell.with_dose(value))
+                for label, cell in self._combinations() for value in sweep.values]
+
+    def sweep_points(self) -> list[dict[str, Any]]:
+        """Each run of the sweep: its cell label, its configuration's (the matrix combination), the value and the
+        dose; [] without a sweep."""
+        if self.sweep is None:
+            return []
+        sweep = self.sweep
+        return [{"cell": ",".join(part for part in (label, sweep.label(value)) if part), "configuration": label,
+                 "value": value, "dose": dose}
+                for label, _ in self._combinations() for value, dose in zip(sweep.values, sweep.doses, strict=True)]
+
+    def _combinations(self) -> list[tuple[str, Scenario]]:
         if not self.matrix:
             return [("", self)]
         cells = []
@@ -302,6 +365,10 @@ def to_yaml(scenario: Scenario, header: str = "") -> str:
         data["redis"] = {key.removeprefix("redis_"): value for key, value in scenario.redis.items()}
     if scenario.rabbitmq:
         data["rabbitmq"] = dict(scenario.rabbitmq)
+    if scenario.sweep is not None:
+        data["sweep"] = {"param": scenario.sweep.param, "values": list(scenario.sweep.values),
+                         **({"knee_p95": format_duration(scenario.sweep.knee_p95)}
+                            if scenario.sweep.knee_p95 is not None else {})}
     if scenario.nodes:
         data["nodes"] = {selector: {**({"cpus": size["cpus"]} if "cpus" in size else {}),
                                     **({"memory": f"{size['memory_mib']}MiB"} if "memory_mib" in size else {})}
@@ -325,7 +392,7 @@ def _phase_data(phase: PhaseSpec) -> dict[str, Any]:
     timed = any(fault.at or fault.duration is not None for fault in phase.faults)
     if len(phase.faults) == 1 and not timed:
         data["fault"] = _fault_data(phase.faults[0])
-    elif phase.faults:
+    elif phase.faults or phase.name == "fault":  # none: a control (a null control, a sweep's zero dose)
         data["faults"] = [_fault_data(fault) for fault in phase.faults]
     return data
 
@@ -494,13 +561,14 @@ def _scenario(path: Path, root: Path, data: dict[str, Any]) -> Scenario:
                       (matrix if isinstance(matrix, list) else [matrix])):
         raise ScenarioError("matrix.broker", f"the scenario runs on {broker} (broker: {broker}): no broker axis")
     published, source, published_settings = _published(root, data.get("published"))
+    phases = _phases(root, data["phases"])
     return Scenario(path=path, name=name, description=description, celery=celery, load=load,
-                    phases=_phases(root, data["phases"]),
+                    phases=phases,
                     hypothesis=_hypothesis(data.get("hypothesis"), "hypothesis", kinds),
                     matrix=matrix, redis=_redis(root, data.get("redis") or {}), cell_hypotheses=cell_hypotheses,
                     nodes=_nodes(data.get("nodes") or {}), published=published, published_source=source,
                     published_settings=published_settings, app=_app(path, data.get("app")), broker=broker,
-                    rabbitmq=_rabbitmq(data.get("rabbitmq") or {}))
+                    rabbitmq=_rabbitmq(data.get("rabbitmq") or {}), sweep=_sweep(root, data.get("sweep"), phases))
 
 
 def _app(path: Path, value: Any) -> dict[str, Any]:
@@ -661,6 +729,51 @@ def _redis(root: Path, value: Any) -> dict[str, Any]:
     options = _specs(root / REDIS_SPEC)["main"]["options"]
     return {f"redis_{name}": _at(f"redis.{name}", _check_option, f"redis_{name}", options[f"redis_{name}"], given)
             for name, given in _mapping(value, "redis", REDIS_SETTINGS, what="Redis setting").items()}
+
+
+def _sweep(root: Path, value: Any, phases: list[PhaseSpec]) -> Sweep | None:
+    """A fault parameter and the values to run it at: a parameter of a fault of the fault phase, each value one that
+    fault takes (checked as its own parameters are), all of one quantity and strictly increasing."""
+    if value is None:
+        return None
+    sweep = _mapping(value, "sweep", SWEEP_KEYS, required=("param", "values"))
+    param = sweep["param"]
+    faults = [fault for phase in phases for fault in phase.faults]
+    if not faults:
+        raise ScenarioError("sweep", "a sweep varies a fault's parameter: the scenario has no fault phase")
+    phase_seconds = next(phase.duration for phase in phases if phase.faults)
+    taking = [fault for fault in faults if isinstance(param, str) and param in fault_kind(root, fault.playbook)
+              .user_params()]
+    if not taking:
+        offered = sorted({name for fault in faults for name in fault_kind(root, fault.playbook).user_params()})
+        raise ScenarioError("sweep.param", f"no fault of the fault phase takes {str(param)[:40]!r} (they take: "
+                                           f"{', '.join(offered) or 'nothing'})")
+    given = _list(sweep["values"], "sweep.values", "values of the parameter")
+    if not SWEEP_POINTS[0] <= len(given) <= SWEEP_POINTS[1]:
+        raise ScenarioError("sweep.values", f"{SWEEP_POINTS[0]} to {SWEEP_POINTS[1]} values, got {len(given)}")
+    values, doses = [], []
+    for i, item in enumerate(given):
+        key = f"sweep.values[{i}]"
+        text = item if isinstance(item, str) else None
+        if text is None or not SWEEP_TEXT.fullmatch(text):
+            raise ScenarioError(key, f"a value as the fault takes it, as text (e.g. 200ms, 10%), got {item!r}")
+        if ZERO_DOSE.fullmatch(text):
+            dose: Any = 0.0  # the point without the fault
+        else:
+            for fault in taking:
+                _at(key, validate_fault_params, root, fault.playbook, {**fault.params, param: text},
+                    fault.length(phase_seconds))
+            dose = _at(key, check_value, taking[0].playbook, param, text)
+        if isinstance(dose, bool) or not isinstance(dose, (int, float)):
+            raise ScenarioError("sweep.param", f"{param} is not a quantity (got {dose!r} for {text!r}): a sweep "
+                                               "needs values it can order")
+        if doses and dose <= doses[-1]:
+            raise ScenarioError(key, f"{text} is not above {values[-1]}: give the values from the lowest dose up, "
+                                     "each once")
+        values.append(text)
+        doses.append(float(dose))
+    knee = _duration(sweep["knee_p95"], "sweep.knee_p95") if "knee_p95" in sweep else None
+    return Sweep(param, tuple(values), tuple(doses), knee)
 
 
 def _rabbitmq(value: Any) -> dict[str, Any]:
@@ -867,6 +980,8 @@ def _phases(root: Path, value: Any) -> list[PhaseSpec]:
         faults: tuple[FaultSpec, ...] = ()
         if "fault" in phase:
             faults = (_fault(root, phase["fault"], f"{key}.fault", seconds),)
+        elif "faults" in phase and phase["faults"] == []:
+            faults = ()  # the fault phase run without a fault: a control (as a null control or a zero dose is kept)
         elif "faults" in phase:
             faults = tuple(_fault(root, item, f"{key}.faults[{j}]", seconds)
                            for j, item in enumerate(_list(phase["faults"], f"{key}.faults", "faults")))

@@ -70,6 +70,7 @@ from chaoslab.analysis import run_dir as run_files
 from chaoslab.analysis import run_history, verdict
 from chaoslab.analysis.checker import BAD_CLASSES, CLASSES, WORKFLOW_VERDICTS, Execution, TaskResult
 from chaoslab.experiment import series
+from chaoslab.report import dose
 from chaoslab.report.compare import (
     MISSING,
     compare,
@@ -992,6 +993,16 @@ def _cell_section(parent: Path, cell: Path) -> str:
     return _section(title, f"{status_banner(run)}\n{link}\n{figures}")
 
 
+def _dose_section(parent: Path, run: Mapping[str, Any]) -> str:
+    """A sweep's curves against the dose and each configuration's knee ("" for a matrix without a sweep)."""
+    curves = dose.load_curves(parent)
+    if not curves:
+        return ""
+    param = str((run.get("sweep") or {}).get("param") or "dose")
+    png = dose.write_figure(curves, param, parent)
+    return _section(f"Dose and response: {param}", dose.section_html(curves, param, data_uri(png)))
+
+
 def write_matrix_report(parent_dir: StrPath) -> Path:
     """Report every cell, write comparison.md/.html, and a page with the comparison table and
     each cell's key figures (embedded) linking to the cell's report; return that page's path."""
@@ -1007,6 +1018,7 @@ def write_matrix_report(parent_dir: StrPath) -> Path:
         (
             f"<h1>{esc(title)}</h1>",
             status_banner(run),
+            _dose_section(parent, run),
             _section("Comparison of the cells", to_html(rows)),
             *sections,
         )
