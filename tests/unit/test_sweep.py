@@ -63,7 +63,7 @@ def test_a_sweep_runs_each_value_for_each_configuration_lowest_dose_first(tmp_pa
 def test_a_sweep_without_a_matrix_is_one_curve(tmp_path):
     swept = scenario(tmp_path, sweep={"param": "delay", "values": ["10ms", "20ms"]})
     assert [label for label, _ in swept.cells()] == ["delay=10ms", "delay=20ms"]
-    assert swept.configurations() == [("", swept)]
+    assert [point["configuration"] for point in swept.sweep_points()] == ["", ""]
 
 
 @pytest.mark.parametrize(("sweep", "message"), [

@@ -238,11 +238,6 @@ class Scenario:
                   for phase in self.phases]
         return replace(self, phases=phases, sweep=None)
 
-    def configurations(self) -> list[tuple[str, Scenario]]:
-        """One (label, scenario) per matrix combination, the sweep not expanded; ``[("", self)]`` without a
-        matrix."""
-        return self._combinations()
-
     def cells(self) -> list[tuple[str, Scenario]]:
         """One (label, scenario) per run: per matrix combination, and within it per sweep value (the points of a
         configuration in a row, lowest dose first); ``[("", self)]`` without either."""
