@@ -31,10 +31,11 @@ def test_the_reference_is_a_complete_study_that_passed():
     for part in study.parts or [{"versions": study.versions, "machine": study.machine}]:  # each part ran on its own
         assert {"celery", "kombu", "redis", "project_commit"} <= set(part["versions"])
         assert {"cpus", "memory_gib", "kernel", "os"} <= set(part["machine"])
-    sources = sorted(path.stem for folder in ("study", "study/seed")
+    sources = sorted(path.stem for folder in ("study", "study/seed", "study/brokers")
                      for path in (ROOT / "experiments" / folder).glob("*.yml"))
     studied = sorted({group.scenario for group in study.groups})
-    # the second edition studies every scenario file, the prototype's seed experiments too (make study-seed);
+    # the second edition studies every scenario file, the prototype's seed experiments (make study-seed) and the
+    # broker study (make study-brokers) too;
     # the first knew no whole-worker kill
     assert set(studied) <= set(sources) if study.first_edition else studied == sources
 
