@@ -213,7 +213,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Validate a scenario completely, then run it on the lab (holding the lab's lock)."""
     from chaoslab.experiment import runner
     from chaoslab.experiment.lab import LabControl, lab_info
-    from chaoslab.experiment.scenario import ScenarioError, check_broker, check_targets, check_tasks, load_scenario
+    from chaoslab.experiment.scenario import (
+        ScenarioError,
+        check_broker,
+        check_targets,
+        check_tasks,
+        check_triggers,
+        load_scenario,
+    )
     from chaoslab.inputs import InputError, name
 
     try:
@@ -234,6 +241,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         try:
             check_targets(scenario, info.groups)
             check_broker(scenario, info.broker)
+            check_triggers(scenario, info.groups, info.broker)
             # workers that do not answer are restarted when the run starts; a scenario's own app is checked once it
             # is on the workers
             registered = None if scenario.app else control.registered()
@@ -275,12 +283,13 @@ def cmd_study(args: argparse.Namespace) -> int:
 def _study(args: argparse.Namespace, source: Path, scenarios: list[Any]) -> int:
     from chaoslab.experiment import study
     from chaoslab.experiment.lab import LabControl, lab_info
-    from chaoslab.experiment.scenario import ScenarioError, check_broker
+    from chaoslab.experiment.scenario import ScenarioError, check_broker, check_triggers
 
     info = lab_info()
     try:
         for scenario in scenarios:
             check_broker(scenario, info.broker)
+            check_triggers(scenario, info.groups, info.broker)
     except ScenarioError as err:
         return _refused(args, "study", str(err))
     control = LabControl(info, quiet=not args.verbose)

@@ -13,7 +13,7 @@ of :mod:`chaoslab.node`, named by ``apply``), its test; then ``python tools/faul
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from chaoslab.fault_values import (
@@ -30,6 +30,7 @@ from chaoslab.fault_values import (
     signed_percent,
     size,
     size_or_share,
+    trigger,
     whole,
 )
 
@@ -57,6 +58,9 @@ class Param:
 
 DURATION = Param("duration", duration(), "", "How long the fault stays active; without one, until faults/clear.yml "
                  "(in a scenario: the fault phase's length).")
+TRIGGER = Param("trigger", trigger(), "", "Arm the fault and bring it into force when this holds on the target "
+                "(running>=2, reserved>=1, started=KIND on a worker; unacked>=N, read from Redis); needs a "
+                "duration, which counts from arming. None: at once.")
 ENGINE = Param("engine", choice(*ENGINES), "auto", "auto = tc netem where the kernel has sch_netem, else the "
                "fallback; netem or nfqueue to insist on one.")
 
@@ -395,6 +399,8 @@ KINDS: dict[str, FaultKind] = {kind.name: kind for kind in (
         apply="fault_clock:clock_skew", revert="fault_clock:revert_clock_skew", check=_clock_skew,
         measure="fault_clock:clock_skew_effect"),
 )}
+# Every fault may wait for a condition on the task state (chaoslab.triggers) instead of applying at once.
+KINDS = {name: replace(declared, params=(*declared.params, TRIGGER)) for name, declared in KINDS.items()}
 
 
 

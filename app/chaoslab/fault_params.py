@@ -119,4 +119,7 @@ def check(fault: str, params: dict[str, Any], resolved: bool = True) -> dict[str
         except ValueError as error:
             raise ValueError(f"{fault}: {name}: {error}") from None
     declared.check(values)
+    if values.get("trigger") is not None and not values.get("duration"):
+        raise ValueError(f"{fault}: trigger needs a duration, which counts from arming (e.g. trigger=running>=2 "
+                         "duration=30s)")
     return values

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from chaoslab import triggers
 from chaoslab.inputs import text
 from chaoslab.units import format_duration, parse_bytes, parse_duration, parse_percent, parse_rate
 
@@ -185,3 +186,10 @@ def _name(value: Any) -> str:
 
 def name() -> Value:
     return Value("name", _name)
+
+
+def trigger() -> Value:
+    """A condition on the task state that brings the fault into force (:mod:`chaoslab.triggers`); "" for none."""
+    return Value("condition", lambda value: None if _empty(value) else triggers.parse(value),
+                 lambda found: str(found) if found is not None else "",
+                 limits="running>=N, reserved>=N, started=KIND or unacked>=N")

@@ -96,7 +96,7 @@ def exact(message: str) -> str:
 ])
 def test_check_normalises_to_base_units_and_fills_defaults(fault, params, expected):
     values = check(fault, params)
-    assert values == expected
+    assert values == (expected if fault == "clear" else {**expected, "trigger": None})  # every fault may be armed
     assert list(values) == resolved_names(fault)  # every parameter, nothing else
 
 
@@ -116,9 +116,9 @@ def test_check_unresolved_skips_peers_and_nic(fault):
 
 def test_user_params_puts_peers_last_and_leaves_nic_out():
     assert user_params("network-delay") == ["delay", "jitter", "distribution", "correlation", "engine", "duration",
-                                            "peers"]
-    assert user_params("network-partition") == ["duration", "peers"]
-    assert user_params("worker-kill") == ["mode", "every", "duration"]
+                                            "trigger", "peers"]
+    assert user_params("network-partition") == ["duration", "trigger", "peers"]
+    assert user_params("worker-kill") == ["mode", "every", "duration", "trigger"]
     assert user_params("clear") == ["only"]
     assert all("nic" not in user_params(fault) for fault in ALL)
 
@@ -140,14 +140,14 @@ def test_request_refuses_a_target_that_names_no_node(target):
 
 # --- fault_params.check: bad values, one line each -----------------------------------------------------------------
 
-NETWORK_DELAY_ALLOWED = "delay, jitter, distribution, correlation, engine, duration, peers"
+NETWORK_DELAY_ALLOWED = "delay, jitter, distribution, correlation, engine, duration, trigger, peers"
 BAD = [
     # unknown parameters and faults
     ("worker-kill", {"modee": "child"}, False,
-     "worker-kill: unknown parameter modee (allowed: mode, every, duration)"),
+     "worker-kill: unknown parameter modee (allowed: mode, every, duration, trigger)"),
     ("network-delay", {"delay": "20ms", "dealy": "5ms", "correlaton": "5%"}, False,
      f"network-delay: unknown parameter correlaton (allowed: {NETWORK_DELAY_ALLOWED})"),
-    ("worker-pause", {"target": "redis"}, False, "worker-pause: unknown parameter target (allowed: duration)"),
+    ("worker-pause", {"target": "redis"}, False, "worker-pause: unknown parameter target (allowed: duration, trigger)"),
     ("no-such-fault", {}, False, f"unknown fault 'no-such-fault' (known: {KNOWN})"),
     ("worker-kill", {"mode": "sideways"}, False, "worker-kill: mode: 'sideways' is not one of main, child, all"),
     # durations

@@ -15,7 +15,7 @@ PACKAGE = ROOT / "app" / "chaoslab"
 SHARED = {"chaoslab.inputs", "chaoslab.celery_settings", "chaoslab.app_spec",
           "chaoslab.units", "chaoslab.ledger", "chaoslab.broker_state", "chaoslab.clock",
           "chaoslab.fault_params", "chaoslab.fault_kinds", "chaoslab.fault_values", "chaoslab.project",
-          "chaoslab.brokers"}
+          "chaoslab.brokers", "chaoslab.triggers"}
 LAB_CONTROL = {"chaoslab.experiment.lab", "chaoslab.experiment.labs", "chaoslab.experiment.lab_lock",
                "chaoslab.experiment.ansible_runner", "chaoslab.experiment.runner", "chaoslab.experiment.study",
                "chaoslab.experiment.progress", "chaoslab.experiment.redis_snapshot", "chaoslab.experiment.series",

@@ -179,7 +179,8 @@ PHASES_AWRY = [{"name": "baseline", "duration": "1s"}, {"name": "recovery", "dur
                  "phases[1].fault.playbook: unknown fault playbook 'disk-fill' (available: worker-kill)",
                  id="unknown-playbook"),
     pytest.param([(("phases", 1, "fault", "params", "signal"), 9)],
-                 "phases[1].fault.params.signal: unknown parameter of worker-kill (allowed: mode, every, duration)",
+                 "phases[1].fault.params.signal: unknown parameter of worker-kill (allowed: mode, every, duration, "
+                 "trigger)",
                  id="unknown-fault-param"),
     pytest.param([(("phases", 1, "fault", "params", "mode"), "sideways")],
                  "phases[1].fault.params.mode: 'sideways' is not one of main, child, all", id="bad-fault-choice"),

@@ -69,7 +69,7 @@ def test_a_sweep_without_a_matrix_is_one_curve(tmp_path):
 @pytest.mark.parametrize(("sweep", "message"), [
     ({"param": "jitter_rate", "values": ["1ms", "2ms"]},
      "sweep.param: no fault of the fault phase takes 'jitter_rate' (they take: correlation, delay, "
-     "distribution, duration, engine, jitter, peers)"),
+     "distribution, duration, engine, jitter, peers, trigger)"),
     ({"param": "delay", "values": ["100ms", "50ms"]}, "sweep.values[1]: 50ms is not above 100ms: give the values "
                                                      "from the lowest dose up, each once"),
     ({"param": "delay", "values": ["1s", "1000ms"]}, "sweep.values[1]: 1000ms is not above 1s"),

@@ -398,6 +398,9 @@ class Summary:
     """Per canvas shape, where the workflows that did not finish stopped: ``"<link>: <class> (<cause>)"`` -> how
     many (``"2: lost (killed_running)"``: its second task was lost, killed while it ran)."""
     workflow_results: list[WorkflowResult] = field(default_factory=list, repr=False)
+    triggers: list[dict[str, Any]] = field(default_factory=list)
+    """Each armed fault's trigger as its node recorded it (:func:`trigger_rows`): whether and when it fired, its
+    delay to the fault in force, and the tasks in the window then with their classes."""
 
     def ids(self, cls: str) -> list[str]:
         """Ids of the tasks of one class, in the order they were due."""
@@ -482,6 +485,7 @@ class _Collector:
         self.effects: list[tuple[float, str, str, dict[str, Any]]] = []
         # when a worker's main process was killed (worker-kill's kill records)
         self.main_kills: list[float] = []
+        self.triggers: list[dict[str, Any]] = []
         self.clocks = {node: c for node, c in (clocks or {}).items() if c.significant()}
 
     def add_all(self, records: Iterable[Mapping[str, Any]]) -> None:
@@ -529,6 +533,11 @@ class _Collector:
             self.effects.append((self._t(record), str(record["fault"]), str(record["node"]), dict(record["effect"])))
         elif event == "kill" and record.get("main"):
             self.main_kills.append(self._t(record))
+        elif event == "triggered":  # its instants on the run's clock, as every record's
+            self.triggers.append({**record, "t": self._t(record), "at": self._t(record, "at"),
+                                  "in_force": self._t(record, "in_force")})
+        elif event == "untriggered":
+            self.triggers.append({**record, "t": self._t(record)})
 
     def _add_revoked(self, record: Mapping[str, Any]) -> None:
         reason = "expired" if record.get("expired") else "terminated" if record.get("terminated") else "revoked"
@@ -1142,6 +1151,25 @@ def ineffective(faults: Iterable[FaultWindow | Mapping[str, Any]]) -> list[str]:
     return found
 
 
+def untriggered(triggers: Iterable[Mapping[str, Any]]) -> list[str]:
+    """One line per armed fault whose condition never held: the fault never acted, and the run tested nothing."""
+    return [f"{row['fault']} on {row['node']}: its trigger {row['condition']} never held (armed until its "
+            f"{row.get('by') or 'deadline'})" for row in triggers if not row.get("fired")]
+
+
+def window_classes(window: Mapping[str, Mapping[str, Any]]) -> str:
+    """The tasks in a trigger's window by class, e.g. ``2 (completed 1, lost 1)``."""
+    counts = Counter(str(task.get("cls")) for task in window.values())
+    return f"{len(window)} ({', '.join(f'{cls} {count}' for cls, count in sorted(counts.items()))})" if window else "0"
+
+
+def trigger_lines(triggers: Iterable[Mapping[str, Any]]) -> list[str]:
+    """One line per trigger that fired: its condition, the delay to the fault in force, the tasks in the window."""
+    return [f"{row['fault']} on {row['node']} fired on {row['condition']}, in force {row['delay'] * 1000:.1f} ms "
+            f"after it held; tasks in the window: {window_classes(row.get('window') or {})}"
+            for row in triggers if row.get("fired")]
+
+
 def effect_line(effect: Mapping[str, Any]) -> str:
     """A measured effect in words: asked, measured, ratio."""
     if effect.get("error"):
@@ -1446,7 +1474,30 @@ def check(
         workflows=_workflow_counts(workflow_results),
         workflow_gaps=_workflow_gaps(workflow_results),
         workflow_results=workflow_results,
+        triggers=trigger_rows(collector.triggers, tasks),
     )
+
+
+def trigger_rows(records: Sequence[Mapping[str, Any]], tasks: Sequence[TaskResult]) -> list[dict[str, Any]]:
+    """The armed faults' triggers in time order: condition, node, whether it fired; when it fired, the instant the
+    condition held (``at``), the fault in force, the delay between them (seconds, on the node's one clock) and the
+    tasks in the window then (``window``: id -> class and cause, as this run judged them)."""
+    judged = {task.id: task for task in tasks}
+    rows = []
+    for record in sorted(records, key=lambda found: float(found.get("t") or 0)):
+        row: dict[str, Any] = {"fault": str(record.get("fault")), "node": str(record.get("node")),
+                               "condition": str(record.get("condition") or ""),
+                               "fired": record.get("event") == "triggered"}
+        if not row["fired"]:
+            rows.append({**row, "by": str(record.get("by") or "")})
+            continue
+        window = {}
+        for task_id in record.get("ids") or ():
+            task = judged.get(str(task_id))
+            window[str(task_id)] = {"cls": task.cls if task else "unknown", "cause": task.cause if task else None}
+        rows.append({**row, "at": float(record["at"]), "in_force": float(record["in_force"]),
+                     "delay": float(record["delay"]), "count": record.get("count"), "window": window})
+    return rows
 
 
 def _first_publish(tasks: Sequence[TaskResult], default: float) -> float:

@@ -321,8 +321,13 @@ class Runner:
                                              max(length, 0.001), state.directory / run_dir.FAULTS_DIR)
                 # when the fault was in force on its nodes, as their agents report it (the checker takes the
                 # windows from the nodes' own fault records; these are the fallback when those cannot be collected)
-                fault["start"] = min((report["start"] for report in reports), default=time.time())
-                fault["end"] = fault["start"] + length
+                started = [report["start"] for report in reports if report.get("start") is not None]
+                if fault_spec.params.get("trigger") and not started:  # armed: in force once its condition holds
+                    fault["armed"] = min((report.get("armed") or time.time() for report in reports),
+                                         default=time.time())
+                else:
+                    fault["start"] = min(started, default=time.time())
+                    fault["end"] = fault["start"] + length
                 fault["nodes"] = reports
                 state.write()
             self._wait(spec.duration - (time.time() - record["start"]), live, display)
@@ -514,7 +519,9 @@ class Runner:
         passed, judgements = verdict.judge(state.scenario.hypothesis, measured)
         passed = passed and bool(summary.tasks)  # "nothing lost" of nothing published holds for no system
         # a fault that did less than asked tested less than the hypothesis claims
-        passed = passed and (not checker.ineffective(summary.faults) or accepts_ineffective(state.scenario))
+        # as does one whose trigger never held (it never acted)
+        missed = checker.ineffective(summary.faults) + checker.untriggered(summary.triggers)
+        passed = passed and (not missed or accepts_ineffective(state.scenario))
         warnings = run_warnings(summary, state)
         run_dir.write_verdict(state.directory, verdict.to_dict(passed, judgements, measured, warnings))
         self._print_verdict(summary, passed, judgements, state.drain, warnings)
@@ -549,6 +556,8 @@ class Runner:
             held = "[green]held[/green]" if j.holds else "[red]did not hold[/red]"
             table.add_row(j.figure, j.condition, actual, held)
         self.console.print(table)
+        for line in checker.trigger_lines(summary.triggers):
+            self.console.print(f"trigger: {line}", highlight=False)
         for warning in warnings:
             self.console.print(f"[yellow]note[/yellow]: {warning}", highlight=False)
         lost = summary.ids("lost")
@@ -559,7 +568,7 @@ class Runner:
 def run_warnings(summary: checker.Summary, state: RunState) -> list[str]:
     """What a reader must know before trusting the run's figures."""
     found = clock.warnings(state.clocks) + clock.skew_warnings(summary.faults)
-    for line in checker.ineffective(summary.faults):
+    for line in checker.ineffective(summary.faults) + checker.untriggered(summary.triggers):
         found.append(f"fault not effective: {line}" + ("" if accepts_ineffective(state.scenario) else
                                                        "; the hypothesis is not held (accept_ineffective: true "
                                                        "in the scenario's fault accepts it)"))

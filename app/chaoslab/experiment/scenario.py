@@ -40,6 +40,7 @@ from chaoslab.node import generated, trace
 from chaoslab.node.load_mix import OPTIONS, QUEUE_NAME, SHAPES, TASK_NAME, CanvasEntry, MixEntry, MixItem
 from chaoslab.node.tasks import KINDS
 from chaoslab.project import find_project
+from chaoslab.triggers import parse as parse_trigger
 from chaoslab.units import format_duration, parse_bytes, parse_duration
 
 TOP_KEYS = ("name", "description", "broker", "app", "celery", "redis", "rabbitmq", "nodes", "load", "phases",
@@ -64,7 +65,7 @@ CANVAS_SIZE = (1, 100)
 """How many tasks a canvas may hold (a chord's header; a chain's links)."""
 MAX_COUNTDOWN = 7 * 86400.0
 PHASE_KEYS = ("name", "duration", "fault", "faults")
-FAULT_KEYS = ("playbook", "target", "params", "at", "duration", "accept_ineffective")
+FAULT_KEYS = ("playbook", "target", "params", "at", "duration", "accept_ineffective", "trigger")
 PHASES = ("baseline", "fault", "recovery", "drain")
 REQUIRED_PHASES = ("baseline", "drain")
 NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
@@ -285,6 +286,31 @@ def check_targets(scenario: Scenario, groups: dict[str, list[str]]) -> None:
                     except ValueError as error:
                         raise ScenarioError(key, str(error), str(scenario.path)) from None
     node_sizes(scenario, groups)
+
+
+def check_triggers(scenario: Scenario, groups: dict[str, list[str]], broker: str) -> None:
+    """Every armed fault's condition can be read where it runs (ScenarioError otherwise): a condition on the task
+    state of a worker needs workers as the target; the unacknowledged set is read from Redis."""
+    workers = set(groups.get("workers", ()))
+    for label, cell in scenario.cells():
+        where = f" (matrix cell {label})" if label else ""
+        for index, phase in enumerate(cell.phases):
+            for number, fault in enumerate(phase.faults):
+                if not fault.params.get("trigger"):
+                    continue
+                trigger, key = parse_trigger(fault.params["trigger"]), f"phases[{index}].faults[{number}].trigger"
+                target = fault.target or FAULT_KINDS[fault.playbook].target
+                try:
+                    hosts = resolve(target, groups, "target")
+                except ValueError as error:
+                    raise ScenarioError(key, str(error), str(scenario.path)) from None
+                if trigger.on_worker and not set(hosts) <= workers:
+                    others = ", ".join(sorted(set(hosts) - workers))
+                    raise ScenarioError(key, f"{trigger} reads a worker's task ledger: {others} runs no worker{where}",
+                                        str(scenario.path))
+                if not trigger.on_worker and (cell.broker or broker) != "redis":
+                    raise ScenarioError(key, f"{trigger} reads Redis's unacknowledged set: the run's broker is "
+                                             f"{cell.broker or broker}{where}", str(scenario.path))
 
 
 def check_broker(scenario: Scenario, broker: str) -> None:
@@ -557,6 +583,7 @@ def _scenario(path: Path, root: Path, data: dict[str, Any]) -> Scenario:
         raise ScenarioError("matrix.broker", f"the scenario runs on {broker} (broker: {broker}): no broker axis")
     published, source, published_settings = _published(root, data.get("published"))
     phases = _phases(root, data["phases"])
+    _trigger_kinds(phases, kinds)
     return Scenario(path=path, name=name, description=description, celery=celery, load=load,
                     phases=phases,
                     hypothesis=_hypothesis(data.get("hypothesis"), "hypothesis", kinds),
@@ -999,6 +1026,10 @@ def _fault(root: Path, value: Any, key: str, seconds: float) -> FaultSpec:
     params = fault.get("params") or {}
     if not isinstance(params, dict):
         raise ScenarioError(f"{key}.params", f"must be a mapping of parameter -> value, got {params!r}")
+    if "trigger" in fault:  # a fault's own key in a scenario, a parameter for the node's agent
+        if "trigger" in params:
+            raise ScenarioError(f"{key}.trigger", "give trigger once (as the fault's key or in params, not both)")
+        params = {**params, "trigger": fault["trigger"]}
     accept = fault.get("accept_ineffective", False)
     if not isinstance(accept, bool):
         raise ScenarioError(f"{key}.accept_ineffective", f"must be true or false, got {accept!r}")
@@ -1013,6 +1044,17 @@ def _fault(root: Path, value: Any, key: str, seconds: float) -> FaultSpec:
     spec = FaultSpec(playbook=playbook, target=target, params={}, accept_ineffective=accept, at=at, duration=duration)
     checked = _at(f"{key}.params", validate_fault_params, root, playbook, params, spec.length(seconds))
     return replace(spec, params=checked)
+
+
+def _trigger_kinds(phases: list[PhaseSpec], kinds: tuple[str, ...]) -> None:
+    """A trigger on a task kind names one the load publishes (else it could never fire)."""
+    for index, phase in enumerate(phases):
+        for number, fault in enumerate(phase.faults):
+            trigger = fault.params.get("trigger")
+            if trigger and parse_trigger(trigger).what == "started" and parse_trigger(trigger).kind not in kinds:
+                raise ScenarioError(f"phases[{index}].faults[{number}].trigger",
+                                    f"started={parse_trigger(trigger).kind}: the load publishes no task of that "
+                                    f"kind (its kinds: {', '.join(kinds)})")
 
 
 def _no_clash(faults: tuple[FaultSpec, ...], key: str) -> None:

@@ -5,10 +5,11 @@ Run on the target node by the fault playbooks::
     python -m chaoslab.node.fault_agent --node redis --state-dir DIR --textfile-dir DIR --events FILE \\
         network-delay delay=20ms duration=30s nic=lab0 peers=198.18.0.101,198.18.0.102
 
-Parameters are the fault's own (chaoslab.fault_params). While a fault is active it has a state
-file ``<state-dir>/<fault>.json`` (pid, start, deadline, parameters, what to revert) and the series
-``chaoslab_fault_active{fault="...",target="<node>"} 1`` in node_exporter's textfile directory.
-It prints one JSON line: the fault, its start and deadline, and what it did (e.g. the engine), and appends
+Parameters are the fault's own (chaoslab.fault_params). With ``trigger=<condition>`` (chaoslab.triggers) the
+agent arms the fault and applies it when the condition holds on the node (``--ledger``: the worker's task ledger).
+While a fault is active it has a state file ``<state-dir>/<fault>.json`` (pid, start, deadline, parameters, what to
+revert) and the series ``chaoslab_fault_active{fault="...",target="<node>"} 1`` in node_exporter's textfile
+directory. It prints one JSON line: the fault, its start and deadline, and what it did (e.g. the engine), and appends
 to the node's event ledger (``--events``) when the fault took effect and when it was reverted.
 ``clear`` ends every fault on the node and removes whatever lab qdisc, chain, stress process,
 memory cap or frozen worker it finds.
@@ -30,7 +31,15 @@ import psutil
 
 from chaoslab.fault_kinds import KINDS
 from chaoslab.fault_params import check
-from chaoslab.node import fault_network, fault_process, fault_redis_disk, fault_redis_fsync, fault_service
+from chaoslab.node import (
+    config,
+    fault_network,
+    fault_process,
+    fault_redis_disk,
+    fault_redis_fsync,
+    fault_service,
+    fault_trigger,
+)
 from chaoslab.node.fault_record import Detail, Fault, FaultRecord, Node, process_start, run_fault
 
 
@@ -51,6 +60,10 @@ def build(fault: str, values: dict[str, Any], args: argparse.Namespace) -> Fault
     built: Fault = node_code(KINDS[fault].apply)(values, node)
     if KINDS[fault].measure and KINDS[fault].lasts(values) > 0:  # measured in force: a fault that stays a while
         built.measure = node_code(KINDS[fault].measure)(values, node)
+    if values.get("trigger") is not None:  # armed: the node's agent waits for the condition before applying it
+        broker_url = config.load().broker_url if not values["trigger"].on_worker else ""
+        built.armed = fault_trigger.watch(values["trigger"], args.ledger, broker_url)
+        built.trigger = str(values["trigger"])
     return built
 
 
@@ -133,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--supervisor-conf", default="", help="the node's supervisord.conf")
     parser.add_argument("--nic", default="", help="the node's lab NIC (for clear)")
     parser.add_argument("--events", default="", help="the node's event ledger (fault applied and reverted)")
+    parser.add_argument("--ledger", default="", help="the node's task ledger, if it runs a worker (for a trigger)")
     parser.add_argument("fault", help="a fault (network-delay, ...) or clear")
     parser.add_argument("params", nargs="*", help="name=value")
     return parser

@@ -7,19 +7,31 @@ import math
 import os
 import signal
 import subprocess
+import time
 from typing import Any
 
 import psutil
 
 from chaoslab.node.cgroupfs import memory_files, memory_limit
-from chaoslab.node.fault_record import Detail, Fault, Node, Stop, hold_until
+from chaoslab.node.fault_record import IN_FORCE_AT, Detail, Fault, Node, Stop, hold_until
 from chaoslab.node.node_procs import same_netns, worker_processes
 from chaoslab.units import parse_bytes, parse_percent
 
+Workers = tuple[psutil.Process | None, list[psutil.Process]]
 
-def kill_worker(mode: str) -> list[int]:
-    """SIGKILL the main process, one pool child, or every worker process; returns the pids killed."""
-    main, children = worker_processes()
+
+def _still(found: Workers | None) -> Workers:
+    """The worker's processes as found earlier when each is still the process found (same pid, same start), else
+    found again: listing the node's processes takes tens of milliseconds, too long for a fault fired on a condition."""
+    if found is not None and found[0] is not None and all(proc.is_running() for proc in (found[0], *found[1])):
+        return found
+    return worker_processes()
+
+
+def kill_worker(mode: str, found: Workers | None = None) -> list[int]:
+    """SIGKILL the main process, one pool child, or every worker process (*found*: as listed before, when still
+    running); returns the pids killed."""
+    main, children = _still(found)
     if main is None:
         return []
     victims = {"main": [main], "child": children[:1], "all": [*children, main]}[mode]
@@ -95,9 +107,15 @@ def stop_stress(_detail: Detail | None = None) -> int:
 def worker_kill(values: dict[str, Any], _node: Node) -> Fault:
     mode, every = str(values["mode"]), float(values["every"])
     killed: list[int] = []
+    armed: list[Workers] = []
+    at: list[float] = []
+
+    def arm() -> None:
+        armed[:] = [worker_processes()]
 
     def kill() -> None:
-        pids = kill_worker(mode)
+        pids = kill_worker(mode, armed.pop() if armed else None)
+        at[:] = [time.time()]
         killed.extend(pids)
         # each kill in the node's event ledger: a message the main process had just taken from the queue and not
         # yet recorded anywhere is lost with it
@@ -105,12 +123,12 @@ def worker_kill(values: dict[str, Any], _node: Node) -> Fault:
 
     def apply() -> Detail:
         kill()
-        return {"killed": killed}
+        return {"killed": killed, IN_FORCE_AT: at[0]}  # the kill, not its record in the event ledger
 
     def hold(deadline: float | None, stop: Stop) -> None:
         hold_until(deadline, stop, every, kill)
 
-    fault = Fault("worker-kill", {"mode": mode, "every": every}, apply, hold=hold)
+    fault = Fault("worker-kill", {"mode": mode, "every": every}, apply, hold=hold, arm=arm)
     return fault
 
 

@@ -99,6 +99,13 @@ class Fault:
     # What the fault did, measured while it is in force (chaoslab.node.fault_effect): given its window, returns
     # the effect the agent records (event "measured"); None: not measured.
     measure: Callable[[Any], Detail] | None = None
+    # Armed by a trigger (chaoslab.node.fault_trigger): waits, given the deadline, until the condition holds and
+    # returns what held (None: it never did, and the fault is not applied); None: applied at once.
+    armed: Callable[[float | None, Stop], Detail | None] | None = None
+    trigger: str = ""
+    """The armed fault's condition as written (chaoslab.triggers)."""
+    # Made ready while armed (e.g. the worker's processes found), so that the fault acts at once when it fires.
+    arm: Callable[[], object] | None = None
 
 
 # Keys a fault's detail may carry for its event records: when it took effect, and when its effect ended by itself.
@@ -246,11 +253,23 @@ def _keep(record: FaultRecord, fault: Fault, duration: float, report: Callable[[
     detail: Detail | None = None
     measuring: tuple[threading.Thread, threading.Event] | None = None
     try:
+        fired: Detail | None = None
+        if fault.armed is not None:
+            report({"fault": fault.name, "start": None, "armed": time.time(), "deadline": deadline, "detail": {}})
+            if fault.arm is not None:
+                fault.arm()
+            fired = fault.armed(deadline, stop)
+            if fired is None:  # the condition never held: the node stays as it was
+                record.noted("untriggered", {"condition": fault.trigger, "by": "stop" if stop() else "deadline"})
+                return
         detail = fault.apply()
         in_force = float(detail.pop(IN_FORCE_AT, None) or time.time())
         record.update(detail)
         record.applied(in_force, fault.params)
-        report({"fault": fault.name, "start": in_force, "deadline": deadline, "detail": detail})
+        if fired is not None:
+            record.noted("triggered", {**fired, "in_force": in_force, "delay": round(in_force - fired["at"], 6)})
+        else:
+            report({"fault": fault.name, "start": in_force, "deadline": deadline, "detail": detail})
         if ends is not None:  # the deadline as the wall clock reads now
             deadline = time.time() + ends - _raw()
         if fault.measure is not None:

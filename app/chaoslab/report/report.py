@@ -68,7 +68,14 @@ from matplotlib.figure import Figure
 
 from chaoslab.analysis import run_dir as run_files
 from chaoslab.analysis import run_history, verdict
-from chaoslab.analysis.checker import BAD_CLASSES, CLASSES, WORKFLOW_VERDICTS, Execution, TaskResult
+from chaoslab.analysis.checker import (
+    BAD_CLASSES,
+    CLASSES,
+    WORKFLOW_VERDICTS,
+    Execution,
+    TaskResult,
+    window_classes,
+)
 from chaoslab.experiment import series
 from chaoslab.report import dose
 from chaoslab.report.compare import (
@@ -887,6 +894,30 @@ def _faults_section(data: RunData) -> str:
     return _section("Fault windows", text + "\n" + html_table(headers, rows))
 
 
+def _triggers_section(data: RunData) -> str:
+    """When each armed fault's condition held, how long it took to act, and what became of the tasks in the window."""
+    triggers = data.summary.get("triggers") or []
+    if not triggers:
+        return ""
+    rows, marked = [], []
+    for row in triggers:
+        fired = bool(row.get("fired"))
+        window = row.get("window") or {}
+        rows.append([str(row.get("fault")), str(row.get("node")), str(row.get("condition")),
+                     fmt_offset(row["at"] - data.t0) if fired else f"never ({row.get('by')})",
+                     fmt_offset(row["in_force"] - data.t0) if fired else MISSING,
+                     f"{row['delay'] * 1000:.1f} ms" if fired else MISSING,
+                     window_classes(window) if fired else MISSING])
+        marked += [[task_id, str(task.get("cls")), fmt_text(task.get("cause"))] for task_id, task in window.items()]
+    text = ("<p>Each armed fault waited on its node for its condition on the task state; the condition held at the "
+            "instant of the ledger record that made it hold (written by the worker as it happened), and the fault "
+            "was in force the delay later. The tasks in the window are those the condition counted then (running, "
+            "held unstarted, or the one that started), with what this run judged became of them.</p>")
+    table = html_table(["fault", "node", "condition", "held at", "in force at", "delay", "tasks in the window"], rows)
+    tasks = html_table(["task in the window", "class", "cause"], marked) if marked else ""
+    return _section("Triggers", "\n".join(part for part in (text, table, tasks) if part))
+
+
 def _effect_cells(effect: Mapping[str, Any] | None) -> list[str]:
     """Asked, measured (and how) and the verdict on them, for one fault window (plain text: the table escapes)."""
     if not effect:
@@ -951,6 +982,7 @@ def render_html(data: RunData, pngs: Mapping[str, Path]) -> str:
             _recovery_section(data),
             _ids_section(data.summary),
             _faults_section(data),
+            _triggers_section(data),
             _figures_section(pngs),
             _mapping_section("Versions", data.run.get("versions")),
             _mapping_section("Celery settings (the scenario's)", data.run.get("settings")),
