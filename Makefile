@@ -134,6 +134,7 @@ bench: install
 	$(BIN)/python bench/bench_lab.py
 	$(BIN)/python bench/bench_faults.py
 	$(BIN)/python bench/bench_overhead.py
+	$(BIN)/python bench/bench_trigger.py
 
 clean: down
 	rm -rf $(VENV) .lab
