@@ -40,7 +40,7 @@ if [ -n "$$missing" ]; then \
 fi
 endef
 
-.PHONY: help install packages test-packages lab lab-up provision demo experiment study study-seed study-brokers down \
+.PHONY: help install packages test-packages lab lab-up provision demo experiment study study-seed study-brokers study-sweeps down \
 	test test-unit lint bench clean vagrant-packages vagrant-box vagrant-test
 
 help:
@@ -52,6 +52,7 @@ help:
 	@echo "               QUICK=1: a first look (one run of first and last configurations), not published"
 	@echo "make study-seed   the prototype's experiments (experiments/study/seed) -> a part of experiments/reference"
 	@echo "make study-brokers   the same faults on Redis and RabbitMQ (experiments/study/brokers) -> a part of it"
+	@echo "make study-sweeps    the study's dose-response curves (experiments/study/sweeps) -> reference/sweeps"
 	@echo "make down      stop and remove the local lab"
 	@echo "make lint      ruff and ansible-lint"
 	@echo "make bench     benchmarks (see bench/)"
@@ -109,6 +110,19 @@ study-seed: lab
 study-brokers: lab
 	$(call apt_install,rabbitmq-server)
 	$(BIN)/chaoslab study experiments/study/brokers --repeat $(REPEAT) --publish experiments/reference
+
+# The study's sweeps (experiments/study/sweeps): each a curve of runs, one per dose, under early and late
+# acknowledgement, published into experiments/reference/sweeps/<sweep> with the table of its knees printed for
+# docs/findings.md. A point whose hypothesis does not hold is a finding, not an error: only an error stops it.
+SWEEPS := redis-delay packet-loss
+study-sweeps: lab
+	rm -rf experiments/results/sweeps
+	set -e; for sweep in $(SWEEPS); do \
+	  code=0; $(BIN)/chaoslab run experiments/study/sweeps/$$sweep.yml --results experiments/results/sweeps \
+	    --run-id $$sweep || code=$$?; [ $$code -le 1 ]; \
+	  $(BIN)/python -m chaoslab.report.sweep_reference experiments/results/sweeps/$$sweep \
+	    experiments/reference/sweeps/$$sweep; \
+	done
 
 down: install
 	$(BIN)/ansible-playbook playbooks/lab-down.yml

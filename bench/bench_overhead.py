@@ -8,6 +8,11 @@ minus the time its phases lasted (run.json's phase bounds), split into before th
 last. The workers are first given the lab's default settings, so that the first run applies the scenario's Celery
 settings (restarting the workers); later runs find them unchanged, as the workers report them, and run no
 settings play. Target: overhead ≤ 10 s per run with the settings unchanged.
+
+Then a sweep (``--points``, default 3: the same phases with a network delay of 0 ms, 20 ms, 50 ms, ...) through the
+same runner: its points run back to back, only the dose changing, with no settings play between them. Overhead per
+point = the sweep's wall time minus the time its points' phases lasted, over the points; target ≤ 10 s, set against
+the single runs' overhead measured above.
 """
 
 from __future__ import annotations
@@ -42,6 +47,11 @@ phases:
   - {name: drain, duration: 30s}
 hypothesis: {lost: 0}
 """
+SWEEP = SCENARIO.replace(
+    'fault: {playbook: worker-kill, target: "workers[0]"}',
+    "fault: {playbook: network-delay, target: redis, params: {delay: 20ms, peers: workers}}",
+) + "sweep: {param: delay, values: [VALUES]}\n"
+SWEEP_VALUES = ("0ms", "20ms", "50ms", "100ms", "200ms", "500ms")
 TIMED = ("apply_broker_settings", "set_load", "background_load", "prepare", "fault", "clear", "collect",
          "store_metrics", "broker_info", "snapshot_broker", "task_results", "controller_clock", "idle")
 
@@ -84,9 +94,25 @@ def one_run(scenario_path: Path, results: Path, index: int) -> dict[str, Any]:
             "after": end - phases[-1]["end"], "spent": dict(lab.spent), "calls": dict(lab.calls)}
 
 
+def sweep_run(scenario_path: Path, results: Path) -> dict[str, Any]:
+    """The sweep's wall time, the time its points' phases lasted, and its points."""
+    lab = TimedLab(LabControl(lab_info()))
+    start = time.time()
+    code = runner.run(load_scenario(scenario_path, ROOT), lab, results,  # type: ignore[arg-type]
+                      Console(file=io.StringIO(), width=200), run_id="overhead-sweep")
+    end = time.time()
+    cells = sorted(path for path in (results / "overhead-sweep" / "cells").iterdir() if path.is_dir())
+    in_phases = 0.0
+    for cell in cells:
+        run = json.loads((cell / "run.json").read_text(encoding="utf-8"))
+        in_phases += sum(phase["end"] - phase["start"] for phase in run["phases"])
+    return {"exit": code, "wall": end - start, "phases": in_phases, "points": len(cells), "spent": dict(lab.spent)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--points", type=int, default=3, choices=range(2, len(SWEEP_VALUES) + 1))
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root, with the local lab up (make lab)")
@@ -95,6 +121,9 @@ def main() -> int:
         path.write_text(SCENARIO, encoding="utf-8")
         LabControl(lab_info()).prepare({})  # the lab's own settings: the first run applies the scenario's
         found = [one_run(path, Path(scratch) / "results", index) for index in range(1, args.runs + 1)]
+        swept_path = Path(scratch) / "overhead-sweep.yml"
+        swept_path.write_text(SWEEP.replace("VALUES", ", ".join(SWEEP_VALUES[:args.points])), encoding="utf-8")
+        swept = sweep_run(swept_path, Path(scratch) / "results")
     print(f"{'run':>4} {'exit':>4} {'wall s':>7} {'phases s':>8} {'overhead s':>10} {'before':>7} {'after':>6}"
           "  ratio wall/phases")
     for index, result in enumerate(found, 1):
@@ -110,6 +139,13 @@ def main() -> int:
     if len(found) > 1:
         worst = max(result["wall"] - result["phases"] for result in found[1:])
         print(f"largest overhead with the settings unchanged: {worst:.1f} s (target ≤ 10 s)")
+    per_point = (swept["wall"] - swept["phases"]) / max(swept["points"], 1)
+    single = min(result["wall"] - result["phases"] for result in found)
+    print(f"\nsweep of {swept['points']} points (exit {swept['exit']}): wall {swept['wall']:.1f} s, phases "
+          f"{swept['phases']:.1f} s; overhead per point {per_point:.1f} s (target ≤ 10 s), "
+          f"{per_point / single:.2f}x a single run's ({single:.1f} s)")
+    print("  seconds per lab call (calls not shown): " + ", ".join(
+        f"{name} {spent:.1f}" for name, spent in sorted(swept["spent"].items())))
     return 0
 
 

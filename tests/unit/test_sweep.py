@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from chaoslab.experiment.scenario import ScenarioError, load_scenario, to_yaml
-from chaoslab.report import dose
+from chaoslab.report import dose, sweep_reference
 from tests.conftest import ROOT
 
 BASE: dict[str, Any] = {
@@ -129,17 +129,23 @@ def a_point_run(cell: Path, throughput: float, p95: float, lost: int, effect: fl
         "lost": lost, "duplicated": 0, "failed": 0, "fault_effect": effect}}))
 
 
-def test_the_curves_of_a_sweep_run_are_read_from_its_cells_and_drawn(tmp_path):
-    parent = tmp_path / "run"
+def a_sweep_run(parent: Path) -> Path:
+    """A sweep run's directory as the runner leaves it: three delays under two settings, the last past the knee."""
     values = (("0ms", 0.0, 10.0, 0.2, 0, None), ("100ms", 0.1, 8.0, 0.9, 0, 1.01), ("1s", 1.0, 3.0, 6.0, 2, 0.98))
     sweep_points = []
     for configuration in ("task_acks_late=false", "task_acks_late=true"):
         for value, amount, throughput, p95, lost, effect in values:
             cell = f"{configuration},delay={value}"
             a_point_run(parent / "cells" / cell, throughput, p95, lost, effect)
+            (parent / "cells" / cell / "tasks.csv").write_text("id\n")  # not published
             sweep_points.append({"cell": cell, "configuration": configuration, "value": value, "dose": amount})
     (parent / "run.json").write_text(json.dumps({"run_id": "run", "scenario": "s", "cells": [
         p["cell"] for p in sweep_points], "sweep": {"param": "delay", "knee_p95": 5.0, "points": sweep_points}}))
+    return parent
+
+
+def test_the_curves_of_a_sweep_run_are_read_from_its_cells_and_drawn(tmp_path):
+    parent = a_sweep_run(tmp_path / "run")
     curves = dose.load_curves(parent)
     assert [curve.configuration for curve in curves] == ["task_acks_late=false", "task_acks_late=true"]
     first = curves[0]
@@ -153,3 +159,26 @@ def test_the_curves_of_a_sweep_run_are_read_from_its_cells_and_drawn(tmp_path):
     assert "task_acks_late=false: knee at 1s: p95 end to end 6 s &gt; 5 s" in html
     assert html.count('<tr class="fail">') == 2  # each configuration's point at the knee
     assert dose.load_curves(tmp_path / "nothing") == []
+
+
+def test_a_published_sweep_keeps_what_its_curves_need_and_its_knees_table_is_checked(tmp_path):
+    parent, reference = a_sweep_run(tmp_path / "run"), tmp_path / "reference"
+    curves = sweep_reference.publish(parent, reference / "sweeps" / "delay")
+    published = reference / "sweeps" / "delay"
+    assert curves == dose.load_curves(parent)  # the same curves from the copy
+    assert (published / "dose.png").is_file() and not list(published.rglob("tasks.csv"))
+    text = sweep_reference.table(curves, "delay")
+    assert text.splitlines()[:2] == ["| configuration | knee | why | delay=0ms | delay=100ms | delay=1s |",
+                                     "|---|---|---|---|---|---|"]
+    assert text.splitlines()[2] == ("| task_acks_late=false | 1s | p95 end to end 6 s > 5 s | 10/s, p95 0.2 s | "
+                                    "8/s, p95 0.9 s | 3/s, p95 6 s, lost 2 |")
+    findings = f"Before.\n<!-- knees: sweeps/delay -->\n{text}<!-- /knees -->\nAfter.\n"
+    assert sweep_reference.stale_tables(findings, reference) == []
+    changed = findings.replace("| 1s | p95", "| 100ms | p95", 1)
+    assert sweep_reference.stale_tables(changed, reference) == [
+        "knees: sweeps/delay: the table is not what the published runs give (python -m "
+        f"chaoslab.report.sweep_reference --table {published})"]
+    assert sweep_reference.stale_tables(findings.replace("sweeps/delay", "sweeps/none"), reference) == [
+        "knees: sweeps/none: no published sweep there"]
+    with pytest.raises(ValueError, match="not a sweep run"):
+        sweep_reference.publish(tmp_path / "nothing", tmp_path / "out")

@@ -152,6 +152,10 @@ class Sweep:
     def label(self, value: str) -> str:
         return f"{self.param}={value}"
 
+    def cell(self, configuration: str, value: str) -> str:
+        """The label of the run at *value* in a matrix combination's (its configuration's) curve."""
+        return ",".join(part for part in (configuration, self.label(value)) if part)
+
 
 @dataclass(frozen=True)
 class Condition:
@@ -245,7 +249,7 @@ class Scenario:
         if self.sweep is None:
             return self._combinations()
         sweep = self.sweep
-        return [(",".join(part for part in (label, sweep.label(value)) if part), cell.with_dose(value))
+        return [(sweep.cell(label, value), cell.with_dose(value))
                 for label, cell in self._combinations() for value in sweep.values]
 
     def sweep_points(self) -> list[dict[str, Any]]:
@@ -254,7 +258,7 @@ class Scenario:
         if self.sweep is None:
             return []
         sweep = self.sweep
-        return [{"cell": ",".join(part for part in (label, sweep.label(value)) if part), "configuration": label,
+        return [{"cell": sweep.cell(label, value), "configuration": label,
                  "value": value, "dose": dose}
                 for label, _ in self._combinations() for value, dose in zip(sweep.values, sweep.doses, strict=True)]
 
