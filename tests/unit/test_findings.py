@@ -346,3 +346,31 @@ def test_a_key_that_holds_dots_is_cited_whole(reference):
             f"`{key}.mean_run_time.cpu.fault`, memory tasks' success 77.4 % `{key}.success_ratio.memory.fault`.\n")
     assert problems(GOOD + text, reference) == []
     assert problems(GOOD + text.replace("4.35 s", "4.36 s"), reference)
+
+
+def test_a_sweep_point_is_cited_as_a_run_and_its_knees_table_is_checked_whole(reference):
+    """A published sweep (chaoslab.report.sweep_reference): one point's figure or file key is cited like a run's;
+    the table of knees, numbers and all, must be what the published points give."""
+    from chaoslab.report import sweep_reference
+
+    point = reference / "sweeps" / "delay" / "cells" / "delay=0ms"
+    point.mkdir(parents=True)
+    (point / "run.json").write_text(json.dumps({"status": "completed"}))
+    (point / "summary.json").write_text(json.dumps({"figures": {"lost": 0.0, "p95_end_to_end": 0.0574}, "phases": [
+        {"name": "fault", "throughput": 19.99, "latency": {"end_to_end": {"p95": 0.0574}}}]}))
+    (point / "verdict.json").write_text(json.dumps({"passed": True, "figures": {"lost": 0.0}}))
+    (reference / "sweeps" / "delay" / "run.json").write_text(json.dumps({"sweep": {"param": "delay", "points": [
+        {"cell": "delay=0ms", "configuration": "", "value": "0ms", "dose": 0.0}]}}))
+    cited = "sweeps/delay/cells/delay=0ms"
+    table = sweep_reference.table(sweep_reference.dose.load_curves(reference / "sweeps" / "delay"), "delay")
+    text = (f"At no delay 20/s `{cited}/summary.json phases.fault.throughput`, p95 57 ms `{cited} p95_end_to_end`.\n"
+            f"<!-- knees: sweeps/delay -->\n{table}<!-- /knees -->\n")
+    assert problems(text, reference) == []
+    assert problems(text.replace("57 ms", "58 ms"), reference) == [
+        f"line 1: 58 ms does not match `{cited} p95_end_to_end`: the data say 57 ms (57.4)"]
+    changed = text.replace("| none |", "| 0ms |")
+    assert changed != text and [problem.split(": ", 1)[1] for problem in problems(changed, reference)] == [
+        "knees: sweeps/delay: the table is not what the published runs give (python -m "
+        f"chaoslab.report.sweep_reference --table {reference / 'sweeps' / 'delay'})"]
+    assert "a sweep's point is sweeps/<sweep>/cells/<cell>" in problems(
+        f"20/s `mean {cited}/summary.json phases.fault.throughput`", reference)[0]

@@ -46,7 +46,12 @@ Numbers that are not data, each by one narrow rule:
   ``2h``, ``1e3``, ``2nd``, ``2-CPU``), except two kinds of name: a commit id (7 to 40 hexadecimal digits, one of
   them a letter: ``36fec5b``) and a study id (``20261125-202211-study``);
 - the inside of a citation (its run, cell, figure, path, version digits) is the citation;
-- fenced code blocks, link targets (``](...)``) and ordered-list markers (``1.`` starting a line).
+- fenced code blocks, link targets (``](...)``) and ordered-list markers (``1.`` starting a line);
+- a sweep's table of knees (between ``<!-- knees: sweeps/<sweep> -->`` and ``<!-- /knees -->``), which is checked
+  whole instead: it must be what :mod:`chaoslab.report.sweep_reference` makes of the published sweep.
+
+A point of a published sweep is one run: ``200 ms `sweeps/redis-delay/cells/task_acks_late=false,delay=200ms
+p95_end_to_end``` (a figure), or with a file and a key as a run's (``.../summary.json phases.fault.throughput``).
 
 A code span that is not a citation is a name: a number standing alone in one is a problem, as in prose. A bare
 ``runs/...`` or ``figures/...`` span (no key) names a run, cell or image, which must exist. A range (``30-45``) is
@@ -69,11 +74,16 @@ from chaoslab.analysis import run_dir as run_files
 from chaoslab.analysis.figures import phase_figure, unit_of
 from chaoslab.node.tasks import KINDS as TASK_KINDS
 from chaoslab.report.study_report import NULL_CONTROL_DIR, RUNS_DIR, STUDY_FILE
+from chaoslab.report.sweep_reference import TABLE as KNEES
+from chaoslab.report.sweep_reference import stale_tables
 
 MEAN: Final = "mean"
 TIMES: Final = "\u00d7"
 DURATION: Final = "duration"
 FIGURES_DIR: Final = "figures"
+SWEEPS_DIR: Final = "sweeps"
+"""The published sweeps (chaoslab.report.sweep_reference): ``sweeps/<sweep>/cells/<cell>`` is one point's run."""
+CELLS_DIR: Final = run_files.CELLS_DIR
 REPEAT: Final = re.compile(r"r\d+")
 """A repeat's directory name in a cell: ``r1``, ``r2``, ..."""
 RUN_NAME: Final = re.compile(rf"{REPEAT.pattern}|{NULL_CONTROL_DIR}")
@@ -133,9 +143,9 @@ _NAMES_WITH_DIGITS_FIRST: Final = (
     re.compile(r"\d{8}-\d{6}-[a-z0-9-]+"),             # a study id: 20261125-202211-study
 )
 """The only words that start with a digit and are names, not numbers."""
-_CITATION: Final = re.compile(r"(?:(?P<mean>mean) )?(?P<path>runs/[\w.=,/-]+|" + re.escape(STUDY_FILE)
+_CITATION: Final = re.compile(r"(?:(?P<mean>mean) )?(?P<path>(?:runs|sweeps)/[\w.=,/-]+|" + re.escape(STUDY_FILE)
                               + r")(?: (?P<key>[\w.=,-]+))?")
-_REFERENCE_PATH: Final = re.compile(rf"(?:{RUNS_DIR}|{FIGURES_DIR})/[\w.=,/-]+")
+_REFERENCE_PATH: Final = re.compile(rf"(?:{RUNS_DIR}|{FIGURES_DIR}|{SWEEPS_DIR})/[\w.=,/-]+")
 _VERSION: Final = re.compile(r"(?<![\w.])\d+(?:\.\d+)*(?![\w.%/\u00d7])")
 """A version in a text value: a dotted number that stands as its own word (``6.18.44`` of ``6.18.44-fc-v669``,
 ``12`` of ``Debian GNU/Linux 12``), not digits glued to letters (``v669``), to a unit (``200ms``, ``70%``) or
@@ -203,7 +213,7 @@ def _blank(text: str, pattern: re.Pattern[str], group: int = 0) -> str:
 
 def prose(markdown: str) -> str:
     """*markdown* without what holds no data: fenced code, link targets, ordered-list markers (same offsets)."""
-    return _blank(_blank(_blank(markdown, _FENCE), _LINK_TARGET, 1), _LIST_MARKER, 1)
+    return _blank(_blank(_blank(_blank(markdown, _FENCE), KNEES, 0), _LINK_TARGET, 1), _LIST_MARKER, 1)
 
 
 def tokens(text: str) -> list[Token]:
@@ -250,7 +260,7 @@ def citation(code: str) -> Citation | None:
 
 def _looks_cited(code: str) -> bool:
     """Whether a code span means to be a citation or a reference (one with ``<...>`` placeholders is a pattern)."""
-    return code.startswith((f"{MEAN} ", f"{RUNS_DIR}/", f"{STUDY_FILE} ")) and "<" not in code
+    return code.startswith((f"{MEAN} ", f"{RUNS_DIR}/", f"{SWEEPS_DIR}/", f"{STUDY_FILE} ")) and "<" not in code
 
 
 def _near(text: str, before: Token, after: Token) -> bool:
@@ -293,6 +303,8 @@ class Reference:
             raise Lookup(f"`{cited}` names no figure or key")
         if cited.path == STUDY_FILE:
             return self._in_file(self.root / STUDY_FILE, cited)
+        if cited.path.startswith(f"{SWEEPS_DIR}/"):
+            return self._in_run(*_sweep_point(self.root, cited), cited)
         scenario, cell, repeat, file = _run_parts(cited)
         cell_dir = self.root / RUNS_DIR / scenario / cell
         if not cited.mean:
@@ -322,6 +334,14 @@ class Reference:
             raise Lookup(f"`{cited}`: no file {path.relative_to(self.root).as_posix()}")
         key = str(cited.key)
         return _as_value(_walk(self.document(path), key, cited), key, cited)
+
+
+def _sweep_point(root: Path, cited: Citation) -> tuple[Path, str]:
+    """``sweeps/<sweep>/cells/<cell>[/<file>]``: a point of a published sweep (one run) and the file named."""
+    parts = cited.path.split("/")
+    if cited.mean or len(parts) < 4 or parts[2] != CELLS_DIR:
+        raise Lookup(f"`{cited}`: a sweep's point is sweeps/<sweep>/cells/<cell> (one run, no mean)")
+    return root.joinpath(*parts[:4]), "/".join(parts[4:])
 
 
 def _run_parts(cited: Citation) -> tuple[str, str, str, str]:
@@ -596,5 +616,8 @@ def check_text(markdown: str, reference: Reference) -> list[Problem]:
 
 
 def check_findings(markdown: str, reference_dir: Path) -> list[Problem]:
-    """The problems of *markdown* (docs/findings.md's text) against the reference study in *reference_dir*."""
-    return check_text(markdown, Reference(reference_dir))
+    """The problems of *markdown* (docs/findings.md's text) against the reference study in *reference_dir*; a table
+    of a sweep's knees is checked whole against the published sweep."""
+    stale = [Problem(_line(markdown, found.start()), problem) for found in KNEES.finditer(markdown)
+             for problem in stale_tables(found.group(0), reference_dir)]
+    return check_text(markdown, Reference(reference_dir)) + stale
