@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from chaoslab.report import study_report
+from chaoslab.report import dose, study_report, sweep_reference
 from tests.conftest import ROOT
 
 REFERENCE = ROOT / "experiments" / "reference"
@@ -53,7 +53,7 @@ def test_the_comparison_report_is_made_again_from_the_committed_summaries(tmp_pa
 def test_the_reference_holds_summaries_not_raw_ledgers():
     names = {path.name for path in REFERENCE.rglob("*") if path.is_file()}
     assert names <= {"study.json", "study.md", "study.html", study_report.CSV_FILE, study_report.JSON_FILE,
-                     *study_report.PUBLISHED_RUN_FILES} | {
+                     *study_report.PUBLISHED_RUN_FILES, *sweep_reference.KEPT, dose.FIGURE_FILE} | {
         path.name for path in (REFERENCE / "figures").glob("*.png")}
 
 
@@ -79,3 +79,20 @@ def test_every_citation_in_findings_exists():
         assert (REFERENCE / cited / "summary.json").is_file(), cited
     for cited in figures:
         assert (REFERENCE / cited).is_file(), cited
+
+
+def test_the_study_sweeps_are_published_and_findings_state_their_knees():
+    """make study-sweeps: each sweep of experiments/study/sweeps is in the reference, every point judged, and
+    docs/findings.md holds its table of knees as the published points give it."""
+    sources = sorted(path.stem for path in (ROOT / "experiments" / "study" / "sweeps").glob("*.yml"))
+    published = sorted(path.parent.name for path in (REFERENCE / "sweeps").glob("*/run.json"))
+    assert published == sources
+    text = FINDINGS.read_text(encoding="utf-8")
+    assert sorted(found["where"] for found in sweep_reference.TABLE.finditer(text)) == [
+        f"sweeps/{name}" for name in sources]
+    assert sweep_reference.stale_tables(text, REFERENCE) == []
+    for name in sources:
+        curves = dose.load_curves(REFERENCE / "sweeps" / name)
+        assert [curve.configuration for curve in curves] == ["task_acks_late=false", "task_acks_late=true"]
+        assert all(point.passed is not None and point.throughput for curve in curves for point in curve.points)
+        assert (REFERENCE / "sweeps" / name / dose.FIGURE_FILE).is_file()

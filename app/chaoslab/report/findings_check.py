@@ -143,9 +143,10 @@ _NAMES_WITH_DIGITS_FIRST: Final = (
     re.compile(r"\d{8}-\d{6}-[a-z0-9-]+"),             # a study id: 20261125-202211-study
 )
 """The only words that start with a digit and are names, not numbers."""
-_CITATION: Final = re.compile(r"(?:(?P<mean>mean) )?(?P<path>(?:runs|sweeps)/[\w.=,/-]+|" + re.escape(STUDY_FILE)
+_CITATION: Final = re.compile(r"(?:(?P<mean>mean) )?(?P<path>runs/[\w.=,/-]+|sweeps/[\w.=,%/-]+|"
+                              + re.escape(STUDY_FILE)
                               + r")(?: (?P<key>[\w.=,-]+))?")
-_REFERENCE_PATH: Final = re.compile(rf"(?:{RUNS_DIR}|{FIGURES_DIR}|{SWEEPS_DIR})/[\w.=,/-]+")
+_REFERENCE_PATH: Final = re.compile(rf"(?:{RUNS_DIR}|{FIGURES_DIR})/[\w.=,/-]+|{SWEEPS_DIR}/[\w.=,%/-]+")
 _VERSION: Final = re.compile(r"(?<![\w.])\d+(?:\.\d+)*(?![\w.%/\u00d7])")
 """A version in a text value: a dotted number that stands as its own word (``6.18.44`` of ``6.18.44-fc-v669``,
 ``12`` of ``Debian GNU/Linux 12``), not digits glued to letters (``v669``), to a unit (``200ms``, ``70%``) or
@@ -585,8 +586,8 @@ def _code_problems(reference: Reference, token: Token, used: bool) -> list[str]:
     if cited is not None:
         return [] if used else [f"`{token.text}` cites no number: put it right after the number it cites"]
     if _looks_cited(token.text):
-        return [f"`{token.text}` is not a citation: write `[mean ]runs/<scenario>/<cell>[/r<k>][/<file>] <key>` "
-                f"or `{STUDY_FILE} <key>`"]
+        return [f"`{token.text}` is not a citation: write `[mean ]runs/<scenario>/<cell>[/r<k>][/<file>] <key>`, "
+                f"`{SWEEPS_DIR}/<sweep>/cells/<cell>[/<file>] <key>` or `{STUDY_FILE} <key>`"]
     problems = [message for _, message in _word_problems(tokens(token.text), set(), " (in code: cite it)")]
     if _REFERENCE_PATH.fullmatch(token.text) and not reference.exists(token.text):
         problems.append(f"`{token.text}`: no such file in the reference")
