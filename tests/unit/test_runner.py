@@ -592,6 +592,9 @@ def test_a_drain_after_a_partition_lasts_as_long_again_as_the_cut(tmp_path: Path
     assert runner.drain_not_before([{"fault": "network-partition", "end": 100.0, "duration": 15.0},
                                     {"fault": "worker-pause", "end": 200.0, "duration": 50.0}]) == 115.0
     assert runner.drain_not_before([{"fault": "worker-pause", "end": 200.0, "duration": 50.0}]) == 0.0
+    # armed by a trigger, its end unknown to the runner: its deadline bounds it
+    assert runner.drain_not_before([{"fault": "network-partition", "armed": 90.0, "end": None, "duration": 15.0}]) \
+        == 120.0
     monkeypatch.setattr(runner, "DRAIN_QUIET_S", 0.0)  # the fake lab is always idle: the drain could end at once
     path = tmp_path / "cut.yml"
     path.write_text("""

@@ -53,8 +53,9 @@ def drain_not_before(faults: list[dict[str, Any]]) -> float:
     ended as the cut lasted (a 15 s cut: 27 s after it was sent). A drain that ended at the first quiet moment called
     it lost, and it ran during the next run.
     """
-    return max((float(fault["end"]) + float(fault["duration"]) for fault in faults
-                if fault.get("fault") in checker.CUT_FAULTS and fault.get("end") is not None), default=0.0)
+    ends = [(fault.get("end") or (fault["armed"] + fault["duration"] if fault.get("armed") else None), fault)
+            for fault in faults if fault.get("fault") in checker.CUT_FAULTS]  # armed: at the latest its deadline
+    return max((float(end) + float(fault["duration"]) for end, fault in ends if end is not None), default=0.0)
 
 
 @dataclass
