@@ -1054,11 +1054,11 @@ def _trigger_kinds(phases: list[PhaseSpec], kinds: tuple[str, ...]) -> None:
     """A trigger on a task kind names one the load publishes (else it could never fire)."""
     for index, phase in enumerate(phases):
         for number, fault in enumerate(phase.faults):
-            trigger = fault.params.get("trigger")
-            if trigger and parse_trigger(trigger).what == "started" and parse_trigger(trigger).kind not in kinds:
+            trigger = parse_trigger(fault.params["trigger"]) if fault.params.get("trigger") else None
+            if trigger is not None and trigger.what == "started" and trigger.kind not in kinds:
                 raise ScenarioError(f"phases[{index}].faults[{number}].trigger",
-                                    f"started={parse_trigger(trigger).kind}: the load publishes no task of that "
-                                    f"kind (its kinds: {', '.join(kinds)})")
+                                    f"started={trigger.kind}: the load publishes no task of that kind (its kinds: "
+                                    f"{', '.join(kinds)})")
 
 
 def _no_clash(faults: tuple[FaultSpec, ...], key: str) -> None:

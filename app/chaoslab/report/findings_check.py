@@ -75,7 +75,7 @@ from chaoslab.analysis.figures import phase_figure, unit_of
 from chaoslab.node.tasks import KINDS as TASK_KINDS
 from chaoslab.report.study_report import NULL_CONTROL_DIR, RUNS_DIR, STUDY_FILE
 from chaoslab.report.sweep_reference import TABLE as KNEES
-from chaoslab.report.sweep_reference import stale_tables
+from chaoslab.report.sweep_reference import stale_table
 
 MEAN: Final = "mean"
 TIMES: Final = "\u00d7"
@@ -620,5 +620,5 @@ def check_findings(markdown: str, reference_dir: Path) -> list[Problem]:
     """The problems of *markdown* (docs/findings.md's text) against the reference study in *reference_dir*; a table
     of a sweep's knees is checked whole against the published sweep."""
     stale = [Problem(_line(markdown, found.start()), problem) for found in KNEES.finditer(markdown)
-             for problem in stale_tables(found.group(0), reference_dir)]
+             if (problem := stale_table(found, reference_dir))]
     return check_text(markdown, Reference(reference_dir)) + stale

@@ -73,18 +73,21 @@ def table(curves: Sequence[dose.Curve], swept: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def stale_table(found: re.Match[str], reference: Path) -> str:
+    """What is wrong with one knees table (a match of :data:`TABLE`) against its published sweep; "" if nothing."""
+    where = reference / found["where"]
+    curves = dose.load_curves(where)
+    if not curves:
+        return f"knees: {found['where']}: no published sweep there"
+    if found["table"] != table(curves, param(where)):
+        return (f"knees: {found['where']}: the table is not what the published runs give (python -m "
+                f"chaoslab.report.sweep_reference --table {where})")
+    return ""
+
+
 def stale_tables(findings: str, reference: Path) -> list[str]:
     """Each knees table of *findings* that differs from what its published sweep gives (one line each)."""
-    problems = []
-    for found in TABLE.finditer(findings):
-        where = reference / found["where"]
-        curves = dose.load_curves(where)
-        if not curves:
-            problems.append(f"knees: {found['where']}: no published sweep there")
-        elif found["table"] != table(curves, param(where)):
-            problems.append(f"knees: {found['where']}: the table is not what the published runs give (python -m "
-                            f"chaoslab.report.sweep_reference --table {where})")
-    return problems
+    return [problem for found in TABLE.finditer(findings) if (problem := stale_table(found, reference))]
 
 
 def main(argv: list[str] | None = None) -> int:
