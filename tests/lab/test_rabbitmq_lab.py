@@ -149,8 +149,19 @@ def test_the_dashboards_broker_panels_answer_on_rabbitmq(rabbit_lab):
     assert not empty, "broker panels without data on RabbitMQ:\n" + "\n".join(empty)
 
 
+RABBITMQ_LOG = Path("/var/log/chaoslab/nodes/redis/rabbitmq.log")
+
+
 def test_a_broker_restart_is_measured_on_rabbitmq_as_the_downtime_a_client_saw(rabbit_lab):
+    logged = RABBITMQ_LOG.stat().st_size
     effect = inject("broker-restart", "redis", "mode=kill", "down_for=3s", "duration=4s")
+    with RABBITMQ_LOG.open(encoding="utf-8", errors="replace") as handle:
+        handle.seek(logged)
+        since = handle.read()
+    # killed, Erlang VM and all: it never shut down (its script would pass a SIGTERM on to it), and its one restart
+    # found the old node gone
+    assert "SIGTERM received" not in since and "BOOT FAILED" not in since, since[-3000:]
+    assert since.count("Server startup complete") == 1, since[-3000:]
     assert effect["measured"]["restarted"] is True and effect["measured"]["answering"] is True, effect
     # down for 3 s, then RabbitMQ boots (about 10 s on the lab's 1-CPU broker node) before it accepts a connection
     assert 2.7 <= effect["measured"]["down_seen_s"] <= 40.0 and effect["effective"] is True, effect

@@ -1,5 +1,5 @@
-"""The Vagrant lab's VMs for `make vagrant-test`: brought up once (WORKERS=1 unless set), provisioned, and
-destroyed at the end (KEEP_VMS=1 keeps them)."""
+"""The Vagrant lab's VMs for `make vagrant-test`: brought up once (WORKERS=1 unless set, the broker LAB_BROKER or
+Redis), provisioned, and destroyed at the end (KEEP_VMS=1 keeps them)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,10 @@ from tests.conftest import ROOT, recap
 os.environ["ANSIBLE_INVENTORY"] = str(ROOT / "inventory" / "vagrant.yml")
 os.environ.setdefault("WORKERS", "1")
 os.environ.setdefault("LAB_WORKER_CPUS", "1")
+# The task broker the VMs are provisioned with (make vagrant-test BROKER=rabbitmq): Redis unless asked, whatever
+# broker an earlier lab of the same name kept.
+os.environ.setdefault("LAB_BROKER", "redis")
+BROKER = os.environ["LAB_BROKER"]
 
 
 def vagrant(*args: str, timeout: float = 3600) -> subprocess.CompletedProcess:

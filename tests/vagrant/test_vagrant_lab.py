@@ -9,6 +9,7 @@ import os
 import statistics
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from base64 import b64encode
 from pathlib import Path
@@ -20,16 +21,20 @@ import yaml
 from chaoslab.experiment.ansible_runner import adhoc_json, unwrap_unsafe
 from chaoslab.experiment.labs import local_up
 from tests.conftest import BIN, ROOT, ansible_env, changed_tasks, recap
-from tests.vagrant.conftest import must, vagrant
+from tests.vagrant.conftest import BROKER, must, vagrant
 
 pytestmark = pytest.mark.vagrant
 
-# Each node's systemd units (chaoslab-<service>.service).
+# Each node's systemd units (chaoslab-<service>.service); a RabbitMQ lab's broker node runs RabbitMQ and its own
+# epmd beside Redis (the result backend).
 UNITS = {
-    "redis": ["redis", "node-exporter", "lab-exporter", "redis-exporter"],
+    "redis": ["redis", "node-exporter", "lab-exporter", "redis-exporter",
+              *(["epmd", "rabbitmq"] if BROKER == "rabbitmq" else [])],
     "monitor": ["http-target", "loadgen", "flower", "prometheus", "node-exporter", "lab-exporter"],
     "worker-1": ["celery-worker", "node-exporter", "lab-exporter"],
 }
+# The broker's own unit, the one broker-restart restarts.
+BROKER_UNIT = f"chaoslab-{BROKER}.service"
 
 
 def as_user(*cmd: str, timeout: float = 900) -> subprocess.CompletedProcess:
@@ -93,11 +98,71 @@ def test_every_service_runs_as_a_systemd_unit(vms):
             break
         time.sleep(5)
     print(f"prometheus: {len(targets)} targets, down: {down}")
-    assert len(targets) == 4 + 2 * len(info) and not down  # node and lab per VM; prometheus, redis, loadgen, flower
+    # node and lab per VM; prometheus, redis, loadgen, flower; and rabbitmq on a RabbitMQ lab
+    assert len(targets) == 4 + 2 * len(info) + (BROKER == "rabbitmq") and not down
     auth = b64encode(f"chaoslab:{secrets()['lab_flower_password']}".encode()).decode()
     request = urllib.request.Request(f"http://{monitor}:5555/api/workers", headers={"Authorization": f"Basic {auth}"})
     with urllib.request.urlopen(request, timeout=20) as response:
         assert "celery@worker-1" in json.load(response)
+
+
+def on_broker_node(command: str) -> str:
+    """*command*'s output on the broker's VM (as root), its first line (the host's status) left out."""
+    out = must(as_user("ansible", "redis", "-m", "ansible.builtin.command", "-a", command), f"{command} on redis")
+    return "\n".join(out.splitlines()[1:])
+
+
+def management_status(address: str, user: str, password: str) -> int:
+    """The status of a GET of RabbitMQ's /api/whoami with these credentials."""
+    auth = b64encode(f"{user}:{password}".encode()).decode()
+    request = urllib.request.Request(f"http://{address}:15672/api/whoami", headers={"Authorization": f"Basic {auth}"})
+    try:
+        with urllib.request.urlopen(request, timeout=20) as response:
+            return response.status
+    except urllib.error.HTTPError as err:
+        return err.code
+
+
+@pytest.mark.skipif(BROKER != "rabbitmq", reason="the VMs run Redis as the broker (make vagrant-test BROKER=rabbitmq)")
+def test_rabbitmq_listens_on_the_lab_address_and_knows_only_the_labs_user(vms):
+    address = hostvars()["redis"]["lab_address"]
+    sockets = on_broker_node("ss -H -ltnp").splitlines()
+    listening = {tuple(line.split()[3].rsplit(":", 1)) for line in sockets if '"beam.smp"' in line or '"epmd"' in line}
+    public = {(ip, port) for ip, port in listening if ip not in ("127.0.0.1", "[::1]")}
+    # AMQP, the management API and Prometheus on the lab address; Erlang's distribution and epmd on loopback only
+    assert public == {(address, "5672"), (address, "15672"), (address, "15692")}, sockets
+    assert {("127.0.0.1", "25672"), ("127.0.0.1", "4369")} <= listening, sockets
+    users = on_broker_node("/etc/chaoslab/rabbitmqctl list_users --silent --formatter json")
+    print(f"rabbitmq on {address}: listening {sorted(listening)}; users {users}")
+    assert [user["user"] for user in json.loads(users)] == ["chaoslab"]
+    assert management_status(address, "chaoslab", secrets()["lab_rabbitmq_password"]) == 200
+    assert management_status(address, "guest", "guest") == 401
+
+
+def broker_main_pid() -> int:
+    out = on_broker_node(f"systemctl show -p MainPID -p ActiveState {BROKER_UNIT}")
+    values = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    assert values["ActiveState"] == "active", out
+    return int(values["MainPID"])
+
+
+def test_a_broker_kill_sigkills_every_process_of_its_unit_and_systemd_starts_it_afresh(vms):
+    """broker-restart mode=kill on a systemd unit: every process of the broker's unit is SIGKILLed (RabbitMQ's
+    rabbitmq-server script and its Erlang VM alike: neither gets to shut down), the unit stays down for down_for,
+    then runs a new process that clients reach."""
+    before = broker_main_pid()
+    must(as_user("ansible-playbook", "faults/broker-restart.yml", "-e", "mode=kill", "-e", "down_for=10s"),
+         "faults/broker-restart.yml")
+    window = measured_window("broker-restart")
+    after = broker_main_pid()
+    print(f"{BROKER_UNIT}: main pid {before} -> {after}; measured {window['effect']['measured']}")
+    measured = window["effect"]["measured"]
+    assert after != before and measured["restarted"] is True and measured["answering"] is True, window
+    assert 9 <= measured["down_seen_s"] <= 10 + 180, window
+    assert window["effect"]["effective"] is True, window
+    if BROKER == "rabbitmq":
+        log = on_broker_node("journalctl --no-pager -o cat -u chaoslab-rabbitmq.service --since=-15min")
+        assert "SIGTERM received" not in log, log[-3000:]  # killed, not shut down
 
 
 def memory_max() -> str:
@@ -221,7 +286,13 @@ def test_clock_skew_steps_and_drifts_a_workers_clock_and_puts_it_back(vms):
 
 def test_a_worker_kill_experiment_is_checked_from_the_vms_ledgers(vms, tmp_path):
     results = tmp_path / "results"
-    proc = as_user("chaoslab", "run", "experiments/vagrant-worker-kill.yml", "--results", str(results), timeout=1800)
+    scenario = ROOT / "experiments" / "vagrant-worker-kill.yml"
+    if BROKER == "rabbitmq":  # visibility_timeout is Redis's (RabbitMQ requeues a closed channel's messages itself)
+        data = yaml.safe_load(scenario.read_text(encoding="utf-8"))
+        del data["celery"]["visibility_timeout"]
+        scenario = tmp_path / scenario.name
+        scenario.write_text(yaml.safe_dump(data), encoding="utf-8")
+    proc = as_user("chaoslab", "run", str(scenario), "--results", str(results), timeout=1800)
     print(proc.stdout[-3000:])
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     run_dir = next(results.iterdir())
@@ -231,6 +302,7 @@ def test_a_worker_kill_experiment_is_checked_from_the_vms_ledgers(vms, tmp_path)
     print(f"run {run_dir.name}: {summary['tasks']} tasks, {summary['classes']}, verdict {verdict.get('passed')}")
     assert "worker-1.jsonl" in " ".join(ledgers) and "publish.jsonl" in " ".join(ledgers), ledgers
     assert summary["tasks"] > 100 and summary["classes"]["lost"] == 0
+    assert summary["snapshot"]["broker"] == BROKER
     assert (run_dir / "report.html").exists()
     kills = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
     assert "worker-kill" in json.dumps(kills)

@@ -3,8 +3,11 @@ and stay down.
 
 ``graceful`` stops it the way the service manager does (SIGTERM: Redis writes its AOF/RDB and closes, RabbitMQ
 stops its queues), and starts it again after ``down_for``. ``kill`` SIGKILLs it, so that whatever it had not
-persisted is gone, and keeps it down for ``down_for``: the process is frozen first, the manager is asked to stop it
-(so it does not restart it at once), then it is killed before it can handle the manager's SIGTERM.
+persisted is gone, and keeps it down for ``down_for``. Every process of the service is frozen first (its main process
+and all under it: RabbitMQ runs its Erlang VM under a script). Under supervisor the manager is then asked to stop it
+(so that it does not restart it at once) and all are killed before any can handle its SIGTERM; systemd follows its
+stop signal with SIGCONT, so there they are killed first and the unit is stopped at once, which cancels the restart
+systemd schedules.
 ``redis-restart`` restarts Redis whatever the broker (on a RabbitMQ lab: the result backend); ``broker-restart``
 restarts the lab's broker, Redis or RabbitMQ.
 """
@@ -12,13 +15,14 @@ restarts the lab's broker, Redis or RabbitMQ.
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import signal
 import subprocess
 import time
 from collections.abc import Callable
 from typing import Any
+
+import psutil
 
 from chaoslab.node.fault_record import HEALED_AT, IN_FORCE_AT, Detail, Fault, Node, Stop, hold_until
 
@@ -73,22 +77,59 @@ class ServiceControl:
     def stop(self) -> None:
         subprocess.run(self._ctl("stop"), capture_output=True, text=True, check=True, timeout=CTL_TIMEOUT_S)
 
-    def kill_and_keep_down(self) -> int:
-        """SIGKILL the main process so that the manager does not restart it; returns the killed pid."""
+    def kill_and_keep_down(self) -> list[int]:
+        """SIGKILL every process of the service (its main process and all under it: RabbitMQ's rabbitmq-server script
+        and its Erlang VM alike), so that none shuts down, and keep it down; returns the killed pids, the main one
+        first."""
         status, pid = self.state()
         if status != "running" or pid is None:
             raise ValueError(f"{self.fault}: {self.name} is {status}, not running")
-        os.kill(pid, signal.SIGSTOP)  # no more work, and the manager's SIGTERM stays pending
-        stopping = subprocess.Popen(self._ctl("stop", *(["--no-block"] if self.manager == "systemd" else [])),
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            self.wait_for({"stopping", "stopped"}, 10)
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        frozen = freeze_tree(pid)  # none runs on: none can act on a signal, write more, or start another process
+        if self.manager == "systemd":
+            # systemd follows its stop signal with SIGCONT, which would let the service run its shutdown: kill
+            # first, then stop the unit, which cancels the restart systemd has scheduled (RestartSec) for it.
+            kill_all(frozen)
+            stopping = subprocess.Popen(self._ctl("stop", "--no-block"), stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)
+        else:
+            # supervisor restarts an exited process at once: ask it to stop first (its SIGTERM stays pending in the
+            # frozen processes), then kill.
+            stopping = subprocess.Popen(self._ctl("stop"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                self.wait_for({"stopping", "stopped"}, 10)
+            finally:
+                kill_all(frozen)
         stopping.wait(30)
         self.wait_for({"stopped"}, 30)
-        return pid
+        return [proc.pid for proc in frozen]
+
+
+def freeze_tree(pid: int) -> list[psutil.Process]:
+    """SIGSTOP process *pid* and every process under it, again for any started meanwhile; the frozen processes,
+    *pid* first."""
+    frozen: dict[int, psutil.Process] = {}
+    pending = [psutil.Process(pid)]
+    while pending:
+        for proc in pending:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.send_signal(signal.SIGSTOP)
+                frozen[proc.pid] = proc
+        pending = [child for proc in list(frozen.values()) for child in _children(proc) if child.pid not in frozen]
+    return list(frozen.values())
+
+
+def _children(proc: psutil.Process) -> list[psutil.Process]:
+    try:
+        return proc.children()
+    except psutil.NoSuchProcess:
+        return []
+
+
+def kill_all(processes: list[psutil.Process]) -> None:
+    """SIGKILL each of *processes* still alive (psutil checks that a pid is still the same process)."""
+    for proc in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.send_signal(signal.SIGKILL)
 
 
 def broker_service() -> str:
