@@ -64,14 +64,23 @@ def _raw() -> float:
     return time.clock_gettime(time.CLOCK_MONOTONIC_RAW)
 
 
+def raw_end(deadline: float | None) -> float:
+    """The wall-clock *deadline* (None: none, infinity) on the raw hardware clock, which no step or rate change of
+    the wall clock moves (a clock-skew fault must last its duration as well)."""
+    return math.inf if deadline is None else _raw() + deadline - time.time()
+
+
+def before_raw_end(end: float) -> bool:
+    """Whether the raw clock has not reached *end* (from :func:`raw_end`)."""
+    return _raw() < end
+
+
 def hold_until(deadline: float | None, stop: Stop, every: float = 0.0,
                action: Callable[[], object] | None = None) -> None:
     """Stay until the deadline (None: until stopped), calling ``action`` every ``every`` seconds (0: never).
 
-    The time left is counted on the raw hardware clock, which no step or rate change of the wall clock moves
-    (a clock-skew fault must last its duration as well)."""
-    start = _raw()
-    end = math.inf if deadline is None else start + deadline - time.time()
+    The time left is counted on the raw hardware clock (:func:`raw_end`)."""
+    start, end = _raw(), raw_end(deadline)
     due = start + every if every > 0 and action is not None else math.inf
     while not stop() and (now := _raw()) < end:
         if now >= due and action is not None:

@@ -19,7 +19,7 @@ import psutil
 
 from chaoslab import ledger
 from chaoslab.brokers import of_url
-from chaoslab.node.fault_record import Detail, Stop
+from chaoslab.node.fault_record import Detail, Stop, before_raw_end, raw_end
 from chaoslab.triggers import Trigger
 
 POLL_S = 0.005
@@ -104,9 +104,8 @@ class Follower:
 
 def _until(deadline: float | None, stop: Stop) -> Callable[[], bool]:
     """Whether to go on watching: not stopped, the deadline not reached (counted on the raw clock)."""
-    raw = time.clock_gettime(time.CLOCK_MONOTONIC_RAW)
-    end = float("inf") if deadline is None else raw + deadline - time.time()
-    return lambda: not stop() and time.clock_gettime(time.CLOCK_MONOTONIC_RAW) < end
+    end = raw_end(deadline)
+    return lambda: not stop() and before_raw_end(end)
 
 
 def _holds(trigger: Trigger, state: TaskState, at: float, record: dict[str, Any] | None) -> Detail | None:
