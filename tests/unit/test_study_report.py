@@ -377,6 +377,20 @@ def test_publish_and_regenerate_give_identical_bytes(study_dir, tmp_path):
     assert report_bytes(reference) == published
 
 
+def test_publishing_a_study_keeps_what_else_the_reference_holds(study_dir, tmp_path):
+    """The sweeps' curves are published into the same reference (chaoslab.report.sweep_reference): a study published
+    after them must not drop them."""
+    reference = publish(study_dir, tmp_path / "reference")
+    curve = reference / "sweeps" / "redis-delay" / "cells" / "delay=0ms" / "summary.json"
+    curve.parent.mkdir(parents=True)
+    curve.write_text('{"tasks": 1}\n')
+    (reference / "sweeps" / "redis-delay" / "dose.png").write_bytes(b"png")
+    assert publish(study_dir, reference) == reference
+    assert curve.read_text() == '{"tasks": 1}\n'
+    assert (reference / "sweeps" / "redis-delay" / "dose.png").read_bytes() == b"png"
+    assert (reference / "study.json").is_file() and (reference / "study.md").is_file()
+
+
 def test_publish_copies_only_the_small_files(tmp_path):
     files = ("run", "summary", "verdict", "scenario.yml", "tasks.csv", "report.html", "ledgers/publisher.jsonl",
              "figures/throughput.png")

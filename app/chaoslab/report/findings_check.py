@@ -74,15 +74,13 @@ from chaoslab.analysis import run_dir as run_files
 from chaoslab.analysis.figures import phase_figure, unit_of
 from chaoslab.node.tasks import KINDS as TASK_KINDS
 from chaoslab.report.study_report import NULL_CONTROL_DIR, RUNS_DIR, STUDY_FILE
+from chaoslab.report.sweep_reference import SWEEPS_DIR, stale_table
 from chaoslab.report.sweep_reference import TABLE as KNEES
-from chaoslab.report.sweep_reference import stale_table
 
 MEAN: Final = "mean"
 TIMES: Final = "\u00d7"
 DURATION: Final = "duration"
 FIGURES_DIR: Final = "figures"
-SWEEPS_DIR: Final = "sweeps"
-"""The published sweeps (chaoslab.report.sweep_reference): ``sweeps/<sweep>/cells/<cell>`` is one point's run."""
 CELLS_DIR: Final = run_files.CELLS_DIR
 REPEAT: Final = re.compile(r"r\d+")
 """A repeat's directory name in a cell: ``r1``, ``r2``, ..."""

@@ -76,6 +76,7 @@ from chaoslab.report.compare import (
     html_page,
     html_table,
 )
+from chaoslab.report.sweep_reference import SWEEPS_DIR
 
 STUDY_FILE: Final = "study.json"
 RUNS_DIR: Final = "runs"
@@ -1264,8 +1265,9 @@ def publish(study_dir: StrPath, reference_dir: StrPath) -> Path:
     The study is added to what the reference holds as a part of it (each part keeps its machine, versions and
     commit), its runs replacing those of its scenarios, and of every part from its source unless it ran only some
     of them (:func:`chaoslab.report.study_parts.merge`). The new reference is made beside the old one and takes its
-    place at the end. Refuses (ValueError) a directory that is neither absent, empty, nor a previous reference (holds
-    a study.json), and a study not run in full (a quick study's ``mode``); FileNotFoundError without study.json.
+    place at the end, with the old one's ``sweeps/`` (:mod:`chaoslab.report.sweep_reference` publishes there).
+    Refuses (ValueError) a directory that is neither absent, empty, nor a previous reference (holds a study.json),
+    and a study not run in full (a quick study's ``mode``); FileNotFoundError without study.json.
     """
     source, reference = Path(study_dir), Path(reference_dir)
     data = run_files.read_json(source / STUDY_FILE)
@@ -1295,6 +1297,9 @@ def publish(study_dir: StrPath, reference_dir: StrPath) -> Path:
                 shutil.copyfile(run_dir / name, target / name)
     write_study_report(staging)
     if reference.is_dir():
+        sweeps = reference / SWEEPS_DIR  # published there by make study-sweeps, not by a study
+        if sweeps.is_dir() and not sweeps.is_symlink():
+            shutil.copytree(sweeps, staging / SWEEPS_DIR, symlinks=True)
         reference.rename(old)
     staging.rename(reference)
     if old.is_dir():

@@ -21,6 +21,9 @@ from typing import Final
 from chaoslab.analysis import run_dir as run_files
 from chaoslab.report import dose
 
+SWEEPS_DIR: Final = "sweeps"
+"""Where in the study's reference the sweeps are published (``sweeps/<sweep>``, make study-sweeps): a study published
+into the same reference keeps it."""
 KEPT: Final = (run_files.RUN_FILE, run_files.SCENARIO_FILE, run_files.SUMMARY_FILE, run_files.VERDICT_FILE)
 TABLE: Final = re.compile(r"<!-- knees: (?P<where>[A-Za-z0-9_./-]+) -->\n(?P<table>.*?)<!-- /knees -->", re.DOTALL)
 
