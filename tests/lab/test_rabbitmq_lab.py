@@ -27,7 +27,7 @@ from chaoslab.report.dashboard import build, panel_queries
 from fault_state import is_baseline, node_state, wait_until
 from test_experiments import run_scenario
 from tests.conftest import ROOT, recap, run_playbook
-from verdict_checks import assert_verdicts_hold_up
+from verdict_checks import assert_verdicts_hold_up, rabbitmq_unacked
 
 RABBIT = {"LAB_BROKER": "rabbitmq"}
 BROKER_NODE = "198.18.0.10"
@@ -319,6 +319,9 @@ def test_a_consumer_timeout_below_a_late_acked_tasks_length_runs_it_over_and_ove
         "hypothesis": {"lost": 0, "failed": 0, "pending": ">= 1"}}))
     proc, run_dir = run_scenario(path, tmp_path / "results")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    # The run put the lab's 30 min timeout back (a restart of RabbitMQ) and the workers took the messages again:
+    # the check below can only read ready messages, so it waits until those executions end and are acknowledged.
+    assert wait_until(lambda: rabbitmq_unacked(lab_info()) == 0, 120, 1), rabbitmq_unacked(lab_info())
     summary = assert_verdicts_hold_up({}, run_dir)
     assert summary["causes"]["pending"].get("completed_unacked", 0) >= 1, summary["causes"]
     with (run_dir / "executions.csv").open(newline="", encoding="utf-8") as handle:

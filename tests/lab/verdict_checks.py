@@ -34,13 +34,22 @@ def in_broker(lab: dict) -> set[str]:
     return set(queued) | set(reserved)
 
 
+def rabbitmq_queues(info: LabInfo) -> list[dict]:
+    """RabbitMQ's task queues as its management API gives them (ready and unacknowledged counts)."""
+    rabbit = info.rabbitmq
+    return ManagementAPI(info.redis_address, rabbit["management_port"], rabbit["user"], rabbit["password"],
+                         rabbit["vhost"]).task_queues()
+
+
+def rabbitmq_unacked(info: LabInfo) -> int:
+    return sum(queue.get("messages_unacknowledged") or 0 for queue in rabbitmq_queues(info))
+
+
 def in_rabbitmq(info: LabInfo) -> set[str]:
     """Ids of every ready message RabbitMQ holds, taken over AMQP and given back; RabbitMQ cannot name an
     unacknowledged message, so there must be none for the check to hold."""
     rabbit = info.rabbitmq
-    api = ManagementAPI(info.redis_address, rabbit["management_port"], rabbit["user"], rabbit["password"],
-                        rabbit["vhost"])
-    queues = api.task_queues()
+    queues = rabbitmq_queues(info)
     assert not any(queue.get("messages_unacknowledged") for queue in queues), f"unacknowledged messages: {queues}"
     ids = set()
     with amqp.Connection(f"{info.redis_address}:{rabbit['port']}", rabbit["user"], rabbit["password"],
