@@ -41,8 +41,13 @@ def rabbitmq_queues(info: LabInfo) -> list[dict]:
                          rabbit["vhost"]).task_queues()
 
 
+def unacked(queues: list[dict]) -> int:
+    """How many messages *queues* (RabbitMQ's management API's) hold delivered and not acknowledged."""
+    return sum(queue.get("messages_unacknowledged") or 0 for queue in queues)
+
+
 def rabbitmq_unacked(info: LabInfo) -> int:
-    return sum(queue.get("messages_unacknowledged") or 0 for queue in rabbitmq_queues(info))
+    return unacked(rabbitmq_queues(info))
 
 
 def in_rabbitmq(info: LabInfo) -> set[str]:
@@ -50,7 +55,7 @@ def in_rabbitmq(info: LabInfo) -> set[str]:
     unacknowledged message, so there must be none for the check to hold."""
     rabbit = info.rabbitmq
     queues = rabbitmq_queues(info)
-    assert not any(queue.get("messages_unacknowledged") for queue in queues), f"unacknowledged messages: {queues}"
+    assert not unacked(queues), f"unacknowledged messages: {queues}"
     ids = set()
     with amqp.Connection(f"{info.redis_address}:{rabbit['port']}", rabbit["user"], rabbit["password"],
                          virtual_host=rabbit["vhost"], connect_timeout=10) as connection:

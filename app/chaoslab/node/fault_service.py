@@ -105,16 +105,18 @@ class ServiceControl:
 
 
 def freeze_tree(pid: int) -> list[psutil.Process]:
-    """SIGSTOP process *pid* and every process under it, again for any started meanwhile; the frozen processes,
-    *pid* first."""
+    """SIGSTOP process *pid* and every process under it, *pid* first; the frozen processes. A process's children are
+    listed once it is stopped, so that any it started before its stop are found and it can start no more."""
     frozen: dict[int, psutil.Process] = {}
     pending = [psutil.Process(pid)]
     while pending:
+        stopped = []
         for proc in pending:
             with contextlib.suppress(psutil.NoSuchProcess):
                 proc.send_signal(signal.SIGSTOP)
                 frozen[proc.pid] = proc
-        pending = [child for proc in list(frozen.values()) for child in _children(proc) if child.pid not in frozen]
+                stopped.append(proc)
+        pending = [child for proc in stopped for child in _children(proc) if child.pid not in frozen]
     return list(frozen.values())
 
 
