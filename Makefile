@@ -163,12 +163,17 @@ VAGRANT_DRIVER ?= qemu
 LAB_CA_CERTIFICATES ?= $(shell ls /usr/local/share/ca-certificates/*.crt 2>/dev/null | paste -sd:)
 export LAB_CA_CERTIFICATES
 VAGRANT_APT_PACKAGES := vagrant vagrant-libvirt libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils \
-	debootstrap extlinux dnsmasq-base
+	debootstrap extlinux dnsmasq-base tini
 
+# libvirtd runs under tini, a subreaper. qemu daemonizes, so its processes are orphans; where pid 1 does not reap
+# them (a container's init), libvirtd's exited capability probe stays a zombie that libvirtd waits on (~30 s per
+# call), the probe's result is never cached, and `vagrant up` seems to hang. tini reaps them.
 vagrant-packages:
 	$(call apt_install,$(VAGRANT_APT_PACKAGES))
 	@pgrep -x virtlogd >/dev/null || virtlogd -d
-	@pgrep -x libvirtd >/dev/null || libvirtd -d
+	@pgrep -x libvirtd >/dev/null || (setsid tini -s -- libvirtd >/dev/null 2>&1 &)
+	@timeout 60 sh -c 'until virsh -c qemu:///system version >/dev/null 2>&1; do sleep 0.5; done' \
+		|| { echo "libvirtd did not answer in 60 s" >&2; exit 1; }
 
 vagrant-box: vagrant-packages
 	@vagrant box list | grep -q '^$(VAGRANT_BOX) *(libvirt' \
