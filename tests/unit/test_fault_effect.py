@@ -117,3 +117,41 @@ def test_a_cpu_exhaustion_asked_to_fill_the_node_counts_the_node_at_its_cap():
     assert cpu_ratio(0.3, 0.35, 6.0, 0.8) == pytest.approx(0.4375)  # a node far from its cap is not full
     # half a CPU asked of two: only what the stressors took, however busy the node was otherwise
     assert cpu_ratio(0.3, 1.9, 0.5, 2.0) == pytest.approx(0.6)
+
+
+class VirtualClock:
+    """time.monotonic and time.sleep for a measurement that would take minutes of real time."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.mark.parametrize("boot_s", [0.4, 77.0])
+def test_a_restart_is_measured_however_long_the_server_takes_to_boot_as_the_fault_waits(monkeypatch, boot_s):
+    """A broker killed for down_for and started again answers only once it has booted: in well under a second
+    (Redis), or in 77 s (RabbitMQ on a software-emulated VM, measured). The measurement watches as long as the
+    fault waits for the service to serve (READY_WITHIN_S), so both see it restarted."""
+    from chaoslab.node import fault_effect
+    from chaoslab.node.fault_service import READY_WITHIN_S
+
+    clock = VirtualClock()
+    monkeypatch.setattr(fault_effect, "time", clock)
+    down_for = 10.0
+
+    def identity() -> str | None:  # the old server until the kill at 0.1 s, none while down, then a new one
+        if clock.now < 0.1:
+            return "old"
+        return "new" if clock.now >= 0.1 + down_for + boot_s else None
+
+    during = fault_effect._restart_measure(down_for, identity, "a fake client")
+    measured = during(fault_effect.Window({}, None, lambda: False))
+    assert boot_s + down_for < READY_WITHIN_S
+    assert measured["measured"]["restarted"] is True and measured["measured"]["answering"] is True, measured
+    assert measured["measured"]["down_seen_s"] == pytest.approx(down_for + boot_s, abs=0.1)
+    assert measured["effective"] is True

@@ -51,6 +51,7 @@ import psutil
 
 from chaoslab.node.cgroupfs import memory_files, read_keyed
 from chaoslab.node.fault_record import Detail, Node, Stop
+from chaoslab.node.fault_service import READY_WITHIN_S
 
 EFFECTIVE = 0.9
 """A fault whose measured effect is below this share of what was asked is not effective."""
@@ -468,8 +469,6 @@ def redis_maxmemory(values: dict[str, Any], _node: Node) -> Measure:
 
 REDIS_PING_EVERY_S = 0.05
 REDIS_PING_TIMEOUT_S = 0.5
-REDIS_BACK_WITHIN_S = 30.0
-"""How long after ``down_for`` the measurement waits for Redis to answer again."""
 
 
 def _redis_ping(conn: Any) -> str | None:
@@ -526,7 +525,7 @@ def _restart_measure(down_for: float, identity: Callable[[], str | None], how: s
     def during(window: Window) -> Detail:
         first_failed = back = None
         now = None
-        end = time.monotonic() + down_for + REDIS_BACK_WITHIN_S  # started again at down_for, fault or no fault
+        end = time.monotonic() + down_for + READY_WITHIN_S  # started again at down_for, fault or no fault
         while time.monotonic() < end:
             seen_at = time.monotonic()
             now = identity()
