@@ -27,7 +27,7 @@ from chaoslab.report.dashboard import build, panel_queries
 from fault_state import is_baseline, node_state, wait_until
 from test_experiments import run_scenario
 from tests.conftest import ROOT, recap, run_playbook
-from verdict_checks import assert_verdicts_hold_up, rabbitmq_unacked
+from verdict_checks import assert_verdicts_hold_up, rabbitmq_queues
 
 RABBIT = {"LAB_BROKER": "rabbitmq"}
 BROKER_NODE = "198.18.0.10"
@@ -302,6 +302,12 @@ def rabbit_env(key: str) -> str:
                           timeout=60, check=True).stdout.strip()
 
 
+def queue_empty() -> bool:
+    """Whether RabbitMQ's task queues hold no message, ready or unacknowledged (as its management API counts)."""
+    return not any(queue.get("messages_ready") or queue.get("messages_unacknowledged")
+                   for queue in rabbitmq_queues(lab_info()))
+
+
 def test_a_consumer_timeout_below_a_late_acked_tasks_length_runs_it_over_and_over(rabbit_lab, tmp_path):
     """A run's rabbitmq: settings (consumer timeout 4 s, checked every 500 ms) against 6 s late-acknowledged tasks:
     RabbitMQ closes the worker's channel before the task ends, Celery stops the worker for it (celery#6760), the
@@ -320,8 +326,9 @@ def test_a_consumer_timeout_below_a_late_acked_tasks_length_runs_it_over_and_ove
     proc, run_dir = run_scenario(path, tmp_path / "results")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     # The run put the lab's 30 min timeout back (a restart of RabbitMQ) and the workers took the messages again:
-    # the check below can only read ready messages, so it waits until those executions end and are acknowledged.
-    assert wait_until(lambda: rabbitmq_unacked(lab_info()) == 0, 120, 1), rabbitmq_unacked(lab_info())
+    # the check below can name only ready messages, so it waits until those executions have ended and been
+    # acknowledged: the queue empty, and still empty a statistics interval (5 s) of the management API later.
+    assert wait_until(lambda: queue_empty() and (time.sleep(6) or queue_empty()), 240, 1), rabbitmq_queues(lab_info())
     summary = assert_verdicts_hold_up({}, run_dir)
     assert summary["causes"]["pending"].get("completed_unacked", 0) >= 1, summary["causes"]
     with (run_dir / "executions.csv").open(newline="", encoding="utf-8") as handle:

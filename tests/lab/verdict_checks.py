@@ -46,10 +46,6 @@ def unacked(queues: list[dict]) -> int:
     return sum(queue.get("messages_unacknowledged") or 0 for queue in queues)
 
 
-def rabbitmq_unacked(info: LabInfo) -> int:
-    return unacked(rabbitmq_queues(info))
-
-
 def in_rabbitmq(info: LabInfo) -> set[str]:
     """Ids of every ready message RabbitMQ holds, taken over AMQP and given back; RabbitMQ cannot name an
     unacknowledged message, so there must be none for the check to hold."""
