@@ -72,7 +72,9 @@ def available() -> bool:
 
 
 @contextmanager
-def local_rabbitmq() -> Iterator[LocalRabbitMQ]:
+def local_rabbitmq(conf: dict[str, int] | None = None, erl_args: str = "") -> Iterator[LocalRabbitMQ]:
+    """The broker, with *conf* as more rabbitmq.conf lines (key -> value) and *erl_args* as more server arguments
+    (e.g. ``-rabbit channel_tick_interval 200``)."""
     workdir = Path(tempfile.mkdtemp(prefix="chaoslab-rabbitmq-"))
     port, management, epmd_port, dist = free_port(), free_port(), free_port(), free_port()
     password = secrets.token_hex(16)
@@ -80,7 +82,8 @@ def local_rabbitmq() -> Iterator[LocalRabbitMQ]:
         f"listeners.tcp.1 = 127.0.0.1:{port}\nmanagement.tcp.ip = 127.0.0.1\nmanagement.tcp.port = {management}\n"
         f"default_user = lab\ndefault_pass = {password}\ndefault_vhost = lab\n"
         "default_user_tags.administrator = true\ncollect_statistics_interval = 1000\n"
-        "log.console = false\nlog.file = false\n")
+        "log.console = false\nlog.file = false\n" + "".join(f"{key} = {value}\n" for key, value in (conf or {}).items())
+    )
     (workdir / "plugins").write_text("[rabbitmq_management].\n")
     (workdir / ".erlang.cookie").write_text(secrets.token_hex(16))
     (workdir / ".erlang.cookie").chmod(0o400)
@@ -89,7 +92,8 @@ def local_rabbitmq() -> Iterator[LocalRabbitMQ]:
            "RABBITMQ_ENABLED_PLUGINS_FILE": str(workdir / "plugins"), "RABBITMQ_MNESIA_BASE": str(workdir / "db"),
            "RABBITMQ_LOG_BASE": str(workdir / "log"), "RABBITMQ_DIST_PORT": str(dist),
            "RABBITMQ_PID_FILE": str(workdir / "pid"), "RABBITMQ_CONF_ENV_FILE": str(workdir / "none"),
-           "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-start_epmd false -kernel inet_dist_use_interface {127,0,0,1}",
+           "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS":
+               f"-start_epmd false -kernel inet_dist_use_interface {{127,0,0,1}} {erl_args}".strip(),
            "RABBITMQ_CTL_ERL_ARGS": "-start_epmd false"}
     epmd = subprocess.Popen(["epmd", "-port", str(epmd_port), "-address", "127.0.0.1"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -7,13 +7,14 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import amqp
 import pytest
 
-from chaoslab.experiment.lab_broker import RabbitBroker
-from chaoslab.experiment.rabbitmq_snapshot import unacked_of
+from chaoslab.experiment.lab_broker import CUT_ATTEMPTS, RabbitBroker
+from chaoslab.experiment.rabbitmq_snapshot import CutBroken, unacked_of
 from chaoslab.ledger import LedgerWriter, read_records
 from chaoslab.node.amqp_publisher import AmqpPublisher, connection_params
 from chaoslab.node.loadgen import LoadGenerator, LoadProfile, MixEntry
@@ -128,6 +129,61 @@ def test_the_snapshot_names_what_workers_hold_and_counts_what_they_did_not(broke
     assert set(named.queued) == {"t1", "t2"} and set(named.reserved) == {"t0"} and named.unnamed_unacked == 0
     assert unnamed.reserved == {} and unnamed.unnamed_unacked == 1
     view(broker).flush()
+
+
+@pytest.fixture(scope="module")
+def impatient():
+    """A broker whose channels give up on an unacknowledged delivery after 1 s (consumer_timeout), checked every
+    100 ms, as a run's rabbitmq: settings can make the lab's."""
+    with local_rabbitmq({"consumer_timeout": 1000}, "-rabbit channel_tick_interval 100") as server:
+        declare(server, "celery")
+        yield server
+
+
+def slow_first(calls: list[int], slow: int) -> Callable[[], dict[str, str]]:
+    """Workers that name nothing, and take 2.5 s (beyond the 1 s timeout) to say so the first *slow* times."""
+    def held() -> dict[str, str]:
+        calls.append(1)
+        if len(calls) <= slow:
+            time.sleep(2.5)
+        return {}
+    return held
+
+
+def publish_three(server) -> None:
+    view(server).flush()
+    publisher = AmqpPublisher(server.url(), 2.0)
+    template = publisher.template("chaoslab.noop", {})
+    assert publisher.publish([template.render(f"t{i}") for i in range(3)]).outcome == "ok"
+
+
+def test_a_cut_whose_channel_the_consumer_timeout_closed_is_taken_again(impatient):
+    """The first cut holds the ready messages longer than the consumer timeout: RabbitMQ closes its channel and
+    requeues them before the workers have answered (one could have taken a message meanwhile), so that cut is not
+    used; the second, quick enough, is. Every message is ready again afterwards."""
+    publish_three(impatient)
+    calls: list[int] = []
+    state = view(impatient).snapshot(None, slow_first(calls, 1))
+    assert len(calls) == 2
+    assert sorted(state.queued) == ["t0", "t1", "t2"] and state.unnamed_unacked == 0 and state.reserved == {}
+    assert view(impatient).backlog()[0] == 3
+
+
+def test_a_cut_the_consumer_timeout_closes_each_time_is_a_one_line_error_that_says_why(impatient):
+    publish_three(impatient)
+    calls: list[int] = []
+    with pytest.raises(CutBroken, match=f"closed the snapshot's channel before each of {CUT_ATTEMPTS} cuts had "
+                                        r"ended \(the last took \d+\.\d s: .*timed out.*consumer_timeout") as err:
+        view(impatient).snapshot(None, slow_first(calls, CUT_ATTEMPTS))
+    assert len(calls) == CUT_ATTEMPTS and "\n" not in str(err.value)
+    assert view(impatient).backlog()[0] == 3  # all requeued
+
+
+def test_a_slow_cut_of_a_broker_whose_queues_are_empty_holds_nothing_the_timeout_could_close(impatient):
+    view(impatient).flush()
+    calls: list[int] = []
+    state = view(impatient).snapshot(None, slow_first(calls, 1))
+    assert len(calls) == 1 and state.queued == {}
 
 
 def test_a_restart_changes_the_brokers_identity_and_keeps_only_what_the_queues_type_keeps(broker):

@@ -20,6 +20,10 @@ if TYPE_CHECKING:
 
 # The snapshot reads every message in one server-side step: a long backlog takes seconds.
 SNAPSHOT_TIMEOUT_S = 120.0
+CUT_ATTEMPTS = 3
+"""How many times RabbitMQ's snapshot is taken when the broker closes its channel before the cut ends: its consumer
+timeout closes a channel whose oldest unacknowledged delivery is older than it, and the cut holds the ready messages
+unacknowledged while it counts and asks the workers (seconds)."""
 
 Held = Callable[[], dict[str, str]]
 """The task messages the workers hold unacknowledged (id -> queue), as they name them; {} when they do not answer."""
@@ -127,6 +131,17 @@ class RabbitBroker:
         return self.api.version()
 
     def snapshot(self, before: BrokerInfo | None, held: Held) -> BrokerState:
-        """The ready messages read over AMQP and requeued; the unacknowledged ones as the workers name them."""
-        with self._connection(SNAPSHOT_TIMEOUT_S) as connection:
-            return rabbitmq_snapshot.take(self.api, connection, self.unacked, held, time.time(), before)
+        """The ready messages read over AMQP and requeued; the unacknowledged ones as the workers name them. A cut
+        whose channel the broker closed before it ended (a consumer_timeout shorter than the cut) is taken again, up
+        to CUT_ATTEMPTS times in all."""
+        for _ in range(CUT_ATTEMPTS):
+            started = time.monotonic()
+            try:
+                with self._connection(SNAPSHOT_TIMEOUT_S) as connection:
+                    return rabbitmq_snapshot.take(self.api, connection, self.unacked, held, time.time(), before)
+            except amqp.exceptions.ChannelError as err:
+                closed, took = err, time.monotonic() - started
+        raise rabbitmq_snapshot.CutBroken(
+            f"RabbitMQ closed the snapshot's channel before each of {CUT_ATTEMPTS} cuts had ended (the last took "
+            f"{took:.1f} s: {closed}); a consumer_timeout shorter than a cut does that, and without a snapshot the "
+            "run cannot tell a pending task from a lost one")

@@ -13,6 +13,7 @@ they named them all.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import urllib.parse
 import urllib.request
@@ -109,13 +110,18 @@ def broker_info(api: ManagementAPI, now: float) -> BrokerInfo:
     return BrokerInfo(f"{node.get('name', '?')} pid {node.get('os_pid', '?')}", started, 0)
 
 
+class CutBroken(RuntimeError):
+    """The broker closed the snapshot's channel before every read of its cut had ended, each time it was tried."""
+
+
 def take(api: ManagementAPI, connection: amqp.Connection, unacked: Callable[[], int],
          held: Callable[[], dict[str, str]], taken: float, before: BrokerInfo | None = None) -> BrokerState:
     """The broker's messages now, as one cut: every ready message taken on one channel (so none can reach a worker
     meanwhile); the broker's own count of unacknowledged messages (*unacked*: rabbitmqctl asks the queues, the
     management API's statistics lag by seconds); the workers asked what they hold unacknowledged (*held*: id ->
     queue); then the channel closed, which requeues what it took. A message acknowledged between the count and the
-    workers' answer makes the count of unnamed ones too high, never too low."""
+    workers' answer makes the count of unnamed ones too high, never too low. Raises amqp's ChannelError when the
+    broker closed the channel before the workers' answer (the cut does not hold: take it again)."""
     listed = api.task_queues()
     queues = [str(queue["name"]) for queue in listed]
     channel = connection.channel()
@@ -123,8 +129,14 @@ def take(api: ManagementAPI, connection: amqp.Connection, unacked: Callable[[], 
         queued = take_ready(channel, queues)
         others = unacked() - len(queued)  # the broker counts this channel's too
         holding = held()
+        # A round trip after the last read: answered, the channel still held what it took when the workers had
+        # answered. RabbitMQ closes a channel whose oldest unacknowledged delivery is older than consumer_timeout
+        # and requeues what it held: then a worker may have taken one meanwhile, and this raises the broker's
+        # ChannelError instead (py-amqp reads the channel's close on the next call).
+        channel.basic_qos(0, 0, False)
     finally:
-        channel.close()
+        with contextlib.suppress(amqp.exceptions.AMQPError, OSError):
+            channel.close()  # requeues what it took (a channel the broker closed has requeued it already)
     counts = dict.fromkeys(queues, 0)
     for name in queued.values():
         counts[name] = counts.get(name, 0) + 1
