@@ -11,6 +11,7 @@ import tarfile
 import tempfile
 from collections import Counter
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -35,6 +36,9 @@ from chaoslab.experiment.ansible_runner import (
 from chaoslab.experiment.lab_broker import SNAPSHOT_TIMEOUT_S
 from chaoslab.experiment.labs import wrong_lab
 from chaoslab.inputs import groups_of
+
+HELD_BY = ("active", "reserved", "scheduled")
+"""Celery's inspect commands whose answers name the task messages a worker holds unacknowledged."""
 
 
 @dataclass(frozen=True)
@@ -339,13 +343,17 @@ class LabControl:
         """(messages waiting in the task queues, messages delivered to a worker and not acknowledged)."""
         return self.broker.backlog()
 
+    def _control(self) -> Any:
+        """The Celery app this handle asks the workers with (made once)."""
+        if self._control_app is None:
+            self._control_app = client_app(self.info, "chaoslab-control")
+        return self._control_app
+
     def _inspect(self, method: str, every: bool = True) -> dict[str, Any] | None:
         """Every worker's reply to one of Celery's inspect commands; None unless every worker answered (with
         *every*), else the replies there were."""
-        if self._control_app is None:
-            self._control_app = client_app(self.info, "chaoslab-control")
         workers = self.info.worker_hostnames
-        inspect = self._control_app.control.inspect(timeout=1.0, limit=len(workers))
+        inspect = self._control().control.inspect(timeout=1.0, limit=len(workers))
         replies = getattr(inspect, method)() or {}
         return None if every and set(workers) - set(replies) else replies
 
@@ -399,19 +407,27 @@ class LabControl:
 
     def held_unacked(self) -> dict[str, str]:
         """Id -> queue of every task message a worker holds and has not acknowledged, as the workers say (active,
-        reserved and scheduled); {} from workers that do not answer."""
+        reserved and scheduled); {} from workers that do not answer. The three are asked at once: each waits a
+        second for a worker that does not answer (one restarting), and RabbitMQ's snapshot holds the broker's ready
+        messages until they have answered, a hold the broker's consumer timeout may cut short."""
+        self._control()  # made before the threads share it
+        with ThreadPoolExecutor(len(HELD_BY)) as pool:
+            answers = list(pool.map(self._held_by, HELD_BY))
         held: dict[str, str] = {}
-        for method in ("active", "reserved", "scheduled"):
-            try:
-                replies = self._inspect(method, every=False) or {}
-            except Exception:  # a broker that does not answer
-                continue
+        for replies in answers:
             for tasks in replies.values():
                 for task in tasks or []:
                     request = task.get("request", task) if isinstance(task, dict) else {}
                     if isinstance(request, dict) and request.get("id") and not request.get("acknowledged"):
                         held[str(request["id"])] = str((request.get("delivery_info") or {}).get("routing_key") or "")
         return held
+
+    def _held_by(self, method: str) -> dict[str, Any]:
+        """The workers' replies to one of HELD_BY; {} when the broker does not answer."""
+        try:
+            return self._inspect(method, every=False) or {}
+        except Exception:  # a broker that does not answer
+            return {}
 
     def task_results(self, ids: Iterable[str]) -> dict[str, TaskMeta]:
         """The result backend's record of each of *ids* that has one."""
