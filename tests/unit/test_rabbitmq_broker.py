@@ -115,12 +115,17 @@ def test_a_broker_that_blocks_publishers_makes_a_bounded_timeout(broker):
     view(broker).flush()
 
 
-def test_the_snapshot_names_what_workers_hold_and_counts_what_they_did_not(broker):
-    """An unacknowledged message is named by its holder (the workers' inspect replies); one nobody names is counted."""
-    view(broker).flush()
-    publisher = AmqpPublisher(broker.url(), 2.0)
+def publish_three(server) -> None:
+    """Three task messages, t0 to t2, in the emptied celery queue."""
+    view(server).flush()
+    publisher = AmqpPublisher(server.url(), 2.0)
     template = publisher.template("chaoslab.noop", {})
     assert publisher.publish([template.render(f"t{i}") for i in range(3)]).outcome == "ok"
+
+
+def test_the_snapshot_names_what_workers_hold_and_counts_what_they_did_not(broker):
+    """An unacknowledged message is named by its holder (the workers' inspect replies); one nobody names is counted."""
+    publish_three(broker)
     with amqp.Connection(**connection_params(broker.url(), 5.0)) as connection:
         channel = connection.channel()
         held = channel.basic_get("celery", no_ack=False)  # delivered, not acknowledged
@@ -148,13 +153,6 @@ def slow_first(calls: list[int], slow: int) -> Callable[[], dict[str, str]]:
             time.sleep(2.5)
         return {}
     return held
-
-
-def publish_three(server) -> None:
-    view(server).flush()
-    publisher = AmqpPublisher(server.url(), 2.0)
-    template = publisher.template("chaoslab.noop", {})
-    assert publisher.publish([template.render(f"t{i}") for i in range(3)]).outcome == "ok"
 
 
 def test_a_cut_whose_channel_the_consumer_timeout_closed_is_taken_again(impatient):
