@@ -98,6 +98,40 @@ def test_a_chord_whose_header_member_failed_is_broken_and_its_callback_was_never
     assert "cb" not in {task.id for task in summary.tasks}
 
 
+def main_kill(t):
+    return {"type": "fault", "event": "kill", "fault": "worker-kill", "node": "w1", "t": t, "pids": [7], "main": True}
+
+
+def test_a_chains_link_lost_after_its_predecessors_run_was_killed_was_sent_again_by_the_next_run():
+    # a's first run (pid 7) was killed at 11.6 before its end record; its next run (after the visibility timeout)
+    # succeeded at 23 and sent b again (the same id): the kill does not explain b's loss, a kill after 23 would
+    records = [workflow("w", "chain", ["a", "b"]), pub("a", 10, kind="shop.step"),
+               start("a", 11, kind="shop.step", pid=7), *ran("a", 22, pid=2)]
+    for kill, expected in ((11.6, "never_delivered"), (23.5, "taken_by_killed_worker")):
+        summary, result = verdict([*records, main_kill(kill)], snapshot=snap())
+        b = next(task for task in summary.tasks if task.id == "b")
+        assert (b.cls, b.cause, b.publish_t) == ("lost", expected, 23), kill
+        assert (result.verdict, result.link, result.link_cause) == ("broken", 2, expected), kill
+
+
+def test_a_chords_callback_lost_when_the_run_that_completed_its_header_was_killed_was_lost_with_its_publisher():
+    # b's first run began at 12.5, a had succeeded at 12 and b was killed at 13: that run may have completed the
+    # header and sent the callback; its second run (after the visibility timeout) finds the chord done
+    header = [workflow("w", "chord", ["a", "b"], callback="cb"), *(pub(i, 10, kind="shop.step") for i in "ab"),
+              *ran("a", 11), start("b", 12.5, kind="shop.step", pid=7), *ran("b", 24, pid=2)]
+    summary, result = verdict([*header, main_kill(13.0)], snapshot=snap())
+    callback = next(task for task in summary.tasks if task.id == "cb")
+    assert (callback.cls, callback.cause, callback.publish_t) == ("lost", "publisher_killed", 25)
+    assert (result.verdict, result.link_cause) == ("callback_never", "publisher_killed")
+    # killed before a succeeded, b's first run could not have completed the header; nor could a run that ended
+    # (here in failure); and without a kill nothing explains the loss
+    late_a = [*header[:3], *ran("a", 14), *header[5:], main_kill(13.0)]
+    ended = [*header[:5], end("b", 12.8, "failure", kind="shop.step", pid=7), *header[5:], main_kill(13.0)]
+    for records in (late_a, ended, header):
+        summary, _result = verdict(records, snapshot=snap())
+        assert next(task.cause for task in summary.tasks if task.id == "cb") == "never_delivered"
+
+
 def test_a_canvas_whose_publish_failed_is_publish_failed():
     records = [workflow("w", "group", ["a"], outcome="timeout"), pub("a", 10, "timeout", kind="shop.step")]
     _summary, result = verdict(records)

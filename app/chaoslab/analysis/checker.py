@@ -73,7 +73,12 @@ Classes (every published task id gets exactly one, decided in this order)
         from the queue to the unacknowledged set in two steps, and a main process killed between them takes the
         message with it), ``taken_by_cut_off_worker`` (never received, and published while a network partition
         cut a node off: a worker waiting in BRPOP when the cut began has the message popped for it, and the reply
-        is lost in the cut before the transport could record it as unacknowledged), ``never_delivered`` (never
+        is lost in the cut before the transport could record it as unacknowledged), ``publisher_killed`` (a chord's
+        callback, never received, and a worker's main process was killed while a header execution that may have
+        completed the header ran, an execution that never ended: it may have sent the callback in its last instant,
+        to the killed consumer's blocked BRPOP, or died before sending it, and Celery sends a chord's callback once:
+        the header task run again finds the chord done, or claimed by the dead process; a chain's link is sent
+        again when its predecessor runs again), ``never_delivered`` (never
         received, and nothing explains where it went).
 
     Records for ids that were never published are not classified; their ids and executions count as ``unknown``.
@@ -485,6 +490,10 @@ class _Collector:
         self.effects: list[tuple[float, str, str, dict[str, Any]]] = []
         # when a worker's main process was killed (worker-kill's kill records)
         self.main_kills: list[float] = []
+        # a chord's callback -> the earliest instant its publisher may have sent it, when that is before the success
+        # it counts as published at: a header execution that never ended (killed) may have sent it in its last
+        # instant, its end record never written (a chain's link is sent again by its predecessor's next run)
+        self.published_from: dict[str, float] = {}
         self.triggers: list[dict[str, Any]] = []
         self.clocks = {node: c for node, c in (clocks or {}).items() if c.significant()}
 
@@ -573,8 +582,28 @@ class _Collector:
             elif workflow.callback is not None:
                 done_times = [self._succeeded_at(task_id, stored) for task_id, _kind in workflow.members]
                 if all(done is not None for done in done_times):
-                    added += self._implied(*workflow.callback, max(done for done in done_times if done is not None))
+                    last = max(done for done in done_times if done is not None)
+                    added += self._implied(*workflow.callback, last, self._completers(workflow.members, done_times))
         return added
+
+    def _unended_starts(self, task_id: str, before: float) -> list[float]:
+        """When the executions of *task_id* that started before *before* and never ended began."""
+        state = self.tasks.get(task_id)
+        if state is None:
+            return []
+        return [execution[0] for execution in _pair_executions(state[_HEAD:])
+                if execution[1] is None and execution[0] is not None and execution[0] < before]
+
+    def _completers(self, members: tuple[tuple[str, str], ...], done_times: list[float | None]) -> list[float]:
+        """For a chord's callback: from when each header execution that never ended may have been the one that
+        completed the header and sent the callback (it started, and every other member had succeeded)."""
+        last = max(done for done in done_times if done is not None)
+        found = []
+        for index, (task_id, _kind) in enumerate(members):
+            others = max((done for other, done in enumerate(done_times) if other != index and done is not None),
+                         default=-math.inf)
+            found += [max(started, others) for started in self._unended_starts(task_id, last)]
+        return found
 
     def _succeeded_at(self, task_id: str, stored: Mapping[str, TaskMeta] | None) -> float | None:
         """When a task first ended in success (its ledger's end records, else the result backend's date); None if
@@ -588,11 +617,13 @@ class _Collector:
         meta = (stored or {}).get(task_id)
         return meta.done if meta is not None and meta.state == "SUCCESS" and meta.done is not None else None
 
-    def _implied(self, task_id: str, kind: str, t: float) -> list[str]:
+    def _implied(self, task_id: str, kind: str, t: float, unended: list[float] | None = None) -> list[str]:
         state = self._state(task_id)
         if state[2] is not None:
             return []
         state[0], state[1], state[2], state[3] = kind, t, "ok", t
+        if unended:
+            self.published_from[task_id] = min(unended)
         return [task_id]
 
     def _state(self, task_id: str) -> list[Any]:
@@ -726,6 +757,8 @@ class _Context:
     """When a network partition cut a node off (its fault windows)."""
     revoked: Mapping[str, str] = field(default_factory=dict)
     """Tasks a worker discarded instead of running: id -> expired, revoked or terminated."""
+    published_from: Mapping[str, float] = field(default_factory=dict)
+    """A chord's callback -> the earliest instant its publisher may have sent it (a killed header execution)."""
 
     def process_alive(self, node: str, pid: int, ps: float | None) -> bool | None:
         """Whether a process was alive at collection (None: no alive record for its node)."""
@@ -753,6 +786,11 @@ class _Context:
         still serves a killed process's blocked BRPOP until it has noticed the closed connection, and a message
         pushed meanwhile goes to the dead process."""
         return bool(self.main_kills) and self.main_kills[-1] >= t - KILLED_CONSUMER_LINGER_S
+
+    def main_killed_between(self, start: float, end: float) -> bool:
+        """Whether a worker's main process was killed from *start* (less KILLED_CONSUMER_LINGER_S) to *end*."""
+        index = bisect_left(self.main_kills, start - KILLED_CONSUMER_LINGER_S)
+        return index < len(self.main_kills) and self.main_kills[index] <= end
 
     def broker_restarted_since(self, t: float) -> bool:
         """Whether the broker (re)started after *t*: it forgot what it held then, unless it persisted it."""
@@ -799,7 +837,7 @@ def _running(executions: list[list[Any]], ctx: _Context, meta_state: str | None)
     return "running" if alive else None
 
 
-def _lost_cause(task: list[Any], executions: list[list[Any]], final: str, ctx: _Context) -> str:
+def _lost_cause(task: list[Any], task_id: str, executions: list[list[Any]], final: str, ctx: _Context) -> str:
     if final == "retry":
         return "retry_never_ran"
     if executions:
@@ -815,6 +853,9 @@ def _lost_cause(task: list[Any], executions: list[list[Any]], final: str, ctx: _
         return "taken_by_killed_worker"
     if ctx.cut_off_at(task[3]):
         return "taken_by_cut_off_worker"
+    since = ctx.published_from.get(task_id)
+    if since is not None and ctx.main_killed_between(since, task[3]):
+        return "publisher_killed"
     return "never_delivered"
 
 
@@ -841,7 +882,7 @@ def _classify(task: list[Any], task_id: str, executions: list[list[Any]], ctx: _
     revoked = ctx.revoked.get(task_id) or ("revoked" if meta is not None and meta.state == "REVOKED" else None)
     if revoked:
         return "failed_by_worker", revoked
-    cause = _lost_cause(task, executions, final, ctx)
+    cause = _lost_cause(task, task_id, executions, final, ctx)
     if cause in MAYBE_HELD and ctx.snapshot is not None and ctx.snapshot.unnamed_unacked:
         return "pending", "unacked_unnamed"
     return "lost", cause
@@ -855,7 +896,7 @@ the lab: a chain's link pushed 2 ms after the kill of the worker whose BRPOP was
 # Why a task may be gone though a live consumer could still hold it unacknowledged: RabbitMQ names no unacknowledged
 # message, the workers name those they hold, and when the broker counted more than they named (a worker did not
 # answer) such a task may be one of them: pending, not lost.
-MAYBE_HELD = frozenset({"received_never_started", "never_delivered", "taken_by_cut_off_worker"})
+MAYBE_HELD = frozenset({"received_never_started", "never_delivered", "taken_by_cut_off_worker", "publisher_killed"})
 
 
 def _duplicate_cause(task: list[Any], executions: list[list[Any]]) -> str | None:
@@ -1438,7 +1479,7 @@ def check(
             fault_source = "planned" if fault_list else "none"
         cuts = [(window.start, window.end) for window in fault_list if window.fault in CUT_FAULTS]
         ctx = _Context(collector.alive, sorted(collector.main_kills), snapshot, collector.clocks,
-                       [p.start for p in phase_list], phase_list, cuts, collector.revoked)
+                       [p.start for p in phase_list], phase_list, cuts, collector.revoked, collector.published_from)
         tasks, executions, unknown_ids, unknown_executions = _judge_all(collector, ctx)
         collector.tasks.clear()
         tasks.sort(key=_PUBLISH_ORDER)  # the same order whatever order the records came in
