@@ -135,7 +135,8 @@ def test_with_late_acknowledgement_every_workflow_finishes_and_nothing_is_lost(s
     it once: publisher_killed): only such a loss may break a workflow."""
     found = Cell(shop_run / "cells" / "task_acks_late=true")
     causes = set(found.summary["causes"].get("lost") or {})
-    assert causes <= {"taken_by_killed_worker", "publisher_killed"}, (found.summary["causes"], found.lost_story())
+    assert causes <= {"taken_by_killed_worker", "publisher_killed"}, (found.summary["causes"], found.summary["records"],
+                                                                     found.lost_story())
     taken = found.summary["classes"]["lost"]
     assert taken <= 2, found.summary["causes"]  # two kills: at most one such message each
     verdicts = {verdict for counts in found.summary["workflows"].values() for verdict in counts}
