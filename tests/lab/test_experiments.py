@@ -66,8 +66,12 @@ def test_early_ack_loses_the_tasks_running_at_a_main_process_kill_and_names_them
     summary = assert_verdicts_hold_up(lab, run_dir)
     lost = summary["ids"]["lost"]
     assert summary["classes"]["lost"] >= 1 and len(lost) == summary["classes"]["lost"]
-    # acknowledged when they started, killed with the main process: nothing recorded a failure
-    assert summary["causes"]["lost"] == {"killed_running": len(lost)}, summary["causes"]
+    # acknowledged when they started, killed with the main process: nothing recorded a failure. Besides those, a
+    # message Redis handed to the killed process's blocked BRPOP in the instant of a kill is gone too, whatever the
+    # acknowledgement (seen in CI: published 0.1 ms before a kill): at most one per kill
+    causes = summary["causes"]["lost"]
+    assert set(causes) <= {"killed_running", "taken_by_killed_worker"} and causes["killed_running"] >= 1, causes
+    assert causes.get("taken_by_killed_worker", 0) <= 3, causes  # three kills: 5 s apart in a 12 s phase
     assert lost[0] in proc.stdout.replace("\n", "")  # the verdict output names them
     assert "hypothesis held" in proc.stdout
     assert json.loads((run_dir / "run.json").read_text())["status"] == "completed"
@@ -79,19 +83,26 @@ def test_late_ack_with_reject_on_worker_lost_loses_none(lab, results):
     junit = results / "late.xml"
     proc, run_dir = run_scenario(SCENARIOS / "kill-late-ack.yml", results / "late", 600, "--json", "--junit",
                                  str(junit))
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert proc.returncode in (0, 1), proc.stdout[-3000:] + proc.stderr[-2000:]
     summary = assert_verdicts_hold_up(lab, run_dir)
-    assert summary["classes"]["lost"] == 0 and summary["classes"]["pending"] == 0
+    # Nothing a killed worker held is lost; only a message Redis handed to the killed process's blocked BRPOP in the
+    # instant of a kill is, whatever the acknowledgement (kombu's Redis transport: seen in CI under early
+    # acknowledgement). Then the hypothesis (lost: 0) rightly does not hold, and the run says so.
+    taken = summary["classes"]["lost"]
+    assert set(summary["causes"].get("lost") or {}) <= {"taken_by_killed_worker"} and taken <= 3, summary["causes"]
+    assert summary["classes"]["pending"] == 0
     # for CI: stdout is the JSON document and nothing else (the progress went to stderr), and the JUnit file has a
-    # passing case per hypothesis line
+    # case per hypothesis line, failing only where the hypothesis did not hold
     document = json.loads(proc.stdout)
     (cell,) = document["cells"]
-    assert (document["exit"], cell["passed"], cell["classes"]) == (0, True, summary["classes"])
-    assert "hypothesis held" in proc.stderr
+    assert (proc.returncode, document["exit"], cell["passed"]) == (int(bool(taken)), int(bool(taken)), not taken)
+    assert cell["classes"] == summary["classes"]
+    assert ("hypothesis did not hold" if taken else "hypothesis held") in proc.stderr
     conditions = json.loads((run_dir / "verdict.json").read_text())["conditions"]
     suite = ElementTree.parse(junit).getroot().find("testsuite")
-    assert suite is not None and (suite.get("tests"), suite.get("failures")) == (str(len(conditions)), "0")
-    assert summary["classes"]["completed"] + summary["duplicated"] == summary["tasks"]
+    assert suite is not None and (suite.get("tests"), suite.get("failures")) == (str(len(conditions)),
+                                                                                 str(int(bool(taken))))
+    assert summary["classes"]["completed"] + summary["duplicated"] + taken == summary["tasks"]
     successes = result_backend_successes(lab)
     assert successes
     missing = set(successes) - finished_in_ledger()
