@@ -54,6 +54,11 @@ def shop_run(lab, tmp_path_factory) -> Path:
     return run
 
 
+def flow_ids(flow: dict[str, Any]) -> list[str]:
+    """A workflow record's task ids in order, its callback's last."""
+    return [task_id for task_id, _kind in flow["tasks"]] + ([flow["callback"][0]] if flow["callback"] else [])
+
+
 def rows(path: Path) -> list[dict[str, str]]:
     with path.open(newline="", encoding="utf-8") as handle:
         return list(csv.DictReader(handle))
@@ -77,23 +82,19 @@ class Cell:
             elif record["type"] == "end" and record["outcome"] == "success":
                 self.successes[record["id"]] += 1
 
-
     def lost_story(self) -> list[dict[str, Any]]:
-        """What the records say of each lost task, for a failure's message: its row, where it sits in a workflow,
-        every record naming it, and the main process kills (times relative to its publish)."""
+        """What the records say of each lost task, for a failure's message: its row, where it sits in a workflow
+        (position from 0), every record naming it or its workflow's tasks, and the main process kills (times
+        relative to its publish)."""
         kills = [r["t"] for r in self.records if r.get("event") == "kill" and r.get("main")]
         story = []
         for row in (row for row in self.tasks.values() if row["class"] == "lost"):
             published = float(row["publish_t"])
-            where = [(flow["shape"], [task_id for task_id, _kind in flow["tasks"]].index(row["id"])
-                      if row["id"] != (flow["callback"] or [None])[0] else "callback")
-                     for flow in self.flows.values()
-                     if row["id"] in {task_id for task_id, _kind in flow["tasks"]} | {(flow["callback"] or [None])[0]}]
-            ids = {row["id"]} | {task_id for flow in self.flows.values() for task_id, _kind in flow["tasks"]
-                                 if row["id"] in {member for member, _kind in flow["tasks"]} |
-                                 {(flow["callback"] or [None])[0]}}
+            flows = [(flow, flow_ids(flow)) for flow in self.flows.values() if row["id"] in flow_ids(flow)]
+            ids = {row["id"]}.union(*(members for _flow, members in flows))
             story.append({"row": {key: row[key] for key in ("id", "kind", "cause", "phase", "publish_t")},
-                          "workflow": where, "kills_after_publish_s": [round(t - published, 3) for t in kills],
+                          "workflow": [(flow["shape"], members.index(row["id"])) for flow, members in flows],
+                          "kills_after_publish_s": [round(t - published, 3) for t in kills],
                           "records": [r for r in self.records if r.get("id") in ids]})
         return story
 
@@ -110,7 +111,7 @@ def test_every_workflow_is_judged_as_its_tasks_records_say(cell):
     assert len(found.workflows) == len(found.flows)
     for row in found.workflows:
         flow = found.flows[row["id"]]
-        ids = [task_id for task_id, _kind in flow["tasks"]] + ([flow["callback"][0]] if flow["callback"] else [])
+        ids = flow_ids(flow)
         done = [found.successes[task_id] > 0 for task_id in ids]
         if row["verdict"] in ("finished", "callback_repeated"):
             assert all(done) and not row["link"], (name, row)

@@ -583,7 +583,12 @@ class _Collector:
                 done_times = [self._succeeded_at(task_id, stored) for task_id, _kind in workflow.members]
                 if all(done is not None for done in done_times):
                     last = max(done for done in done_times if done is not None)
-                    added += self._implied(*workflow.callback, last, self._completers(workflow.members, done_times))
+                    implied = self._implied(*workflow.callback, last)
+                    if implied and self.main_kills:  # only a kill can have cut its sender short
+                        since = self._earliest_sender(workflow.members, done_times, last)
+                        if since is not None:
+                            self.published_from[workflow.callback[0]] = since
+                    added += implied
         return added
 
     def _unended_starts(self, task_id: str, before: float) -> list[float]:
@@ -594,16 +599,19 @@ class _Collector:
         return [execution[0] for execution in _pair_executions(state[_HEAD:])
                 if execution[1] is None and execution[0] is not None and execution[0] < before]
 
-    def _completers(self, members: tuple[tuple[str, str], ...], done_times: list[float | None]) -> list[float]:
-        """For a chord's callback: from when each header execution that never ended may have been the one that
-        completed the header and sent the callback (it started, and every other member had succeeded)."""
-        last = max(done for done in done_times if done is not None)
+    def _earliest_sender(self, members: tuple[tuple[str, str], ...], done_times: list[float | None],
+                         last: float) -> float | None:
+        """For a chord's callback counted as published at *last*: the earliest instant a header execution that
+        never ended may have completed the header and sent it (it had started, and every other member had
+        succeeded); None when no such execution started before *last*."""
         found = []
         for index, (task_id, _kind) in enumerate(members):
-            others = max((done for other, done in enumerate(done_times) if other != index and done is not None),
-                         default=-math.inf)
-            found += [max(started, others) for started in self._unended_starts(task_id, last)]
-        return found
+            starts = self._unended_starts(task_id, last)
+            if starts:
+                others = max((done for other, done in enumerate(done_times) if other != index and done is not None),
+                             default=-math.inf)
+                found += [max(started, others) for started in starts]
+        return min(found, default=None)
 
     def _succeeded_at(self, task_id: str, stored: Mapping[str, TaskMeta] | None) -> float | None:
         """When a task first ended in success (its ledger's end records, else the result backend's date); None if
@@ -617,13 +625,11 @@ class _Collector:
         meta = (stored or {}).get(task_id)
         return meta.done if meta is not None and meta.state == "SUCCESS" and meta.done is not None else None
 
-    def _implied(self, task_id: str, kind: str, t: float, unended: list[float] | None = None) -> list[str]:
+    def _implied(self, task_id: str, kind: str, t: float) -> list[str]:
         state = self._state(task_id)
         if state[2] is not None:
             return []
         state[0], state[1], state[2], state[3] = kind, t, "ok", t
-        if unended:
-            self.published_from[task_id] = min(unended)
         return [task_id]
 
     def _state(self, task_id: str) -> list[Any]:
