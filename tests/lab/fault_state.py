@@ -109,6 +109,25 @@ def node_state() -> dict:
             "disk filler": redis_disk_filler(), "disk throttles": disk_throttles()}
 
 
+PROC_ALIVE_TIMEOUT_S = 4.0
+"""Celery's worker_proc_alive_timeout: a pool child not up within it is killed and replaced by a new one."""
+
+
+def settled_node_state(quiet_s: float = PROC_ALIVE_TIMEOUT_S + 2, within_s: float = 120.0) -> dict:
+    """node_state once it has stayed the same for ``quiet_s``: a worker restarted by an earlier test has its pool
+    up (a slow host can see Celery replace a child that was late to come up), so what changes after is ours."""
+    state, since = node_state(), time.monotonic()
+    deadline = since + within_s
+    while time.monotonic() < deadline:
+        time.sleep(1)
+        now = node_state()
+        if now != state:
+            state, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet_s:
+            return state
+    raise AssertionError(f"the lab's nodes did not settle for {quiet_s}s within {within_s}s")
+
+
 def disk_throttles() -> list[str]:
     """Write throttles of block devices (the slow-fsync fault's) in any blkio cgroup of the host."""
     found = []

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 
 from chaoslab.api.operations import LabOperations
 from chaoslab.api.server import create_app
-from fault_state import is_baseline, node_state, probe
+from fault_state import is_baseline, node_state, probe, settled_node_state
 from tests.conftest import ROOT
 
 
@@ -50,7 +50,7 @@ def test_a_fault_started_listed_and_reverted_through_the_api(client):
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer not-the-token"}])
 def test_without_the_token_nothing_happens(client, headers):
-    before = node_state()
+    before = settled_node_state()
     response = client.post("/faults/worker-pause", headers=headers, json={"duration": "30s"})
     assert response.status_code == 401
     assert client.delete("/faults", headers=headers).status_code == 401

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fault_state import is_baseline, node_state, wait_until
+from fault_state import is_baseline, node_state, settled_node_state, wait_until
 from tests.conftest import recap, run_playbook
 
 BAD_INPUT = [
@@ -63,9 +63,16 @@ BAD_INPUT = [
 ]
 
 
+@pytest.fixture(scope="module")
+def settled_lab(lab: dict) -> dict:
+    """The lab once its nodes have settled after the tests before this module (one wait, not one per case)."""
+    settled_node_state()
+    return lab
+
+
 @pytest.mark.parametrize(("fault", "extra", "message"), BAD_INPUT, ids=[f"{f}-{'-'.join(e) or 'none'}"
                                                                          for f, e, _ in BAD_INPUT])
-def test_bad_input_is_refused_in_one_line_and_changes_nothing(lab, fault, extra, message):
+def test_bad_input_is_refused_in_one_line_and_changes_nothing(settled_lab, fault, extra, message):
     before = node_state()
     args = [arg for item in extra for arg in ("-e", item)]
     proc = run_playbook(f"faults/{fault}.yml", *args, check=False)
