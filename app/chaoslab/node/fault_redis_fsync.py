@@ -148,15 +148,18 @@ open(sys.argv[1], "w").write("0")  # join Redis's block I/O cgroup: share its di
 fd = os.open(sys.argv[2], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
 longest, most = float(sys.argv[3]), int(sys.argv[4])
 while sys.stdin.readline():
-    start, first, count = time.monotonic(), None, 0
+    start, count = time.monotonic(), 0
     while count < most and time.monotonic() - start < longest:
         os.write(fd, b"chaoslab fsync probe\\n")
         began = time.monotonic()
         os.fsync(fd)
-        first = time.monotonic() - began if first is None else first
         count += 1
-    print(count, time.monotonic() - start, first, flush=True)
+        print("fsync", time.monotonic() - began, flush=True)
+    print("end", time.monotonic() - start, flush=True)
 """
+STILL_WAITING_S = BURST_S + 0.1
+"""A burst running this long is held up by an fsync the disk has not done: a fast disk ends one within BURST_S and
+the one fsync it started last (milliseconds)."""
 
 
 @dataclass(frozen=True)
@@ -178,6 +181,26 @@ class Burst:
         return self.disk_writes / self.seconds if self.seconds > 0 else math.inf
 
 
+@dataclass
+class InFlight:
+    """The burst the probe is running: when it began, the disk's write count then, its fsyncs done so far."""
+
+    start: float
+    disk_writes: int
+    fsyncs: int = 0
+    first: float | None = None
+
+    def so_far(self, now: float, disk_writes: int) -> Burst | None:
+        """The burst as far as it went by *now*, once it has run so long that an fsync the disk has not done holds
+        it up (None before: it may simply not be done yet). An fsync still waiting counts as its first when it
+        is: at least as long as it has waited."""
+        seconds = now - self.start
+        if seconds < STILL_WAITING_S:
+            return None
+        return Burst(self.fsyncs, seconds, seconds if self.first is None else self.first,
+                     disk_writes - self.disk_writes)
+
+
 class FsyncProbe:
     """A process in Redis's block I/O cgroup (it shares Redis's budget of the disk) that, once per ``burst()``,
     writes a line to a file in Redis's dir and fsyncs it, back to back for up to BURST_S: how many small
@@ -186,6 +209,7 @@ class FsyncProbe:
     def __init__(self, procs_file: Path, directory: Path, device: str) -> None:
         self.path = directory / PROBE_FILE
         self.stat = Path(f"/sys/dev/block/{device}/stat")
+        self.current: InFlight | None = None
         self.process = subprocess.Popen([sys.executable, "-c", PROBE_SOURCE, str(procs_file), str(self.path),
                                          str(BURST_S), str(BURST_MAX)],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -193,16 +217,31 @@ class FsyncProbe:
     def burst(self) -> Burst | None:
         assert self.process.stdin is not None and self.process.stdout is not None
         try:
-            writes = self._disk_writes()
+            current = self.current = InFlight(time.monotonic(), self._disk_writes())
             self.process.stdin.write("1\n")
             self.process.stdin.flush()
-            fields = self.process.stdout.readline().split()
-            writes = self._disk_writes() - writes
+            while (fields := self.process.stdout.readline().split())[:1] == ["fsync"] and len(fields) == 2:
+                current.first = float(fields[1]) if current.first is None else current.first
+                current.fsyncs += 1
+            writes = self._disk_writes() - current.disk_writes
+        except (OSError, ValueError):
+            return None
+        finally:
+            self.current = None
+        if len(fields) != 2 or fields[0] != "end" or current.first is None:  # the probe died (Redis's dir went)
+            return None
+        return Burst(current.fsyncs, float(fields[1]), current.first, writes)
+
+    def in_flight(self) -> Burst | None:
+        """The burst still running, as far as it went, when an fsync the disk has not done holds it up: a disk
+        slow enough to hold the probe's first fsync for a whole window still shows in it (see InFlight.so_far)."""
+        current = self.current
+        if current is None:
+            return None
+        try:
+            return current.so_far(time.monotonic(), self._disk_writes())
         except OSError:
             return None
-        if len(fields) != 3:  # the probe died (Redis's dir went away)
-            return None
-        return Burst(int(fields[0]), float(fields[1]), float(fields[2]), writes)
 
     def _disk_writes(self) -> int:
         """Writes the disk completed so far (the block layer's count, /sys/dev/block/<dev>/stat)."""
@@ -299,9 +338,11 @@ def slow_fsync_effect(values: dict[str, Any], node: Node) -> Any:
         for work in (write_often, probe_often):
             threading.Thread(target=work, daemon=True).start()
         window.ended.wait()  # the fault ends now: take what was seen, and leave the probe and a SET in flight
+        held = probe.in_flight()
         probe.close(wait=0)
         waited = [time.monotonic() - sent for sent in in_flight]  # a write still waiting: at least this long
-        writes, bursts = writes + waited, list(bursts)
+        # a burst still held up counts only when none ended: the disk held the probe's fsyncs the whole window
+        writes, bursts = writes + waited, list(bursts) or ([held] if held else [])
         after = seen.get("delayed")
         persistence = {key: seen[key] for key in ("aof_enabled", "appendfsync", "save") if key in seen}
         persists = bool(persistence.get("aof_enabled") or persistence.get("save"))
@@ -316,18 +357,31 @@ def slow_fsync_effect(values: dict[str, Any], node: Node) -> Any:
         how = (f"bursts of back-to-back small writes and fsyncs in Redis's dir (up to {BURST_S:g} s, one every "
                f"{PROBE_EVERY_S:g} s) by a probe in Redis's block I/O cgroup, so sharing Redis's budget of the "
                "disk, before the fault and while it lasts, and the writes the disk completed meanwhile (the block "
-               "layer's count: an fsync on ext4 writes the data and the journal); a client's SET every "
+               "layer's count: an fsync on ext4 writes the data and the journal); when no burst ended while the "
+               "fault lasted, the one an fsync still held up counts with what it did so far, that fsync as long "
+               "as it had waited; a client's SET every "
                f"{WRITE_EVERY_S:g} s and the time Redis took to answer it; Redis's own count of fsyncs it waited "
                "for (INFO persistence aof_delayed_fsync); and whether Redis writes to the disk at all (an AOF or "
                "RDB save points: without either the slow disk does not reach Redis, and the fault is not "
                "effective)")
         # an fsync needs at least one write the cap holds back: the fsyncs' rate is below the cap when it holds
         # (the disk's own count may include writes another cgroup made, e.g. the journal's under cgroup v2)
-        ratio = None if not rate else min(iops / rate, (baseline or math.inf) / iops)
+        ratio = cap_ratio(iops, rate, baseline)
         return effect({"disk_writes_per_s_at_most": iops}, measured, ratio, how,
                       effective=persists and ratio is not None and ratio >= EFFECTIVE)
 
     return during
+
+
+def cap_ratio(iops: int, rate: float | None, baseline: float | None) -> float | None:
+    """How far the probe's fsyncs a second during the fault (*rate*) are below the cap, and the cap below the disk's
+    rate before (*baseline*): the smaller of the two. None without a rate during the fault, or when neither bounds
+    it (no fsync done in a whole burst, and no rate before)."""
+    if rate is None:
+        return None
+    below = iops / rate if rate > 0 else math.inf
+    ratio = min(below, math.inf if baseline is None else baseline / iops)
+    return None if math.isinf(ratio) else ratio
 
 
 def _ms(seconds: float | None) -> float | None:
