@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from celery.concurrency.asynpool import PROC_ALIVE_TIMEOUT
 
 from chaoslab.node.cgroupfs import read_keyed
 from lab_state import CGROUP_ROOT, lab_namespaces, lab_processes
@@ -109,13 +110,10 @@ def node_state() -> dict:
             "disk filler": redis_disk_filler(), "disk throttles": disk_throttles()}
 
 
-PROC_ALIVE_TIMEOUT_S = 4.0
-"""Celery's worker_proc_alive_timeout: a pool child not up within it is killed and replaced by a new one."""
-
-
-def settled_node_state(quiet_s: float = PROC_ALIVE_TIMEOUT_S + 2, within_s: float = 120.0) -> dict:
+def settled_node_state(quiet_s: float = PROC_ALIVE_TIMEOUT + 2, within_s: float = 120.0) -> dict:
     """node_state once it has stayed the same for ``quiet_s``: a worker restarted by an earlier test has its pool
-    up (a slow host can see Celery replace a child that was late to come up), so what changes after is ours."""
+    up (a slow host can see Celery replace a child not up within worker_proc_alive_timeout, which the lab leaves at
+    Celery's default), so what changes after is ours."""
     state, since = node_state(), time.monotonic()
     deadline = since + within_s
     while time.monotonic() < deadline:
